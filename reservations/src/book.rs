@@ -1,0 +1,490 @@
+//! A region's book: its pools and transfer records, and the one place where
+//! events change them ([`apply_event`]). The same code applies committed
+//! events to a [`crate::RegionState`] and speculative ones to an [`Overlay`].
+
+use crate::account::AccountKind;
+use crate::event::{Event, EventBody, Release, Transfer, TransferKind};
+use crate::ids::{AccountId, RegionId, TransferId};
+use crate::money::{BALANCE_UNITS_MAX, CurrencyCode};
+use ledger_hlc::Stamp;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One account's reservation pool in one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    /// Spendable in this region without asking any other.
+    pub available: i128,
+    /// Taken out of `available` by pending transfers not yet resolved.
+    pub held: i128,
+    pub currency: CurrencyCode,
+    pub kind: AccountKind,
+}
+
+impl Pool {
+    pub(crate) fn new(currency: CurrencyCode, kind: AccountKind) -> Self {
+        Self {
+            available: 0,
+            held: 0,
+            currency,
+            kind,
+        }
+    }
+
+    /// Invariant 1, asserted after every change in every build: a pool with a
+    /// floor never goes below it, and no pool leaves the representable range.
+    fn assert_valid(&self, account: AccountId) {
+        assert!(
+            self.held >= 0 && self.held <= BALANCE_UNITS_MAX,
+            "held of {account} out of range: {self:?}"
+        );
+        assert!(
+            self.available.abs() <= BALANCE_UNITS_MAX,
+            "available of {account} out of range: {self:?}"
+        );
+        assert!(
+            !self.kind.is_bounded() || self.available >= 0,
+            "available of {account} below zero: {self:?}"
+        );
+    }
+}
+
+/// Where a pending transfer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingState {
+    Open { deadline_ns: u64 },
+    Posted { units: u128 },
+    Voided,
+    Expired,
+}
+
+impl PendingState {
+    pub const fn name(&self) -> &'static str {
+        match self {
+            PendingState::Open { .. } => "open",
+            PendingState::Posted { .. } => "posted",
+            PendingState::Voided => "voided",
+            PendingState::Expired => "expired",
+        }
+    }
+}
+
+/// A transfer as a region keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRecord {
+    pub transfer: Transfer,
+    /// The region that decided it.
+    pub origin: RegionId,
+    pub stamp: Stamp,
+    /// For a pending transfer, where it stands.
+    pub pending: Option<PendingState>,
+    /// How much of it has been refunded.
+    pub refunded: u128,
+}
+
+/// A log that does not fit the state it is applied to: a bug or a corrupt
+/// log. Fatal: the node must stop rather than go on with a wrong state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("region {region}: stamp {stamp} is older than the last applied {last}")]
+    StampBackwards {
+        region: RegionId,
+        stamp: Stamp,
+        last: Stamp,
+    },
+    #[error("region {region}: transfer {id} applied twice")]
+    DuplicateTransfer { region: RegionId, id: TransferId },
+    #[error("region {region}: {id} is not an open pending transfer")]
+    PendingNotOpen { region: RegionId, id: TransferId },
+    #[error("region {region}: refund of unknown or unrefundable {id}")]
+    PaymentMissing { region: RegionId, id: TransferId },
+    #[error("region {region}: account {account} has currency {pool}, event says {event}")]
+    CurrencyMismatch {
+        region: RegionId,
+        account: AccountId,
+        pool: CurrencyCode,
+        event: CurrencyCode,
+    },
+    #[error("region {region}: {what} sequence {seq} where {expected} was next")]
+    SequenceGap {
+        region: RegionId,
+        what: &'static str,
+        seq: u64,
+        expected: u64,
+    },
+    #[error("event of unknown region {0}")]
+    UnknownRegion(RegionId),
+    #[error("control log: {0}")]
+    Control(&'static str),
+}
+
+/// What decisions read of a region, and what applying an event changes.
+pub(crate) trait Book {
+    fn region(&self) -> RegionId;
+    fn pool(&self, account: AccountId) -> Option<&Pool>;
+    fn transfer(&self, id: TransferId) -> Option<&TransferRecord>;
+    /// The sequence number of the last release to `to` (0: none yet).
+    fn released_to(&self, to: RegionId) -> u64;
+    /// The highest sequence number granted from `from` (0: none yet).
+    fn granted_from(&self, from: RegionId) -> u64;
+    fn last_stamp(&self) -> Stamp;
+
+    /// The pool, created empty if the account has none here yet.
+    fn pool_mut(
+        &mut self,
+        account: AccountId,
+        currency: CurrencyCode,
+        kind: AccountKind,
+    ) -> &mut Pool;
+    fn transfer_mut(&mut self, id: TransferId) -> Option<&mut TransferRecord>;
+    fn put_transfer(&mut self, record: TransferRecord);
+    fn set_released_to(&mut self, to: RegionId, seq: u64);
+    fn set_granted_from(&mut self, from: RegionId, seq: u64);
+    fn set_last_stamp(&mut self, stamp: Stamp);
+
+    /// The available amount of the account here (0 when it has no pool).
+    fn available(&self, account: AccountId) -> i128 {
+        self.pool(account).map_or(0, |pool| pool.available)
+    }
+}
+
+/// The deadline of a pending transfer stamped `stamp`.
+pub(crate) fn deadline_ns(stamp: Stamp, timeout_ms: u64) -> u64 {
+    stamp
+        .physical_ns()
+        .saturating_add(timeout_ms.saturating_mul(1_000_000))
+}
+
+/// Applies one event to a book. Everything the event needs is checked before
+/// anything changes, so an error leaves the book as it was.
+pub(crate) fn apply_event<B: Book>(book: &mut B, event: &Event) -> Result<(), ApplyError> {
+    let region = book.region();
+    let last = book.last_stamp();
+    if event.stamp < last {
+        return Err(ApplyError::StampBackwards {
+            region,
+            stamp: event.stamp,
+            last,
+        });
+    }
+    match &event.body {
+        EventBody::Transfer(transfer) => apply_transfer(book, event.stamp, transfer)?,
+        EventBody::PendingExpired { pending_id } => {
+            let pending = open_pending(book, *pending_id)?;
+            release_hold(book, &pending, 0, PendingState::Expired);
+        }
+        EventBody::Released { release, to, seq } => {
+            let expected = book.released_to(*to) + 1;
+            check_sequence(region, "release", *seq, expected)?;
+            check_currency(book, release.account, release.currency)?;
+            let pool = book.pool_mut(release.account, release.currency, release.kind);
+            pool.available -= units(release.units);
+            pool.assert_valid(release.account);
+            book.set_released_to(*to, *seq);
+        }
+        EventBody::Granted { release, from, seq } => {
+            let expected = book.granted_from(*from) + 1;
+            check_sequence(region, "grant", *seq, expected)?;
+            check_currency(book, release.account, release.currency)?;
+            let pool = book.pool_mut(release.account, release.currency, release.kind);
+            pool.available += units(release.units);
+            pool.assert_valid(release.account);
+            book.set_granted_from(*from, *seq);
+        }
+    }
+    book.set_last_stamp(event.stamp);
+    Ok(())
+}
+
+fn apply_transfer<B: Book>(
+    book: &mut B,
+    stamp: Stamp,
+    transfer: &Transfer,
+) -> Result<(), ApplyError> {
+    let region = book.region();
+    if book.transfer(transfer.id).is_some() {
+        return Err(ApplyError::DuplicateTransfer {
+            region,
+            id: transfer.id,
+        });
+    }
+    check_currency(book, transfer.debit, transfer.currency)?;
+    check_currency(book, transfer.credit, transfer.currency)?;
+    let amount = units(transfer.units);
+    let mut pending = None;
+    match transfer.kind {
+        TransferKind::Posted => move_available(book, transfer, amount),
+        TransferKind::Refund { payment_id } => {
+            let refundable = book
+                .transfer(payment_id)
+                .is_some_and(|payment| refundable_units(payment).is_some());
+            if !refundable {
+                return Err(ApplyError::PaymentMissing {
+                    region,
+                    id: payment_id,
+                });
+            }
+            move_available(book, transfer, amount);
+            if let Some(payment) = book.transfer_mut(payment_id) {
+                payment.refunded += transfer.units;
+            }
+        }
+        TransferKind::Pending { timeout_ms } => {
+            let debit = book.pool_mut(transfer.debit, transfer.currency, transfer.debit_kind);
+            debit.available -= amount;
+            debit.held += amount;
+            debit.assert_valid(transfer.debit);
+            pending = Some(PendingState::Open {
+                deadline_ns: deadline_ns(stamp, timeout_ms),
+            });
+        }
+        TransferKind::PostPending { pending_id } => {
+            let held = open_pending(book, pending_id)?;
+            release_hold(
+                book,
+                &held,
+                transfer.units,
+                PendingState::Posted {
+                    units: transfer.units,
+                },
+            );
+        }
+        TransferKind::VoidPending { pending_id } => {
+            let held = open_pending(book, pending_id)?;
+            release_hold(book, &held, 0, PendingState::Voided);
+        }
+    }
+    book.put_transfer(TransferRecord {
+        transfer: transfer.clone(),
+        origin: region,
+        stamp,
+        pending,
+        refunded: 0,
+    });
+    Ok(())
+}
+
+/// The pending transfer `id` if it is open, as the parts a resolution needs.
+fn open_pending<B: Book>(book: &B, id: TransferId) -> Result<Transfer, ApplyError> {
+    match book.transfer(id) {
+        Some(record) if matches!(record.pending, Some(PendingState::Open { .. })) => {
+            Ok(record.transfer.clone())
+        }
+        _ => Err(ApplyError::PendingNotOpen {
+            region: book.region(),
+            id,
+        }),
+    }
+}
+
+/// Resolves a pending transfer: `posted` units go to the credit account, the
+/// rest of the hold returns to the debit account.
+fn release_hold<B: Book>(book: &mut B, pending: &Transfer, posted: u128, state: PendingState) {
+    let held = units(pending.units);
+    let posted = units(posted);
+    let debit = book.pool_mut(pending.debit, pending.currency, pending.debit_kind);
+    debit.held -= held;
+    debit.available += held - posted;
+    debit.assert_valid(pending.debit);
+    if posted > 0 {
+        let credit = book.pool_mut(pending.credit, pending.currency, pending.credit_kind);
+        credit.available += posted;
+        credit.assert_valid(pending.credit);
+    }
+    if let Some(record) = book.transfer_mut(pending.id) {
+        record.pending = Some(state);
+    }
+}
+
+fn move_available<B: Book>(book: &mut B, transfer: &Transfer, amount: i128) {
+    let debit = book.pool_mut(transfer.debit, transfer.currency, transfer.debit_kind);
+    debit.available -= amount;
+    debit.assert_valid(transfer.debit);
+    let credit = book.pool_mut(transfer.credit, transfer.currency, transfer.credit_kind);
+    credit.available += amount;
+    credit.assert_valid(transfer.credit);
+}
+
+fn check_currency<B: Book>(
+    book: &B,
+    account: AccountId,
+    currency: CurrencyCode,
+) -> Result<(), ApplyError> {
+    match book.pool(account) {
+        Some(pool) if pool.currency != currency => Err(ApplyError::CurrencyMismatch {
+            region: book.region(),
+            account,
+            pool: pool.currency,
+            event: currency,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn check_sequence(
+    region: RegionId,
+    what: &'static str,
+    seq: u64,
+    expected: u64,
+) -> Result<(), ApplyError> {
+    if seq == expected {
+        Ok(())
+    } else {
+        Err(ApplyError::SequenceGap {
+            region,
+            what,
+            seq,
+            expected,
+        })
+    }
+}
+
+/// Units as a signed amount. Every amount is at most `AMOUNT_UNITS_MAX`
+/// (checked when it is decided), far inside `i128`.
+pub(crate) fn units(units: u128) -> i128 {
+    i128::try_from(units).unwrap_or(i128::MAX)
+}
+
+/// How much of a transfer could ever be refunded: a posted transfer all of
+/// it, a posted pending transfer what was posted; nothing else is a payment.
+pub(crate) fn refundable_units(record: &TransferRecord) -> Option<u128> {
+    match (record.transfer.kind, record.pending) {
+        (TransferKind::Posted, _) => Some(record.transfer.units),
+        (TransferKind::Pending { .. }, Some(PendingState::Posted { units })) => Some(units),
+        _ => None,
+    }
+}
+
+/// Speculative changes over a book: decisions of a batch (or of one linked
+/// chain) read the committed book plus the events decided before them,
+/// without touching the committed book. Dropping the overlay forgets them.
+pub(crate) struct Overlay<'a, B: Book> {
+    base: &'a B,
+    pools: FxHashMap<AccountId, Pool>,
+    transfers: FxHashMap<TransferId, TransferRecord>,
+    released_to: BTreeMap<RegionId, u64>,
+    granted_from: BTreeMap<RegionId, u64>,
+    last_stamp: Stamp,
+}
+
+impl<'a, B: Book> Overlay<'a, B> {
+    pub(crate) fn new(base: &'a B) -> Self {
+        Self {
+            base,
+            pools: FxHashMap::default(),
+            transfers: FxHashMap::default(),
+            released_to: BTreeMap::new(),
+            granted_from: BTreeMap::new(),
+            last_stamp: base.last_stamp(),
+        }
+    }
+
+    /// Moves the changes of `inner` (an overlay over this one) into this one.
+    pub(crate) fn absorb(&mut self, inner: Changes) {
+        self.pools.extend(inner.pools);
+        self.transfers.extend(inner.transfers);
+        self.released_to.extend(inner.released_to);
+        self.granted_from.extend(inner.granted_from);
+        self.last_stamp = self.last_stamp.max(inner.last_stamp);
+    }
+
+    pub(crate) fn into_changes(self) -> Changes {
+        Changes {
+            pools: self.pools,
+            transfers: self.transfers,
+            released_to: self.released_to,
+            granted_from: self.granted_from,
+            last_stamp: self.last_stamp,
+        }
+    }
+}
+
+/// The changes an overlay holds, detached from the book it was over.
+pub(crate) struct Changes {
+    pools: FxHashMap<AccountId, Pool>,
+    transfers: FxHashMap<TransferId, TransferRecord>,
+    released_to: BTreeMap<RegionId, u64>,
+    granted_from: BTreeMap<RegionId, u64>,
+    last_stamp: Stamp,
+}
+
+impl<B: Book> Book for Overlay<'_, B> {
+    fn region(&self) -> RegionId {
+        self.base.region()
+    }
+
+    fn pool(&self, account: AccountId) -> Option<&Pool> {
+        self.pools.get(&account).or_else(|| self.base.pool(account))
+    }
+
+    fn transfer(&self, id: TransferId) -> Option<&TransferRecord> {
+        self.transfers.get(&id).or_else(|| self.base.transfer(id))
+    }
+
+    fn released_to(&self, to: RegionId) -> u64 {
+        self.released_to
+            .get(&to)
+            .copied()
+            .unwrap_or_else(|| self.base.released_to(to))
+    }
+
+    fn granted_from(&self, from: RegionId) -> u64 {
+        self.granted_from
+            .get(&from)
+            .copied()
+            .unwrap_or_else(|| self.base.granted_from(from))
+    }
+
+    fn last_stamp(&self) -> Stamp {
+        self.last_stamp
+    }
+
+    fn pool_mut(
+        &mut self,
+        account: AccountId,
+        currency: CurrencyCode,
+        kind: AccountKind,
+    ) -> &mut Pool {
+        let base = self.base;
+        self.pools.entry(account).or_insert_with(|| {
+            base.pool(account)
+                .copied()
+                .unwrap_or_else(|| Pool::new(currency, kind))
+        })
+    }
+
+    fn transfer_mut(&mut self, id: TransferId) -> Option<&mut TransferRecord> {
+        if !self.transfers.contains_key(&id) {
+            let copied = self.base.transfer(id)?.clone();
+            self.transfers.insert(id, copied);
+        }
+        self.transfers.get_mut(&id)
+    }
+
+    fn put_transfer(&mut self, record: TransferRecord) {
+        self.transfers.insert(record.transfer.id, record);
+    }
+
+    fn set_released_to(&mut self, to: RegionId, seq: u64) {
+        self.released_to.insert(to, seq);
+    }
+
+    fn set_granted_from(&mut self, from: RegionId, seq: u64) {
+        self.granted_from.insert(from, seq);
+    }
+
+    fn set_last_stamp(&mut self, stamp: Stamp) {
+        self.last_stamp = stamp;
+    }
+}
+
+/// Releases in and out of one region, per account: what the global view adds
+/// back for reservation in flight between regions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    pub released: u128,
+    pub granted: u128,
+}
+
+pub(crate) type ReleaseLog = BTreeMap<(RegionId, u64), Release>;

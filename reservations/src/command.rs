@@ -1,0 +1,126 @@
+use crate::account::{Metadata, NewAccount};
+use crate::ids::{AccountId, RegionId, TransferId};
+use crate::money::{Currency, CurrencyCode};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The longest a pending transfer may wait to be posted or voided.
+pub const PENDING_TIMEOUT_MS_MAX: u64 = 30 * 24 * 60 * 60 * 1000;
+
+/// A movement of money from one account to another, as a client asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// The idempotency key.
+    pub id: TransferId,
+    pub debit: AccountId,
+    pub credit: AccountId,
+    pub amount: Decimal,
+    /// Must equal both accounts' currency.
+    pub currency: CurrencyCode,
+    pub reference: Option<String>,
+    pub metadata: Metadata,
+    /// The region that decides this transfer; `None` on a first submission
+    /// means the region that receives it. A retry names the region of the
+    /// first attempt, so that no other region ever decides it a second time.
+    pub origin: Option<RegionId>,
+}
+
+/// A money command, decided by one region against its own pools.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Moves the amount at once.
+    Transfer(TransferRequest),
+    /// Takes the amount out of what the debit account can spend, until it is
+    /// posted, voided, or voided by the ledger when the timeout is reached.
+    CreatePending {
+        transfer: TransferRequest,
+        timeout_ms: u64,
+    },
+    /// Posts a pending transfer, whole (`amount: None`) or in part; what is not
+    /// posted returns to the debit account. `id` is the posting's own key.
+    PostPending {
+        id: TransferId,
+        pending_id: TransferId,
+        amount: Option<Decimal>,
+        origin: Option<RegionId>,
+    },
+    /// Cancels a pending transfer; the held amount returns to the debit account.
+    VoidPending {
+        id: TransferId,
+        pending_id: TransferId,
+        origin: Option<RegionId>,
+    },
+    /// Voids a pending transfer whose timeout has passed (by the stamp it is
+    /// decided with). Sent by the ledger itself.
+    ExpirePending { pending_id: TransferId },
+    /// Returns money of a payment to its payer: debits the payment's credit
+    /// account and credits its debit account, never more than what is left.
+    Refund {
+        id: TransferId,
+        payment_id: TransferId,
+        amount: Decimal,
+        reference: Option<String>,
+        metadata: Metadata,
+        origin: Option<RegionId>,
+    },
+    /// Moves spending power of an account from this region's pool to another
+    /// region's. Money does not move; reservation does.
+    Release {
+        account: AccountId,
+        amount: Decimal,
+        to: RegionId,
+    },
+    /// Takes in a release seen in another region's log: the `seq`-th release
+    /// from `from` to this region.
+    Grant { from: RegionId, seq: u64 },
+}
+
+impl Command {
+    /// The transfer id the command creates, if it creates one.
+    pub fn transfer_id(&self) -> Option<TransferId> {
+        match self {
+            Command::Transfer(transfer) | Command::CreatePending { transfer, .. } => {
+                Some(transfer.id)
+            }
+            Command::PostPending { id, .. }
+            | Command::VoidPending { id, .. }
+            | Command::Refund { id, .. } => Some(*id),
+            Command::ExpirePending { .. } | Command::Release { .. } | Command::Grant { .. } => None,
+        }
+    }
+}
+
+/// One command of a batch. A member with `linked` set is chained to the next
+/// one: the chain succeeds or fails as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub command: Command,
+    pub linked: bool,
+}
+
+impl Item {
+    pub fn single(command: Command) -> Self {
+        Self {
+            command,
+            linked: false,
+        }
+    }
+
+    pub fn linked(command: Command) -> Self {
+        Self {
+            command,
+            linked: true,
+        }
+    }
+}
+
+/// A command for the global control log: the rare operations that must be
+/// unique cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlCommand {
+    RegisterCurrency(Currency),
+    CreateAccount(NewAccount),
+    Freeze { account: AccountId },
+    Unfreeze { account: AccountId },
+    Close { account: AccountId },
+}

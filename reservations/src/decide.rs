@@ -1,0 +1,499 @@
+//! Deciding money commands: pure functions of the ledger and a region book
+//! (committed, or committed plus the speculative events of a batch).
+
+use crate::Decision;
+use crate::account::{Account, AccountStatus, Metadata, REFERENCE_BYTES_MAX};
+use crate::book::{Book, PendingState, TransferRecord, refundable_units, units};
+use crate::command::{Command, PENDING_TIMEOUT_MS_MAX, TransferRequest};
+use crate::control::{validate_metadata, validate_text};
+use crate::event::{Event, EventBody, Release, Transfer, TransferKind};
+use crate::ids::{AccountId, RegionId, TransferId};
+use crate::ledger::Ledger;
+use crate::money::{BALANCE_UNITS_MAX, Currency, CurrencyCode};
+use crate::reject::{Reject, Shortfall};
+use ledger_hlc::Stamp;
+use rust_decimal::Decimal;
+
+type Decided = Result<Option<EventBody>, Reject>;
+
+pub(crate) fn decide<B: Book>(
+    ledger: &Ledger,
+    book: &B,
+    command: &Command,
+    stamp: Stamp,
+) -> Result<Decision<Event>, Reject> {
+    let last = book.last_stamp();
+    if stamp < last {
+        return Err(Reject::StaleStamp { stamp, last });
+    }
+    let decider = Decider {
+        ledger,
+        book,
+        stamp,
+    };
+    let body = match command {
+        Command::Transfer(request) => decider.transfer(request, TransferKind::Posted)?,
+        Command::CreatePending {
+            transfer,
+            timeout_ms,
+        } => {
+            if *timeout_ms == 0 || *timeout_ms > PENDING_TIMEOUT_MS_MAX {
+                return Err(Reject::InvalidTimeout {
+                    timeout_ms: *timeout_ms,
+                    max_ms: PENDING_TIMEOUT_MS_MAX,
+                });
+            }
+            decider.transfer(
+                transfer,
+                TransferKind::Pending {
+                    timeout_ms: *timeout_ms,
+                },
+            )?
+        }
+        Command::PostPending {
+            id,
+            pending_id,
+            amount,
+            origin,
+        } => decider.resolve(*id, *pending_id, Resolution::Post(*amount), *origin)?,
+        Command::VoidPending {
+            id,
+            pending_id,
+            origin,
+        } => decider.resolve(*id, *pending_id, Resolution::Void, *origin)?,
+        Command::ExpirePending { pending_id } => decider.expire(*pending_id)?,
+        Command::Refund {
+            id,
+            payment_id,
+            amount,
+            reference,
+            metadata,
+            origin,
+        } => decider.refund(
+            *id,
+            *payment_id,
+            *amount,
+            Details {
+                reference: reference.as_deref(),
+                metadata,
+            },
+            *origin,
+        )?,
+        Command::Release {
+            account,
+            amount,
+            to,
+        } => decider.release(*account, *amount, *to)?,
+        Command::Grant { from, seq } => decider.grant(*from, *seq)?,
+    };
+    Ok(match body {
+        Some(body) => Decision::Append(Event { stamp, body }),
+        None => Decision::AlreadyApplied,
+    })
+}
+
+struct Decider<'a, B: Book> {
+    ledger: &'a Ledger,
+    book: &'a B,
+    stamp: Stamp,
+}
+
+impl<'a, B: Book> Decider<'a, B> {
+    fn transfer(&self, request: &TransferRequest, kind: TransferKind) -> Decided {
+        self.check_origin(request.origin)?;
+        let currency = self.currency(request.currency)?;
+        let units = currency
+            .units(request.amount)
+            .map_err(Reject::InvalidAmount)?;
+        let details = Details {
+            reference: request.reference.as_deref(),
+            metadata: &request.metadata,
+        };
+        details.validate()?;
+        if let Some(record) = self.existing(request.id)? {
+            let same = record.transfer.debit == request.debit
+                && record.transfer.credit == request.credit
+                && record.transfer.kind == kind
+                && record.transfer.units == units
+                && record.transfer.currency == request.currency
+                && details.same(record);
+            return if same {
+                Ok(None)
+            } else {
+                Err(Reject::IdempotencyConflict(request.id))
+            };
+        }
+        if request.debit == request.credit {
+            return Err(Reject::SameAccount(request.debit));
+        }
+        let debit = self.active_account(request.debit)?;
+        let credit = self.active_account(request.credit)?;
+        for account in [debit, credit] {
+            if account.currency.code != request.currency {
+                return Err(Reject::CurrencyMismatch {
+                    account: account.id,
+                    expected: account.currency.code,
+                    got: request.currency,
+                });
+            }
+        }
+        self.check_funds(debit, currency, units)?;
+        self.check_range(debit.id, -units_i(units))?;
+        if let TransferKind::Pending { .. } = kind {
+            let held = self.book.pool(debit.id).map_or(0, |pool| pool.held);
+            if held + units_i(units) > BALANCE_UNITS_MAX {
+                return Err(Reject::BalanceOverflow(debit.id));
+            }
+        } else {
+            self.check_range(credit.id, units_i(units))?;
+        }
+        Ok(Some(EventBody::Transfer(
+            details.transfer(request.id, debit, credit, units, kind),
+        )))
+    }
+
+    /// Posts or voids an open pending transfer of this region.
+    fn resolve(
+        &self,
+        id: TransferId,
+        pending_id: TransferId,
+        resolution: Resolution,
+        origin: Option<RegionId>,
+    ) -> Decided {
+        self.check_origin(origin)?;
+        let pending = self.pending(pending_id)?;
+        let held = pending.transfer.units;
+        let currency = self.currency(pending.transfer.currency)?;
+        let (units, kind) = match resolution {
+            Resolution::Post(None) => (held, TransferKind::PostPending { pending_id }),
+            Resolution::Post(Some(amount)) => (
+                currency.units(amount).map_err(Reject::InvalidAmount)?,
+                TransferKind::PostPending { pending_id },
+            ),
+            Resolution::Void => (held, TransferKind::VoidPending { pending_id }),
+        };
+        if let Some(record) = self.existing(id)? {
+            return if record.transfer.kind == kind && record.transfer.units == units {
+                Ok(None)
+            } else {
+                Err(Reject::IdempotencyConflict(id))
+            };
+        }
+        match pending.pending {
+            Some(PendingState::Open { deadline_ns }) if self.stamp.physical_ns() < deadline_ns => {}
+            Some(PendingState::Open { .. } | PendingState::Expired) => {
+                return Err(Reject::PendingExpired(pending_id));
+            }
+            Some(state) => {
+                return Err(Reject::PendingAlreadyResolved {
+                    id: pending_id,
+                    state: state.name(),
+                });
+            }
+            None => return Err(Reject::NotPending(pending_id)),
+        }
+        if units > held {
+            return Err(Reject::PostExceedsPending {
+                requested: currency.money(units_i(units)),
+                pending: currency.money(units_i(held)),
+            });
+        }
+        let posted = match kind {
+            TransferKind::PostPending { .. } => units,
+            _ => 0,
+        };
+        let transfer = &pending.transfer;
+        self.check_range(transfer.debit, units_i(held - posted))?;
+        self.check_range(transfer.credit, units_i(posted))?;
+        Ok(Some(EventBody::Transfer(Transfer {
+            id,
+            debit: transfer.debit,
+            credit: transfer.credit,
+            units,
+            currency: transfer.currency,
+            debit_kind: transfer.debit_kind,
+            credit_kind: transfer.credit_kind,
+            kind,
+            reference: None,
+            metadata: None,
+        })))
+    }
+
+    fn expire(&self, pending_id: TransferId) -> Decided {
+        let pending = self.pending(pending_id)?;
+        match pending.pending {
+            Some(PendingState::Open { deadline_ns }) => {
+                if self.stamp.physical_ns() < deadline_ns {
+                    return Err(Reject::PendingNotExpired {
+                        id: pending_id,
+                        deadline_ns,
+                    });
+                }
+                Ok(Some(EventBody::PendingExpired { pending_id }))
+            }
+            Some(PendingState::Expired) => Ok(None),
+            Some(state) => Err(Reject::PendingAlreadyResolved {
+                id: pending_id,
+                state: state.name(),
+            }),
+            None => Err(Reject::NotPending(pending_id)),
+        }
+    }
+
+    fn refund(
+        &self,
+        id: TransferId,
+        payment_id: TransferId,
+        amount: Decimal,
+        details: Details<'_>,
+        origin: Option<RegionId>,
+    ) -> Decided {
+        self.check_origin(origin)?;
+        details.validate()?;
+        let payment = self.lookup(payment_id)?;
+        let currency = self.currency(payment.transfer.currency)?;
+        let units = currency.units(amount).map_err(Reject::InvalidAmount)?;
+        let kind = TransferKind::Refund { payment_id };
+        if let Some(record) = self.existing(id)? {
+            let same = record.transfer.kind == kind
+                && record.transfer.units == units
+                && details.same(record);
+            return if same {
+                Ok(None)
+            } else {
+                Err(Reject::IdempotencyConflict(id))
+            };
+        }
+        let refundable = refundable_units(payment).ok_or(Reject::NotRefundable {
+            id: payment_id,
+            reason: match payment.transfer.kind {
+                TransferKind::Pending { .. } => "the pending transfer was not posted",
+                _ => "only payments (posted transfers) are refunded",
+            },
+        })?;
+        let left = refundable - payment.refunded;
+        if units > left {
+            return Err(Reject::RefundExceedsPayment {
+                payment: payment_id,
+                requested: currency.money(units_i(units)),
+                refundable: currency.money(units_i(left)),
+            });
+        }
+        let debit = self.active_account(payment.transfer.credit)?;
+        let credit = self.active_account(payment.transfer.debit)?;
+        self.check_funds(debit, currency, units)?;
+        self.check_range(debit.id, -units_i(units))?;
+        self.check_range(credit.id, units_i(units))?;
+        Ok(Some(EventBody::Transfer(
+            details.transfer(id, debit, credit, units, kind),
+        )))
+    }
+
+    fn release(&self, account: AccountId, amount: Decimal, to: RegionId) -> Decided {
+        self.other_region(to)?;
+        let account = self.account(account)?;
+        if !account.kind.is_bounded() {
+            return Err(Reject::PoolNotApplicable(account.id));
+        }
+        let units = account
+            .currency
+            .units(amount)
+            .map_err(Reject::InvalidAmount)?;
+        self.check_funds(account, account.currency, units)?;
+        Ok(Some(EventBody::Released {
+            release: Release {
+                account: account.id,
+                currency: account.currency.code,
+                kind: account.kind,
+                units,
+            },
+            to,
+            seq: self.book.released_to(to) + 1,
+        }))
+    }
+
+    fn grant(&self, from: RegionId, seq: u64) -> Decided {
+        self.other_region(from)?;
+        let granted = self.book.granted_from(from);
+        if seq <= granted {
+            return Ok(None);
+        }
+        if seq > granted + 1 {
+            return Err(Reject::GrantOutOfOrder {
+                from,
+                seq,
+                expected: granted + 1,
+            });
+        }
+        let release = self
+            .ledger
+            .region(from)
+            .and_then(|source| source.release(self.book.region(), seq))
+            .ok_or(Reject::ReleaseNotFound { from, seq })?;
+        self.check_range(release.account, units_i(release.units))?;
+        Ok(Some(EventBody::Granted {
+            release: *release,
+            from,
+            seq,
+        }))
+    }
+
+    fn check_origin(&self, origin: Option<RegionId>) -> Result<(), Reject> {
+        match origin {
+            Some(origin) if origin != self.book.region() => {
+                if self.ledger.region(origin).is_none() {
+                    Err(Reject::UnknownRegion(origin))
+                } else {
+                    Err(Reject::NotOrigin { origin })
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn other_region(&self, region: RegionId) -> Result<(), Reject> {
+        if region == self.book.region() {
+            Err(Reject::SameRegion(region))
+        } else if self.ledger.region(region).is_none() {
+            Err(Reject::UnknownRegion(region))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The record of `id` if this region decided it. One that another region
+    /// decided is that region's to answer for.
+    fn existing(&self, id: TransferId) -> Result<Option<&'a TransferRecord>, Reject> {
+        if let Some(record) = self.book.transfer(id) {
+            return Ok(Some(record));
+        }
+        match self.ledger.decided_elsewhere(id) {
+            Some(origin) => Err(Reject::NotOrigin { origin }),
+            None => Ok(None),
+        }
+    }
+
+    fn lookup(&self, id: TransferId) -> Result<&'a TransferRecord, Reject> {
+        self.existing(id)?.ok_or(Reject::TransferNotFound(id))
+    }
+
+    fn pending(&self, id: TransferId) -> Result<&'a TransferRecord, Reject> {
+        let record = self.lookup(id)?;
+        match record.transfer.kind {
+            TransferKind::Pending { .. } => Ok(record),
+            _ => Err(Reject::NotPending(id)),
+        }
+    }
+
+    fn currency(&self, code: CurrencyCode) -> Result<Currency, Reject> {
+        self.ledger
+            .control()
+            .currency(code)
+            .ok_or(Reject::UnknownCurrency(code))
+    }
+
+    fn account(&self, id: AccountId) -> Result<&'a Account, Reject> {
+        self.ledger
+            .control()
+            .account(id)
+            .ok_or(Reject::UnknownAccount(id))
+    }
+
+    fn active_account(&self, id: AccountId) -> Result<&'a Account, Reject> {
+        let account = self.account(id)?;
+        match account.status {
+            AccountStatus::Active => Ok(account),
+            AccountStatus::Frozen => Err(Reject::AccountFrozen(id)),
+            AccountStatus::Closed => Err(Reject::AccountClosed(id)),
+        }
+    }
+
+    /// A debit of a bounded account needs that much available in this region.
+    fn check_funds(
+        &self,
+        account: &Account,
+        currency: Currency,
+        units: u128,
+    ) -> Result<(), Reject> {
+        if !account.kind.is_bounded() {
+            return Ok(());
+        }
+        let available = self.book.available(account.id);
+        if available >= units_i(units) {
+            return Ok(());
+        }
+        Err(Reject::InsufficientFunds(Box::new(Shortfall {
+            account: account.id,
+            requested: currency.money(units_i(units)),
+            available_local: currency.money(available),
+            available_global: currency.money(self.ledger.available_global(account.id, self.book)),
+        })))
+    }
+
+    /// The account's available amount here stays representable after `delta`.
+    fn check_range(&self, account: AccountId, delta: i128) -> Result<(), Reject> {
+        let after = self.book.available(account) + delta;
+        if after.abs() > BALANCE_UNITS_MAX {
+            return Err(Reject::BalanceOverflow(account));
+        }
+        Ok(())
+    }
+}
+
+fn units_i(value: u128) -> i128 {
+    units(value)
+}
+
+/// How a pending transfer is resolved.
+#[derive(Clone, Copy)]
+enum Resolution {
+    /// Post this much, or all of it.
+    Post(Option<Decimal>),
+    Void,
+}
+
+/// The client's free-form part of a transfer.
+#[derive(Clone, Copy)]
+struct Details<'r> {
+    reference: Option<&'r str>,
+    metadata: &'r Metadata,
+}
+
+impl Details<'_> {
+    fn validate(&self) -> Result<(), Reject> {
+        if let Some(reference) = self.reference {
+            validate_text(reference, "reference", REFERENCE_BYTES_MAX)?;
+        }
+        validate_metadata(self.metadata)
+    }
+
+    fn same(&self, record: &TransferRecord) -> bool {
+        record.transfer.reference.as_deref() == self.reference
+            && match &record.transfer.metadata {
+                Some(metadata) => **metadata == *self.metadata,
+                None => self.metadata.is_empty(),
+            }
+    }
+
+    fn transfer(
+        &self,
+        id: TransferId,
+        debit: &Account,
+        credit: &Account,
+        units: u128,
+        kind: TransferKind,
+    ) -> Transfer {
+        Transfer {
+            id,
+            debit: debit.id,
+            credit: credit.id,
+            units,
+            currency: debit.currency.code,
+            debit_kind: debit.kind,
+            credit_kind: credit.kind,
+            kind,
+            reference: self.reference.map(Box::from),
+            metadata: (!self.metadata.is_empty()).then(|| Box::new(self.metadata.clone())),
+        }
+    }
+}

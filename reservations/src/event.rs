@@ -1,0 +1,92 @@
+use crate::account::{Account, AccountKind, AccountStatus, Metadata};
+use crate::ids::{AccountId, RegionId, TransferId};
+use crate::money::{Currency, CurrencyCode};
+use ledger_hlc::Stamp;
+use serde::{Deserialize, Serialize};
+
+/// What a transfer record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferKind {
+    /// Moved at once.
+    Posted,
+    /// Held, waiting to be posted or voided.
+    Pending { timeout_ms: u64 },
+    /// The posting of a pending transfer.
+    PostPending { pending_id: TransferId },
+    /// The voiding of a pending transfer.
+    VoidPending { pending_id: TransferId },
+    /// A refund of a payment.
+    Refund { payment_id: TransferId },
+}
+
+/// A decided transfer: the payload of its event and, with its origin and
+/// stamp, the record kept for look-ups and idempotency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub debit: AccountId,
+    pub credit: AccountId,
+    pub units: u128,
+    pub currency: CurrencyCode,
+    /// The accounts' kinds, so that a region's log alone says which pools have
+    /// a floor of zero.
+    pub debit_kind: AccountKind,
+    pub credit_kind: AccountKind,
+    pub kind: TransferKind,
+    pub reference: Option<Box<str>>,
+    pub metadata: Option<Box<Metadata>>,
+}
+
+/// A release of reservation from one region to another, as its log holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub account: AccountId,
+    pub currency: CurrencyCode,
+    pub kind: AccountKind,
+    pub units: u128,
+}
+
+/// An event of a region's log. Each carries the stamp it was decided with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub stamp: Stamp,
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    /// A transfer of any kind was decided.
+    Transfer(Transfer),
+    /// A pending transfer reached its timeout and was voided by the ledger.
+    PendingExpired { pending_id: TransferId },
+    /// `release` left this region's pool for region `to`; the `seq`-th release
+    /// from this region to `to`.
+    Released {
+        release: Release,
+        to: RegionId,
+        seq: u64,
+    },
+    /// The `seq`-th release of region `from` to this region was taken in.
+    Granted {
+        release: Release,
+        from: RegionId,
+        seq: u64,
+    },
+}
+
+/// An event of the global control log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlEvent {
+    pub stamp: Stamp,
+    pub body: ControlEventBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlEventBody {
+    CurrencyRegistered(Currency),
+    AccountCreated(Account),
+    AccountStatusChanged {
+        account: AccountId,
+        status: AccountStatus,
+    },
+}

@@ -1,0 +1,380 @@
+//! One node's ledger: the control state, the state of its home region, and a
+//! replica of every other region; the global view merges them.
+
+use crate::Decision;
+use crate::book::{ApplyError, Book, Overlay, apply_event, units};
+use crate::command::{ControlCommand, Item};
+use crate::control::Control;
+use crate::decide::decide;
+use crate::event::{ControlEvent, Event};
+use crate::ids::{AccountId, Position, RegionId, TransferId};
+use crate::money::{Currency, CurrencyCode, Money};
+use crate::region::RegionState;
+use crate::reject::Reject;
+use crate::{AccountKind, Command};
+use ledger_hlc::Stamp;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ledger {
+    home: RegionId,
+    control: Control,
+    /// Every region's state, sorted by id; the home region's among them.
+    regions: Vec<RegionState>,
+    home_index: usize,
+}
+
+/// A cluster layout that cannot be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("the home region {0} is not among the regions")]
+    HomeMissing(RegionId),
+    #[error("region {0} is listed twice")]
+    Duplicate(RegionId),
+}
+
+/// What became of one command of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its event is `events[n]` of the batch.
+    Appended(usize),
+    /// The same command was applied before; nothing new to append.
+    AlreadyApplied,
+}
+
+/// The decisions of a batch: the events to append to the region's log, in
+/// order, and for each command what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub outcomes: Vec<Result<Outcome, Reject>>,
+}
+
+/// An account's balance as this node sees it, per region and in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub account: AccountId,
+    pub currency: Currency,
+    pub regions: Vec<RegionBalance>,
+    /// Released by one region and not yet granted by another, as far as the
+    /// replicas here have seen.
+    pub in_flight: Money,
+    /// Spendable somewhere: the regions' available plus what is in flight.
+    pub available: Money,
+    /// Available plus held, everywhere.
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionBalance {
+    pub region: RegionId,
+    pub available: Money,
+    pub held: Money,
+    /// The position of that region's log this figure is as of.
+    pub as_of: Option<Position>,
+}
+
+impl Ledger {
+    /// A node's ledger in `home`, for a cluster of `regions`.
+    pub fn new(home: RegionId, regions: &[RegionId]) -> Result<Self, LayoutError> {
+        let mut ids = regions.to_vec();
+        ids.sort_unstable();
+        if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(LayoutError::Duplicate(pair[0]));
+        }
+        let home_index = ids
+            .binary_search(&home)
+            .map_err(|_| LayoutError::HomeMissing(home))?;
+        Ok(Self {
+            home,
+            control: Control::new(),
+            regions: ids.into_iter().map(RegionState::new).collect(),
+            home_index,
+        })
+    }
+
+    pub fn home(&self) -> RegionId {
+        self.home
+    }
+
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    pub fn home_state(&self) -> &RegionState {
+        &self.regions[self.home_index]
+    }
+
+    pub fn region(&self, id: RegionId) -> Option<&RegionState> {
+        self.regions
+            .binary_search_by_key(&id, RegionState::id)
+            .ok()
+            .map(|index| &self.regions[index])
+    }
+
+    pub fn regions(&self) -> &[RegionState] {
+        &self.regions
+    }
+
+    /// Decides a command for the home region against its committed state.
+    /// Pure: nothing changes until the event is applied.
+    pub fn decide(&self, command: &Command, stamp: Stamp) -> Result<Decision<Event>, Reject> {
+        decide(self, self.home_state(), command, stamp)
+    }
+
+    /// Decides a batch in order, each command seeing the events of the ones
+    /// before it. A linked chain succeeds or fails as one: when a member
+    /// fails, it keeps its own rejection and every other member is rejected
+    /// with [`Reject::LinkedChainFailed`] naming it. Pure, like [`Self::decide`].
+    pub fn decide_batch(&self, items: &[Item], stamp: Stamp) -> Batch {
+        let mut batch = Batch {
+            events: Vec::with_capacity(items.len()),
+            outcomes: Vec::with_capacity(items.len()),
+        };
+        let mut outer = Overlay::new(self.home_state());
+        let mut start = 0;
+        while start < items.len() {
+            let Some(end) = items[start..]
+                .iter()
+                .position(|item| !item.linked)
+                .map(|offset| start + offset)
+            else {
+                batch.outcomes.extend(
+                    std::iter::repeat_with(|| Err(Reject::LinkedChainOpen))
+                        .take(items.len() - start),
+                );
+                break;
+            };
+            if start == end {
+                let outcome = decide_into(
+                    self,
+                    &mut outer,
+                    &items[start].command,
+                    stamp,
+                    &mut batch.events,
+                );
+                batch.outcomes.push(outcome);
+            } else {
+                self.decide_chain(&mut outer, &items[start..=end], start, stamp, &mut batch);
+            }
+            start = end + 1;
+        }
+        batch
+    }
+
+    fn decide_chain(
+        &self,
+        outer: &mut Overlay<'_, RegionState>,
+        chain: &[Item],
+        first: usize,
+        stamp: Stamp,
+        batch: &mut Batch,
+    ) {
+        let mut inner = Overlay::new(&*outer);
+        let mut events = Vec::with_capacity(chain.len());
+        let mut outcomes = Vec::with_capacity(chain.len());
+        for (offset, item) in chain.iter().enumerate() {
+            match decide_into(self, &mut inner, &item.command, stamp, &mut events) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(reject) => {
+                    let failed = first + offset;
+                    batch.outcomes.extend((0..chain.len()).map(|member| {
+                        if member == offset {
+                            Err(reject.clone())
+                        } else {
+                            Err(Reject::LinkedChainFailed { failed })
+                        }
+                    }));
+                    return;
+                }
+            }
+        }
+        let changes = inner.into_changes();
+        outer.absorb(changes);
+        let base = batch.events.len();
+        batch.events.extend(events);
+        batch
+            .outcomes
+            .extend(outcomes.into_iter().map(|outcome| match outcome {
+                Outcome::Appended(index) => Ok(Outcome::Appended(base + index)),
+                Outcome::AlreadyApplied => Ok(Outcome::AlreadyApplied),
+            }));
+    }
+
+    /// Decides a control command (for the global control log). Pure.
+    pub fn decide_control(
+        &self,
+        command: &ControlCommand,
+        stamp: Stamp,
+    ) -> Result<Decision<ControlEvent>, Reject> {
+        self.control.decide(command, stamp)
+    }
+
+    /// Applies the event at `position` of `region`'s log; `Ok(false)` when it
+    /// was applied before. An error is fatal: the log does not fit the state.
+    pub fn apply(
+        &mut self,
+        region: RegionId,
+        position: Position,
+        event: &Event,
+    ) -> Result<bool, ApplyError> {
+        let index = self
+            .regions
+            .binary_search_by_key(&region, RegionState::id)
+            .map_err(|_| ApplyError::UnknownRegion(region))?;
+        self.regions[index].apply(position, event)
+    }
+
+    /// Applies the event at `position` of the control log.
+    pub fn apply_control(
+        &mut self,
+        position: Position,
+        event: &ControlEvent,
+    ) -> Result<bool, ApplyError> {
+        self.control.apply(position, event)
+    }
+
+    /// The region other than home whose replica holds transfer `id`, if any.
+    pub(crate) fn decided_elsewhere(&self, id: TransferId) -> Option<RegionId> {
+        self.regions
+            .iter()
+            .enumerate()
+            .find(|(index, region)| *index != self.home_index && region.transfer(id).is_some())
+            .map(|(_, region)| region.id())
+    }
+
+    /// Available everywhere as seen from here, with the home region read
+    /// through `home` (which may hold speculative events).
+    pub(crate) fn available_global<B: Book>(&self, account: AccountId, home: &B) -> i128 {
+        let mut total = home.available(account);
+        for (index, region) in self.regions.iter().enumerate() {
+            if index != self.home_index {
+                total += region.pool(account).map_or(0, |pool| pool.available);
+            }
+            let flow = region.flow(account);
+            total += units(flow.released) - units(flow.granted);
+        }
+        total
+    }
+
+    /// The balance of an account as this node sees it, or `None` when the
+    /// control log has not told this node of the account yet.
+    pub fn balance(&self, account: AccountId) -> Option<Balance> {
+        let currency = self.control.account(account)?.currency;
+        let mut regions = Vec::with_capacity(self.regions.len());
+        let (mut available, mut held, mut in_flight) = (0i128, 0i128, 0i128);
+        for region in &self.regions {
+            let pool = region.pool(account);
+            let (region_available, region_held) =
+                pool.map_or((0, 0), |pool| (pool.available, pool.held));
+            available += region_available;
+            held += region_held;
+            let flow = region.flow(account);
+            in_flight += units(flow.released) - units(flow.granted);
+            regions.push(RegionBalance {
+                region: region.id(),
+                available: currency.money(region_available),
+                held: currency.money(region_held),
+                as_of: region.applied(),
+            });
+        }
+        Some(Balance {
+            account,
+            currency,
+            regions,
+            in_flight: currency.money(in_flight),
+            available: currency.money(available + in_flight),
+            total: currency.money(available + held + in_flight),
+        })
+    }
+
+    /// Checks every invariant this node can see, from scratch (O(state)):
+    /// each region's own, and those that tie the regions together.
+    pub fn validate(&self) -> Result<(), String> {
+        for region in &self.regions {
+            region.validate()?;
+        }
+        // Every grant matches the release it names, where the source's
+        // replica has reached it; where it has not, the replica is behind.
+        for target in &self.regions {
+            for source in &self.regions {
+                if source.id() == target.id() {
+                    continue;
+                }
+                for seq in 1..=target.granted_from(source.id()) {
+                    let granted = target.grant(source.id(), seq);
+                    match source.release(target.id(), seq) {
+                        Some(release) if Some(release) != granted => {
+                            return Err(format!(
+                                "grant {seq} from {} in {} does not match its release",
+                                source.id(),
+                                target.id()
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            if source.releases_to(target.id()).count() as u64 >= seq {
+                                return Err(format!("release {seq} missing in {}", source.id()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Double entry over the whole cluster, at any mix of replica
+        // positions: balances plus reservation in flight net to zero.
+        let mut per_account: BTreeMap<AccountId, (CurrencyCode, AccountKind, i128)> =
+            BTreeMap::new();
+        for region in &self.regions {
+            for (account, pool) in region.pools() {
+                let entry = per_account
+                    .entry(*account)
+                    .or_insert((pool.currency, pool.kind, 0));
+                if entry.0 != pool.currency {
+                    return Err(format!("{account}: currency differs between regions"));
+                }
+                let flow = region.flow(*account);
+                entry.2 += pool.available + pool.held + units(flow.released) - units(flow.granted);
+            }
+        }
+        let mut sums: BTreeMap<CurrencyCode, i128> = BTreeMap::new();
+        for (account, (currency, kind, total)) in &per_account {
+            if kind.is_bounded() && *total < 0 {
+                return Err(format!("{account}: global balance {total} below zero"));
+            }
+            *sums.entry(*currency).or_default() += total;
+        }
+        if let Some((currency, sum)) = sums.iter().find(|(_, sum)| **sum != 0) {
+            return Err(format!("{currency}: balances sum to {sum}, not zero"));
+        }
+        for account in self.control.accounts() {
+            if self.control.currency(account.currency.code) != Some(account.currency) {
+                return Err(format!("{}: currency not registered", account.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decides one command against `book` and, when it appends an event, applies
+/// that event to `book` so the next command sees it.
+fn decide_into(
+    ledger: &Ledger,
+    book: &mut Overlay<'_, impl Book>,
+    command: &Command,
+    stamp: Stamp,
+    events: &mut Vec<Event>,
+) -> Result<Outcome, Reject> {
+    match decide(ledger, &*book, command, stamp)? {
+        Decision::AlreadyApplied => Ok(Outcome::AlreadyApplied),
+        Decision::Append(event) => {
+            if let Err(error) = apply_event(book, &event) {
+                // `decide` checked everything `apply_event` checks; this is a
+                // bug in one of them, not a client's error.
+                panic!("a decided event does not apply: {error}");
+            }
+            events.push(event);
+            Ok(Outcome::Appended(events.len() - 1))
+        }
+    }
+}

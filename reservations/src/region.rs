@@ -1,0 +1,306 @@
+//! One region's state, built from that region's log alone (invariant 2).
+
+use crate::account::AccountKind;
+use crate::book::{
+    ApplyError, Book, Flow, PendingState, Pool, ReleaseLog, TransferRecord, apply_event,
+};
+use crate::event::{Event, EventBody, Release, TransferKind};
+use crate::ids::{AccountId, Position, RegionId, TransferId};
+use crate::money::{BALANCE_UNITS_MAX, CurrencyCode};
+use ledger_hlc::Stamp;
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The state of one region: its own, on the region's nodes, or a replica, on
+/// every other node. Two replicas that applied the same log are equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionState {
+    id: RegionId,
+    pools: FxHashMap<AccountId, Pool>,
+    transfers: FxHashMap<TransferId, TransferRecord>,
+    released_to: BTreeMap<RegionId, u64>,
+    granted_from: BTreeMap<RegionId, u64>,
+    last_stamp: Stamp,
+    applied: Option<Position>,
+    /// Open pending transfers by deadline, for the timeout sweep.
+    open_pendings: BTreeSet<(u64, TransferId)>,
+    /// Releases this region made, by (destination, sequence).
+    releases: ReleaseLog,
+    /// Releases of other regions this region took in, by (source, sequence).
+    grants: ReleaseLog,
+    flows: FxHashMap<AccountId, Flow>,
+}
+
+impl RegionState {
+    pub fn new(id: RegionId) -> Self {
+        Self {
+            id,
+            pools: FxHashMap::default(),
+            transfers: FxHashMap::default(),
+            released_to: BTreeMap::new(),
+            granted_from: BTreeMap::new(),
+            last_stamp: Stamp::ZERO,
+            applied: None,
+            open_pendings: BTreeSet::new(),
+            releases: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            flows: FxHashMap::default(),
+        }
+    }
+
+    pub fn id(&self) -> RegionId {
+        self.id
+    }
+
+    /// The position of the last event applied, if any.
+    pub fn applied(&self) -> Option<Position> {
+        self.applied
+    }
+
+    pub fn last_stamp(&self) -> Stamp {
+        self.last_stamp
+    }
+
+    pub fn pool(&self, account: AccountId) -> Option<&Pool> {
+        self.pools.get(&account)
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = (&AccountId, &Pool)> {
+        self.pools.iter()
+    }
+
+    pub fn transfer(&self, id: TransferId) -> Option<&TransferRecord> {
+        self.transfers.get(&id)
+    }
+
+    pub fn transfer_count(&self) -> usize {
+        self.transfers.len()
+    }
+
+    pub fn flow(&self, account: AccountId) -> Flow {
+        self.flows.get(&account).copied().unwrap_or_default()
+    }
+
+    /// Releases this region made to `to`, in order.
+    pub fn releases_to(&self, to: RegionId) -> impl Iterator<Item = (u64, &Release)> {
+        self.releases
+            .range((to, 0)..=(to, u64::MAX))
+            .map(|((_, seq), release)| (*seq, release))
+    }
+
+    pub fn release(&self, to: RegionId, seq: u64) -> Option<&Release> {
+        self.releases.get(&(to, seq))
+    }
+
+    /// The highest sequence number of the releases from `from` taken in here.
+    pub fn granted_from(&self, from: RegionId) -> u64 {
+        Book::granted_from(self, from)
+    }
+
+    pub fn grant(&self, from: RegionId, seq: u64) -> Option<&Release> {
+        self.grants.get(&(from, seq))
+    }
+
+    /// Open pending transfers whose deadline is at or before `now_ns`, oldest
+    /// first, at most `max` of them.
+    pub fn due_pendings(&self, now_ns: u64, max: usize) -> Vec<TransferId> {
+        self.open_pendings
+            .range(..=(now_ns, TransferId(u128::MAX)))
+            .take(max)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    /// Applies the event at `position` of this region's log. An event at or
+    /// before the last applied position was applied already and is skipped
+    /// (`Ok(false)`), so delivering a prefix of the log again changes nothing.
+    pub fn apply(&mut self, position: Position, event: &Event) -> Result<bool, ApplyError> {
+        if self.applied.is_some_and(|applied| position <= applied) {
+            return Ok(false);
+        }
+        let resolved = match &event.body {
+            EventBody::Transfer(transfer) => match transfer.kind {
+                TransferKind::PostPending { pending_id }
+                | TransferKind::VoidPending { pending_id } => Some(pending_id),
+                _ => None,
+            },
+            EventBody::PendingExpired { pending_id } => Some(*pending_id),
+            _ => None,
+        };
+        let resolved_deadline = resolved.and_then(|id| match self.pending_state(id) {
+            Some(PendingState::Open { deadline_ns }) => Some((deadline_ns, id)),
+            _ => None,
+        });
+        apply_event(self, event)?;
+        self.applied = Some(position);
+        if let Some(key) = resolved_deadline {
+            self.open_pendings.remove(&key);
+        }
+        match &event.body {
+            EventBody::Transfer(transfer) => {
+                if let Some(PendingState::Open { deadline_ns }) = self.pending_state(transfer.id) {
+                    self.open_pendings.insert((deadline_ns, transfer.id));
+                }
+            }
+            EventBody::Released { release, to, seq } => {
+                self.releases.insert((*to, *seq), *release);
+                self.flows.entry(release.account).or_default().released += release.units;
+            }
+            EventBody::Granted { release, from, seq } => {
+                self.grants.insert((*from, *seq), *release);
+                self.flows.entry(release.account).or_default().granted += release.units;
+            }
+            EventBody::PendingExpired { .. } => {}
+        }
+        Ok(true)
+    }
+
+    fn pending_state(&self, id: TransferId) -> Option<PendingState> {
+        self.transfers.get(&id).and_then(|record| record.pending)
+    }
+
+    /// Checks every invariant of a region that its own log decides, from
+    /// scratch. Tests call it after every step; it is O(state).
+    pub fn validate(&self) -> Result<(), String> {
+        let mut held: FxHashMap<AccountId, i128> = FxHashMap::default();
+        let mut open = BTreeSet::new();
+        for (id, record) in &self.transfers {
+            if record.origin != self.id {
+                return Err(format!("{id}: origin {} in {}", record.origin, self.id));
+            }
+            if let Some(PendingState::Open { deadline_ns }) = record.pending {
+                *held.entry(record.transfer.debit).or_default() +=
+                    crate::book::units(record.transfer.units);
+                open.insert((deadline_ns, *id));
+            }
+            let refundable = crate::book::refundable_units(record).unwrap_or(0);
+            if record.refunded > refundable {
+                return Err(format!(
+                    "{id}: refunded {} of {refundable}",
+                    record.refunded
+                ));
+            }
+        }
+        if open != self.open_pendings {
+            return Err(format!("{}: open pending index out of step", self.id));
+        }
+        let mut sums: BTreeMap<CurrencyCode, i128> = BTreeMap::new();
+        for (account, pool) in &self.pools {
+            if pool.held < 0 || (pool.kind.is_bounded() && pool.available < 0) {
+                return Err(format!("{}: {account} below zero: {pool:?}", self.id));
+            }
+            if pool.available.abs() > BALANCE_UNITS_MAX || pool.held > BALANCE_UNITS_MAX {
+                return Err(format!("{}: {account} out of range: {pool:?}", self.id));
+            }
+            let expected_held = held.remove(account).unwrap_or(0);
+            if pool.held != expected_held {
+                return Err(format!(
+                    "{}: {account} holds {} but its open pending transfers hold {expected_held}",
+                    self.id, pool.held
+                ));
+            }
+            *sums.entry(pool.currency).or_default() += pool.available + pool.held;
+        }
+        if let Some((account, units)) = held.into_iter().next() {
+            return Err(format!(
+                "{}: {account} has {units} held but no pool",
+                self.id
+            ));
+        }
+        // Double entry within the region: every movement decided here nets
+        // to zero, so the pools sum to what came in by grants less what left
+        // by releases.
+        for release in self.grants.values() {
+            *sums.entry(release.currency).or_default() -= crate::book::units(release.units);
+        }
+        for release in self.releases.values() {
+            *sums.entry(release.currency).or_default() += crate::book::units(release.units);
+        }
+        if let Some((currency, sum)) = sums.iter().find(|(_, sum)| **sum != 0) {
+            return Err(format!(
+                "{}: {currency} pools do not net to grants less releases (off by {sum})",
+                self.id
+            ));
+        }
+        for (what, log, seqs) in [
+            ("releases", &self.releases, &self.released_to),
+            ("grants", &self.grants, &self.granted_from),
+        ] {
+            for (region, last) in seqs {
+                let count = log.range((*region, 0)..=(*region, u64::MAX)).count();
+                if u64::try_from(count).ok() != Some(*last) {
+                    return Err(format!(
+                        "{}: {what} with {region} count {count}, sequence {last}",
+                        self.id
+                    ));
+                }
+            }
+        }
+        let release_kinds_bounded = self
+            .releases
+            .values()
+            .chain(self.grants.values())
+            .all(|release| release.kind != AccountKind::External);
+        if !release_kinds_bounded {
+            return Err(format!("{}: a release of an unbounded account", self.id));
+        }
+        Ok(())
+    }
+}
+
+impl Book for RegionState {
+    fn region(&self) -> RegionId {
+        self.id
+    }
+
+    fn pool(&self, account: AccountId) -> Option<&Pool> {
+        self.pools.get(&account)
+    }
+
+    fn transfer(&self, id: TransferId) -> Option<&TransferRecord> {
+        self.transfers.get(&id)
+    }
+
+    fn released_to(&self, to: RegionId) -> u64 {
+        self.released_to.get(&to).copied().unwrap_or(0)
+    }
+
+    fn granted_from(&self, from: RegionId) -> u64 {
+        self.granted_from.get(&from).copied().unwrap_or(0)
+    }
+
+    fn last_stamp(&self) -> Stamp {
+        self.last_stamp
+    }
+
+    fn pool_mut(
+        &mut self,
+        account: AccountId,
+        currency: CurrencyCode,
+        kind: AccountKind,
+    ) -> &mut Pool {
+        self.pools
+            .entry(account)
+            .or_insert_with(|| Pool::new(currency, kind))
+    }
+
+    fn transfer_mut(&mut self, id: TransferId) -> Option<&mut TransferRecord> {
+        self.transfers.get_mut(&id)
+    }
+
+    fn put_transfer(&mut self, record: TransferRecord) {
+        self.transfers.insert(record.transfer.id, record);
+    }
+
+    fn set_released_to(&mut self, to: RegionId, seq: u64) {
+        self.released_to.insert(to, seq);
+    }
+
+    fn set_granted_from(&mut self, from: RegionId, seq: u64) {
+        self.granted_from.insert(from, seq);
+    }
+
+    fn set_last_stamp(&mut self, stamp: Stamp) {
+        self.last_stamp = stamp;
+    }
+}

@@ -1,0 +1,1658 @@
+//! The core tested by its outputs: each command's exact event, or its exact
+//! rejection, for every command and every rejection code.
+
+mod common;
+
+use common::*;
+use ledger_reservations::*;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+const BANK: u128 = 1;
+const ALICE: u128 = 2;
+const BOB: u128 = 3;
+const REVENUE: u128 = 4;
+
+/// Every rejection code a test saw, to check at the end that none is untested.
+static SEEN: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+
+fn expect_reject<E: std::fmt::Debug>(decision: Result<Decision<E>, Reject>, expected: Reject) {
+    let reject = reject_of(decision);
+    assert_eq!(reject, expected);
+    SEEN.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(reject.code());
+}
+
+/// Region 0 of three, with a bank, Alice and Bob (users) and revenue (system).
+fn node() -> Node {
+    let mut node = Node::new(0, &[0, 1, 2]);
+    node.open(BANK, AccountKind::External);
+    node.open(ALICE, AccountKind::User);
+    node.open(BOB, AccountKind::User);
+    node.open(REVENUE, AccountKind::System);
+    node
+}
+
+/// `node()` with Alice topped up with 100.00 USD.
+fn funded() -> Node {
+    let mut node = node();
+    event_of(node.run(Command::Transfer(transfer(100, BANK, ALICE, "100.00"))));
+    node
+}
+
+fn expected(
+    id: u128,
+    debit: (u128, AccountKind),
+    credit: (u128, AccountKind),
+    units: u128,
+    kind: TransferKind,
+) -> Transfer {
+    Transfer {
+        id: tid(id),
+        debit: account(debit.0),
+        credit: account(credit.0),
+        units,
+        currency: usd(),
+        debit_kind: debit.1,
+        credit_kind: credit.1,
+        kind,
+        reference: None,
+        metadata: None,
+    }
+}
+
+const EXT: AccountKind = AccountKind::External;
+const USER: AccountKind = AccountKind::User;
+const SYS: AccountKind = AccountKind::System;
+
+// ---- transfers ----
+
+#[test]
+fn a_top_up_credits_the_user_pool_of_this_region() {
+    let mut node = node();
+    let stamp = at(50);
+    let event = event_of(node.run_at(Command::Transfer(transfer(7, BANK, ALICE, "12.34")), stamp));
+    assert_eq!(
+        event,
+        Event {
+            stamp,
+            body: EventBody::Transfer(expected(
+                7,
+                (BANK, EXT),
+                (ALICE, USER),
+                1234,
+                TransferKind::Posted
+            )),
+        }
+    );
+    assert_eq!(node.available(ALICE), 1234);
+    assert_eq!(
+        node.available(BANK),
+        -1234,
+        "an external account may go below zero"
+    );
+}
+
+#[test]
+fn a_transfer_moves_available_between_users() {
+    let mut node = funded();
+    let event = event_of(node.run(Command::Transfer(transfer(8, ALICE, BOB, "30"))));
+    assert_eq!(
+        event.body,
+        EventBody::Transfer(expected(
+            8,
+            (ALICE, USER),
+            (BOB, USER),
+            3000,
+            TransferKind::Posted
+        ))
+    );
+    assert_eq!((node.available(ALICE), node.available(BOB)), (7000, 3000));
+}
+
+#[test]
+fn reference_and_metadata_are_kept() {
+    let mut node = funded();
+    let mut request = transfer(8, ALICE, BOB, "1");
+    request.reference = Some("invoice 42".into());
+    request.metadata.insert("order".into(), "A-1".into());
+    let event = event_of(node.run(Command::Transfer(request.clone())));
+    let EventBody::Transfer(transfer) = &event.body else {
+        panic!("a transfer event");
+    };
+    assert_eq!(transfer.reference.as_deref(), Some("invoice 42"));
+    assert_eq!(transfer.metadata.as_deref(), Some(&request.metadata));
+    let record = node.ledger.home_state().transfer(tid(8)).expect("kept");
+    assert_eq!(record.origin, region(0));
+}
+
+#[test]
+fn a_retry_with_the_same_content_returns_the_first_result() {
+    let mut node = funded();
+    let mut request = transfer(8, ALICE, BOB, "30");
+    request.reference = Some("r".into());
+    event_of(node.run(Command::Transfer(request.clone())));
+    assert_eq!(
+        node.run(Command::Transfer(request.clone())),
+        Ok(Decision::AlreadyApplied)
+    );
+    // 30 and 30.000 are the same amount.
+    request.amount = dec("30.000");
+    assert_eq!(
+        node.run(Command::Transfer(request.clone())),
+        Ok(Decision::AlreadyApplied)
+    );
+    // Naming this region as the origin is the same request too.
+    request.origin = Some(region(0));
+    assert_eq!(
+        node.run(Command::Transfer(request)),
+        Ok(Decision::AlreadyApplied)
+    );
+    assert_eq!(node.available(ALICE), 7000, "applied once");
+}
+
+#[test]
+fn a_retry_after_the_account_was_frozen_still_returns_the_first_result() {
+    let mut node = funded();
+    event_of(node.run(Command::Transfer(transfer(8, ALICE, BOB, "1"))));
+    node.control(ControlCommand::Freeze {
+        account: account(ALICE),
+    })
+    .expect("frozen");
+    assert_eq!(
+        node.run(Command::Transfer(transfer(8, ALICE, BOB, "1"))),
+        Ok(Decision::AlreadyApplied)
+    );
+}
+
+#[test]
+fn the_same_id_with_other_content_is_a_conflict() {
+    let mut node = funded();
+    event_of(node.run(Command::Transfer(transfer(8, ALICE, BOB, "30"))));
+    for changed in [
+        transfer(8, ALICE, BOB, "31"),
+        transfer(8, BOB, ALICE, "30"),
+        {
+            let mut other = transfer(8, ALICE, BOB, "30");
+            other.reference = Some("other".into());
+            other
+        },
+        {
+            let mut other = transfer(8, ALICE, BOB, "30");
+            other.metadata.insert("k".into(), "v".into());
+            other
+        },
+    ] {
+        expect_reject(
+            node.run(Command::Transfer(changed)),
+            Reject::IdempotencyConflict(tid(8)),
+        );
+    }
+    let as_pending = Command::CreatePending {
+        transfer: transfer(8, ALICE, BOB, "30"),
+        timeout_ms: 1000,
+    };
+    expect_reject(node.run(as_pending), Reject::IdempotencyConflict(tid(8)));
+}
+
+#[test]
+fn insufficient_funds_says_what_is_available_here_and_everywhere() {
+    let mut node = funded();
+    let reject = reject_of(node.run(Command::Transfer(transfer(8, ALICE, BOB, "100.01"))));
+    let money = |units| Money { units, scale: 2 };
+    expect_reject::<Event>(
+        Err(reject.clone()),
+        Reject::InsufficientFunds(Box::new(Shortfall {
+            account: account(ALICE),
+            requested: money(10001),
+            available_local: money(10000),
+            available_global: money(10000),
+        })),
+    );
+    assert!(reject.is_retryable());
+    assert_eq!(
+        reject.to_string(),
+        format!(
+            "insufficient funds in {}: asked 100.01, available 100.00 in this region and 100.00 in all regions",
+            account(ALICE)
+        )
+    );
+}
+
+#[test]
+fn a_system_account_cannot_go_below_zero_either() {
+    let mut node = node();
+    expect_reject(
+        node.run(Command::Transfer(transfer(8, REVENUE, BOB, "1"))),
+        Reject::InsufficientFunds(Box::new(Shortfall {
+            account: account(REVENUE),
+            requested: Money {
+                units: 100,
+                scale: 2,
+            },
+            available_local: Money { units: 0, scale: 2 },
+            available_global: Money { units: 0, scale: 2 },
+        })),
+    );
+}
+
+#[test]
+fn amounts_are_refused_not_rounded() {
+    let mut node = funded();
+    let cases = [
+        ("0", AmountError::Zero),
+        ("0.00", AmountError::Zero),
+        ("-1", AmountError::Negative),
+        ("1.001", AmountError::TooPrecise { scale: 2 }),
+        (
+            "100000000000000000000000000.01",
+            AmountError::TooLarge {
+                max_units: AMOUNT_UNITS_MAX,
+            },
+        ),
+    ];
+    for (amount, error) in cases {
+        expect_reject(
+            node.run(Command::Transfer(transfer(9, BANK, ALICE, amount))),
+            Reject::InvalidAmount(error),
+        );
+    }
+    assert_eq!(node.available(ALICE), 10000, "nothing applied");
+}
+
+#[test]
+fn the_maximum_amount_is_accepted() {
+    let mut node = node();
+    node.open_in(
+        10,
+        AccountKind::External,
+        CurrencyCode::new("POINTS").expect("code"),
+    );
+    node.open_in(
+        11,
+        AccountKind::User,
+        CurrencyCode::new("POINTS").expect("code"),
+    );
+    let mut request = transfer(9, 10, 11, "10000000000000000000000000000");
+    request.currency = CurrencyCode::new("POINTS").expect("code");
+    event_of(node.run(Command::Transfer(request)));
+    assert_eq!(node.available(11), AMOUNT_UNITS_MAX as i128);
+}
+
+#[test]
+fn balances_stay_representable() {
+    let mut node = node();
+    let points = CurrencyCode::new("POINTS").expect("code");
+    node.open_in(10, AccountKind::External, points);
+    node.open_in(11, AccountKind::User, points);
+    let top_up = |id| {
+        let mut request = transfer(id, 10, 11, "10000000000000000000000000000");
+        request.currency = points;
+        Command::Transfer(request)
+    };
+    for id in 1..=7 {
+        event_of(node.run(top_up(id)));
+    }
+    // 8e28 is past 2^96 - 1 (about 7.92e28).
+    expect_reject(node.run(top_up(8)), Reject::BalanceOverflow(account(10)));
+}
+
+#[test]
+fn bad_details_are_refused() {
+    let mut node = funded();
+    let mut long = transfer(9, BANK, ALICE, "1");
+    long.reference = Some("x".repeat(REFERENCE_BYTES_MAX + 1));
+    expect_reject(
+        node.run(Command::Transfer(long)),
+        Reject::InvalidField {
+            field: "reference",
+            reason: "too long",
+        },
+    );
+    let mut control = transfer(9, BANK, ALICE, "1");
+    control.reference = Some("a\u{0}b".into());
+    expect_reject(
+        node.run(Command::Transfer(control)),
+        Reject::InvalidField {
+            field: "reference",
+            reason: "control characters are not allowed",
+        },
+    );
+    let mut many = transfer(9, BANK, ALICE, "1");
+    for n in 0..=METADATA_ENTRIES_MAX {
+        many.metadata.insert(format!("k{n}"), "v".into());
+    }
+    expect_reject(
+        node.run(Command::Transfer(many)),
+        Reject::InvalidField {
+            field: "metadata",
+            reason: "too many entries",
+        },
+    );
+    let mut empty_key = transfer(9, BANK, ALICE, "1");
+    empty_key.metadata.insert(String::new(), "v".into());
+    expect_reject(
+        node.run(Command::Transfer(empty_key)),
+        Reject::InvalidField {
+            field: "metadata",
+            reason: "empty key",
+        },
+    );
+}
+
+#[test]
+fn accounts_must_exist_be_distinct_active_and_of_the_currency() {
+    let mut node = funded();
+    expect_reject(
+        node.run(Command::Transfer(transfer(9, ALICE, 99, "1"))),
+        Reject::UnknownAccount(account(99)),
+    );
+    assert!(Reject::UnknownAccount(account(99)).is_retryable());
+    expect_reject(
+        node.run(Command::Transfer(transfer(9, ALICE, ALICE, "1"))),
+        Reject::SameAccount(account(ALICE)),
+    );
+    let mut euros = transfer(9, ALICE, BOB, "1");
+    euros.currency = CurrencyCode::new("EUR").expect("code");
+    expect_reject(
+        node.run(Command::Transfer(euros)),
+        Reject::CurrencyMismatch {
+            account: account(ALICE),
+            expected: usd(),
+            got: CurrencyCode::new("EUR").expect("code"),
+        },
+    );
+    let mut unknown = transfer(9, ALICE, BOB, "1");
+    unknown.currency = CurrencyCode::new("XYZ").expect("code");
+    expect_reject(
+        node.run(Command::Transfer(unknown)),
+        Reject::UnknownCurrency(CurrencyCode::new("XYZ").expect("code")),
+    );
+    node.control(ControlCommand::Freeze {
+        account: account(BOB),
+    })
+    .expect("frozen");
+    expect_reject(
+        node.run(Command::Transfer(transfer(9, ALICE, BOB, "1"))),
+        Reject::AccountFrozen(account(BOB)),
+    );
+    node.control(ControlCommand::Unfreeze {
+        account: account(BOB),
+    })
+    .expect("active");
+    event_of(node.run(Command::Transfer(transfer(9, ALICE, BOB, "1"))));
+    node.control(ControlCommand::Close {
+        account: account(BOB),
+    })
+    .expect("closed");
+    expect_reject(
+        node.run(Command::Transfer(transfer(10, ALICE, BOB, "1"))),
+        Reject::AccountClosed(account(BOB)),
+    );
+}
+
+#[test]
+fn a_transfer_decided_elsewhere_is_sent_to_its_origin() {
+    let mut node = funded();
+    let mut retry = transfer(9, BANK, ALICE, "1");
+    retry.origin = Some(region(2));
+    expect_reject(
+        node.run(Command::Transfer(retry.clone())),
+        Reject::NotOrigin { origin: region(2) },
+    );
+    retry.origin = Some(region(7));
+    expect_reject(
+        node.run(Command::Transfer(retry)),
+        Reject::UnknownRegion(region(7)),
+    );
+    // A retry without an origin, of a transfer that region 1's replica holds.
+    let elsewhere = Event {
+        stamp: at(1),
+        body: EventBody::Transfer(expected(
+            9,
+            (BANK, EXT),
+            (ALICE, USER),
+            100,
+            TransferKind::Posted,
+        )),
+    };
+    assert!(
+        node.ledger
+            .apply(region(1), Position::new(1, 0), &elsewhere)
+            .expect("applies")
+    );
+    expect_reject(
+        node.run(Command::Transfer(transfer(9, BANK, ALICE, "1"))),
+        Reject::NotOrigin { origin: region(1) },
+    );
+}
+
+#[test]
+fn a_stamp_older_than_the_region_is_refused() {
+    let mut node = funded();
+    let last = node.ledger.home_state().last_stamp();
+    expect_reject(
+        node.run_at(Command::Transfer(transfer(9, BANK, ALICE, "1")), at(0)),
+        Reject::StaleStamp { stamp: at(0), last },
+    );
+}
+
+// ---- pending transfers ----
+
+fn hold(node: &mut Node, id: u128, amount: &str, timeout_ms: u64) -> Event {
+    event_of(node.run(Command::CreatePending {
+        transfer: transfer(id, ALICE, REVENUE, amount),
+        timeout_ms,
+    }))
+}
+
+#[test]
+fn a_pending_transfer_holds_the_amount() {
+    let mut node = funded();
+    let event = hold(&mut node, 20, "40", 1_000);
+    assert_eq!(
+        event.body,
+        EventBody::Transfer(expected(
+            20,
+            (ALICE, USER),
+            (REVENUE, SYS),
+            4000,
+            TransferKind::Pending { timeout_ms: 1_000 }
+        ))
+    );
+    assert_eq!(
+        (
+            node.available(ALICE),
+            node.held(ALICE),
+            node.available(REVENUE)
+        ),
+        (6000, 4000, 0)
+    );
+    let record = node.ledger.home_state().transfer(tid(20)).expect("kept");
+    assert_eq!(
+        record.pending,
+        Some(PendingState::Open {
+            deadline_ns: event.stamp.physical_ns() + 1_000 * MS
+        })
+    );
+    // What is held cannot be spent.
+    expect_reject(
+        node.run(Command::Transfer(transfer(21, ALICE, BOB, "60.01"))),
+        Reject::InsufficientFunds(Box::new(Shortfall {
+            account: account(ALICE),
+            requested: Money {
+                units: 6001,
+                scale: 2,
+            },
+            available_local: Money {
+                units: 6000,
+                scale: 2,
+            },
+            available_global: Money {
+                units: 6000,
+                scale: 2,
+            },
+        })),
+    );
+}
+
+#[test]
+fn the_timeout_must_be_positive_and_bounded() {
+    let mut node = funded();
+    for timeout_ms in [0, PENDING_TIMEOUT_MS_MAX + 1] {
+        expect_reject(
+            node.run(Command::CreatePending {
+                transfer: transfer(20, ALICE, REVENUE, "1"),
+                timeout_ms,
+            }),
+            Reject::InvalidTimeout {
+                timeout_ms,
+                max_ms: PENDING_TIMEOUT_MS_MAX,
+            },
+        );
+    }
+}
+
+#[test]
+fn posting_in_part_returns_the_rest() {
+    let mut node = funded();
+    hold(&mut node, 20, "40", 1_000);
+    let post = Command::PostPending {
+        id: tid(21),
+        pending_id: tid(20),
+        amount: Some(dec("25")),
+        origin: None,
+    };
+    let event = event_of(node.run(post.clone()));
+    assert_eq!(
+        event.body,
+        EventBody::Transfer(expected(
+            21,
+            (ALICE, USER),
+            (REVENUE, SYS),
+            2500,
+            TransferKind::PostPending {
+                pending_id: tid(20)
+            }
+        ))
+    );
+    assert_eq!(
+        (
+            node.available(ALICE),
+            node.held(ALICE),
+            node.available(REVENUE)
+        ),
+        (7500, 0, 2500)
+    );
+    assert_eq!(
+        node.ledger
+            .home_state()
+            .transfer(tid(20))
+            .and_then(|record| record.pending),
+        Some(PendingState::Posted { units: 2500 })
+    );
+    assert_eq!(
+        node.run(post),
+        Ok(Decision::AlreadyApplied),
+        "a retry of the post"
+    );
+    expect_reject(
+        node.run(Command::PostPending {
+            id: tid(21),
+            pending_id: tid(20),
+            amount: Some(dec("26")),
+            origin: None,
+        }),
+        Reject::IdempotencyConflict(tid(21)),
+    );
+    expect_reject(
+        node.run(Command::PostPending {
+            id: tid(22),
+            pending_id: tid(20),
+            amount: None,
+            origin: None,
+        }),
+        Reject::PendingAlreadyResolved {
+            id: tid(20),
+            state: "posted",
+        },
+    );
+}
+
+#[test]
+fn posting_the_whole_moves_all_of_it() {
+    let mut node = funded();
+    hold(&mut node, 20, "40", 1_000);
+    let event = event_of(node.run(Command::PostPending {
+        id: tid(21),
+        pending_id: tid(20),
+        amount: None,
+        origin: None,
+    }));
+    let EventBody::Transfer(transfer) = event.body else {
+        panic!("a transfer")
+    };
+    assert_eq!(transfer.units, 4000);
+    assert_eq!(
+        (
+            node.available(ALICE),
+            node.held(ALICE),
+            node.available(REVENUE)
+        ),
+        (6000, 0, 4000)
+    );
+}
+
+#[test]
+fn posting_more_than_held_is_refused() {
+    let mut node = funded();
+    hold(&mut node, 20, "40", 1_000);
+    expect_reject(
+        node.run(Command::PostPending {
+            id: tid(21),
+            pending_id: tid(20),
+            amount: Some(dec("40.01")),
+            origin: None,
+        }),
+        Reject::PostExceedsPending {
+            requested: Money {
+                units: 4001,
+                scale: 2,
+            },
+            pending: Money {
+                units: 4000,
+                scale: 2,
+            },
+        },
+    );
+}
+
+#[test]
+fn voiding_returns_everything() {
+    let mut node = funded();
+    hold(&mut node, 20, "40", 1_000);
+    let void = Command::VoidPending {
+        id: tid(21),
+        pending_id: tid(20),
+        origin: None,
+    };
+    let event = event_of(node.run(void.clone()));
+    assert_eq!(
+        event.body,
+        EventBody::Transfer(expected(
+            21,
+            (ALICE, USER),
+            (REVENUE, SYS),
+            4000,
+            TransferKind::VoidPending {
+                pending_id: tid(20)
+            }
+        ))
+    );
+    assert_eq!(
+        (
+            node.available(ALICE),
+            node.held(ALICE),
+            node.available(REVENUE)
+        ),
+        (10000, 0, 0)
+    );
+    assert_eq!(node.run(void), Ok(Decision::AlreadyApplied));
+    expect_reject(
+        node.run(Command::PostPending {
+            id: tid(22),
+            pending_id: tid(20),
+            amount: None,
+            origin: None,
+        }),
+        Reject::PendingAlreadyResolved {
+            id: tid(20),
+            state: "voided",
+        },
+    );
+}
+
+#[test]
+fn resolving_needs_a_pending_transfer_of_this_region() {
+    let mut node = funded();
+    expect_reject(
+        node.run(Command::VoidPending {
+            id: tid(21),
+            pending_id: tid(99),
+            origin: None,
+        }),
+        Reject::TransferNotFound(tid(99)),
+    );
+    expect_reject(
+        node.run(Command::PostPending {
+            id: tid(21),
+            pending_id: tid(100),
+            amount: None,
+            origin: None,
+        }),
+        Reject::NotPending(tid(100)),
+    );
+    expect_reject(
+        node.run(Command::PostPending {
+            id: tid(21),
+            pending_id: tid(100),
+            amount: None,
+            origin: Some(region(1)),
+        }),
+        Reject::NotOrigin { origin: region(1) },
+    );
+}
+
+#[test]
+fn a_pending_transfer_expires_by_its_deadline_only() {
+    let mut node = funded();
+    let created = hold(&mut node, 20, "40", 1_000);
+    let deadline_ns = created.stamp.physical_ns() + 1_000 * MS;
+    let before = Stamp::new(deadline_ns - 1, 0, ledger_hlc::NodeId(1));
+    expect_reject(
+        node.run_at(
+            Command::ExpirePending {
+                pending_id: tid(20),
+            },
+            before,
+        ),
+        Reject::PendingNotExpired {
+            id: tid(20),
+            deadline_ns,
+        },
+    );
+    assert_eq!(
+        node.ledger.home_state().due_pendings(deadline_ns - 1, 10),
+        vec![]
+    );
+    assert_eq!(
+        node.ledger.home_state().due_pendings(deadline_ns, 10),
+        vec![tid(20)]
+    );
+    // At the deadline it can no longer be posted or voided...
+    let due = Stamp::new(deadline_ns, 0, ledger_hlc::NodeId(1));
+    expect_reject(
+        node.run_at(
+            Command::PostPending {
+                id: tid(21),
+                pending_id: tid(20),
+                amount: None,
+                origin: None,
+            },
+            due,
+        ),
+        Reject::PendingExpired(tid(20)),
+    );
+    // ...and it expires.
+    let event = event_of(node.run_at(
+        Command::ExpirePending {
+            pending_id: tid(20),
+        },
+        due,
+    ));
+    assert_eq!(
+        event,
+        Event {
+            stamp: due,
+            body: EventBody::PendingExpired {
+                pending_id: tid(20)
+            }
+        }
+    );
+    node.now_ms = 2_000;
+    assert_eq!((node.available(ALICE), node.held(ALICE)), (10000, 0));
+    assert_eq!(node.ledger.home_state().due_pendings(u64::MAX, 10), vec![]);
+    assert_eq!(
+        node.run(Command::ExpirePending {
+            pending_id: tid(20)
+        }),
+        Ok(Decision::AlreadyApplied)
+    );
+    expect_reject(
+        node.run(Command::VoidPending {
+            id: tid(22),
+            pending_id: tid(20),
+            origin: None,
+        }),
+        Reject::PendingExpired(tid(20)),
+    );
+    expect_reject(
+        node.run(Command::ExpirePending {
+            pending_id: tid(100),
+        }),
+        Reject::NotPending(tid(100)),
+    );
+}
+
+#[test]
+fn a_resolved_pending_transfer_does_not_expire() {
+    let mut node = funded();
+    hold(&mut node, 20, "40", 1);
+    event_of(node.run_at(
+        Command::VoidPending {
+            id: tid(21),
+            pending_id: tid(20),
+            origin: None,
+        },
+        at(node.now_ms),
+    ));
+    expect_reject(
+        node.run_at(
+            Command::ExpirePending {
+                pending_id: tid(20),
+            },
+            at(10_000),
+        ),
+        Reject::PendingAlreadyResolved {
+            id: tid(20),
+            state: "voided",
+        },
+    );
+}
+
+// ---- refunds ----
+
+#[test]
+fn a_refund_reverses_part_of_a_payment_and_never_more_than_is_left() {
+    let mut node = funded();
+    event_of(node.run(Command::Transfer(transfer(30, ALICE, REVENUE, "50"))));
+    let refund = |id, amount: &str| Command::Refund {
+        id: tid(id),
+        payment_id: tid(30),
+        amount: dec(amount),
+        reference: Some("damaged".into()),
+        metadata: Metadata::new(),
+        origin: None,
+    };
+    let event = event_of(node.run(refund(31, "20")));
+    let mut refund_transfer = expected(
+        31,
+        (REVENUE, SYS),
+        (ALICE, USER),
+        2000,
+        TransferKind::Refund {
+            payment_id: tid(30),
+        },
+    );
+    refund_transfer.reference = Some("damaged".into());
+    assert_eq!(event.body, EventBody::Transfer(refund_transfer));
+    assert_eq!(
+        (node.available(ALICE), node.available(REVENUE)),
+        (7000, 3000)
+    );
+    assert_eq!(
+        node.ledger
+            .home_state()
+            .transfer(tid(30))
+            .map(|record| record.refunded),
+        Some(2000)
+    );
+    assert_eq!(node.run(refund(31, "20")), Ok(Decision::AlreadyApplied));
+    expect_reject(
+        node.run(refund(31, "21")),
+        Reject::IdempotencyConflict(tid(31)),
+    );
+    expect_reject(
+        node.run(refund(32, "30.01")),
+        Reject::RefundExceedsPayment {
+            payment: tid(30),
+            requested: Money {
+                units: 3001,
+                scale: 2,
+            },
+            refundable: Money {
+                units: 3000,
+                scale: 2,
+            },
+        },
+    );
+    event_of(node.run(refund(32, "30")));
+    expect_reject(
+        node.run(refund(33, "0.01")),
+        Reject::RefundExceedsPayment {
+            payment: tid(30),
+            requested: Money { units: 1, scale: 2 },
+            refundable: Money { units: 0, scale: 2 },
+        },
+    );
+}
+
+#[test]
+fn a_two_phase_payment_is_refunded_up_to_what_was_posted() {
+    let mut node = funded();
+    hold(&mut node, 20, "40", 1_000);
+    let refund = |id, amount: &str| Command::Refund {
+        id: tid(id),
+        payment_id: tid(20),
+        amount: dec(amount),
+        reference: None,
+        metadata: Metadata::new(),
+        origin: None,
+    };
+    expect_reject(
+        node.run(refund(31, "1")),
+        Reject::NotRefundable {
+            id: tid(20),
+            reason: "the pending transfer was not posted",
+        },
+    );
+    event_of(node.run(Command::PostPending {
+        id: tid(21),
+        pending_id: tid(20),
+        amount: Some(dec("25")),
+        origin: None,
+    }));
+    expect_reject(
+        node.run(refund(31, "25.01")),
+        Reject::RefundExceedsPayment {
+            payment: tid(20),
+            requested: Money {
+                units: 2501,
+                scale: 2,
+            },
+            refundable: Money {
+                units: 2500,
+                scale: 2,
+            },
+        },
+    );
+    event_of(node.run(refund(31, "25")));
+    expect_reject(
+        node.run(Command::Refund {
+            id: tid(32),
+            payment_id: tid(21),
+            amount: dec("1"),
+            reference: None,
+            metadata: Metadata::new(),
+            origin: None,
+        }),
+        Reject::NotRefundable {
+            id: tid(21),
+            reason: "only payments (posted transfers) are refunded",
+        },
+    );
+}
+
+#[test]
+fn a_refund_needs_funds_in_the_refunding_account_of_this_region() {
+    let mut node = funded();
+    event_of(node.run(Command::Transfer(transfer(30, ALICE, REVENUE, "50"))));
+    event_of(node.run(Command::Transfer(transfer(31, REVENUE, BOB, "45"))));
+    expect_reject(
+        node.run(Command::Refund {
+            id: tid(32),
+            payment_id: tid(30),
+            amount: dec("6"),
+            reference: None,
+            metadata: Metadata::new(),
+            origin: None,
+        }),
+        Reject::InsufficientFunds(Box::new(Shortfall {
+            account: account(REVENUE),
+            requested: Money {
+                units: 600,
+                scale: 2,
+            },
+            available_local: Money {
+                units: 500,
+                scale: 2,
+            },
+            available_global: Money {
+                units: 500,
+                scale: 2,
+            },
+        })),
+    );
+}
+
+// ---- releases and grants ----
+
+#[test]
+fn a_release_leaves_the_pool_and_a_grant_takes_it_in_exactly_once() {
+    let mut node = funded();
+    let event = event_of(node.run(Command::Release {
+        account: account(ALICE),
+        amount: dec("30"),
+        to: region(1),
+    }));
+    let release = Release {
+        account: account(ALICE),
+        currency: usd(),
+        kind: USER,
+        units: 3000,
+    };
+    assert_eq!(
+        event.body,
+        EventBody::Released {
+            release,
+            to: region(1),
+            seq: 1
+        }
+    );
+    assert_eq!(node.available(ALICE), 7000);
+    let balance = node.ledger.balance(account(ALICE)).expect("known");
+    assert_eq!(
+        balance.total,
+        Money {
+            units: 10000,
+            scale: 2
+        },
+        "in flight still counts"
+    );
+    assert_eq!(
+        balance.in_flight,
+        Money {
+            units: 3000,
+            scale: 2
+        }
+    );
+    let second = event_of(node.run(Command::Release {
+        account: account(ALICE),
+        amount: dec("1"),
+        to: region(1),
+    }));
+    assert!(matches!(second.body, EventBody::Released { seq: 2, .. }));
+
+    // Region 1's node sees region 0's log and grants.
+    let mut other = Node::new(1, &[0, 1, 2]);
+    for event in node.control_log.clone() {
+        let position = Position::new(other.control_log.len() as u64 + 1, 0);
+        other
+            .ledger
+            .apply_control(position, &event)
+            .expect("applies");
+        other.control_log.push(event);
+    }
+    expect_reject(
+        other.run(Command::Grant {
+            from: region(0),
+            seq: 1,
+        }),
+        Reject::ReleaseNotFound {
+            from: region(0),
+            seq: 1,
+        },
+    );
+    for (index, event) in node.log.iter().enumerate() {
+        other
+            .ledger
+            .apply(region(0), Position::new(index as u64 + 1, 0), event)
+            .expect("applies");
+    }
+    expect_reject(
+        other.run(Command::Grant {
+            from: region(0),
+            seq: 2,
+        }),
+        Reject::GrantOutOfOrder {
+            from: region(0),
+            seq: 2,
+            expected: 1,
+        },
+    );
+    let granted = event_of(other.run(Command::Grant {
+        from: region(0),
+        seq: 1,
+    }));
+    assert_eq!(
+        granted.body,
+        EventBody::Granted {
+            release,
+            from: region(0),
+            seq: 1
+        }
+    );
+    assert_eq!(other.available(ALICE), 3000);
+    assert_eq!(
+        other.run(Command::Grant {
+            from: region(0),
+            seq: 1
+        }),
+        Ok(Decision::AlreadyApplied)
+    );
+    let balance = other.ledger.balance(account(ALICE)).expect("known");
+    assert_eq!(
+        balance.total,
+        Money {
+            units: 10000,
+            scale: 2
+        }
+    );
+    assert_eq!(
+        balance.in_flight,
+        Money {
+            units: 100,
+            scale: 2
+        },
+        "the second release"
+    );
+    other.ledger.validate().expect("valid");
+}
+
+#[test]
+fn releases_need_another_known_region_a_bounded_account_and_funds() {
+    let mut node = funded();
+    let release = |account_id, amount: &str, to| Command::Release {
+        account: account(account_id),
+        amount: dec(amount),
+        to: region(to),
+    };
+    expect_reject(
+        node.run(release(ALICE, "1", 0)),
+        Reject::SameRegion(region(0)),
+    );
+    expect_reject(
+        node.run(release(ALICE, "1", 9)),
+        Reject::UnknownRegion(region(9)),
+    );
+    expect_reject(
+        node.run(release(BANK, "1", 1)),
+        Reject::PoolNotApplicable(account(BANK)),
+    );
+    expect_reject(
+        node.run(release(99, "1", 1)),
+        Reject::UnknownAccount(account(99)),
+    );
+    expect_reject(
+        node.run(release(ALICE, "0.001", 1)),
+        Reject::InvalidAmount(AmountError::TooPrecise { scale: 2 }),
+    );
+    expect_reject(
+        node.run(release(ALICE, "100.01", 1)),
+        Reject::InsufficientFunds(Box::new(Shortfall {
+            account: account(ALICE),
+            requested: Money {
+                units: 10001,
+                scale: 2,
+            },
+            available_local: Money {
+                units: 10000,
+                scale: 2,
+            },
+            available_global: Money {
+                units: 10000,
+                scale: 2,
+            },
+        })),
+    );
+    expect_reject(
+        node.run(Command::Grant {
+            from: region(0),
+            seq: 1,
+        }),
+        Reject::SameRegion(region(0)),
+    );
+    expect_reject(
+        node.run(Command::Grant {
+            from: region(5),
+            seq: 1,
+        }),
+        Reject::UnknownRegion(region(5)),
+    );
+}
+
+#[test]
+fn global_availability_counts_other_regions() {
+    let mut node = funded();
+    // Region 2's replica shows Bob with 5.00 there.
+    let elsewhere = Event {
+        stamp: at(1),
+        body: EventBody::Transfer(expected(
+            77,
+            (BANK, EXT),
+            (BOB, USER),
+            500,
+            TransferKind::Posted,
+        )),
+    };
+    node.ledger
+        .apply(region(2), Position::new(1, 0), &elsewhere)
+        .expect("applies");
+    expect_reject(
+        node.run(Command::Transfer(transfer(9, BOB, ALICE, "1"))),
+        Reject::InsufficientFunds(Box::new(Shortfall {
+            account: account(BOB),
+            requested: Money {
+                units: 100,
+                scale: 2,
+            },
+            available_local: Money { units: 0, scale: 2 },
+            available_global: Money {
+                units: 500,
+                scale: 2,
+            },
+        })),
+    );
+}
+
+// ---- batches and linked chains ----
+
+#[test]
+fn a_batch_is_decided_in_order_each_command_seeing_the_ones_before() {
+    let node = node();
+    let items = [
+        Item::single(Command::Transfer(transfer(1, BANK, ALICE, "10"))),
+        Item::single(Command::Transfer(transfer(2, ALICE, BOB, "10"))),
+        Item::single(Command::Transfer(transfer(3, ALICE, BOB, "0.01"))),
+        Item::single(Command::Transfer(transfer(1, BANK, ALICE, "10"))),
+        Item::single(Command::CreatePending {
+            transfer: transfer(4, BOB, REVENUE, "4"),
+            timeout_ms: 10,
+        }),
+        Item::single(Command::PostPending {
+            id: tid(5),
+            pending_id: tid(4),
+            amount: None,
+            origin: None,
+        }),
+    ];
+    let batch = node.ledger.decide_batch(&items, at(100));
+    assert_eq!(batch.events.len(), 4);
+    assert_eq!(
+        batch.outcomes,
+        vec![
+            Ok(Outcome::Appended(0)),
+            Ok(Outcome::Appended(1)),
+            Err(Reject::InsufficientFunds(Box::new(Shortfall {
+                account: account(ALICE),
+                requested: Money { units: 1, scale: 2 },
+                available_local: Money { units: 0, scale: 2 },
+                available_global: Money { units: 0, scale: 2 },
+            }))),
+            Ok(Outcome::AlreadyApplied),
+            Ok(Outcome::Appended(2)),
+            Ok(Outcome::Appended(3)),
+        ]
+    );
+    assert!(
+        node.ledger.home_state().pool(account(ALICE)).is_none(),
+        "deciding changed nothing"
+    );
+}
+
+#[test]
+fn applying_a_batch_gives_what_it_decided() {
+    let mut node = node();
+    let items: Vec<Item> = (0..50)
+        .map(|n| Item::single(Command::Transfer(transfer(n + 1, BANK, ALICE, "1"))))
+        .collect();
+    let stamp = node.stamp();
+    let batch = node.ledger.decide_batch(&items, stamp);
+    assert!(batch.outcomes.iter().all(Result::is_ok));
+    for event in batch.events {
+        node.append(event);
+    }
+    assert_eq!(node.available(ALICE), 5000);
+}
+
+#[test]
+fn a_linked_chain_fails_as_one_naming_the_member_that_failed() {
+    let node = funded();
+    let items = [
+        Item::single(Command::Transfer(transfer(1, ALICE, BOB, "1"))),
+        Item::linked(Command::Transfer(transfer(2, ALICE, BOB, "50"))),
+        Item::linked(Command::Transfer(transfer(3, ALICE, BOB, "49"))),
+        Item::single(Command::Transfer(transfer(4, ALICE, BOB, "1"))),
+        Item::single(Command::Transfer(transfer(5, ALICE, BOB, "49"))),
+    ];
+    let batch = node.ledger.decide_batch(&items, at(100));
+    let insufficient = Reject::InsufficientFunds(Box::new(Shortfall {
+        account: account(ALICE),
+        requested: Money {
+            units: 100,
+            scale: 2,
+        },
+        available_local: Money { units: 0, scale: 2 },
+        available_global: Money { units: 0, scale: 2 },
+    }));
+    assert_eq!(
+        batch.outcomes,
+        vec![
+            Ok(Outcome::Appended(0)),
+            Err(Reject::LinkedChainFailed { failed: 3 }),
+            Err(Reject::LinkedChainFailed { failed: 3 }),
+            Err(insufficient),
+            // The failed chain left nothing behind: 49 of the 99 is there.
+            Ok(Outcome::Appended(1)),
+        ]
+    );
+    SEEN.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert("LINKED_CHAIN_FAILED");
+}
+
+#[test]
+fn a_linked_chain_that_succeeds_appends_all_its_events() {
+    let node = funded();
+    let items = [
+        Item::linked(Command::Transfer(transfer(1, ALICE, BOB, "60"))),
+        Item::single(Command::Transfer(transfer(2, BOB, REVENUE, "60"))),
+        Item::single(Command::Transfer(transfer(3, ALICE, BOB, "40"))),
+    ];
+    let batch = node.ledger.decide_batch(&items, at(100));
+    assert_eq!(
+        batch.outcomes,
+        vec![
+            Ok(Outcome::Appended(0)),
+            Ok(Outcome::Appended(1)),
+            Ok(Outcome::Appended(2))
+        ]
+    );
+}
+
+#[test]
+fn a_batch_ending_inside_a_chain_fails_the_chain() {
+    let node = funded();
+    let items = [
+        Item::single(Command::Transfer(transfer(1, ALICE, BOB, "1"))),
+        Item::linked(Command::Transfer(transfer(2, ALICE, BOB, "1"))),
+        Item::linked(Command::Transfer(transfer(3, ALICE, BOB, "1"))),
+    ];
+    let batch = node.ledger.decide_batch(&items, at(100));
+    assert_eq!(batch.events.len(), 1);
+    assert_eq!(
+        batch.outcomes,
+        vec![
+            Ok(Outcome::Appended(0)),
+            Err(Reject::LinkedChainOpen),
+            Err(Reject::LinkedChainOpen)
+        ]
+    );
+    SEEN.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert("LINKED_CHAIN_OPEN");
+}
+
+// ---- control ----
+
+#[test]
+fn accounts_are_created_once() {
+    let mut node = node();
+    let new = NewAccount {
+        id: account(50),
+        currency: usd(),
+        kind: USER,
+        owner: "carol".into(),
+        metadata: Metadata::new(),
+    };
+    let stamp = node.stamp();
+    let Ok(Decision::Append(event)) = node
+        .ledger
+        .decide_control(&ControlCommand::CreateAccount(new.clone()), stamp)
+    else {
+        panic!("created");
+    };
+    assert_eq!(
+        event,
+        ControlEvent {
+            stamp,
+            body: ControlEventBody::AccountCreated(Account {
+                id: account(50),
+                currency: Currency {
+                    code: usd(),
+                    scale: 2
+                },
+                kind: USER,
+                status: AccountStatus::Active,
+                owner: "carol".into(),
+                metadata: Metadata::new(),
+                created: stamp,
+            }),
+        }
+    );
+    node.control(ControlCommand::CreateAccount(new.clone()))
+        .expect("created");
+    assert_eq!(
+        node.control(ControlCommand::CreateAccount(new.clone())),
+        Ok(Decision::AlreadyApplied)
+    );
+    let mut other = new.clone();
+    other.owner = "mallory".into();
+    expect_reject(
+        node.control(ControlCommand::CreateAccount(other)),
+        Reject::AccountExists(account(50)),
+    );
+    let mut unknown = new.clone();
+    unknown.id = account(51);
+    unknown.currency = CurrencyCode::new("XYZ").expect("code");
+    expect_reject(
+        node.control(ControlCommand::CreateAccount(unknown)),
+        Reject::UnknownCurrency(CurrencyCode::new("XYZ").expect("code")),
+    );
+    let mut long = new;
+    long.id = account(52);
+    long.owner = "o".repeat(OWNER_BYTES_MAX + 1);
+    expect_reject(
+        node.control(ControlCommand::CreateAccount(long)),
+        Reject::InvalidField {
+            field: "owner",
+            reason: "too long",
+        },
+    );
+}
+
+#[test]
+fn status_changes_are_events_and_closed_is_final() {
+    let mut node = node();
+    let changed = |status| ControlEventBody::AccountStatusChanged {
+        account: account(ALICE),
+        status,
+    };
+    let Ok(Decision::Append(event)) = node.control(ControlCommand::Freeze {
+        account: account(ALICE),
+    }) else {
+        panic!("frozen")
+    };
+    assert_eq!(event.body, changed(AccountStatus::Frozen));
+    assert_eq!(
+        node.control(ControlCommand::Freeze {
+            account: account(ALICE)
+        }),
+        Ok(Decision::AlreadyApplied)
+    );
+    let Ok(Decision::Append(event)) = node.control(ControlCommand::Unfreeze {
+        account: account(ALICE),
+    }) else {
+        panic!("active")
+    };
+    assert_eq!(event.body, changed(AccountStatus::Active));
+    let Ok(Decision::Append(event)) = node.control(ControlCommand::Close {
+        account: account(ALICE),
+    }) else {
+        panic!("closed")
+    };
+    assert_eq!(event.body, changed(AccountStatus::Closed));
+    assert_eq!(
+        node.control(ControlCommand::Close {
+            account: account(ALICE)
+        }),
+        Ok(Decision::AlreadyApplied)
+    );
+    expect_reject(
+        node.control(ControlCommand::Unfreeze {
+            account: account(ALICE),
+        }),
+        Reject::AccountClosed(account(ALICE)),
+    );
+    expect_reject(
+        node.control(ControlCommand::Freeze {
+            account: account(99),
+        }),
+        Reject::UnknownAccount(account(99)),
+    );
+}
+
+#[test]
+fn currencies_are_registered_once_with_their_scale() {
+    let mut node = node();
+    let code = CurrencyCode::new("JPY").expect("code");
+    let Ok(Decision::Append(event)) = node.control(ControlCommand::RegisterCurrency(Currency {
+        code,
+        scale: 0,
+    })) else {
+        panic!("registered")
+    };
+    assert_eq!(
+        event.body,
+        ControlEventBody::CurrencyRegistered(Currency { code, scale: 0 })
+    );
+    assert_eq!(
+        node.control(ControlCommand::RegisterCurrency(Currency {
+            code,
+            scale: 0
+        })),
+        Ok(Decision::AlreadyApplied)
+    );
+    expect_reject(
+        node.control(ControlCommand::RegisterCurrency(Currency {
+            code,
+            scale: 2,
+        })),
+        Reject::CurrencyConflict {
+            code,
+            registered: 0,
+            requested: 2,
+        },
+    );
+    expect_reject(
+        node.control(ControlCommand::RegisterCurrency(Currency {
+            code: CurrencyCode::new("BIG").expect("code"),
+            scale: 19,
+        })),
+        Reject::InvalidField {
+            field: "scale",
+            reason: "at most 18 decimal places",
+        },
+    );
+    let stale = node.ledger.control().last_stamp();
+    expect_reject(
+        node.ledger.decide_control(
+            &ControlCommand::Freeze {
+                account: account(ALICE),
+            },
+            at(0),
+        ),
+        Reject::StaleStamp {
+            stamp: at(0),
+            last: stale,
+        },
+    );
+}
+
+#[test]
+fn currency_codes_and_money_print_exactly() {
+    assert!(CurrencyCode::new("").is_err());
+    assert!(CurrencyCode::new("usd").is_err());
+    assert!(CurrencyCode::new("TOOLONGXX").is_err());
+    assert_eq!(
+        CurrencyCode::new("POINTS").expect("code").to_string(),
+        "POINTS"
+    );
+    assert_eq!(
+        Money {
+            units: -1205,
+            scale: 2
+        }
+        .to_string(),
+        "-12.05"
+    );
+    assert_eq!(Money { units: 7, scale: 0 }.to_string(), "7");
+    assert_eq!(
+        Money {
+            units: 1,
+            scale: 18
+        }
+        .to_string(),
+        "0.000000000000000001"
+    );
+    assert_eq!(
+        Money {
+            units: 1205,
+            scale: 2
+        }
+        .to_decimal(),
+        Some(dec("12.05"))
+    );
+    let json = serde_json::to_string(&usd()).expect("serializes");
+    assert_eq!(json, "\"USD\"");
+    assert!(serde_json::from_str::<CurrencyCode>("\"us d\"").is_err());
+}
+
+// ---- apply ----
+
+#[test]
+fn replaying_an_applied_position_changes_nothing() {
+    let mut node = funded();
+    let before = node.ledger.clone();
+    let first = node.log[0].clone();
+    assert_eq!(
+        node.ledger.apply(region(0), Position::new(1, 0), &first),
+        Ok(false)
+    );
+    assert_eq!(node.ledger, before);
+}
+
+#[test]
+fn a_log_that_does_not_fit_is_a_fatal_error_and_changes_nothing() {
+    let mut node = funded();
+    let before = node.ledger.clone();
+    let duplicate = node.log[0].clone();
+    let position = Position::new(99, 0);
+    assert!(matches!(
+        node.ledger.apply(region(0), position, &duplicate),
+        Err(ApplyError::DuplicateTransfer { .. })
+    ));
+    let gap = Event {
+        stamp: at(10_000),
+        body: EventBody::Granted {
+            release: Release {
+                account: account(ALICE),
+                currency: usd(),
+                kind: USER,
+                units: 1,
+            },
+            from: region(1),
+            seq: 2,
+        },
+    };
+    assert!(matches!(
+        node.ledger.apply(region(0), position, &gap),
+        Err(ApplyError::SequenceGap { .. })
+    ));
+    let backwards = Event {
+        stamp: at(0),
+        ..duplicate
+    };
+    assert!(matches!(
+        node.ledger.apply(region(0), position, &backwards),
+        Err(ApplyError::StampBackwards { .. })
+    ));
+    assert_eq!(
+        node.ledger.apply(region(9), position, &gap),
+        Err(ApplyError::UnknownRegion(region(9)))
+    );
+    assert_eq!(node.ledger, before);
+}
+
+#[test]
+fn layouts_are_checked() {
+    assert_eq!(
+        Ledger::new(region(3), &[region(0), region(1)]),
+        Err(LayoutError::HomeMissing(region(3)))
+    );
+    assert_eq!(
+        Ledger::new(region(0), &[region(0), region(0)]),
+        Err(LayoutError::Duplicate(region(0)))
+    );
+}
+
+/// Every rejection code is produced by some test. nextest runs each test in a
+/// process of its own, so this one runs the rejection tests itself (they are
+/// cheap and independent) and then compares the codes seen with the full list.
+#[test]
+fn every_rejection_code_is_tested() {
+    for test in ALL {
+        test();
+    }
+    let seen = SEEN.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let all: BTreeSet<&str> = Reject::CODES.iter().copied().collect();
+    let missing: Vec<_> = all.difference(&seen).collect();
+    assert!(missing.is_empty(), "codes without a test: {missing:?}");
+    let unknown: Vec<_> = seen.difference(&all).collect();
+    assert!(
+        unknown.is_empty(),
+        "codes missing from Reject::CODES: {unknown:?}"
+    );
+}
+
+const ALL: &[fn()] = &[
+    a_transfer_decided_elsewhere_is_sent_to_its_origin,
+    a_stamp_older_than_the_region_is_refused,
+    the_same_id_with_other_content_is_a_conflict,
+    insufficient_funds_says_what_is_available_here_and_everywhere,
+    a_system_account_cannot_go_below_zero_either,
+    amounts_are_refused_not_rounded,
+    balances_stay_representable,
+    bad_details_are_refused,
+    accounts_must_exist_be_distinct_active_and_of_the_currency,
+    a_pending_transfer_holds_the_amount,
+    the_timeout_must_be_positive_and_bounded,
+    posting_in_part_returns_the_rest,
+    posting_more_than_held_is_refused,
+    voiding_returns_everything,
+    resolving_needs_a_pending_transfer_of_this_region,
+    a_pending_transfer_expires_by_its_deadline_only,
+    a_resolved_pending_transfer_does_not_expire,
+    a_refund_reverses_part_of_a_payment_and_never_more_than_is_left,
+    a_two_phase_payment_is_refunded_up_to_what_was_posted,
+    a_refund_needs_funds_in_the_refunding_account_of_this_region,
+    a_release_leaves_the_pool_and_a_grant_takes_it_in_exactly_once,
+    releases_need_another_known_region_a_bounded_account_and_funds,
+    global_availability_counts_other_regions,
+    a_linked_chain_fails_as_one_naming_the_member_that_failed,
+    a_batch_ending_inside_a_chain_fails_the_chain,
+    accounts_are_created_once,
+    status_changes_are_events_and_closed_is_final,
+    currencies_are_registered_once_with_their_scale,
+];
