@@ -358,49 +358,35 @@ pub(crate) fn refundable_units(record: &TransferRecord) -> Option<u128> {
 
 /// Speculative changes over a book: decisions of a batch (or of one linked
 /// chain) read the committed book plus the events decided before them,
-/// without touching the committed book. Dropping the overlay forgets them.
+/// without touching the committed book. The changes live in a [`Changes`]
+/// the caller keeps, so their memory is reused from one batch to the next.
 pub(crate) struct Overlay<'a, B: Book> {
     base: &'a B,
-    pools: FxHashMap<AccountId, Pool>,
-    transfers: FxHashMap<TransferId, TransferRecord>,
-    released_to: BTreeMap<RegionId, u64>,
-    granted_from: BTreeMap<RegionId, u64>,
-    last_stamp: Stamp,
+    changes: &'a mut Changes,
 }
 
 impl<'a, B: Book> Overlay<'a, B> {
-    pub(crate) fn new(base: &'a B) -> Self {
-        Self {
-            base,
-            pools: FxHashMap::default(),
-            transfers: FxHashMap::default(),
-            released_to: BTreeMap::new(),
-            granted_from: BTreeMap::new(),
-            last_stamp: base.last_stamp(),
-        }
+    /// An overlay with no changes yet over `base`, room made for `commands`.
+    pub(crate) fn new(base: &'a B, changes: &'a mut Changes, commands: usize) -> Self {
+        changes.clear();
+        changes.pools.reserve(commands * 2);
+        changes.transfers.reserve(commands);
+        changes.last_stamp = base.last_stamp();
+        Self { base, changes }
     }
 
-    /// Moves the changes of `inner` (an overlay over this one) into this one.
-    pub(crate) fn absorb(&mut self, inner: Changes) {
-        self.pools.extend(inner.pools);
-        self.transfers.extend(inner.transfers);
-        self.released_to.extend(inner.released_to);
-        self.granted_from.extend(inner.granted_from);
-        self.last_stamp = self.last_stamp.max(inner.last_stamp);
-    }
-
-    pub(crate) fn into_changes(self) -> Changes {
-        Changes {
-            pools: self.pools,
-            transfers: self.transfers,
-            released_to: self.released_to,
-            granted_from: self.granted_from,
-            last_stamp: self.last_stamp,
-        }
+    /// Moves the changes of an overlay that was over this one into this one.
+    pub(crate) fn absorb(&mut self, inner: &mut Changes) {
+        self.changes.pools.extend(inner.pools.drain());
+        self.changes.transfers.extend(inner.transfers.drain());
+        self.changes.released_to.append(&mut inner.released_to);
+        self.changes.granted_from.append(&mut inner.granted_from);
+        self.changes.last_stamp = self.changes.last_stamp.max(inner.last_stamp);
     }
 }
 
-/// The changes an overlay holds, detached from the book it was over.
+/// What an overlay changed. Kept between batches only for its memory.
+#[derive(Debug, Default)]
 pub(crate) struct Changes {
     pools: FxHashMap<AccountId, Pool>,
     transfers: FxHashMap<TransferId, TransferRecord>,
@@ -409,35 +395,53 @@ pub(crate) struct Changes {
     last_stamp: Stamp,
 }
 
+impl Changes {
+    fn clear(&mut self) {
+        self.pools.clear();
+        self.transfers.clear();
+        self.released_to.clear();
+        self.granted_from.clear();
+        self.last_stamp = Stamp::ZERO;
+    }
+}
+
 impl<B: Book> Book for Overlay<'_, B> {
     fn region(&self) -> RegionId {
         self.base.region()
     }
 
     fn pool(&self, account: AccountId) -> Option<&Pool> {
-        self.pools.get(&account).or_else(|| self.base.pool(account))
+        self.changes
+            .pools
+            .get(&account)
+            .or_else(|| self.base.pool(account))
     }
 
     fn transfer(&self, id: TransferId) -> Option<&TransferRecord> {
-        self.transfers.get(&id).or_else(|| self.base.transfer(id))
+        self.changes
+            .transfers
+            .get(&id)
+            .or_else(|| self.base.transfer(id))
     }
 
     fn released_to(&self, to: RegionId) -> u64 {
-        self.released_to
+        self.changes
+            .released_to
             .get(&to)
             .copied()
             .unwrap_or_else(|| self.base.released_to(to))
     }
 
     fn granted_from(&self, from: RegionId) -> u64 {
-        self.granted_from
+        self.changes
+            .granted_from
             .get(&from)
             .copied()
             .unwrap_or_else(|| self.base.granted_from(from))
     }
 
     fn last_stamp(&self) -> Stamp {
-        self.last_stamp
+        self.changes.last_stamp
     }
 
     fn pool_mut(
@@ -447,7 +451,7 @@ impl<B: Book> Book for Overlay<'_, B> {
         kind: AccountKind,
     ) -> &mut Pool {
         let base = self.base;
-        self.pools.entry(account).or_insert_with(|| {
+        self.changes.pools.entry(account).or_insert_with(|| {
             base.pool(account)
                 .copied()
                 .unwrap_or_else(|| Pool::new(currency, kind))
@@ -455,27 +459,27 @@ impl<B: Book> Book for Overlay<'_, B> {
     }
 
     fn transfer_mut(&mut self, id: TransferId) -> Option<&mut TransferRecord> {
-        if !self.transfers.contains_key(&id) {
+        if !self.changes.transfers.contains_key(&id) {
             let copied = self.base.transfer(id)?.clone();
-            self.transfers.insert(id, copied);
+            self.changes.transfers.insert(id, copied);
         }
-        self.transfers.get_mut(&id)
+        self.changes.transfers.get_mut(&id)
     }
 
     fn put_transfer(&mut self, record: TransferRecord) {
-        self.transfers.insert(record.transfer.id, record);
+        self.changes.transfers.insert(record.transfer.id, record);
     }
 
     fn set_released_to(&mut self, to: RegionId, seq: u64) {
-        self.released_to.insert(to, seq);
+        self.changes.released_to.insert(to, seq);
     }
 
     fn set_granted_from(&mut self, from: RegionId, seq: u64) {
-        self.granted_from.insert(from, seq);
+        self.changes.granted_from.insert(from, seq);
     }
 
     fn set_last_stamp(&mut self, stamp: Stamp) {
-        self.last_stamp = stamp;
+        self.changes.last_stamp = stamp;
     }
 }
 

@@ -2,7 +2,7 @@
 //! replica of every other region; the global view merges them.
 
 use crate::Decision;
-use crate::book::{ApplyError, Book, Overlay, apply_event, units};
+use crate::book::{ApplyError, Book, Changes, Overlay, apply_event, units};
 use crate::command::{ControlCommand, Item};
 use crate::control::Control;
 use crate::decide::decide;
@@ -48,6 +48,16 @@ pub enum Outcome {
 pub struct Batch {
     pub events: Vec<Event>,
     pub outcomes: Vec<Result<Outcome, Reject>>,
+}
+
+/// Memory a decider reuses from batch to batch, so that deciding a batch
+/// allocates nothing once the first few batches have sized it.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    batch: Changes,
+    chain: Changes,
+    chain_events: Vec<Event>,
+    chain_outcomes: Vec<Outcome>,
 }
 
 /// An account's balance as this node sees it, per region and in all.
@@ -127,11 +137,31 @@ impl Ledger {
     /// fails, it keeps its own rejection and every other member is rejected
     /// with [`Reject::LinkedChainFailed`] naming it. Pure, like [`Self::decide`].
     pub fn decide_batch(&self, items: &[Item], stamp: Stamp) -> Batch {
-        let mut batch = Batch {
-            events: Vec::with_capacity(items.len()),
-            outcomes: Vec::with_capacity(items.len()),
-        };
-        let mut outer = Overlay::new(self.home_state());
+        let mut batch = Batch::default();
+        self.decide_batch_into(items, stamp, &mut Scratch::default(), &mut batch);
+        batch
+    }
+
+    /// [`Self::decide_batch`] into a `batch` (cleared first) with memory from
+    /// `scratch`: the form for a decider that runs batch after batch.
+    pub fn decide_batch_into(
+        &self,
+        items: &[Item],
+        stamp: Stamp,
+        scratch: &mut Scratch,
+        batch: &mut Batch,
+    ) {
+        batch.events.clear();
+        batch.outcomes.clear();
+        batch.events.reserve(items.len());
+        batch.outcomes.reserve(items.len());
+        let Scratch {
+            batch: changes,
+            chain,
+            chain_events,
+            chain_outcomes,
+        } = scratch;
+        let mut outer = Overlay::new(self.home_state(), changes, items.len());
         let mut start = 0;
         while start < items.len() {
             let Some(end) = items[start..]
@@ -146,59 +176,50 @@ impl Ledger {
                 break;
             };
             if start == end {
-                let outcome = decide_into(
-                    self,
-                    &mut outer,
-                    &items[start].command,
-                    stamp,
-                    &mut batch.events,
-                );
+                let command = &items[start].command;
+                let outcome = decide_into(self, &mut outer, command, stamp, &mut batch.events);
                 batch.outcomes.push(outcome);
             } else {
-                self.decide_chain(&mut outer, &items[start..=end], start, stamp, &mut batch);
+                let members = &items[start..=end];
+                let mut inner = Overlay::new(&outer, chain, members.len());
+                chain_events.clear();
+                chain_outcomes.clear();
+                let failed =
+                    members.iter().enumerate().find_map(|(offset, item)| {
+                        match decide_into(self, &mut inner, &item.command, stamp, chain_events) {
+                            Ok(outcome) => {
+                                chain_outcomes.push(outcome);
+                                None
+                            }
+                            Err(reject) => Some((offset, reject)),
+                        }
+                    });
+                match failed {
+                    Some((offset, reject)) => {
+                        let failed = start + offset;
+                        batch.outcomes.extend((0..members.len()).map(|member| {
+                            if member == offset {
+                                Err(reject.clone())
+                            } else {
+                                Err(Reject::LinkedChainFailed { failed })
+                            }
+                        }));
+                    }
+                    None => {
+                        outer.absorb(chain);
+                        let base = batch.events.len();
+                        batch.events.append(chain_events);
+                        batch.outcomes.extend(chain_outcomes.iter().map(|outcome| {
+                            Ok(match outcome {
+                                Outcome::Appended(index) => Outcome::Appended(base + index),
+                                Outcome::AlreadyApplied => Outcome::AlreadyApplied,
+                            })
+                        }));
+                    }
+                }
             }
             start = end + 1;
         }
-        batch
-    }
-
-    fn decide_chain(
-        &self,
-        outer: &mut Overlay<'_, RegionState>,
-        chain: &[Item],
-        first: usize,
-        stamp: Stamp,
-        batch: &mut Batch,
-    ) {
-        let mut inner = Overlay::new(&*outer);
-        let mut events = Vec::with_capacity(chain.len());
-        let mut outcomes = Vec::with_capacity(chain.len());
-        for (offset, item) in chain.iter().enumerate() {
-            match decide_into(self, &mut inner, &item.command, stamp, &mut events) {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(reject) => {
-                    let failed = first + offset;
-                    batch.outcomes.extend((0..chain.len()).map(|member| {
-                        if member == offset {
-                            Err(reject.clone())
-                        } else {
-                            Err(Reject::LinkedChainFailed { failed })
-                        }
-                    }));
-                    return;
-                }
-            }
-        }
-        let changes = inner.into_changes();
-        outer.absorb(changes);
-        let base = batch.events.len();
-        batch.events.extend(events);
-        batch
-            .outcomes
-            .extend(outcomes.into_iter().map(|outcome| match outcome {
-                Outcome::Appended(index) => Ok(Outcome::Appended(base + index)),
-                Outcome::AlreadyApplied => Ok(Outcome::AlreadyApplied),
-            }));
     }
 
     /// Decides a control command (for the global control log). Pure.

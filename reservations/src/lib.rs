@@ -37,7 +37,7 @@ pub use event::{
     ControlEvent, ControlEventBody, Event, EventBody, Release, Transfer, TransferKind,
 };
 pub use ids::{AccountId, Position, RegionId, TransferId};
-pub use ledger::{Balance, Batch, LayoutError, Ledger, Outcome, RegionBalance};
+pub use ledger::{Balance, Batch, LayoutError, Ledger, Outcome, RegionBalance, Scratch};
 pub use ledger_hlc::Stamp;
 pub use money::{
     AMOUNT_UNITS_MAX, AmountError, BALANCE_UNITS_MAX, Currency, CurrencyCode, CurrencyCodeError,

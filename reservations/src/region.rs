@@ -17,7 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct RegionState {
     id: RegionId,
     pools: FxHashMap<AccountId, Pool>,
-    transfers: FxHashMap<TransferId, TransferRecord>,
+    /// Transfer records in log order, found through `transfer_index`: a
+    /// growing index then moves small entries, not whole records.
+    transfers: Vec<TransferRecord>,
+    transfer_index: FxHashMap<TransferId, usize>,
     released_to: BTreeMap<RegionId, u64>,
     granted_from: BTreeMap<RegionId, u64>,
     last_stamp: Stamp,
@@ -36,7 +39,8 @@ impl RegionState {
         Self {
             id,
             pools: FxHashMap::default(),
-            transfers: FxHashMap::default(),
+            transfers: Vec::new(),
+            transfer_index: FxHashMap::default(),
             released_to: BTreeMap::new(),
             granted_from: BTreeMap::new(),
             last_stamp: Stamp::ZERO,
@@ -70,7 +74,12 @@ impl RegionState {
     }
 
     pub fn transfer(&self, id: TransferId) -> Option<&TransferRecord> {
-        self.transfers.get(&id)
+        Book::transfer(self, id)
+    }
+
+    /// Every transfer this region decided, in the order of its log.
+    pub fn transfers(&self) -> &[TransferRecord] {
+        &self.transfers
     }
 
     pub fn transfer_count(&self) -> usize {
@@ -156,7 +165,7 @@ impl RegionState {
     }
 
     fn pending_state(&self, id: TransferId) -> Option<PendingState> {
-        self.transfers.get(&id).and_then(|record| record.pending)
+        Book::transfer(self, id).and_then(|record| record.pending)
     }
 
     /// Checks every invariant of a region that its own log decides, from
@@ -164,7 +173,14 @@ impl RegionState {
     pub fn validate(&self) -> Result<(), String> {
         let mut held: FxHashMap<AccountId, i128> = FxHashMap::default();
         let mut open = BTreeSet::new();
-        for (id, record) in &self.transfers {
+        if self.transfer_index.len() != self.transfers.len() {
+            return Err(format!("{}: transfer index out of step", self.id));
+        }
+        for (position, record) in self.transfers.iter().enumerate() {
+            let id = &record.transfer.id;
+            if self.transfer_index.get(id) != Some(&position) {
+                return Err(format!("{}: {id} not indexed at {position}", self.id));
+            }
             if record.origin != self.id {
                 return Err(format!("{id}: origin {} in {}", record.origin, self.id));
             }
@@ -258,7 +274,8 @@ impl Book for RegionState {
     }
 
     fn transfer(&self, id: TransferId) -> Option<&TransferRecord> {
-        self.transfers.get(&id)
+        let index = *self.transfer_index.get(&id)?;
+        self.transfers.get(index)
     }
 
     fn released_to(&self, to: RegionId) -> u64 {
@@ -285,11 +302,19 @@ impl Book for RegionState {
     }
 
     fn transfer_mut(&mut self, id: TransferId) -> Option<&mut TransferRecord> {
-        self.transfers.get_mut(&id)
+        let index = *self.transfer_index.get(&id)?;
+        self.transfers.get_mut(index)
     }
 
     fn put_transfer(&mut self, record: TransferRecord) {
-        self.transfers.insert(record.transfer.id, record);
+        match self.transfer_index.get(&record.transfer.id) {
+            Some(index) => self.transfers[*index] = record,
+            None => {
+                self.transfer_index
+                    .insert(record.transfer.id, self.transfers.len());
+                self.transfers.push(record);
+            }
+        }
     }
 
     fn set_released_to(&mut self, to: RegionId, seq: u64) {
