@@ -62,6 +62,28 @@ fn expected(
     }
 }
 
+/// The insufficient-funds rejection of a USD account, amounts in cents.
+fn short(id: u128, requested: i128, local: i128, global: i128) -> Reject {
+    let usd = |units| Money { units, scale: 2 };
+    Reject::InsufficientFunds(Box::new(Shortfall {
+        account: account(id),
+        requested: usd(requested),
+        available_local: usd(local),
+        available_global: usd(global),
+    }))
+}
+
+fn refund(id: u128, payment: u128, amount: &str) -> Command {
+    Command::Refund {
+        id: tid(id),
+        payment_id: tid(payment),
+        amount: dec(amount),
+        reference: None,
+        metadata: Metadata::new(),
+        origin: None,
+    }
+}
+
 const EXT: AccountKind = AccountKind::External;
 const USER: AccountKind = AccountKind::User;
 const SYS: AccountKind = AccountKind::System;
@@ -200,16 +222,7 @@ fn the_same_id_with_other_content_is_a_conflict() {
 fn insufficient_funds_says_what_is_available_here_and_everywhere() {
     let mut node = funded();
     let reject = reject_of(node.run(Command::Transfer(transfer(8, ALICE, BOB, "100.01"))));
-    let money = |units| Money { units, scale: 2 };
-    expect_reject::<Event>(
-        Err(reject.clone()),
-        Reject::InsufficientFunds(Box::new(Shortfall {
-            account: account(ALICE),
-            requested: money(10001),
-            available_local: money(10000),
-            available_global: money(10000),
-        })),
-    );
+    expect_reject::<Event>(Err(reject.clone()), short(ALICE, 10001, 10000, 10000));
     assert!(reject.is_retryable());
     assert_eq!(
         reject.to_string(),
@@ -225,15 +238,7 @@ fn a_system_account_cannot_go_below_zero_either() {
     let mut node = node();
     expect_reject(
         node.run(Command::Transfer(transfer(8, REVENUE, BOB, "1"))),
-        Reject::InsufficientFunds(Box::new(Shortfall {
-            account: account(REVENUE),
-            requested: Money {
-                units: 100,
-                scale: 2,
-            },
-            available_local: Money { units: 0, scale: 2 },
-            available_global: Money { units: 0, scale: 2 },
-        })),
+        short(REVENUE, 100, 0, 0),
     );
 }
 
@@ -479,21 +484,7 @@ fn a_pending_transfer_holds_the_amount() {
     // What is held cannot be spent.
     expect_reject(
         node.run(Command::Transfer(transfer(21, ALICE, BOB, "60.01"))),
-        Reject::InsufficientFunds(Box::new(Shortfall {
-            account: account(ALICE),
-            requested: Money {
-                units: 6001,
-                scale: 2,
-            },
-            available_local: Money {
-                units: 6000,
-                scale: 2,
-            },
-            available_global: Money {
-                units: 6000,
-                scale: 2,
-            },
-        })),
+        short(ALICE, 6001, 6000, 6000),
     );
 }
 
@@ -882,16 +873,8 @@ fn a_refund_reverses_part_of_a_payment_and_never_more_than_is_left() {
 fn a_two_phase_payment_is_refunded_up_to_what_was_posted() {
     let mut node = funded();
     hold(&mut node, 20, "40", 1_000);
-    let refund = |id, amount: &str| Command::Refund {
-        id: tid(id),
-        payment_id: tid(20),
-        amount: dec(amount),
-        reference: None,
-        metadata: Metadata::new(),
-        origin: None,
-    };
     expect_reject(
-        node.run(refund(31, "1")),
+        node.run(refund(31, 20, "1")),
         Reject::NotRefundable {
             id: tid(20),
             reason: "the pending transfer was not posted",
@@ -904,7 +887,7 @@ fn a_two_phase_payment_is_refunded_up_to_what_was_posted() {
         origin: None,
     }));
     expect_reject(
-        node.run(refund(31, "25.01")),
+        node.run(refund(31, 20, "25.01")),
         Reject::RefundExceedsPayment {
             payment: tid(20),
             requested: Money {
@@ -917,16 +900,9 @@ fn a_two_phase_payment_is_refunded_up_to_what_was_posted() {
             },
         },
     );
-    event_of(node.run(refund(31, "25")));
+    event_of(node.run(refund(31, 20, "25")));
     expect_reject(
-        node.run(Command::Refund {
-            id: tid(32),
-            payment_id: tid(21),
-            amount: dec("1"),
-            reference: None,
-            metadata: Metadata::new(),
-            origin: None,
-        }),
+        node.run(refund(32, 21, "1")),
         Reject::NotRefundable {
             id: tid(21),
             reason: "only payments (posted transfers) are refunded",
@@ -939,31 +915,7 @@ fn a_refund_needs_funds_in_the_refunding_account_of_this_region() {
     let mut node = funded();
     event_of(node.run(Command::Transfer(transfer(30, ALICE, REVENUE, "50"))));
     event_of(node.run(Command::Transfer(transfer(31, REVENUE, BOB, "45"))));
-    expect_reject(
-        node.run(Command::Refund {
-            id: tid(32),
-            payment_id: tid(30),
-            amount: dec("6"),
-            reference: None,
-            metadata: Metadata::new(),
-            origin: None,
-        }),
-        Reject::InsufficientFunds(Box::new(Shortfall {
-            account: account(REVENUE),
-            requested: Money {
-                units: 600,
-                scale: 2,
-            },
-            available_local: Money {
-                units: 500,
-                scale: 2,
-            },
-            available_global: Money {
-                units: 500,
-                scale: 2,
-            },
-        })),
-    );
+    expect_reject(node.run(refund(32, 30, "6")), short(REVENUE, 600, 500, 500));
 }
 
 // ---- releases and grants ----
@@ -1120,21 +1072,7 @@ fn releases_need_another_known_region_a_bounded_account_and_funds() {
     );
     expect_reject(
         node.run(release(ALICE, "100.01", 1)),
-        Reject::InsufficientFunds(Box::new(Shortfall {
-            account: account(ALICE),
-            requested: Money {
-                units: 10001,
-                scale: 2,
-            },
-            available_local: Money {
-                units: 10000,
-                scale: 2,
-            },
-            available_global: Money {
-                units: 10000,
-                scale: 2,
-            },
-        })),
+        short(ALICE, 10001, 10000, 10000),
     );
     expect_reject(
         node.run(Command::Grant {
@@ -1171,18 +1109,7 @@ fn global_availability_counts_other_regions() {
         .expect("applies");
     expect_reject(
         node.run(Command::Transfer(transfer(9, BOB, ALICE, "1"))),
-        Reject::InsufficientFunds(Box::new(Shortfall {
-            account: account(BOB),
-            requested: Money {
-                units: 100,
-                scale: 2,
-            },
-            available_local: Money { units: 0, scale: 2 },
-            available_global: Money {
-                units: 500,
-                scale: 2,
-            },
-        })),
+        short(BOB, 100, 0, 500),
     );
 }
 
@@ -1214,12 +1141,7 @@ fn a_batch_is_decided_in_order_each_command_seeing_the_ones_before() {
         vec![
             Ok(Outcome::Appended(0)),
             Ok(Outcome::Appended(1)),
-            Err(Reject::InsufficientFunds(Box::new(Shortfall {
-                account: account(ALICE),
-                requested: Money { units: 1, scale: 2 },
-                available_local: Money { units: 0, scale: 2 },
-                available_global: Money { units: 0, scale: 2 },
-            }))),
+            Err(short(ALICE, 1, 0, 0)),
             Ok(Outcome::AlreadyApplied),
             Ok(Outcome::Appended(2)),
             Ok(Outcome::Appended(3)),
@@ -1257,15 +1179,7 @@ fn a_linked_chain_fails_as_one_naming_the_member_that_failed() {
         Item::single(Command::Transfer(transfer(5, ALICE, BOB, "49"))),
     ];
     let batch = node.ledger.decide_batch(&items, at(100));
-    let insufficient = Reject::InsufficientFunds(Box::new(Shortfall {
-        account: account(ALICE),
-        requested: Money {
-            units: 100,
-            scale: 2,
-        },
-        available_local: Money { units: 0, scale: 2 },
-        available_global: Money { units: 0, scale: 2 },
-    }));
+    let insufficient = short(ALICE, 100, 0, 0);
     assert_eq!(
         batch.outcomes,
         vec![
