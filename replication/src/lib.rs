@@ -1,7 +1,34 @@
-//! Regional Raft logs: the durable log, the state machine that applies
-//! committed events to `ledger-reservations`, snapshots, the layout of one
-//! group per region (voters in the region, learners everywhere else) plus the
-//! global control group, and the Raft network.
+//! Regional Raft logs.
 //!
-//! Empty for now: it is built by the issue "Regional Raft logs with openraft"
-//! (see ARCHITECTURE.md). Nothing here works yet, and nothing claims to.
+//! One Raft group per region (voters: that region's nodes; learners: every
+//! node of every other region) and one global control group. Entries are
+//! batches of HLC-stamped events; committed entries are applied to this
+//! node's [`ledger_reservations::Ledger`]: a region's own group drives that
+//! region's state, every other group this node's replica of it.
+//!
+//! openraft (pinned to an exact alpha) stays inside this crate: the rest of
+//! the project uses the types below, never openraft's.
+//!
+//! Built so far: the type configuration, the durable log on redb
+//! ([`LogStore`], one fsync per append batch, checksummed records, a corrupt
+//! tail cut on open), and the state machine with checksummed snapshots
+//! ([`StateMachine`]). The group layout, the network and the grant watcher
+//! come next.
+
+mod codec;
+mod log_store;
+mod state_machine;
+
+mod types;
+
+pub use codec::CodecError;
+pub use log_store::{LogStore, OpenReport};
+pub use state_machine::{SharedLedger, StateMachine};
+
+pub use types::{Applied, Group, Proposal};
+
+#[doc(hidden)]
+pub mod raft_types {
+    //! The openraft type configuration, for this crate's own tests.
+    pub use crate::types::TypeConfig;
+}

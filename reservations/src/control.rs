@@ -15,7 +15,7 @@ use ledger_hlc::Stamp;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Control {
     currencies: BTreeMap<CurrencyCode, Currency>,
     accounts: FxHashMap<AccountId, Account>,

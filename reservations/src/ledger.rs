@@ -255,6 +255,21 @@ impl Ledger {
         self.control.apply(position, event)
     }
 
+    /// Replaces a region's state with one restored from a snapshot.
+    pub fn install_region(&mut self, state: RegionState) -> Result<(), ApplyError> {
+        let index = self
+            .regions
+            .binary_search_by_key(&state.id(), RegionState::id)
+            .map_err(|_| ApplyError::UnknownRegion(state.id()))?;
+        self.regions[index] = state;
+        Ok(())
+    }
+
+    /// Replaces the control state with one restored from a snapshot.
+    pub fn install_control(&mut self, control: Control) {
+        self.control = control;
+    }
+
     /// The region other than home whose replica holds transfer `id`, if any.
     pub(crate) fn decided_elsewhere(&self, id: TransferId) -> Option<RegionId> {
         self.regions

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The state of one region: its own, on the region's nodes, or a replica, on
 /// every other node. Two replicas that applied the same log are equal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegionState {
     id: RegionId,
     pools: FxHashMap<AccountId, Pool>,

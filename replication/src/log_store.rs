@@ -1,0 +1,237 @@
+//! The durable Raft log of one group, in a redb database shared by every
+//! group of a node (a table per group).
+//!
+//! Each `append` is one write transaction, committed with redb's immediate
+//! durability: one fsync for the whole batch, however many entries (group
+//! commit). Every record carries a CRC32; on open, records at the tail whose
+//! checksum fails are reported and cut off, so they are never applied. A
+//! bad record anywhere else is an I/O error when read, which stops the node.
+
+use crate::codec::{self, Format};
+use crate::types::{Group, TypeConfig};
+use openraft::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "purged";
+
+/// What opening a log found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Indexes of the corrupt records cut off the tail, highest first.
+    pub cut: Vec<u64>,
+}
+
+/// The log of one group. Clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+    group: Group,
+    log_table: Arc<str>,
+    meta_table: Arc<str>,
+}
+
+fn other<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Error {
+    io::Error::other(error)
+}
+
+impl LogStore {
+    /// Opens (creating if needed) the log of `group` in `db`, cutting off a
+    /// corrupt tail.
+    pub fn open(db: Arc<Database>, group: Group) -> io::Result<(Self, OpenReport)> {
+        let store = Self {
+            db,
+            group,
+            log_table: Arc::from(format!("{}/log", group.name())),
+            meta_table: Arc::from(format!("{}/meta", group.name())),
+        };
+        let mut report = OpenReport::default();
+        let txn = store.db.begin_write().map_err(other)?;
+        {
+            txn.open_table(store.meta()).map_err(other)?;
+            let mut log = txn.open_table(store.log()).map_err(other)?;
+            loop {
+                let last = log.last().map_err(other)?.map(|(index, record)| {
+                    (index.value(), codec::verified(record.value()).is_ok())
+                });
+                match last {
+                    Some((index, false)) => {
+                        tracing::warn!(group = %group, index, "corrupt record at the tail of the log: cut off");
+                        log.remove(index).map_err(other)?;
+                        report.cut.push(index);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        txn.commit().map_err(other)?;
+        Ok((store, report))
+    }
+
+    pub fn group(&self) -> Group {
+        self.group
+    }
+
+    fn log(&self) -> TableDefinition<'_, u64, &'static [u8]> {
+        TableDefinition::new(&self.log_table)
+    }
+
+    fn meta(&self) -> TableDefinition<'_, &'static str, &'static [u8]> {
+        TableDefinition::new(&self.meta_table)
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
+        let txn = self.db.begin_read().map_err(other)?;
+        let table = txn.open_table(self.meta()).map_err(other)?;
+        match table.get(key).map_err(other)? {
+            Some(bytes) => Ok(Some(codec::decode(Format::Json, bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> io::Result<()> {
+        let bytes = codec::encode(Format::Json, value)?;
+        let txn = self.db.begin_write().map_err(other)?;
+        {
+            let mut table = txn.open_table(self.meta()).map_err(other)?;
+            table.insert(key, bytes.as_slice()).map_err(other)?;
+        }
+        txn.commit().map_err(other)
+    }
+
+    fn last_entry_log_id(&self) -> io::Result<Option<LogIdOf<TypeConfig>>> {
+        let txn = self.db.begin_read().map_err(other)?;
+        let table = txn.open_table(self.log()).map_err(other)?;
+        match table.last().map_err(other)? {
+            Some((_, record)) => {
+                let entry: EntryOf<TypeConfig> = codec::decode(Format::Json, record.value())?;
+                Ok(Some(entry.log_id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the entries of `range` and, in the same transaction, writes
+    /// `meta` (the new purge point), so a crash leaves one or the other.
+    fn remove_range(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+        meta: Option<(&str, Vec<u8>)>,
+    ) -> io::Result<()> {
+        let txn = self.db.begin_write().map_err(other)?;
+        {
+            if let Some((key, bytes)) = &meta {
+                let mut table = txn.open_table(self.meta()).map_err(other)?;
+                table.insert(*key, bytes.as_slice()).map_err(other)?;
+            }
+            let mut log = txn.open_table(self.log()).map_err(other)?;
+            log.retain_in::<u64, _>(range, |_, _| false)
+                .map_err(other)?;
+        }
+        txn.commit().map_err(other)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
+        let txn = self.db.begin_read().map_err(other)?;
+        let table = txn.open_table(self.log()).map_err(other)?;
+        let mut entries = Vec::new();
+        for row in table.range::<u64>(range).map_err(other)? {
+            let (_, record) = row.map_err(other)?;
+            entries.push(codec::decode(Format::Json, record.value())?);
+        }
+        Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<VoteOf<TypeConfig>>> {
+        self.read_meta(VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let last_purged_log_id: Option<LogIdOf<TypeConfig>> = self.read_meta(PURGED)?;
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> io::Result<()> {
+        self.write_meta(VOTE, vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> io::Result<()> {
+        self.write_meta(COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogIdOf<TypeConfig>>> {
+        Ok(self
+            .read_meta::<Option<LogIdOf<TypeConfig>>>(COMMITTED)?
+            .flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let result = (|| {
+            let txn = self.db.begin_write().map_err(other)?;
+            {
+                let mut log = txn.open_table(self.log()).map_err(other)?;
+                for entry in entries {
+                    let bytes = codec::encode(Format::Json, &entry)?;
+                    log.insert(entry.log_id.index, bytes.as_slice())
+                        .map_err(other)?;
+                }
+            }
+            // One fsync for the whole batch.
+            txn.commit().map_err(other)
+        })();
+        match result {
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+            Err(error) => {
+                callback.io_completed(Err(io::Error::new(error.kind(), error.to_string())));
+                Err(error)
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> io::Result<()> {
+        let start = match last_log_id {
+            Some(log_id) => Bound::Excluded(log_id.index),
+            None => Bound::Unbounded,
+        };
+        self.remove_range((start, Bound::Unbounded), None)
+    }
+
+    async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> io::Result<()> {
+        let purged = codec::encode(Format::Json, &log_id)?;
+        self.remove_range(
+            (Bound::Unbounded, Bound::Included(log_id.index)),
+            Some((PURGED, purged)),
+        )
+    }
+}
