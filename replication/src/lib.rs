@@ -16,13 +16,19 @@
 //! come next.
 
 mod codec;
+mod local;
 mod log_store;
+mod network;
+mod node;
 mod state_machine;
 
 mod types;
 
 pub use codec::CodecError;
+pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
+pub use network::{Transport, TransportError};
+pub use node::{Layout, LayoutError, NodeConfig, NodeError, ProposeError, ReplicaNode, Timings};
 pub use state_machine::{SharedLedger, StateMachine};
 
 pub use types::{Applied, Group, Proposal};

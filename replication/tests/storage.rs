@@ -1,6 +1,8 @@
 //! openraft's own storage test suite against the redb log and the ledger
 //! state machine, and the durability properties the suite does not cover.
 
+mod common;
+
 use ledger_replication::raft_types::TypeConfig;
 use ledger_replication::{Group, LogStore, SharedLedger, StateMachine};
 use ledger_reservations::{Ledger, RegionId};
@@ -39,7 +41,6 @@ async fn the_openraft_storage_suite_passes() {
 
 mod durability {
     use super::*;
-    use ledger_hlc::{NodeId, Stamp};
     use ledger_replication::Proposal;
     use ledger_reservations::*;
     use openraft::alias::EntryOf;
@@ -57,23 +58,8 @@ mod durability {
         }
     }
 
-    /// A top-up event of `units` cents into account 2, from account 1.
-    fn top_up(id: u128, units: u128) -> Event {
-        Event {
-            stamp: Stamp::new(1_000 + id as u64, 0, NodeId(1)),
-            body: EventBody::Transfer(Transfer {
-                id: TransferId(id),
-                debit: AccountId(1),
-                credit: AccountId(2),
-                units,
-                currency: CurrencyCode::new("USD").expect("code"),
-                debit_kind: AccountKind::External,
-                credit_kind: AccountKind::User,
-                kind: TransferKind::Posted,
-                reference: None,
-                metadata: None,
-            }),
-        }
+    fn top_up(id: u128, cents: u128) -> Event {
+        common::top_up(id, cents, 1_000 + id as u64)
     }
 
     async fn append(log: &mut LogStore, entries: Vec<EntryOf<TypeConfig>>) {

@@ -1,0 +1,146 @@
+//! The Raft network, behind a [`Transport`] so that real sockets and a
+//! simulated network are interchangeable. Every RPC has a deadline: an RPC
+//! without one is how replication wedges under a partition.
+
+use crate::types::{Group, TypeConfig};
+use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RaftNetworkV2};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an RPC did not get an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("node {node} is unreachable: {reason}")]
+    Unreachable { node: u64, reason: String },
+    #[error("node {node} did not answer within {deadline:?}")]
+    Timeout { node: u64, deadline: Duration },
+}
+
+/// Carries the Raft RPCs of every group from node `from` to node `to`.
+pub trait Transport: Send + Sync + 'static {
+    fn append_entries(
+        &self,
+        from: u64,
+        to: u64,
+        group: Group,
+        request: AppendEntriesRequest<TypeConfig>,
+    ) -> impl Future<Output = Result<AppendEntriesResponse<TypeConfig>, TransportError>> + Send;
+
+    fn vote(
+        &self,
+        from: u64,
+        to: u64,
+        group: Group,
+        request: VoteRequest<TypeConfig>,
+    ) -> impl Future<Output = Result<VoteResponse<TypeConfig>, TransportError>> + Send;
+
+    fn full_snapshot(
+        &self,
+        from: u64,
+        to: u64,
+        group: Group,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+    ) -> impl Future<Output = Result<SnapshotResponse<TypeConfig>, TransportError>> + Send;
+}
+
+/// The network of one group on one node, as openraft sees it.
+pub(crate) struct GroupNetwork<T: Transport> {
+    pub(crate) transport: Arc<T>,
+    pub(crate) from: u64,
+    pub(crate) group: Group,
+    pub(crate) deadline: Duration,
+}
+
+impl<T: Transport> RaftNetworkFactory<TypeConfig> for GroupNetwork<T> {
+    type Network = Connection<T>;
+
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Self::Network {
+        Connection {
+            transport: self.transport.clone(),
+            from: self.from,
+            to: target,
+            group: self.group,
+            deadline: self.deadline,
+        }
+    }
+}
+
+pub(crate) struct Connection<T: Transport> {
+    transport: Arc<T>,
+    from: u64,
+    to: u64,
+    group: Group,
+    deadline: Duration,
+}
+
+impl<T: Transport> Connection<T> {
+    /// Runs `call` within the shorter of our deadline and openraft's.
+    async fn bounded<R>(
+        &self,
+        option: &RPCOption,
+        call: impl Future<Output = Result<R, TransportError>>,
+    ) -> Result<R, TransportError> {
+        let deadline = self.deadline.min(option.hard_ttl());
+        match tokio::time::timeout(deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout {
+                node: self.to,
+                deadline,
+            }),
+        }
+    }
+}
+
+impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let call = self
+            .transport
+            .append_entries(self.from, self.to, self.group, request);
+        self.bounded(&option, call)
+            .await
+            .map_err(|error| RPCError::Unreachable(Unreachable::new(&error)))
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let call = self.transport.vote(self.from, self.to, self.group, request);
+        self.bounded(&option, call)
+            .await
+            .map_err(|error| RPCError::Unreachable(Unreachable::new(&error)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let call = self
+            .transport
+            .full_snapshot(self.from, self.to, self.group, vote, snapshot);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = self.bounded(&option, call) => {
+                result.map_err(|error| StreamingError::Unreachable(Unreachable::new(&error)))
+            }
+        }
+    }
+}

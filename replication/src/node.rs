@@ -1,0 +1,462 @@
+//! One node's groups: a voter of its own region's group, a learner of every
+//! other region's, and a voter or learner of the global control group.
+
+use crate::log_store::{LogStore, OpenReport};
+use crate::network::{GroupNetwork, Transport};
+use crate::state_machine::{SharedLedger, StateMachine};
+use crate::types::{Applied, Group, Proposal, TypeConfig};
+use ledger_reservations::{Ledger, RegionId};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// How long a shutdown waits for openraft's tasks to release the database.
+const SHUTDOWN_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub region: RegionId,
+    /// Where other nodes reach it.
+    pub addr: String,
+}
+
+/// Every node of the cluster and the voters of the control group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub nodes: Vec<NodeConfig>,
+    /// Voters of the global control group; empty means the lowest-id node of
+    /// each region.
+    #[serde(default)]
+    pub control_voters: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("the layout has no nodes")]
+    Empty,
+    #[error("node id {0} is listed twice")]
+    DuplicateNode(u64),
+    #[error("node id 0 is reserved")]
+    ZeroNode,
+    #[error("control voter {0} is not a node of the layout")]
+    UnknownControlVoter(u64),
+    #[error("node {0} is not in the layout")]
+    NotInLayout(u64),
+}
+
+impl Layout {
+    pub fn validate(&self) -> Result<(), LayoutError> {
+        if self.nodes.is_empty() {
+            return Err(LayoutError::Empty);
+        }
+        let mut ids = BTreeSet::new();
+        for node in &self.nodes {
+            if node.id == 0 {
+                return Err(LayoutError::ZeroNode);
+            }
+            if !ids.insert(node.id) {
+                return Err(LayoutError::DuplicateNode(node.id));
+            }
+        }
+        if let Some(voter) = self.control_voters.iter().find(|id| !ids.contains(id)) {
+            return Err(LayoutError::UnknownControlVoter(*voter));
+        }
+        Ok(())
+    }
+
+    pub fn regions(&self) -> Vec<RegionId> {
+        let regions: BTreeSet<RegionId> = self.nodes.iter().map(|node| node.region).collect();
+        regions.into_iter().collect()
+    }
+
+    /// The groups every node runs: the control group and one per region.
+    pub fn groups(&self) -> Vec<Group> {
+        std::iter::once(Group::Control)
+            .chain(self.regions().into_iter().map(Group::Region))
+            .collect()
+    }
+
+    fn control_voters(&self) -> BTreeSet<u64> {
+        if !self.control_voters.is_empty() {
+            return self.control_voters.iter().copied().collect();
+        }
+        let mut first: BTreeMap<RegionId, u64> = BTreeMap::new();
+        for node in &self.nodes {
+            let lowest = first.entry(node.region).or_insert(node.id);
+            *lowest = (*lowest).min(node.id);
+        }
+        first.into_values().collect()
+    }
+
+    fn is_voter(&self, group: Group, node: &NodeConfig) -> bool {
+        match group {
+            Group::Region(region) => node.region == region,
+            Group::Control => self.control_voters().contains(&node.id),
+        }
+    }
+
+    /// The voters of a group, with their addresses.
+    pub(crate) fn voters(&self, group: Group) -> BTreeMap<u64, BasicNode> {
+        self.members(group, true)
+    }
+
+    /// The learners of a group: every node that is not one of its voters.
+    pub(crate) fn learners(&self, group: Group) -> BTreeMap<u64, BasicNode> {
+        self.members(group, false)
+    }
+
+    fn members(&self, group: Group, voters: bool) -> BTreeMap<u64, BasicNode> {
+        self.nodes
+            .iter()
+            .filter(|node| self.is_voter(group, node) == voters)
+            .map(|node| (node.id, BasicNode::new(&node.addr)))
+            .collect()
+    }
+}
+
+/// Raft timings. The defaults suit regions 100 ms apart: a heartbeat every
+/// 300 ms and elections after 1.5 to 3 s of silence, so that a slow link is
+/// not taken for a dead leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Deadline of every Raft RPC.
+    pub rpc_deadline_ms: u64,
+    /// A snapshot is taken after this many entries since the last one...
+    pub snapshot_every_entries: u64,
+    /// ...and this many entries before it are kept for followers that lag.
+    pub keep_entries_after_snapshot: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 300,
+            election_min_ms: 1_500,
+            election_max_ms: 3_000,
+            rpc_deadline_ms: 2_000,
+            snapshot_every_entries: 5_000,
+            keep_entries_after_snapshot: 1_000,
+        }
+    }
+}
+
+impl Timings {
+    /// Fast timings for clusters inside one process.
+    pub fn local() -> Self {
+        Self {
+            heartbeat_ms: 50,
+            election_min_ms: 300,
+            election_max_ms: 600,
+            rpc_deadline_ms: 500,
+            ..Self::default()
+        }
+    }
+
+    fn raft_config(&self, group: Group) -> Result<Config, NodeError> {
+        Config {
+            cluster_name: group.name(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            install_snapshot_timeout: self.rpc_deadline_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.keep_entries_after_snapshot,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|error| NodeError::Config(error.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("invalid Raft timings: {0}")]
+    Config(String),
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("group {group}: Raft stopped: {reason}")]
+    Fatal { group: Group, reason: String },
+    #[error("group {group}: {reason}")]
+    Membership { group: Group, reason: String },
+    #[error("this node runs no group {0}")]
+    UnknownGroup(Group),
+    #[error("group {group}: index {index} not applied within {timeout:?}")]
+    NotApplied {
+        group: Group,
+        index: u64,
+        timeout: Duration,
+    },
+}
+
+/// Why a proposal was not committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// Nothing was appended; the proposal may be sent to the leader.
+    #[error("not the leader of {group}; the leader is {leader:?} at {address:?}")]
+    NotLeader {
+        group: Group,
+        leader: Option<u64>,
+        address: Option<String>,
+    },
+    /// The entry was appended and then replaced by another leader's log: it
+    /// may or may not be committed. A client must treat this as unknown.
+    #[error("outcome unknown in {group}: the entry was discarded on a change of leader")]
+    Unknown { group: Group },
+    #[error("group {group}: {reason}")]
+    Failed { group: Group, reason: String },
+}
+
+/// A running node: its groups, over one database and one ledger.
+pub struct ReplicaNode {
+    db: Arc<redb::Database>,
+    config: NodeConfig,
+    layout: Layout,
+    shared: SharedLedger,
+    rafts: BTreeMap<Group, Raft>,
+    reports: BTreeMap<Group, OpenReport>,
+}
+
+impl ReplicaNode {
+    /// Opens (or creates) the node's database in `dir` and starts every
+    /// group, restoring each from its snapshot and log.
+    pub async fn start<T: Transport>(
+        id: u64,
+        layout: &Layout,
+        timings: Timings,
+        dir: &Path,
+        transport: Arc<T>,
+    ) -> Result<Self, NodeError> {
+        layout.validate()?;
+        let config = layout
+            .nodes
+            .iter()
+            .find(|node| node.id == id)
+            .cloned()
+            .ok_or(LayoutError::NotInLayout(id))?;
+        std::fs::create_dir_all(dir)?;
+        let db = redb::Database::create(dir.join("node.redb"))
+            .map_err(|error| NodeError::Database(error.to_string()))?;
+        let db = Arc::new(db);
+        let ledger = Ledger::new(config.region, &layout.regions())
+            .map_err(|error| NodeError::Config(error.to_string()))?;
+        let shared = SharedLedger::new(ledger);
+        let mut rafts = BTreeMap::new();
+        let mut reports = BTreeMap::new();
+        for group in layout.groups() {
+            let (log, report) = LogStore::open(db.clone(), group)?;
+            let machine = StateMachine::open(db.clone(), group, shared.clone())?;
+            let network = GroupNetwork {
+                transport: transport.clone(),
+                from: id,
+                group,
+                deadline: Duration::from_millis(timings.rpc_deadline_ms),
+            };
+            let raft_config = Arc::new(timings.raft_config(group)?);
+            let raft = Raft::new(id, raft_config, network, log, machine)
+                .await
+                .map_err(|error| NodeError::Fatal {
+                    group,
+                    reason: error.to_string(),
+                })?;
+            rafts.insert(group, raft);
+            reports.insert(group, report);
+        }
+        Ok(Self {
+            db,
+            config,
+            layout: layout.clone(),
+            shared,
+            rafts,
+            reports,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    pub fn region(&self) -> RegionId {
+        self.config.region
+    }
+
+    /// What opening each group's log found (a corrupt tail cut off).
+    pub fn open_reports(&self) -> &BTreeMap<Group, OpenReport> {
+        &self.reports
+    }
+
+    pub fn ledger(&self) -> &SharedLedger {
+        &self.shared
+    }
+
+    pub(crate) fn rafts(&self) -> &BTreeMap<Group, Raft> {
+        &self.rafts
+    }
+
+    fn raft(&self, group: Group) -> Result<&Raft, NodeError> {
+        self.rafts.get(&group).ok_or(NodeError::UnknownGroup(group))
+    }
+
+    /// Initializes every group whose lowest-id voter is this node, with the
+    /// layout's voters. A group already initialized is left alone.
+    pub async fn initialize(&self) -> Result<(), NodeError> {
+        for (group, raft) in &self.rafts {
+            let voters = self.layout.voters(*group);
+            if voters.keys().next() != Some(&self.config.id) {
+                continue;
+            }
+            let initialized = raft
+                .is_initialized()
+                .await
+                .map_err(|error| NodeError::Fatal {
+                    group: *group,
+                    reason: error.to_string(),
+                })?;
+            if !initialized {
+                raft.initialize(voters)
+                    .await
+                    .map_err(|error| NodeError::Membership {
+                        group: *group,
+                        reason: error.to_string(),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where this node leads a group, adds every learner the layout names and
+    /// the membership lacks. Returns how many it added.
+    pub async fn wire_learners(&self) -> Result<usize, NodeError> {
+        let mut added = 0;
+        for (group, raft) in &self.rafts {
+            if !raft.is_leader() {
+                continue;
+            }
+            let metrics = raft.metrics().borrow_watched().clone();
+            let known: BTreeSet<u64> = metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect();
+            for (id, node) in self.layout.learners(*group) {
+                if known.contains(&id) {
+                    continue;
+                }
+                match raft.add_learner(id, node, false).await {
+                    Ok(_) => added += 1,
+                    // Leadership moved or a change is in progress: the next
+                    // round (on whichever node leads) finishes the job.
+                    Err(RaftError::APIError(error)) => {
+                        tracing::debug!(%group, learner = id, %error, "learner not added yet");
+                    }
+                    Err(RaftError::Fatal(error)) => {
+                        return Err(NodeError::Fatal {
+                            group: *group,
+                            reason: error.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Appends a proposal to a group this node leads and waits until it is
+    /// committed and applied here.
+    pub async fn propose(&self, group: Group, proposal: Proposal) -> Result<Applied, ProposeError> {
+        let raft = self.raft(group).map_err(|error| ProposeError::Failed {
+            group,
+            reason: error.to_string(),
+        })?;
+        match raft.client_write(proposal).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(ProposeError::NotLeader {
+                    group,
+                    leader: forward.leader_id,
+                    address: forward.leader_node.map(|node| node.addr),
+                })
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(ProposeError::Unknown { group })
+            }
+            Err(error) => Err(ProposeError::Failed {
+                group,
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    /// The leader of a group as this node knows it.
+    pub async fn leader(&self, group: Group) -> Option<u64> {
+        self.rafts.get(&group)?.current_leader().await
+    }
+
+    pub fn is_leader(&self, group: Group) -> bool {
+        self.rafts.get(&group).is_some_and(|raft| raft.is_leader())
+    }
+
+    /// The highest log index of a group applied here.
+    pub fn applied_index(&self, group: Group) -> Option<u64> {
+        let raft = self.rafts.get(&group)?;
+        let metrics = raft.metrics().borrow_watched().clone();
+        metrics.last_applied.map(|log_id| log_id.index)
+    }
+
+    /// Waits until this node has applied `index` of a group.
+    pub async fn wait_applied(
+        &self,
+        group: Group,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        self.raft(group)?
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "wait_applied")
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::NotApplied {
+                group,
+                index,
+                timeout,
+            })
+    }
+
+    /// Stops every group and waits until the database is closed, so that
+    /// the node can be started again on the same directory.
+    pub async fn shutdown(self) {
+        for (group, raft) in self.rafts {
+            if let Err(error) = raft.shutdown().await {
+                tracing::warn!(%group, %error, "group did not shut down cleanly");
+            }
+        }
+        drop(self.shared);
+        // openraft's tasks let go of their log readers as they wind down.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT_MAX;
+        while Arc::strong_count(&self.db) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&self.db) > 1 {
+            tracing::warn!(
+                node = self.config.id,
+                "database still in use after shutdown"
+            );
+        }
+    }
+}
