@@ -28,7 +28,9 @@ pub use codec::CodecError;
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
 pub use network::{Transport, TransportError};
-pub use node::{Layout, LayoutError, NodeConfig, NodeError, ProposeError, ReplicaNode, Timings};
+pub use node::{
+    GrantError, Layout, LayoutError, NodeConfig, NodeError, ProposeError, ReplicaNode, Timings,
+};
 pub use state_machine::{SharedLedger, StateMachine};
 
 pub use types::{Applied, Group, Proposal};

@@ -5,10 +5,11 @@ use crate::log_store::{LogStore, OpenReport};
 use crate::network::{GroupNetwork, Transport};
 use crate::state_machine::{SharedLedger, StateMachine};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
-use ledger_reservations::{Ledger, RegionId};
+use ledger_hlc::{Clock, DriftError, Hlc};
+use ledger_reservations::{Command, Item, Ledger, RegionId, Reject};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Config, SnapshotPolicy};
+use openraft::{BasicNode, Config, ReadPolicy, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -222,6 +223,22 @@ pub enum ProposeError {
     Failed { group: Group, reason: String },
 }
 
+/// Why releases were not granted this time. Every case is retried by the
+/// next call; none leaves a grant half made.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error(transparent)]
+    Node(NodeError),
+    #[error("leadership changed: {0}")]
+    NotLeader(String),
+    #[error(transparent)]
+    Drift(DriftError),
+    #[error("a grant was rejected: {0}")]
+    Rejected(Reject),
+    #[error(transparent)]
+    Propose(ProposeError),
+}
+
 /// A running node: its groups, over one database and one ledger.
 pub struct ReplicaNode {
     db: Arc<redb::Database>,
@@ -401,6 +418,71 @@ impl ReplicaNode {
                 reason: error.to_string(),
             }),
         }
+    }
+
+    /// Takes in every release to this node's region that its replicas of the
+    /// other regions show, if this node leads its region: proposes the
+    /// matching `Granted` events, in order, and waits for them to commit.
+    /// Returns how many it granted.
+    ///
+    /// It decides against the applied state only after a linearizable read
+    /// barrier, so a new leader first applies everything a previous leader
+    /// committed, and resumes at the high-water mark of its own state; a
+    /// grant is never decided twice. It must be the only proposer of the
+    /// region's log while it runs: stamps must grow in log order (the node's
+    /// batching writer will carry grants with everything else).
+    pub async fn grant_releases<C: Clock>(&self, hlc: &Hlc<C>) -> Result<usize, GrantError> {
+        let group = Group::Region(self.config.region);
+        let raft = self.raft(group).map_err(GrantError::Node)?;
+        if !raft.is_leader() {
+            return Ok(0);
+        }
+        raft.ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|error| GrantError::NotLeader(error.to_string()))?;
+        let (items, last) = self.shared.read(|ledger| {
+            let home = ledger.home_state();
+            let mut items = Vec::new();
+            for source in ledger.regions() {
+                if source.id() == home.id() {
+                    continue;
+                }
+                let granted = home.granted_from(source.id());
+                for (seq, _) in source.releases_to(home.id()) {
+                    if seq > granted {
+                        items.push(Item::single(Command::Grant {
+                            from: source.id(),
+                            seq,
+                        }));
+                    }
+                }
+            }
+            (items, home.last_stamp())
+        });
+        if items.is_empty() {
+            return Ok(0);
+        }
+        // The region's last stamp may come from another node's clock; merge
+        // it so that this node's stamps come after it.
+        hlc.observe(last).map_err(GrantError::Drift)?;
+        let stamp = hlc.stamp();
+        let batch = self
+            .shared
+            .read(|ledger| ledger.decide_batch(&items, stamp));
+        if let Some(reject) = batch
+            .outcomes
+            .iter()
+            .find_map(|outcome| outcome.as_ref().err())
+        {
+            return Err(GrantError::Rejected(reject.clone()));
+        }
+        let granted = batch.events.len();
+        if granted > 0 {
+            self.propose(group, Proposal::Region(batch.events))
+                .await
+                .map_err(GrantError::Propose)?;
+        }
+        Ok(granted)
     }
 
     /// The leader of a group as this node knows it.

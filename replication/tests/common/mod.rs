@@ -1,7 +1,13 @@
 //! Helpers shared by the replication tests.
+#![allow(dead_code)]
 
 use ledger_hlc::{NodeId, Stamp};
+use ledger_replication::*;
 use ledger_reservations::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A top-up of `cents` from account 1 (external) to account 2 (a user),
 /// stamped `stamp_ns`: a valid region event without a control log.
@@ -20,5 +26,186 @@ pub fn top_up(id: u128, cents: u128, stamp_ns: u64) -> Event {
             reference: None,
             metadata: None,
         }),
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(20);
+pub const REGION0: Group = Group::Region(RegionId(0));
+
+/// A layout of `(node id, region)` pairs.
+pub fn layout(nodes: &[(u64, u16)]) -> Layout {
+    Layout {
+        nodes: nodes
+            .iter()
+            .map(|(id, region)| NodeConfig {
+                id: *id,
+                region: RegionId(*region),
+                addr: format!("local-{id}"),
+            })
+            .collect(),
+        control_voters: vec![],
+    }
+}
+
+pub struct Cluster {
+    pub layout: Layout,
+    timings: Timings,
+    pub transport: Arc<LocalTransport>,
+    dirs: BTreeMap<u64, PathBuf>,
+    pub nodes: BTreeMap<u64, ReplicaNode>,
+    _root: tempfile::TempDir,
+    next_stamp: u64,
+}
+
+impl Cluster {
+    pub async fn start(layout: Layout, timings: Timings) -> Self {
+        let root = tempfile::tempdir().expect("dir");
+        let mut cluster = Self {
+            layout: layout.clone(),
+            timings,
+            transport: Arc::new(LocalTransport::default()),
+            dirs: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            next_stamp: 1_000,
+            _root: root,
+        };
+        for node in &layout.nodes {
+            let dir = cluster._root.path().join(format!("node-{}", node.id));
+            cluster.dirs.insert(node.id, dir);
+            cluster.boot(node.id).await;
+        }
+        for node in cluster.nodes.values() {
+            node.initialize().await.expect("initializes");
+        }
+        cluster.wire().await;
+        cluster
+    }
+
+    pub async fn boot(&mut self, id: u64) {
+        let node = ReplicaNode::start(
+            id,
+            &self.layout,
+            self.timings,
+            &self.dirs[&id],
+            self.transport.clone(),
+        )
+        .await
+        .expect("node starts");
+        self.transport.attach(&node);
+        self.nodes.insert(id, node);
+    }
+
+    /// Adds learners until every node is in every group.
+    pub async fn wire(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            for node in self.nodes.values() {
+                node.wire_learners().await.expect("wires");
+            }
+            let complete = self
+                .layout
+                .groups()
+                .into_iter()
+                .all(|group| self.nodes.values().any(|node| node.is_leader(group)));
+            if complete && self.learners_in_place().await {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "membership incomplete"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn learners_in_place(&self) -> bool {
+        // Every node has applied a membership entry of every group that
+        // names all four nodes, which is when replication reaches learners.
+        for group in self.layout.groups() {
+            let Some(leader) = self.leader(group).await else {
+                return false;
+            };
+            let Some(index) = self.nodes[&leader].applied_index(group) else {
+                return false;
+            };
+            for node in self.nodes.values() {
+                if node.applied_index(group) < Some(index) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub async fn leader(&self, group: Group) -> Option<u64> {
+        for node in self.nodes.values() {
+            if node.is_leader(group) {
+                return Some(node.id());
+            }
+        }
+        None
+    }
+
+    pub async fn wait_leader(&self, group: Group) -> u64 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(leader) = self.leader(group).await {
+                return leader;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no leader of {group}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn top_up(&mut self, id: u128, cents: u128) -> Event {
+        self.next_stamp += 1;
+        top_up(id, cents, self.next_stamp)
+    }
+
+    /// Proposes one region-0 entry on its current leader. While leadership
+    /// settles (right after a crash) a node may answer `NotLeader`; nothing
+    /// was appended then, so, like a gateway, this sends it again. Any other
+    /// answer fails the test.
+    pub async fn propose(&mut self, id: u128, cents: u128) -> Applied {
+        let event = self.top_up(id, cents);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let leader = self.wait_leader(REGION0).await;
+            let proposal = Proposal::Region(vec![event.clone()]);
+            match self.nodes[&leader].propose(REGION0, proposal).await {
+                Ok(applied) => return applied,
+                Err(ProposeError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("proposal failed: {error}"),
+            }
+        }
+    }
+
+    pub async fn wait_everywhere(&self, index: u64) {
+        for node in self.nodes.values() {
+            node.wait_applied(REGION0, index, WAIT)
+                .await
+                .expect("applied");
+        }
+    }
+
+    pub fn balance(&self, node: u64) -> i128 {
+        self.nodes[&node].ledger().read(|ledger| {
+            ledger
+                .region(RegionId(0))
+                .and_then(|region| region.pool(AccountId(2)))
+                .map_or(0, |pool| pool.available)
+        })
+    }
+
+    pub async fn crash(&mut self, id: u64) {
+        self.transport.remove_node(id);
+        if let Some(node) = self.nodes.remove(&id) {
+            node.shutdown().await;
+        }
     }
 }
