@@ -1,4 +1,12 @@
-//! The `.proto` files of the public API, the admin API and the internal
-//! Raft/replication service, and the code generated from them.
+//! The `.proto` files of the ledger and the code generated from them.
 //!
-//! Empty for now: the Raft transport and the node issues fill it.
+//! - `ledger.internal.v1`: the Raft transport between nodes (used by
+//!   `ledger-replication`).
+//!
+//! The public and admin APIs arrive with the node.
+
+pub mod internal {
+    pub mod v1 {
+        tonic::include_proto!("ledger.internal.v1");
+    }
+}

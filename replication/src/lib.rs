@@ -16,6 +16,7 @@
 //! come next.
 
 mod codec;
+mod grpc;
 mod local;
 mod log_store;
 mod network;
@@ -25,6 +26,7 @@ mod state_machine;
 mod types;
 
 pub use codec::CodecError;
+pub use grpc::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftService};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
 pub use network::{Transport, TransportError};

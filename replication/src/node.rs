@@ -325,6 +325,11 @@ impl ReplicaNode {
         &self.rafts
     }
 
+    /// The gRPC service through which other nodes reach this node's groups.
+    pub fn raft_service(&self) -> crate::RaftService {
+        crate::RaftService::new(self.rafts.clone())
+    }
+
     fn raft(&self, group: Group) -> Result<&Raft, NodeError> {
         self.rafts.get(&group).ok_or(NodeError::UnknownGroup(group))
     }

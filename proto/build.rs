@@ -1,0 +1,17 @@
+//! Compiles the `.proto` files. protoc comes from `protoc-bin-vendored`
+//! unless `PROTOC` names one, so a fresh machine needs no install step.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = match std::env::var_os("PROTOC") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => protoc_bin_vendored::protoc_bin_path()?,
+    };
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    let protos = ["proto/ledger/internal/v1/raft.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    tonic_prost_build::configure().compile_with_config(config, &protos, &["proto"])?;
+    Ok(())
+}

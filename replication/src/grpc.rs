@@ -1,0 +1,254 @@
+//! The Raft transport over gRPC: one service and one connection between two
+//! nodes for every group. Requests and answers carry openraft's messages,
+//! encoded here; nothing outside this crate reads them.
+
+use crate::codec::{self, Format};
+use crate::network::{Transport, TransportError};
+use crate::node::Raft;
+use crate::types::{Group, TypeConfig};
+use ledger_proto::internal::v1 as wire;
+use ledger_proto::internal::v1::raft_transport_client::RaftTransportClient;
+use ledger_proto::internal::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
+use ledger_reservations::RegionId;
+use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// The largest Raft message either side accepts: a whole snapshot travels
+/// in one message for now.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// How long a connection attempt to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn to_wire(group: Group) -> wire::Group {
+    wire::Group {
+        kind: Some(match group {
+            Group::Region(region) => wire::group::Kind::Region(u32::from(region.0)),
+            Group::Control => wire::group::Kind::Control(true),
+        }),
+    }
+}
+
+fn from_wire(group: Option<wire::Group>) -> Result<Group, Status> {
+    match group.and_then(|group| group.kind) {
+        Some(wire::group::Kind::Region(region)) => u16::try_from(region)
+            .map(|region| Group::Region(RegionId(region)))
+            .map_err(|_| Status::invalid_argument(format!("region {region} out of range"))),
+        Some(wire::group::Kind::Control(_)) => Ok(Group::Control),
+        None => Err(Status::invalid_argument("the request names no group")),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
+    codec::encode(Format::Json, value).map_err(|error| Status::internal(error.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
+    codec::decode(Format::Json, bytes).map_err(|error| Status::invalid_argument(error.to_string()))
+}
+
+/// Serves the Raft RPCs of a node's groups.
+#[derive(Clone)]
+pub struct RaftService {
+    rafts: Arc<BTreeMap<Group, Raft>>,
+}
+
+impl RaftService {
+    pub(crate) fn new(rafts: BTreeMap<Group, Raft>) -> Self {
+        Self {
+            rafts: Arc::new(rafts),
+        }
+    }
+
+    /// The tonic service, with the message size limit on both directions.
+    pub fn into_server(self) -> RaftTransportServer<Self> {
+        RaftTransportServer::new(self)
+            .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+    }
+
+    fn raft(&self, group: Option<wire::Group>) -> Result<&Raft, Status> {
+        let group = from_wire(group)?;
+        self.rafts
+            .get(&group)
+            .ok_or_else(|| Status::not_found(format!("this node runs no group {group}")))
+    }
+}
+
+fn reply<T: Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+) -> Result<Response<wire::RaftReply>, Status> {
+    Ok(Response::new(match result {
+        Ok(answer) => wire::RaftReply {
+            payload: encode(&answer)?,
+            error: String::new(),
+        },
+        Err(error) => wire::RaftReply {
+            payload: Vec::new(),
+            error: error.to_string(),
+        },
+    }))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<wire::RaftRequest>,
+    ) -> Result<Response<wire::RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = self.raft(request.group)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.payload)?;
+        reply(raft.append_entries(rpc).await)
+    }
+
+    async fn vote(
+        &self,
+        request: Request<wire::RaftRequest>,
+    ) -> Result<Response<wire::RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = self.raft(request.group)?;
+        let rpc: VoteRequest<TypeConfig> = decode(&request.payload)?;
+        reply(raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<wire::RaftRequest>,
+    ) -> Result<Response<wire::RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = self.raft(request.group)?;
+        let (vote, meta): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>) =
+            decode(&request.payload)?;
+        let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
+            meta,
+            snapshot: request.snapshot,
+        };
+        reply(raft.install_full_snapshot(vote, snapshot).await)
+    }
+}
+
+/// Sends Raft RPCs to other nodes over gRPC, one lazily connected channel
+/// per peer, shared by every group.
+pub struct GrpcTransport {
+    addresses: BTreeMap<u64, String>,
+    deadline: Duration,
+    clients: Mutex<BTreeMap<u64, RaftTransportClient<Channel>>>,
+}
+
+impl GrpcTransport {
+    /// `addresses` maps node ids to `host:port`; `deadline` bounds every RPC.
+    pub fn new(addresses: BTreeMap<u64, String>, deadline: Duration) -> Self {
+        Self {
+            addresses,
+            deadline,
+            clients: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn clients(&self) -> MutexGuard<'_, BTreeMap<u64, RaftTransportClient<Channel>>> {
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn client(&self, node: u64) -> Result<RaftTransportClient<Channel>, TransportError> {
+        if let Some(client) = self.clients().get(&node) {
+            return Ok(client.clone());
+        }
+        let unreachable = |reason: String| TransportError::Unreachable { node, reason };
+        let address = self
+            .addresses
+            .get(&node)
+            .ok_or_else(|| unreachable("no address in the layout".to_owned()))?;
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|error| unreachable(error.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(self.deadline)
+            .tcp_nodelay(true);
+        let client = RaftTransportClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+        self.clients().insert(node, client.clone());
+        Ok(client)
+    }
+
+    fn request(from: u64, group: Group, payload: Vec<u8>, snapshot: Vec<u8>) -> wire::RaftRequest {
+        wire::RaftRequest {
+            group: Some(to_wire(group)),
+            from,
+            payload,
+            snapshot,
+        }
+    }
+}
+
+fn answer<T: DeserializeOwned>(
+    node: u64,
+    reply: Result<Response<wire::RaftReply>, Status>,
+) -> Result<T, TransportError> {
+    let unreachable = |reason: String| TransportError::Unreachable { node, reason };
+    let reply = reply
+        .map_err(|status| unreachable(status.to_string()))?
+        .into_inner();
+    if !reply.error.is_empty() {
+        return Err(unreachable(reply.error));
+    }
+    codec::decode(Format::Json, &reply.payload).map_err(|error| unreachable(error.to_string()))
+}
+
+fn payload<T: Serialize>(node: u64, value: &T) -> Result<Vec<u8>, TransportError> {
+    codec::encode(Format::Json, value).map_err(|error| TransportError::Unreachable {
+        node,
+        reason: error.to_string(),
+    })
+}
+
+impl Transport for GrpcTransport {
+    async fn append_entries(
+        &self,
+        from: u64,
+        to: u64,
+        group: Group,
+        request: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, TransportError> {
+        let mut client = self.client(to)?;
+        let request = Self::request(from, group, payload(to, &request)?, Vec::new());
+        answer(to, client.append_entries(request).await)
+    }
+
+    async fn vote(
+        &self,
+        from: u64,
+        to: u64,
+        group: Group,
+        request: VoteRequest<TypeConfig>,
+    ) -> Result<VoteResponse<TypeConfig>, TransportError> {
+        let mut client = self.client(to)?;
+        let request = Self::request(from, group, payload(to, &request)?, Vec::new());
+        answer(to, client.vote(request).await)
+    }
+
+    async fn full_snapshot(
+        &self,
+        from: u64,
+        to: u64,
+        group: Group,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+    ) -> Result<SnapshotResponse<TypeConfig>, TransportError> {
+        let mut client = self.client(to)?;
+        let head = payload(to, &(vote, snapshot.meta))?;
+        let request = Self::request(from, group, head, snapshot.snapshot);
+        answer(to, client.install_snapshot(request).await)
+    }
+}
