@@ -137,6 +137,18 @@ impl RaftTransport for RaftService {
     }
 }
 
+/// Serves `service` on `listener` until the server fails or the task is
+/// dropped.
+pub async fn serve(
+    service: RaftService,
+    listener: tokio::net::TcpListener,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(service.into_server())
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        .await
+}
+
 /// Sends Raft RPCs to other nodes over gRPC, one lazily connected channel
 /// per peer, shared by every group.
 pub struct GrpcTransport {

@@ -26,7 +26,7 @@ mod state_machine;
 mod types;
 
 pub use codec::CodecError;
-pub use grpc::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftService};
+pub use grpc::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
 pub use network::{Transport, TransportError};

@@ -58,14 +58,9 @@ async fn start(nodes: &[(u64, u16)], dir: &std::path::Path) -> (Layout, BTreeMap
         )
         .await
         .expect("starts");
-        let service = node.raft_service().into_server();
+        let service = node.raft_service();
         let server = tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            if let Err(error) = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await
-            {
+            if let Err(error) = serve(service, listener).await {
                 panic!("server failed: {error}");
             }
         });
