@@ -109,11 +109,6 @@ async fn group_commit(concurrency: usize) -> f64 {
             .collect(),
         control_voters: vec![],
     };
-    let addresses: BTreeMap<u64, String> = layout
-        .nodes
-        .iter()
-        .map(|n| (n.id, n.addr.clone()))
-        .collect();
     let timings = Timings {
         snapshot_every_entries: 100_000,
         ..Timings::local()
@@ -121,10 +116,7 @@ async fn group_commit(concurrency: usize) -> f64 {
     let mut nodes = Vec::new();
     let mut servers = Vec::new();
     for (id, listener) in listeners {
-        let transport = Arc::new(GrpcTransport::new(
-            addresses.clone(),
-            Duration::from_secs(2),
-        ));
+        let transport = Arc::new(GrpcTransport::new(Duration::from_secs(2)));
         let node = ReplicaNode::start(
             id,
             &layout,

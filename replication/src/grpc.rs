@@ -3,7 +3,7 @@
 //! encoded here; nothing outside this crate reads them.
 
 use crate::codec::{self, Format};
-use crate::network::{Transport, TransportError};
+use crate::network::{Peer, Transport, TransportError};
 use crate::node::Raft;
 use crate::types::{Group, TypeConfig};
 use ledger_proto::internal::v1 as wire;
@@ -149,40 +149,37 @@ pub async fn serve(
         .await
 }
 
-/// Sends Raft RPCs to other nodes over gRPC, one lazily connected channel
-/// per peer, shared by every group.
+/// Sends Raft RPCs to other nodes over gRPC: one lazily connected channel
+/// per peer, shared by every group, at the address its membership entry gives.
 pub struct GrpcTransport {
-    addresses: BTreeMap<u64, String>,
     deadline: Duration,
-    clients: Mutex<BTreeMap<u64, RaftTransportClient<Channel>>>,
+    clients: Mutex<BTreeMap<u64, (String, RaftTransportClient<Channel>)>>,
 }
 
 impl GrpcTransport {
-    /// `addresses` maps node ids to `host:port`; `deadline` bounds every RPC.
-    pub fn new(addresses: BTreeMap<u64, String>, deadline: Duration) -> Self {
+    /// `deadline` bounds every RPC.
+    pub fn new(deadline: Duration) -> Self {
         Self {
-            addresses,
             deadline,
             clients: Mutex::new(BTreeMap::new()),
         }
     }
 
-    fn clients(&self) -> MutexGuard<'_, BTreeMap<u64, RaftTransportClient<Channel>>> {
+    fn clients(&self) -> MutexGuard<'_, BTreeMap<u64, (String, RaftTransportClient<Channel>)>> {
         self.clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn client(&self, node: u64) -> Result<RaftTransportClient<Channel>, TransportError> {
-        if let Some(client) = self.clients().get(&node) {
+    fn client(&self, peer: &Peer) -> Result<RaftTransportClient<Channel>, TransportError> {
+        if let Some((addr, client)) = self.clients().get(&peer.id)
+            && *addr == peer.addr
+        {
             return Ok(client.clone());
         }
+        let node = peer.id;
         let unreachable = |reason: String| TransportError::Unreachable { node, reason };
-        let address = self
-            .addresses
-            .get(&node)
-            .ok_or_else(|| unreachable("no address in the layout".to_owned()))?;
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = Endpoint::from_shared(format!("http://{}", peer.addr))
             .map_err(|error| unreachable(error.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(self.deadline)
@@ -190,7 +187,9 @@ impl GrpcTransport {
         let client = RaftTransportClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
-        self.clients().insert(node, client.clone());
+        // One channel per peer: a peer that moved replaces its old one.
+        self.clients()
+            .insert(node, (peer.addr.clone(), client.clone()));
         Ok(client)
     }
 
@@ -229,38 +228,41 @@ impl Transport for GrpcTransport {
     async fn append_entries(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         request: AppendEntriesRequest<TypeConfig>,
     ) -> Result<AppendEntriesResponse<TypeConfig>, TransportError> {
         let mut client = self.client(to)?;
-        let request = Self::request(from, group, payload(to, &request)?, Vec::new());
-        answer(to, client.append_entries(request).await)
+        let node = to.id;
+        let request = Self::request(from, group, payload(node, &request)?, Vec::new());
+        answer(node, client.append_entries(request).await)
     }
 
     async fn vote(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         request: VoteRequest<TypeConfig>,
     ) -> Result<VoteResponse<TypeConfig>, TransportError> {
         let mut client = self.client(to)?;
-        let request = Self::request(from, group, payload(to, &request)?, Vec::new());
-        answer(to, client.vote(request).await)
+        let node = to.id;
+        let request = Self::request(from, group, payload(node, &request)?, Vec::new());
+        answer(node, client.vote(request).await)
     }
 
     async fn full_snapshot(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         vote: VoteOf<TypeConfig>,
         snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
     ) -> Result<SnapshotResponse<TypeConfig>, TransportError> {
         let mut client = self.client(to)?;
-        let head = payload(to, &(vote, snapshot.meta))?;
+        let node = to.id;
+        let head = payload(node, &(vote, snapshot.meta))?;
         let request = Self::request(from, group, head, snapshot.snapshot);
-        answer(to, client.install_snapshot(request).await)
+        answer(node, client.install_snapshot(request).await)
     }
 }

@@ -29,7 +29,7 @@ pub use codec::CodecError;
 pub use grpc::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
-pub use network::{Transport, TransportError};
+pub use network::{Peer, Transport, TransportError};
 pub use node::{
     GrantError, Layout, LayoutError, NodeConfig, NodeError, ProposeError, ReplicaNode, Timings,
 };

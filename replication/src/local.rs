@@ -1,7 +1,7 @@
 //! A transport inside one process, for tests and the simulation: RPCs are
 //! calls on the target node's Raft, and links between nodes can be cut.
 
-use crate::network::{Transport, TransportError};
+use crate::network::{Peer, Transport, TransportError};
 use crate::node::Raft;
 use crate::types::{Group, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
@@ -84,38 +84,38 @@ impl Transport for LocalTransport {
     async fn append_entries(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         request: AppendEntriesRequest<TypeConfig>,
     ) -> Result<AppendEntriesResponse<TypeConfig>, TransportError> {
-        let raft = self.target(from, to, group)?;
+        let raft = self.target(from, to.id, group)?;
         raft.append_entries(request)
             .await
-            .map_err(|error| down(to, error))
+            .map_err(|error| down(to.id, error))
     }
 
     async fn vote(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         request: VoteRequest<TypeConfig>,
     ) -> Result<VoteResponse<TypeConfig>, TransportError> {
-        let raft = self.target(from, to, group)?;
-        raft.vote(request).await.map_err(|error| down(to, error))
+        let raft = self.target(from, to.id, group)?;
+        raft.vote(request).await.map_err(|error| down(to.id, error))
     }
 
     async fn full_snapshot(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         vote: VoteOf<TypeConfig>,
         snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
     ) -> Result<SnapshotResponse<TypeConfig>, TransportError> {
-        let raft = self.target(from, to, group)?;
+        let raft = self.target(from, to.id, group)?;
         raft.install_full_snapshot(vote, snapshot)
             .await
-            .map_err(|error| down(to, error))
+            .map_err(|error| down(to.id, error))
     }
 }

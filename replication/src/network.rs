@@ -23,12 +23,20 @@ pub enum TransportError {
     Timeout { node: u64, deadline: Duration },
 }
 
+/// The node an RPC goes to: its id and the address its membership entry
+/// gives (replicated with the group, so a node added later is reachable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: u64,
+    pub addr: String,
+}
+
 /// Carries the Raft RPCs of every group from node `from` to node `to`.
 pub trait Transport: Send + Sync + 'static {
     fn append_entries(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         request: AppendEntriesRequest<TypeConfig>,
     ) -> impl Future<Output = Result<AppendEntriesResponse<TypeConfig>, TransportError>> + Send;
@@ -36,7 +44,7 @@ pub trait Transport: Send + Sync + 'static {
     fn vote(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         request: VoteRequest<TypeConfig>,
     ) -> impl Future<Output = Result<VoteResponse<TypeConfig>, TransportError>> + Send;
@@ -44,7 +52,7 @@ pub trait Transport: Send + Sync + 'static {
     fn full_snapshot(
         &self,
         from: u64,
-        to: u64,
+        to: &Peer,
         group: Group,
         vote: VoteOf<TypeConfig>,
         snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
@@ -62,11 +70,14 @@ pub(crate) struct GroupNetwork<T: Transport> {
 impl<T: Transport> RaftNetworkFactory<TypeConfig> for GroupNetwork<T> {
     type Network = Connection<T>;
 
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Self::Network {
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
         Connection {
             transport: self.transport.clone(),
             from: self.from,
-            to: target,
+            to: Peer {
+                id: target,
+                addr: node.addr.clone(),
+            },
             group: self.group,
             deadline: self.deadline,
         }
@@ -76,7 +87,7 @@ impl<T: Transport> RaftNetworkFactory<TypeConfig> for GroupNetwork<T> {
 pub(crate) struct Connection<T: Transport> {
     transport: Arc<T>,
     from: u64,
-    to: u64,
+    to: Peer,
     group: Group,
     deadline: Duration,
 }
@@ -92,7 +103,7 @@ impl<T: Transport> Connection<T> {
         match tokio::time::timeout(deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout {
-                node: self.to,
+                node: self.to.id,
                 deadline,
             }),
         }
@@ -109,7 +120,7 @@ impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let call = self
             .transport
-            .append_entries(self.from, self.to, self.group, request);
+            .append_entries(self.from, &self.to, self.group, request);
         self.bounded(&option, call)
             .await
             .map_err(|error| RPCError::Unreachable(Unreachable::new(&error)))
@@ -120,7 +131,9 @@ impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let call = self.transport.vote(self.from, self.to, self.group, request);
+        let call = self
+            .transport
+            .vote(self.from, &self.to, self.group, request);
         self.bounded(&option, call)
             .await
             .map_err(|error| RPCError::Unreachable(Unreachable::new(&error)))
@@ -135,7 +148,7 @@ impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let call = self
             .transport
-            .full_snapshot(self.from, self.to, self.group, vote, snapshot);
+            .full_snapshot(self.from, &self.to, self.group, vote, snapshot);
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             result = self.bounded(&option, call) => {

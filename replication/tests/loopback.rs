@@ -37,18 +37,12 @@ async fn start(nodes: &[(u64, u16)], dir: &std::path::Path) -> (Layout, BTreeMap
             .collect(),
         control_voters: vec![],
     };
-    let addresses: BTreeMap<u64, String> = layout
-        .nodes
-        .iter()
-        .map(|node| (node.id, node.addr.clone()))
-        .collect();
     let timings = Timings::local();
     let mut served = BTreeMap::new();
     for (id, listener) in listeners {
-        let transport = Arc::new(GrpcTransport::new(
-            addresses.clone(),
-            Duration::from_millis(timings.rpc_deadline_ms),
-        ));
+        let transport = Arc::new(GrpcTransport::new(Duration::from_millis(
+            timings.rpc_deadline_ms,
+        )));
         let node = ReplicaNode::start(
             id,
             &layout,
