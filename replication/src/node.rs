@@ -9,11 +9,11 @@ use ledger_hlc::{Clock, DriftError, Hlc};
 use ledger_reservations::{Command, Item, Ledger, RegionId, Reject};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Config, ReadPolicy, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, ReadPolicy, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) type Raft = openraft::Raft<TypeConfig, StateMachine>;
@@ -243,7 +243,9 @@ pub enum GrantError {
 pub struct ReplicaNode {
     db: Arc<redb::Database>,
     config: NodeConfig,
-    layout: Layout,
+    /// The layout as this node knows it; changed by `add_member` and
+    /// `remove_member`, read by `wire_learners`.
+    layout: Mutex<Layout>,
     shared: SharedLedger,
     rafts: BTreeMap<Group, Raft>,
     reports: BTreeMap<Group, OpenReport>,
@@ -297,7 +299,7 @@ impl ReplicaNode {
         Ok(Self {
             db,
             config,
-            layout: layout.clone(),
+            layout: Mutex::new(layout.clone()),
             shared,
             rafts,
             reports,
@@ -334,11 +336,114 @@ impl ReplicaNode {
         self.rafts.get(&group).ok_or(NodeError::UnknownGroup(group))
     }
 
+    /// The layout as this node knows it now.
+    pub fn layout(&self) -> Layout {
+        self.layout
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The voters of a group in its membership as this node has applied it.
+    pub fn voters(&self, group: Group) -> BTreeSet<u64> {
+        self.rafts.get(&group).map_or_else(BTreeSet::new, |raft| {
+            let metrics = raft.metrics().borrow_watched().clone();
+            metrics.membership_config.membership().voter_ids().collect()
+        })
+    }
+
+    /// Adds a node to the running cluster, in every group this node leads:
+    /// first as a learner, waiting until it has caught up, then as a voter of
+    /// its region's group (and of the control group if `control_voter`).
+    /// Call it on every node: each group's leader does its part. Returns the
+    /// groups changed here.
+    pub async fn add_member(
+        &self,
+        node: NodeConfig,
+        control_voter: bool,
+    ) -> Result<Vec<Group>, NodeError> {
+        let layout = {
+            let mut layout = self
+                .layout
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            layout.nodes.retain(|known| known.id != node.id);
+            layout.nodes.push(node.clone());
+            if control_voter && !layout.control_voters.contains(&node.id) {
+                if layout.control_voters.is_empty() {
+                    layout.control_voters = layout.control_voters().into_iter().collect();
+                }
+                layout.control_voters.push(node.id);
+            }
+            layout.clone()
+        };
+        let mut changed = Vec::new();
+        for (group, raft) in &self.rafts {
+            if !raft.is_leader() {
+                continue;
+            }
+            let membership_error = |error: String| NodeError::Membership {
+                group: *group,
+                reason: error,
+            };
+            raft.add_learner(node.id, BasicNode::new(&node.addr), true)
+                .await
+                .map_err(|error| membership_error(error.to_string()))?;
+            if layout.is_voter(*group, &node) {
+                let voters = BTreeSet::from([node.id]);
+                raft.change_membership(ChangeMembers::AddVoterIds(voters), false)
+                    .await
+                    .map_err(|error| membership_error(error.to_string()))?;
+            }
+            changed.push(*group);
+        }
+        Ok(changed)
+    }
+
+    /// Removes a node from the running cluster, in every group this node
+    /// leads: as a voter if it is one, and as a learner. Call it on every
+    /// node, as `add_member`. Returns the groups changed here.
+    pub async fn remove_member(&self, id: u64) -> Result<Vec<Group>, NodeError> {
+        {
+            let mut layout = self
+                .layout
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            layout.nodes.retain(|known| known.id != id);
+            layout.control_voters.retain(|voter| *voter != id);
+        }
+        let mut changed = Vec::new();
+        for (group, raft) in &self.rafts {
+            if !raft.is_leader() {
+                continue;
+            }
+            let metrics = raft.metrics().borrow_watched().clone();
+            let membership = metrics.membership_config.membership();
+            let ids = BTreeSet::from([id]);
+            let change = if membership.voter_ids().any(|voter| voter == id) {
+                ChangeMembers::RemoveVoters(ids)
+            } else if membership.nodes().any(|(node, _)| *node == id) {
+                ChangeMembers::RemoveNodes(ids)
+            } else {
+                continue;
+            };
+            raft.change_membership(change, false)
+                .await
+                .map_err(|error| NodeError::Membership {
+                    group: *group,
+                    reason: error.to_string(),
+                })?;
+            changed.push(*group);
+        }
+        Ok(changed)
+    }
+
     /// Initializes every group whose lowest-id voter is this node, with the
     /// layout's voters. A group already initialized is left alone.
     pub async fn initialize(&self) -> Result<(), NodeError> {
+        let layout = self.layout();
         for (group, raft) in &self.rafts {
-            let voters = self.layout.voters(*group);
+            let voters = layout.voters(*group);
             if voters.keys().next() != Some(&self.config.id) {
                 continue;
             }
@@ -364,6 +469,7 @@ impl ReplicaNode {
     /// Where this node leads a group, adds every learner the layout names and
     /// the membership lacks. Returns how many it added.
     pub async fn wire_learners(&self) -> Result<usize, NodeError> {
+        let layout = self.layout();
         let mut added = 0;
         for (group, raft) in &self.rafts {
             if !raft.is_leader() {
@@ -376,7 +482,7 @@ impl ReplicaNode {
                 .nodes()
                 .map(|(id, _)| *id)
                 .collect();
-            for (id, node) in self.layout.learners(*group) {
+            for (id, node) in layout.learners(*group) {
                 if known.contains(&id) {
                     continue;
                 }

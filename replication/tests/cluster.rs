@@ -98,3 +98,70 @@ async fn a_learner_cut_off_past_the_purged_log_catches_up_by_snapshot() {
     assert_eq!(replica, expected);
     assert_eq!(cluster.balance(learner), 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_and_another_leaves_a_region_while_it_runs() {
+    let mut cluster = Cluster::start(layout(NODES), Timings::local()).await;
+    let first = cluster.propose(1, 100).await;
+
+    // Node 5 joins region 0: it starts knowing the layout with itself in it,
+    // and every running node is asked to add it.
+    let joining = NodeConfig {
+        id: 5,
+        region: RegionId(0),
+        addr: "local-5".into(),
+    };
+    let mut grown = cluster.layout.clone();
+    grown.nodes.push(joining.clone());
+    cluster.layout = grown;
+    cluster
+        .dirs
+        .insert(5, cluster.dirs[&1].with_file_name("node-5"));
+    cluster.boot(5).await;
+    let mut changed = Vec::new();
+    for node in cluster.nodes.values() {
+        changed.extend(
+            node.add_member(joining.clone(), false)
+                .await
+                .expect("added"),
+        );
+    }
+    assert!(changed.contains(&REGION0), "region 0's leader added it");
+    let second = cluster.propose(2, 50).await;
+    cluster.wait_everywhere(second.index.max(first.index)).await;
+    for node in cluster.nodes.values() {
+        assert!(
+            node.voters(REGION0).contains(&5),
+            "node {} sees 5 as a voter",
+            node.id()
+        );
+    }
+    assert!(
+        !cluster.nodes[&4]
+            .voters(Group::Region(RegionId(1)))
+            .contains(&5),
+        "a learner elsewhere"
+    );
+    assert_eq!(cluster.balance(5), 150);
+
+    // Node 1 leaves; then the region loses one more voter and still commits.
+    for node in cluster.nodes.values() {
+        node.remove_member(1).await.expect("removed");
+    }
+    cluster.crash(1).await;
+    let leader = cluster.wait_leader(REGION0).await;
+    let voters = cluster.nodes[&leader].voters(REGION0);
+    assert_eq!(voters, [2, 3, 5].into_iter().collect());
+    let other = *voters
+        .iter()
+        .find(|id| **id != leader)
+        .expect("another voter");
+    cluster.crash(other).await;
+    let third = cluster.propose(3, 25).await;
+    for node in cluster.nodes.values() {
+        node.wait_applied(REGION0, third.index, WAIT)
+            .await
+            .expect("applied");
+        assert_eq!(cluster.balance(node.id()), 175, "node {}", node.id());
+    }
+}

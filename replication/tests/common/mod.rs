@@ -51,7 +51,7 @@ pub struct Cluster {
     pub layout: Layout,
     timings: Timings,
     pub transport: Arc<LocalTransport>,
-    dirs: BTreeMap<u64, PathBuf>,
+    pub dirs: BTreeMap<u64, PathBuf>,
     pub nodes: BTreeMap<u64, ReplicaNode>,
     _root: tempfile::TempDir,
     next_stamp: u64,
