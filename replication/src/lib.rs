@@ -16,6 +16,7 @@
 //! come next.
 
 mod codec;
+mod config;
 mod grpc;
 mod local;
 mod log_store;
@@ -26,6 +27,7 @@ mod state_machine;
 mod types;
 
 pub use codec::CodecError;
+pub use config::{ConfigError, ReplicaConfig};
 pub use grpc::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};

@@ -23,6 +23,7 @@ const SHUTDOWN_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// A node of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub id: u64,
     pub region: RegionId,
@@ -128,6 +129,7 @@ impl Layout {
 /// 300 ms and elections after 1.5 to 3 s of silence, so that a slow link is
 /// not taken for a dead leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timings {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
