@@ -8,7 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
-    let protos = ["proto/ledger/internal/v1/raft.proto"];
+    let protos = [
+        "proto/ledger/internal/v1/raft.proto",
+        "proto/ledger/v1/ledger.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

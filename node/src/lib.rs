@@ -1,5 +1,18 @@
-//! The `ledger` node: account and saga actors, the gRPC and HTTP/JSON
-//! servers, configuration, telemetry and the `ledger` command line.
+//! The ledger node: the writer that turns a region's commands into log
+//! entries, the public and operators' gRPC APIs, the client used by the
+//! `ledger` command line, and `ledger dev`.
 //!
-//! Empty for now: the node issue builds it, and with it the `ledger` binary
-//! and `ledger dev`.
+//! Built so far: one batching writer per node (decide against everything
+//! committed, commit one entry per batch, answer after commit), the gRPC
+//! services, `ledger node`, `ledger dev` with a demonstration, and the CLI.
+//! The account and saga actors (ractor), the HTTP/JSON gateway and
+//! telemetry come next.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod dev;
+pub mod ids;
+pub mod runtime;
+pub mod wire;

@@ -3,7 +3,11 @@
 //! - `ledger.internal.v1`: the Raft transport between nodes (used by
 //!   `ledger-replication`).
 //!
-//! The public and admin APIs arrive with the node.
+//! - `ledger.v1`: the public API (`Ledger`) and the operators' (`Admin`).
+
+pub mod v1 {
+    tonic::include_proto!("ledger.v1");
+}
 
 pub mod internal {
     pub mod v1 {

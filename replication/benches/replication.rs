@@ -105,6 +105,7 @@ async fn group_commit(concurrency: usize) -> f64 {
                 id: *id,
                 region: RegionId(0),
                 addr: listener.local_addr().expect("address").to_string(),
+                api: String::new(),
             })
             .collect(),
         control_voters: vec![],

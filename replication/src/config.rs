@@ -51,17 +51,24 @@ impl ReplicaConfig {
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text)?;
-        config.layout().validate()?;
-        if !config.nodes.iter().any(|node| node.id == config.node_id) {
-            return Err(LayoutError::NotInLayout(config.node_id).into());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone do not: the layout, this node in it, and
+    /// consistent timings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.layout().validate()?;
+        if !self.nodes.iter().any(|node| node.id == self.node_id) {
+            return Err(LayoutError::NotInLayout(self.node_id).into());
         }
-        let timings = &config.timings;
+        let timings = &self.timings;
         if timings.election_min_ms <= timings.heartbeat_ms
             || timings.election_max_ms <= timings.election_min_ms
         {
             return Err(ConfigError::Timings);
         }
-        Ok(config)
+        Ok(())
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {

@@ -27,8 +27,12 @@ const SHUTDOWN_WAIT_MAX: Duration = Duration::from_secs(10);
 pub struct NodeConfig {
     pub id: u64,
     pub region: RegionId,
-    /// Where other nodes reach it.
+    /// Where other nodes reach its Raft service.
     pub addr: String,
+    /// Where clients reach its API (replication does not use it; a node
+    /// that is not the leader names the leader's in its answer).
+    #[serde(default)]
+    pub api: String,
 }
 
 /// Every node of the cluster and the voters of the control group.
@@ -596,6 +600,31 @@ impl ReplicaNode {
                 .map_err(GrantError::Propose)?;
         }
         Ok(granted)
+    }
+
+    /// Waits until this node, as leader of `group`, has applied everything
+    /// committed before now (a linearizable read barrier). Decisions made
+    /// after it see every earlier leader's committed entries.
+    pub async fn barrier(&self, group: Group) -> Result<(), ProposeError> {
+        let raft = self.raft(group).map_err(|error| ProposeError::Failed {
+            group,
+            reason: error.to_string(),
+        })?;
+        match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(error @ RaftError::APIError(_)) => {
+                let forward = error.forward_to_leader().cloned();
+                Err(ProposeError::NotLeader {
+                    group,
+                    leader: forward.as_ref().and_then(|forward| forward.leader_id),
+                    address: forward.and_then(|forward| forward.leader_node.map(|node| node.addr)),
+                })
+            }
+            Err(error) => Err(ProposeError::Failed {
+                group,
+                reason: error.to_string(),
+            }),
+        }
     }
 
     /// The leader of a group as this node knows it.

@@ -110,6 +110,7 @@ async fn a_node_joins_and_another_leaves_a_region_while_it_runs() {
         id: 5,
         region: RegionId(0),
         addr: "local-5".into(),
+        api: String::new(),
     };
     let mut grown = cluster.layout.clone();
     grown.nodes.push(joining.clone());

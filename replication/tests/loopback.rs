@@ -33,6 +33,7 @@ async fn start(nodes: &[(u64, u16)], dir: &std::path::Path) -> (Layout, BTreeMap
                 id: *id,
                 region: RegionId(*region),
                 addr: listeners[id].local_addr().expect("address").to_string(),
+                api: String::new(),
             })
             .collect(),
         control_voters: vec![],

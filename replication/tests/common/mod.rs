@@ -41,6 +41,7 @@ pub fn layout(nodes: &[(u64, u16)]) -> Layout {
                 id: *id,
                 region: RegionId(*region),
                 addr: format!("local-{id}"),
+                api: String::new(),
             })
             .collect(),
         control_voters: vec![],

@@ -1,0 +1,182 @@
+//! A client of the public API, for the CLI, `ledger dev --demo` and tests.
+//! It follows NOT_LEADER redirects and bounds every call with a deadline.
+
+use ledger_proto::v1 as api;
+use ledger_proto::v1::admin_client::AdminClient;
+use ledger_proto::v1::ledger_client::LedgerClient;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Deadline of one call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Redirects followed for one call, at most.
+const REDIRECTS_MAX: usize = 5;
+/// How long a call keeps retrying while no leader is known.
+const NO_LEADER_WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {address}: {reason}")]
+    Connect { address: String, reason: String },
+    #[error("{0}")]
+    Status(#[from] tonic::Status),
+}
+
+#[derive(Clone)]
+pub struct Client {
+    address: String,
+    ledger: LedgerClient<Channel>,
+    admin: AdminClient<Channel>,
+}
+
+impl Client {
+    pub async fn connect(address: &str) -> Result<Self, ClientError> {
+        let connect_error = |reason: String| ClientError::Connect {
+            address: address.to_owned(),
+            reason,
+        };
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|error| connect_error(error.to_string()))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(CALL_TIMEOUT)
+            .connect()
+            .await
+            .map_err(|error| connect_error(error.to_string()))?;
+        Ok(Self {
+            address: address.to_owned(),
+            ledger: LedgerClient::new(channel.clone()),
+            admin: AdminClient::new(channel),
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub async fn status(&self) -> Result<api::ClusterStatusResponse, ClientError> {
+        let mut admin = self.admin.clone();
+        Ok(admin
+            .cluster_status(api::ClusterStatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Creates accounts on the control group's leader, wherever it is.
+    pub async fn create_accounts(
+        &self,
+        accounts: Vec<api::NewAccount>,
+    ) -> Result<api::CreateAccountsResponse, ClientError> {
+        let mut client = self.clone();
+        let deadline = tokio::time::Instant::now() + NO_LEADER_WAIT;
+        for _ in 0..=REDIRECTS_MAX {
+            let request = api::CreateAccountsRequest {
+                accounts: accounts.clone(),
+            };
+            let response = client.ledger.create_accounts(request).await?.into_inner();
+            match redirect_of(
+                response
+                    .results
+                    .iter()
+                    .filter_map(|result| match &result.result {
+                        Some(api::account_result::Result::Error(error)) => Some(error),
+                        _ => None,
+                    }),
+            ) {
+                Redirect::None => return Ok(response),
+                Redirect::To(address) => client = Client::connect(&address).await?,
+                Redirect::Wait if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Redirect::Wait => return Ok(response),
+            }
+        }
+        Err(tonic::Status::unavailable("too many redirects").into())
+    }
+
+    /// Submits transfers to this node's region; follows a NOT_LEADER
+    /// redirect to the region's leader.
+    pub async fn create_transfers(
+        &self,
+        commands: Vec<api::TransferCommand>,
+    ) -> Result<api::CreateTransfersResponse, ClientError> {
+        let mut client = self.clone();
+        let deadline = tokio::time::Instant::now() + NO_LEADER_WAIT;
+        for _ in 0..=REDIRECTS_MAX {
+            let request = api::CreateTransfersRequest {
+                commands: commands.clone(),
+            };
+            let response = client.ledger.create_transfers(request).await?.into_inner();
+            match redirect_of(
+                response
+                    .results
+                    .iter()
+                    .filter_map(|result| match &result.result {
+                        Some(api::transfer_result::Result::Error(error)) => Some(error),
+                        _ => None,
+                    }),
+            ) {
+                Redirect::None => return Ok(response),
+                Redirect::To(address) => client = Client::connect(&address).await?,
+                Redirect::Wait if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Redirect::Wait => return Ok(response),
+            }
+        }
+        Err(tonic::Status::unavailable("too many redirects").into())
+    }
+
+    pub async fn lookup_accounts(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<api::LookupAccountsResponse, ClientError> {
+        let mut ledger = self.ledger.clone();
+        Ok(ledger
+            .lookup_accounts(api::LookupAccountsRequest { ids })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn lookup_transfers(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<api::LookupTransfersResponse, ClientError> {
+        let mut ledger = self.ledger.clone();
+        Ok(ledger
+            .lookup_transfers(api::LookupTransfersRequest { ids })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn rebalance(
+        &self,
+        request: api::RebalanceRequest,
+    ) -> Result<api::RebalanceResponse, ClientError> {
+        let mut admin = self.admin.clone();
+        Ok(admin.rebalance(request).await?.into_inner())
+    }
+}
+
+enum Redirect {
+    None,
+    To(String),
+    Wait,
+}
+
+/// A call every command of which was refused with NOT_LEADER is sent again
+/// to the named leader (nothing was appended); with no leader known yet, a
+/// little later. Any other answer is the answer.
+fn redirect_of<'a>(mut errors: impl Iterator<Item = &'a api::Error>) -> Redirect {
+    match errors.next() {
+        Some(error)
+            if error.code == "NOT_LEADER" && errors.all(|other| other.code == "NOT_LEADER") =>
+        {
+            if error.redirect.is_empty() {
+                Redirect::Wait
+            } else {
+                Redirect::To(error.redirect.clone())
+            }
+        }
+        _ => Redirect::None,
+    }
+}

@@ -1,0 +1,106 @@
+//! A node's settings: the API address and its replication settings, from a
+//! TOML file; `LEDGER_API_LISTEN`, `LEDGER_RAFT_LISTEN` and `LEDGER_DATA_DIR`
+//! override the file.
+
+use ledger_replication::{ConfigError, ReplicaConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// Where the public and admin gRPC APIs listen.
+    pub api_listen: String,
+    pub replication: ReplicaConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error(transparent)]
+    Replication(#[from] ConfigError),
+}
+
+impl NodeSettings {
+    /// Parses settings, then applies overrides from `env` (a lookup, so
+    /// tests need not touch the process environment).
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let mut settings: Self = toml::from_str(text)?;
+        if let Some(value) = env("LEDGER_API_LISTEN") {
+            settings.api_listen = value;
+        }
+        if let Some(value) = env("LEDGER_RAFT_LISTEN") {
+            settings.replication.listen = value;
+        }
+        if let Some(value) = env("LEDGER_DATA_DIR") {
+            settings.replication.data_dir = PathBuf::from(value);
+        }
+        settings.replication.validate()?;
+        Ok(settings)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, |name| std::env::var(name).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"
+api_listen = "127.0.0.1:7101"
+
+[replication]
+node_id = 1
+data_dir = "/tmp/ledger-1"
+listen = "127.0.0.1:7001"
+
+[[replication.nodes]]
+id = 1
+region = 0
+addr = "127.0.0.1:7001"
+api = "127.0.0.1:7101"
+"#;
+
+    #[test]
+    fn settings_parse_and_the_environment_overrides_them() {
+        let settings = NodeSettings::from_toml(TEXT, |_| None).expect("valid");
+        assert_eq!(settings.api_listen, "127.0.0.1:7101");
+        let overridden = NodeSettings::from_toml(TEXT, |name| {
+            (name == "LEDGER_API_LISTEN").then(|| "0.0.0.0:9000".to_owned())
+        })
+        .expect("valid");
+        assert_eq!(overridden.api_listen, "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        for (text, reason) in [
+            (TEXT.replace("api_listen", "api_lisen"), "unknown field"),
+            (
+                TEXT.replace("node_id = 1", "node_id = 4"),
+                "not in the layout",
+            ),
+            (format!("{TEXT}\nextra = 1"), "unknown field"),
+        ] {
+            let error = NodeSettings::from_toml(&text, |_| None)
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains(reason), "{error} should say {reason}");
+        }
+    }
+}

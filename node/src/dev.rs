@@ -1,0 +1,194 @@
+//! `ledger dev`: a whole cluster on this machine, one process per node.
+
+use crate::client::Client;
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// How long the cluster may take to elect every leader.
+const READY_WAIT: Duration = Duration::from_secs(60);
+/// How long a node may take to stop after being asked.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub regions: u16,
+    pub nodes_per_region: u16,
+    pub base_port: u16,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct DevNode {
+    pub id: u64,
+    pub region: u16,
+    pub raft: String,
+    pub api: String,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+/// The nodes of a dev cluster and the settings files they run from.
+pub fn plan(options: &DevOptions) -> anyhow::Result<Vec<DevNode>> {
+    anyhow::ensure!(options.regions >= 1, "at least one region");
+    anyhow::ensure!(
+        options.nodes_per_region >= 1,
+        "at least one node per region"
+    );
+    let count = u32::from(options.regions) * u32::from(options.nodes_per_region);
+    anyhow::ensure!(
+        u32::from(options.base_port) + 100 + count <= u32::from(u16::MAX),
+        "ports past 65535; choose a lower --base-port"
+    );
+    let mut nodes = Vec::new();
+    for region in 0..options.regions {
+        for slot in 0..options.nodes_per_region {
+            let index = region * options.nodes_per_region + slot;
+            let id = u64::from(index) + 1;
+            nodes.push(DevNode {
+                id,
+                region,
+                raft: format!("127.0.0.1:{}", options.base_port + index),
+                api: format!("127.0.0.1:{}", options.base_port + 100 + index),
+                config: options.data_dir.join(format!("node-{id}.toml")),
+                log: options.data_dir.join(format!("node-{id}.log")),
+            });
+        }
+    }
+    Ok(nodes)
+}
+
+fn settings_text(node: &DevNode, all: &[DevNode], data_dir: &Path) -> String {
+    let mut text = format!(
+        "api_listen = \"{api}\"\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\n",
+        api = node.api,
+        id = node.id,
+        dir = data_dir.join(format!("node-{}", node.id)).display(),
+        raft = node.raft,
+    );
+    for other in all {
+        text.push_str(&format!(
+            "\n[[replication.nodes]]\nid = {}\nregion = {}\naddr = \"{}\"\napi = \"{}\"\n",
+            other.id, other.region, other.raft, other.api
+        ));
+    }
+    text
+}
+
+/// A running dev cluster.
+pub struct Cluster {
+    pub nodes: Vec<DevNode>,
+    children: BTreeMap<u64, Child>,
+}
+
+impl Cluster {
+    /// Writes the settings, starts one `ledger node` process per node and
+    /// waits until every group has a leader.
+    pub async fn start(options: &DevOptions) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&options.data_dir)
+            .with_context(|| format!("creating {}", options.data_dir.display()))?;
+        let nodes = plan(options)?;
+        let exe = std::env::current_exe().context("finding the ledger binary")?;
+        let mut children = BTreeMap::new();
+        for node in &nodes {
+            std::fs::write(&node.config, settings_text(node, &nodes, &options.data_dir))?;
+            let log = std::fs::File::create(&node.log)?;
+            let child = Command::new(&exe)
+                .arg("node")
+                .arg("--config")
+                .arg(&node.config)
+                .arg("--exit-on-stdin-close")
+                .stdin(std::process::Stdio::piped())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting node {}", node.id))?;
+            children.insert(node.id, child);
+        }
+        let cluster = Self { nodes, children };
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        loop {
+            if self.ready().await {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the cluster has no leader in every group after {READY_WAIT:?}; see the logs in {}",
+                self.nodes
+                    .first()
+                    .map(|node| node.log.display().to_string())
+                    .unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every node answers, every group has a leader and every node is in
+    /// every group.
+    async fn ready(&self) -> bool {
+        for node in &self.nodes {
+            let Ok(client) = Client::connect(&node.api).await else {
+                return false;
+            };
+            let Ok(status) = client.status().await else {
+                return false;
+            };
+            let complete = status
+                .groups
+                .iter()
+                .all(|group| group.leader != 0 && group.applied_index > 0);
+            if !complete || status.groups.len() != usize::from(self.regions()) + 1 {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn regions(&self) -> u16 {
+        self.nodes
+            .iter()
+            .map(|node| node.region)
+            .max()
+            .map_or(0, |max| max + 1)
+    }
+
+    /// The API address of a node of `region`.
+    pub fn api_of(&self, region: u16) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|node| node.region == region)
+            .map(|node| node.api.as_str())
+    }
+
+    /// Kills a node at once, as a crash would (kill -9).
+    pub async fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        if let Some(mut child) = self.children.remove(&id) {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Asks every node to stop (by closing its stdin) and waits for it.
+    pub async fn stop(mut self) {
+        for child in self.children.values_mut() {
+            drop(child.stdin.take());
+        }
+        for (id, mut child) in std::mem::take(&mut self.children) {
+            match tokio::time::timeout(STOP_WAIT, child.wait()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    eprintln!("node {id} did not stop in {STOP_WAIT:?}; killing it");
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+}

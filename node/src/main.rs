@@ -1,0 +1,474 @@
+//! The `ledger` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ledger_node::api::Api;
+use ledger_node::client::Client;
+use ledger_node::config::NodeSettings;
+use ledger_node::dev::{Cluster, DevOptions};
+use ledger_node::{demo, runtime};
+use ledger_proto::v1 as api;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "ledger",
+    version,
+    about = "A multi-region, active-active ledger"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Runs a node from a settings file.
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop when standard input closes (how `ledger dev` stops its nodes).
+        #[arg(long)]
+        exit_on_stdin_close: bool,
+    },
+    /// Runs a whole cluster on this machine, one process per node.
+    Dev {
+        #[arg(long, default_value_t = 3)]
+        regions: u16,
+        #[arg(long, default_value_t = 1)]
+        nodes_per_region: u16,
+        /// Raft ports start here, API ports 100 above.
+        #[arg(long, default_value_t = 27_000)]
+        base_port: u16,
+        /// Where the nodes keep their data (a fresh temporary directory by default).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Runs the demonstration once the cluster is up.
+        #[arg(long)]
+        demo: bool,
+        /// Stops the cluster after the demonstration instead of waiting for Ctrl-C.
+        #[arg(long)]
+        exit_after_demo: bool,
+    },
+    /// Cluster status as a node sees it.
+    Status {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// One transfer, decided in the region of the node it is sent to.
+    Transfer {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        currency: String,
+        #[arg(long, default_value = "")]
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reservation pools.
+    #[command(subcommand)]
+    Pools(PoolsCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    Create {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        currency: String,
+        /// USER, EXTERNAL or SYSTEM.
+        #[arg(long)]
+        kind: String,
+        #[arg(long, default_value = "")]
+        owner: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoolsCommand {
+    /// An account's pools in every region.
+    Show {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Moves reservation from the region of the node it is sent to.
+    Rebalance {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        to_region: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(run(cli.command))
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn run(command: Commands) -> anyhow::Result<()> {
+    match command {
+        Commands::Node {
+            config,
+            exit_on_stdin_close,
+        } => node(config, exit_on_stdin_close).await,
+        Commands::Dev {
+            regions,
+            nodes_per_region,
+            base_port,
+            data_dir,
+            demo,
+            exit_after_demo,
+        } => {
+            let temporary = match &data_dir {
+                Some(_) => None,
+                None => Some(tempfile_dir()?),
+            };
+            let data_dir = data_dir
+                .or_else(|| temporary.clone())
+                .context("a data directory")?;
+            let options = DevOptions {
+                regions,
+                nodes_per_region,
+                base_port,
+                data_dir,
+            };
+            println!(
+                "starting {regions} regions x {nodes_per_region} node(s) in {} ...",
+                options.data_dir.display()
+            );
+            let cluster = Cluster::start(&options).await?;
+            println!(
+                "\n{:<6} {:<7} {:<18} {:<18} log",
+                "node", "region", "api (gRPC)", "raft"
+            );
+            for node in &cluster.nodes {
+                println!(
+                    "{:<6} {:<7} {:<18} {:<18} {}",
+                    node.id,
+                    node.region,
+                    node.api,
+                    node.raft,
+                    node.log.display()
+                );
+            }
+            if demo && let Err(error) = demo::run_demo(&cluster).await {
+                eprintln!("the demonstration failed: {error:#}");
+                cluster.stop().await;
+                return Err(error);
+            }
+            if !(demo && exit_after_demo) {
+                println!("\nthe cluster runs; Ctrl-C stops it");
+                tokio::signal::ctrl_c().await?;
+            }
+            println!("stopping ...");
+            cluster.stop().await;
+            if let Some(dir) = temporary {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Ok(())
+        }
+        Commands::Status { api, json } => {
+            let status = Client::connect(&api).await?.status().await?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "node": status.node,
+                    "region": status.region,
+                    "groups": status.groups.iter().map(|group| serde_json::json!({
+                        "group": group.group, "leader": group.leader,
+                        "applied_index": group.applied_index, "voters": group.voters,
+                    })).collect::<Vec<_>>(),
+                }));
+            }
+            println!("node {} in region {}", status.node, status.region);
+            println!(
+                "{:<10} {:>7} {:>14}  voters",
+                "group", "leader", "applied index"
+            );
+            for group in status.groups {
+                println!(
+                    "{:<10} {:>7} {:>14}  {:?}",
+                    group.group, group.leader, group.applied_index, group.voters
+                );
+            }
+            Ok(())
+        }
+        Commands::Account(AccountCommand::Create {
+            api,
+            id,
+            currency,
+            kind,
+            owner,
+            json,
+        }) => {
+            let kind = match kind.to_ascii_uppercase().as_str() {
+                "USER" => api::AccountKind::User,
+                "EXTERNAL" => api::AccountKind::External,
+                "SYSTEM" => api::AccountKind::System,
+                other => anyhow::bail!("unknown kind {other:?}: USER, EXTERNAL or SYSTEM"),
+            };
+            let account = api::NewAccount {
+                id,
+                currency,
+                kind: kind as i32,
+                owner,
+                metadata: Default::default(),
+            };
+            let response = Client::connect(&api)
+                .await?
+                .create_accounts(vec![account])
+                .await?;
+            let result = response
+                .results
+                .into_iter()
+                .next()
+                .and_then(|result| result.result);
+            match result {
+                Some(api::account_result::Result::Created(created)) if json => {
+                    print_json(&serde_json::json!({ "created": created }))
+                }
+                Some(api::account_result::Result::Created(created)) => {
+                    println!(
+                        "{}",
+                        if created {
+                            "created"
+                        } else {
+                            "already exists with the same content"
+                        }
+                    );
+                    Ok(())
+                }
+                Some(api::account_result::Result::Error(error)) => {
+                    anyhow::bail!("{}: {}", error.code, error.message)
+                }
+                None => anyhow::bail!("no answer"),
+            }
+        }
+        Commands::Account(AccountCommand::Show { api, ids, json }) => {
+            let response = Client::connect(&api).await?.lookup_accounts(ids).await?;
+            if json {
+                return print_json(
+                    &response
+                        .accounts
+                        .iter()
+                        .map(account_json)
+                        .collect::<Vec<_>>(),
+                );
+            }
+            for view in &response.accounts {
+                println!(
+                    "{} {} owner {:?}: total {}, available {}, in flight {}",
+                    view.id, view.currency, view.owner, view.total, view.available, view.in_flight
+                );
+                for region in &view.regions {
+                    println!(
+                        "  region {:<3} available {:>14} held {:>14}  (as of index {})",
+                        region.region, region.available, region.held, region.as_of_index
+                    );
+                }
+            }
+            for missing in &response.missing {
+                println!("{missing}: unknown here");
+            }
+            Ok(())
+        }
+        Commands::Pools(PoolsCommand::Show { api, account, json }) => {
+            let response = Client::connect(&api)
+                .await?
+                .lookup_accounts(vec![account])
+                .await?;
+            let view = response.accounts.first().context("unknown account")?;
+            if json {
+                return print_json(&account_json(view));
+            }
+            println!("{:<7} {:>14} {:>14}", "region", "available", "held");
+            for region in &view.regions {
+                println!(
+                    "{:<7} {:>14} {:>14}",
+                    region.region, region.available, region.held
+                );
+            }
+            println!("in flight between regions: {}", view.in_flight);
+            Ok(())
+        }
+        Commands::Pools(PoolsCommand::Rebalance {
+            api,
+            account,
+            amount,
+            to_region,
+            json,
+        }) => {
+            let response = Client::connect(&api)
+                .await?
+                .rebalance(api::RebalanceRequest {
+                    account,
+                    amount,
+                    to_region,
+                })
+                .await?;
+            match response.result {
+                Some(api::rebalance_response::Result::Applied(applied)) if json => print_json(
+                    &serde_json::json!({ "region": applied.region, "index": applied.index }),
+                ),
+                Some(api::rebalance_response::Result::Applied(applied)) => {
+                    println!(
+                        "released from region {} at index {}",
+                        applied.region, applied.index
+                    );
+                    Ok(())
+                }
+                Some(api::rebalance_response::Result::Error(error)) => {
+                    anyhow::bail!("{}: {}", error.code, error.message)
+                }
+                None => anyhow::bail!("no answer"),
+            }
+        }
+        Commands::Transfer {
+            api,
+            id,
+            from,
+            to,
+            amount,
+            currency,
+            reference,
+            json,
+        } => {
+            let command = api::TransferCommand {
+                id,
+                linked: false,
+                origin: String::new(),
+                kind: Some(api::transfer_command::Kind::Transfer(api::Move {
+                    debit: from,
+                    credit: to,
+                    amount,
+                    currency,
+                    reference,
+                    metadata: Default::default(),
+                })),
+            };
+            let response = Client::connect(&api)
+                .await?
+                .create_transfers(vec![command])
+                .await?;
+            match response
+                .results
+                .into_iter()
+                .next()
+                .and_then(|result| result.result)
+            {
+                Some(api::transfer_result::Result::Applied(applied)) if json => print_json(
+                    &serde_json::json!({ "new": applied.new, "region": applied.region, "index": applied.index }),
+                ),
+                Some(api::transfer_result::Result::Applied(applied)) => {
+                    println!(
+                        "committed in region {} at index {}{}",
+                        applied.region,
+                        applied.index,
+                        if applied.new {
+                            ""
+                        } else {
+                            " (already applied)"
+                        }
+                    );
+                    Ok(())
+                }
+                Some(api::transfer_result::Result::Error(error)) => {
+                    anyhow::bail!("{}: {}", error.code, error.message)
+                }
+                None => anyhow::bail!("no answer"),
+            }
+        }
+    }
+}
+
+fn account_json(view: &api::AccountView) -> serde_json::Value {
+    serde_json::json!({
+        "id": view.id, "currency": view.currency, "owner": view.owner,
+        "total": view.total, "available": view.available, "in_flight": view.in_flight,
+        "regions": view.regions.iter().map(|region| serde_json::json!({
+            "region": region.region, "available": region.available, "held": region.held,
+            "as_of_index": region.as_of_index,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ledger-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn node(config: PathBuf, exit_on_stdin_close: bool) -> anyhow::Result<()> {
+    let settings = NodeSettings::from_file(&config)?;
+    let id = settings.replication.node_id;
+    let running = runtime::start(settings, |handle, listener| {
+        Api::new(handle).serve(listener)
+    })
+    .await?;
+    tracing::info!(node = id, "running");
+    let stdin_closed = async {
+        if exit_on_stdin_close {
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = stdin_closed => {}
+    }
+    tracing::info!(node = id, "stopping");
+    running.stop().await;
+    Ok(())
+}

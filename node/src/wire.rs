@@ -1,0 +1,319 @@
+//! Conversions between the public API's messages and the core's types: the
+//! one place where prost types meet the ledger's.
+
+use crate::ids;
+use ledger_proto::v1 as api;
+use ledger_reservations::{
+    AccountId, AccountKind, AccountStatus, Balance, Command, CurrencyCode, Decimal, Item, Metadata,
+    Money, NewAccount, PendingState, RegionId, Reject, TransferId, TransferKind, TransferRecord,
+    TransferRequest,
+};
+use std::str::FromStr;
+
+/// Largest number of accounts or transfers in one call.
+pub const BATCH_COMMANDS_MAX: usize = 8_190;
+
+/// A request that cannot be turned into commands at all. Per-command
+/// problems are answered per command instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl ToString) -> WireError {
+    WireError::Invalid {
+        field: field.into(),
+        reason: reason.to_string(),
+    }
+}
+
+pub fn account_id(field: &str, text: &str) -> Result<AccountId, WireError> {
+    ids::parse(text)
+        .map(AccountId)
+        .map_err(|error| invalid(field, error))
+}
+
+pub fn transfer_id(field: &str, text: &str) -> Result<TransferId, WireError> {
+    ids::parse(text)
+        .map(TransferId)
+        .map_err(|error| invalid(field, error))
+}
+
+fn currency(field: &str, text: &str) -> Result<CurrencyCode, WireError> {
+    CurrencyCode::new(text).map_err(|error| invalid(field, error))
+}
+
+fn amount(field: &str, text: &str) -> Result<Decimal, WireError> {
+    Decimal::from_str(text.trim()).map_err(|error| invalid(field, format!("{text:?}: {error}")))
+}
+
+fn optional(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn metadata(map: &std::collections::HashMap<String, String>) -> Metadata {
+    map.iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+pub fn kind(kind: i32) -> Result<AccountKind, WireError> {
+    match api::AccountKind::try_from(kind) {
+        Ok(api::AccountKind::User) => Ok(AccountKind::User),
+        Ok(api::AccountKind::External) => Ok(AccountKind::External),
+        Ok(api::AccountKind::System) => Ok(AccountKind::System),
+        _ => Err(invalid("kind", "USER, EXTERNAL or SYSTEM")),
+    }
+}
+
+fn kind_to_wire(kind: AccountKind) -> api::AccountKind {
+    match kind {
+        AccountKind::User => api::AccountKind::User,
+        AccountKind::External => api::AccountKind::External,
+        AccountKind::System => api::AccountKind::System,
+    }
+}
+
+fn status_to_wire(status: AccountStatus) -> api::AccountStatus {
+    match status {
+        AccountStatus::Active => api::AccountStatus::Active,
+        AccountStatus::Frozen => api::AccountStatus::Frozen,
+        AccountStatus::Closed => api::AccountStatus::Closed,
+    }
+}
+
+pub fn new_account(account: &api::NewAccount) -> Result<NewAccount, WireError> {
+    Ok(NewAccount {
+        id: account_id("id", &account.id)?,
+        currency: currency("currency", &account.currency)?,
+        kind: kind(account.kind)?,
+        owner: account.owner.clone(),
+        metadata: metadata(&account.metadata),
+    })
+}
+
+fn origin(text: &str) -> Result<Option<RegionId>, WireError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<u16>()
+        .map(|region| Some(RegionId(region)))
+        .map_err(|_| invalid("origin", "a region number"))
+}
+
+fn movement(
+    id: TransferId,
+    origin: Option<RegionId>,
+    body: &api::Move,
+) -> Result<TransferRequest, WireError> {
+    Ok(TransferRequest {
+        id,
+        debit: account_id("debit", &body.debit)?,
+        credit: account_id("credit", &body.credit)?,
+        amount: amount("amount", &body.amount)?,
+        currency: currency("currency", &body.currency)?,
+        reference: optional(&body.reference),
+        metadata: metadata(&body.metadata),
+        origin,
+    })
+}
+
+/// One command of a CreateTransfers call.
+pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
+    use api::transfer_command::Kind;
+    let id = transfer_id("id", &command.id)?;
+    let origin = origin(&command.origin)?;
+    let command_body = match &command.kind {
+        Some(Kind::Transfer(body)) => Command::Transfer(movement(id, origin, body)?),
+        Some(Kind::Pending(hold)) => {
+            let body = hold
+                .transfer
+                .as_ref()
+                .ok_or_else(|| invalid("pending.transfer", "missing"))?;
+            Command::CreatePending {
+                transfer: movement(id, origin, body)?,
+                timeout_ms: hold.timeout_ms,
+            }
+        }
+        Some(Kind::Post(post)) => Command::PostPending {
+            id,
+            pending_id: transfer_id("post.pending_id", &post.pending_id)?,
+            amount: match post.amount.as_str() {
+                "" => None,
+                text => Some(amount("post.amount", text)?),
+            },
+            origin,
+        },
+        Some(Kind::Void(void)) => Command::VoidPending {
+            id,
+            pending_id: transfer_id("void.pending_id", &void.pending_id)?,
+            origin,
+        },
+        Some(Kind::Refund(refund)) => Command::Refund {
+            id,
+            payment_id: transfer_id("refund.payment_id", &refund.payment_id)?,
+            amount: amount("refund.amount", &refund.amount)?,
+            reference: optional(&refund.reference),
+            metadata: metadata(&refund.metadata),
+            origin,
+        },
+        None => {
+            return Err(invalid(
+                "kind",
+                "one of transfer, pending, post, void, refund",
+            ));
+        }
+    };
+    Ok(Item {
+        command: command_body,
+        linked: command.linked,
+    })
+}
+
+/// A rejection as the API reports it.
+pub fn error(reject: &Reject) -> api::Error {
+    let mut error = api::Error {
+        code: reject.code().to_owned(),
+        message: reject.to_string(),
+        retryable: reject.is_retryable(),
+        ..api::Error::default()
+    };
+    match reject {
+        Reject::NotOrigin { origin } => error.redirect = origin.0.to_string(),
+        Reject::InsufficientFunds(shortfall) => {
+            error.available_local = shortfall.available_local.to_string();
+            error.available_global = shortfall.available_global.to_string();
+        }
+        _ => {}
+    }
+    error
+}
+
+/// An error of the node rather than of a command.
+pub fn node_error(
+    code: &str,
+    message: impl ToString,
+    retryable: bool,
+    redirect: String,
+) -> api::Error {
+    api::Error {
+        code: code.to_owned(),
+        message: message.to_string(),
+        retryable,
+        redirect,
+        ..api::Error::default()
+    }
+}
+
+pub fn wire_error(error: &WireError) -> api::Error {
+    node_error("INVALID_REQUEST", error, false, String::new())
+}
+
+pub fn account_view(account: &ledger_reservations::Account, balance: &Balance) -> api::AccountView {
+    api::AccountView {
+        id: ids::format(account.id.0),
+        currency: account.currency.code.to_string(),
+        kind: kind_to_wire(account.kind) as i32,
+        status: status_to_wire(account.status) as i32,
+        owner: account.owner.clone(),
+        metadata: account
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        regions: balance
+            .regions
+            .iter()
+            .map(|region| api::RegionBalance {
+                region: u32::from(region.region.0),
+                available: region.available.to_string(),
+                held: region.held.to_string(),
+                as_of_index: region.as_of.map_or(0, |position| position.index),
+            })
+            .collect(),
+        in_flight: balance.in_flight.to_string(),
+        available: balance.available.to_string(),
+        total: balance.total.to_string(),
+    }
+}
+
+pub fn transfer_view(record: &TransferRecord, scale: u8) -> api::TransferView {
+    let transfer = &record.transfer;
+    let money = |units: u128| {
+        Money {
+            units: i128::try_from(units).unwrap_or(i128::MAX),
+            scale,
+        }
+        .to_string()
+    };
+    let kind = match transfer.kind {
+        TransferKind::Posted => "posted",
+        TransferKind::Pending { .. } => "pending",
+        TransferKind::PostPending { .. } => "post",
+        TransferKind::VoidPending { .. } => "void",
+        TransferKind::Refund { .. } => "refund",
+    };
+    let state = match record.pending {
+        Some(PendingState::Open { .. }) => "open",
+        Some(PendingState::Posted { .. }) => "posted",
+        Some(PendingState::Voided) => "voided",
+        Some(PendingState::Expired) => "expired",
+        None => "",
+    };
+    let (stamp_ns, stamp_logical, stamp_node) = record.stamp.to_parts();
+    api::TransferView {
+        id: ids::format(transfer.id.0),
+        region: u32::from(record.origin.0),
+        debit: ids::format(transfer.debit.0),
+        credit: ids::format(transfer.credit.0),
+        amount: money(transfer.units),
+        currency: transfer.currency.to_string(),
+        kind: kind.to_owned(),
+        state: state.to_owned(),
+        refunded: money(record.refunded),
+        reference: transfer.reference.as_deref().unwrap_or_default().to_owned(),
+        stamp_ns,
+        stamp_logical,
+        stamp_node,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer_command(amount: &str) -> api::TransferCommand {
+        api::TransferCommand {
+            id: "1".into(),
+            linked: false,
+            origin: String::new(),
+            kind: Some(api::transfer_command::Kind::Transfer(api::Move {
+                debit: "a".into(),
+                credit: "b".into(),
+                amount: amount.into(),
+                currency: "USD".into(),
+                reference: String::new(),
+                metadata: Default::default(),
+            })),
+        }
+    }
+
+    #[test]
+    fn commands_convert_and_bad_fields_are_named() {
+        let item = item(&transfer_command("12.50")).expect("valid");
+        assert!(
+            matches!(item.command, Command::Transfer(ref t) if t.amount == Decimal::new(1250, 2))
+        );
+        for (amount, field) in [("twelve", "amount"), ("", "amount")] {
+            let error = super::item(&transfer_command(amount)).expect_err("refused");
+            assert!(matches!(error, WireError::Invalid { field: ref f, .. } if f == field));
+        }
+        let mut no_kind = transfer_command("1");
+        no_kind.kind = None;
+        assert!(super::item(&no_kind).is_err());
+        let mut bad_origin = transfer_command("1");
+        bad_origin.origin = "eu".into();
+        assert!(super::item(&bad_origin).is_err());
+    }
+}
