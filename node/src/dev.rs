@@ -18,6 +18,8 @@ pub struct DevOptions {
     pub nodes_per_region: u16,
     pub base_port: u16,
     pub data_dir: PathBuf,
+    /// The `ledger` binary to run the nodes with (this one by default).
+    pub binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +92,10 @@ impl Cluster {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating {}", options.data_dir.display()))?;
         let nodes = plan(options)?;
-        let exe = std::env::current_exe().context("finding the ledger binary")?;
+        let exe = match &options.binary {
+            Some(binary) => binary.clone(),
+            None => std::env::current_exe().context("finding the ledger binary")?,
+        };
         let mut children = BTreeMap::new();
         for node in &nodes {
             std::fs::write(&node.config, settings_text(node, &nodes, &options.data_dir))?;
@@ -158,6 +163,11 @@ impl Cluster {
             .map(|node| node.region)
             .max()
             .map_or(0, |max| max + 1)
+    }
+
+    /// The ids of the running nodes.
+    pub fn running(&self) -> Vec<u64> {
+        self.children.keys().copied().collect()
     }
 
     /// The API address of a node of `region`.

@@ -182,6 +182,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 nodes_per_region,
                 base_port,
                 data_dir,
+                binary: None,
             };
             println!(
                 "starting {regions} regions x {nodes_per_region} node(s) in {} ...",

@@ -1,0 +1,355 @@
+//! End-to-end tests against real `ledger` processes on 127.0.0.1, through
+//! the public API only.
+
+use ledger_node::client::Client;
+use ledger_node::dev::{Cluster, DevOptions};
+use ledger_node::ids;
+use ledger_proto::v1 as api;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const USD: &str = "USD";
+const BANK: u128 = 1;
+const SHOP: u128 = 2;
+
+fn id(n: u128) -> String {
+    ids::format(n)
+}
+
+async fn cluster(
+    regions: u16,
+    nodes_per_region: u16,
+    base_port: u16,
+    dir: &std::path::Path,
+) -> Cluster {
+    let options = DevOptions {
+        regions,
+        nodes_per_region,
+        base_port,
+        data_dir: dir.to_owned(),
+        binary: Some(env!("CARGO_BIN_EXE_ledger").into()),
+    };
+    Cluster::start(&options).await.expect("the cluster starts")
+}
+
+fn account(n: u128, kind: api::AccountKind) -> api::NewAccount {
+    api::NewAccount {
+        id: id(n),
+        currency: USD.into(),
+        kind: kind as i32,
+        owner: format!("owner {n}"),
+        metadata: Default::default(),
+    }
+}
+
+fn transfer(n: u128, debit: u128, credit: u128, amount: &str) -> api::TransferCommand {
+    api::TransferCommand {
+        id: id(0x10_0000 + n),
+        linked: false,
+        origin: String::new(),
+        kind: Some(api::transfer_command::Kind::Transfer(api::Move {
+            debit: id(debit),
+            credit: id(credit),
+            amount: amount.into(),
+            currency: USD.into(),
+            reference: String::new(),
+            metadata: Default::default(),
+        })),
+    }
+}
+
+fn applied(result: &api::TransferResult) -> Option<&api::Applied> {
+    match &result.result {
+        Some(api::transfer_result::Result::Applied(applied)) => Some(applied),
+        _ => None,
+    }
+}
+
+fn error(result: &api::TransferResult) -> Option<&api::Error> {
+    match &result.result {
+        Some(api::transfer_result::Result::Error(error)) => Some(error),
+        _ => None,
+    }
+}
+
+async fn open_accounts(client: &Client, users: &[u128]) {
+    let mut accounts = vec![
+        account(BANK, api::AccountKind::External),
+        account(SHOP, api::AccountKind::System),
+    ];
+    accounts.extend(
+        users
+            .iter()
+            .map(|user| account(*user, api::AccountKind::User)),
+    );
+    let response = client.create_accounts(accounts).await.expect("answered");
+    for result in response.results {
+        assert!(
+            matches!(result.result, Some(api::account_result::Result::Created(_))),
+            "{result:?}"
+        );
+    }
+}
+
+/// Retries a command while the region has no leader or the account has not
+/// reached it yet, as a gateway would; returns the final answer.
+async fn submit(client: &Client, command: api::TransferCommand) -> api::TransferResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = client.create_transfers(vec![command.clone()]).await;
+        match response {
+            Ok(response) => {
+                let result = response.results.into_iter().next().expect("one result");
+                let retry = error(&result)
+                    .is_some_and(|error| error.retryable && error.code != "INSUFFICIENT_FUNDS");
+                if !retry || tokio::time::Instant::now() > deadline {
+                    return result;
+                }
+            }
+            Err(failure) if tokio::time::Instant::now() < deadline => {
+                eprintln!("retrying after {failure}");
+            }
+            Err(failure) => panic!("no answer: {failure}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `client` sees `available` in `region`'s pool of `account`.
+async fn wait_pool(client: &Client, account: u128, region: u32, available: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = client
+            .lookup_accounts(vec![id(account)])
+            .await
+            .expect("answered");
+        let pool = response.accounts.first().and_then(|view| {
+            view.regions
+                .iter()
+                .find(|pool| pool.region == region)
+                .map(|pool| pool.available.clone())
+        });
+        if pool.as_deref() == Some(available) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pool of {account} in region {region}: {pool:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn totals(client: &Client, accounts: &[u128]) -> Vec<String> {
+    let response = client
+        .lookup_accounts(accounts.iter().map(|n| id(*n)).collect())
+        .await
+        .expect("answered");
+    assert!(response.missing.is_empty(), "{:?}", response.missing);
+    response
+        .accounts
+        .iter()
+        .map(|view| view.total.clone())
+        .collect()
+}
+
+/// Waits until every node reports the same totals.
+async fn converged(cluster: &Cluster, nodes: &[u64], accounts: &[u128]) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut views = Vec::new();
+        for node in nodes {
+            let address = &cluster
+                .nodes
+                .iter()
+                .find(|known| known.id == *node)
+                .expect("node")
+                .api;
+            let client = Client::connect(address).await.expect("connects");
+            views.push(totals(&client, accounts).await);
+        }
+        if views.windows(2).all(|pair| pair[0] == pair[1]) {
+            return views.remove(0);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "views differ: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_regions_decide_locally_and_converge() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 21_000, dir.path()).await;
+    let client = |region: u16| Client::connect(cluster.api_of(region).expect("region"));
+    let r0 = client(0).await.expect("r0");
+    let r1 = client(1).await.expect("r1");
+    let r2 = client(2).await.expect("r2");
+    let users = [10, 11, 12];
+    open_accounts(&r0, &users).await;
+
+    // Top-ups and transfers in every region.
+    for (n, (region, user)) in [(&r0, 10), (&r1, 11), (&r2, 12)].into_iter().enumerate() {
+        let result = submit(region, transfer(n as u128, BANK, user, "100.00")).await;
+        assert!(applied(&result).is_some(), "{result:?}");
+    }
+    let result = submit(&r1, transfer(10, 11, 12, "30.00")).await;
+    assert_eq!(applied(&result).map(|a| a.region), Some(1));
+
+    // An idempotent retry, and the same id with other content.
+    let retry = submit(&r1, transfer(10, 11, 12, "30.00")).await;
+    assert_eq!(applied(&retry).map(|a| a.new), Some(false));
+    let conflict = submit(&r1, transfer(10, 11, 12, "31.00")).await;
+    assert_eq!(
+        error(&conflict).map(|e| e.code.as_str()),
+        Some("IDEMPOTENCY_CONFLICT")
+    );
+
+    // A region spends only its own pool, and says what is where.
+    let refused = submit(&r0, transfer(11, 11, 10, "1.00")).await;
+    let refused = error(&refused).expect("refused");
+    assert_eq!(refused.code, "INSUFFICIENT_FUNDS");
+    assert_eq!(
+        (
+            refused.available_local.as_str(),
+            refused.available_global.as_str()
+        ),
+        ("0.00", "70.00")
+    );
+
+    // Rebalance 50.00 of user 11 from region 1 to region 0, then spend it there.
+    let rebalanced = r1
+        .rebalance(api::RebalanceRequest {
+            account: id(11),
+            amount: "50.00".into(),
+            to_region: 0,
+        })
+        .await
+        .expect("answered");
+    assert!(
+        matches!(
+            rebalanced.result,
+            Some(api::rebalance_response::Result::Applied(_))
+        ),
+        "{rebalanced:?}"
+    );
+    wait_pool(&r0, 11, 0, "50.00").await;
+    let spent = submit(&r0, transfer(12, 11, 10, "40.00")).await;
+    assert!(
+        applied(&spent).is_some(),
+        "the grant arrives and the region spends it: {spent:?}"
+    );
+
+    // Bad input of every kind is refused whole, and nothing is applied.
+    let mut bad = transfer(13, BANK, 10, "1.001");
+    let answer = submit(&r0, bad.clone()).await;
+    assert_eq!(
+        error(&answer).map(|e| e.code.as_str()),
+        Some("INVALID_AMOUNT")
+    );
+    bad.id = "not-an-id".into();
+    let whole = r0
+        .create_transfers(vec![transfer(14, BANK, 10, "1.00"), bad])
+        .await;
+    assert!(
+        matches!(whole, Err(ledger_node::client::ClientError::Status(ref status)) if status.code() == tonic::Code::InvalidArgument)
+    );
+    let missing = r0
+        .lookup_transfers(vec![id(0x10_0000 + 14)])
+        .await
+        .expect("answered");
+    assert_eq!(
+        missing.missing.len(),
+        1,
+        "the valid command of the refused call was not applied"
+    );
+
+    let all = [BANK, SHOP, 10, 11, 12];
+    let views = converged(&cluster, &cluster.running(), &all).await;
+    assert_eq!(views, ["-300.00", "0.00", "140.00", "30.00", "130.00"]);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_leader_mid_load_loses_no_acknowledged_transfer() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Region 0 on three nodes (1, 2, 3); regions 1 and 2 on three each too.
+    let mut cluster = cluster(3, 3, 22_000, dir.path()).await;
+    let entry = Client::connect(cluster.api_of(0).expect("region 0"))
+        .await
+        .expect("connects");
+    open_accounts(&entry, &[10]).await;
+
+    let status = entry.status().await.expect("status");
+    let leader = status
+        .groups
+        .iter()
+        .find(|group| group.group == "region-0")
+        .map(|group| group.leader)
+        .expect("leader");
+    let mut acknowledged = BTreeSet::new();
+    let mut killed = false;
+    for n in 0..60u128 {
+        if n == 20 {
+            cluster.kill(leader).await.expect("killed");
+            killed = true;
+        }
+        // Any surviving node of region 0 takes the request and redirects.
+        let address = cluster
+            .nodes
+            .iter()
+            .find(|node| node.region == 0 && cluster.running().contains(&node.id))
+            .map(|node| node.api.clone())
+            .expect("a survivor");
+        let client = Client::connect(&address).await.expect("connects");
+        let mut command = transfer(100 + n, BANK, 10, "1.00");
+        command.origin = "0".into();
+        let result = submit(&client, command).await;
+        if applied(&result).is_some() {
+            acknowledged.insert(id(0x10_0000 + 100 + n));
+        }
+    }
+    assert!(killed);
+    assert!(
+        acknowledged.len() >= 50,
+        "most transfers go through: {}",
+        acknowledged.len()
+    );
+
+    // Every acknowledged transfer is on every surviving node.
+    for node in cluster.running() {
+        let address = &cluster
+            .nodes
+            .iter()
+            .find(|known| known.id == node)
+            .expect("node")
+            .api;
+        let client = Client::connect(address).await.expect("connects");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = client
+                .lookup_transfers(acknowledged.iter().cloned().collect())
+                .await
+                .expect("answered");
+            if found.missing.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {node} lacks {:?}",
+                found.missing
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let survivors = cluster.running();
+    let views = converged(&cluster, &survivors, &[BANK, 10]).await;
+    let expected = format!("{}.00", acknowledged.len());
+    assert_eq!(
+        views[1], expected,
+        "the account holds exactly the acknowledged top-ups"
+    );
+    cluster.stop().await;
+}
