@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 pub struct NodeSettings {
     /// Where the public and admin gRPC APIs listen.
     pub api_listen: String,
+    /// Lets tests cut this node off from peers listed in
+    /// `<data_dir>/blocked-peers`. Off unless set; never for production.
+    #[serde(default)]
+    pub fault_injection: bool,
     pub replication: ReplicaConfig,
 }
 

@@ -20,6 +20,8 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     /// The `ledger` binary to run the nodes with (this one by default).
     pub binary: Option<PathBuf>,
+    /// Lets [`Cluster::cut`] partition the nodes (for tests).
+    pub fault_injection: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -62,9 +64,9 @@ pub fn plan(options: &DevOptions) -> anyhow::Result<Vec<DevNode>> {
     Ok(nodes)
 }
 
-fn settings_text(node: &DevNode, all: &[DevNode], data_dir: &Path) -> String {
+fn settings_text(node: &DevNode, all: &[DevNode], data_dir: &Path, faults: bool) -> String {
     let mut text = format!(
-        "api_listen = \"{api}\"\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\n",
+        "api_listen = \"{api}\"\nfault_injection = {faults}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\n",
         api = node.api,
         id = node.id,
         dir = data_dir.join(format!("node-{}", node.id)).display(),
@@ -83,6 +85,7 @@ fn settings_text(node: &DevNode, all: &[DevNode], data_dir: &Path) -> String {
 pub struct Cluster {
     pub nodes: Vec<DevNode>,
     children: BTreeMap<u64, Child>,
+    data_dir: PathBuf,
 }
 
 impl Cluster {
@@ -98,7 +101,8 @@ impl Cluster {
         };
         let mut children = BTreeMap::new();
         for node in &nodes {
-            std::fs::write(&node.config, settings_text(node, &nodes, &options.data_dir))?;
+            let settings = settings_text(node, &nodes, &options.data_dir, options.fault_injection);
+            std::fs::write(&node.config, settings)?;
             let log = std::fs::File::create(&node.log)?;
             let child = Command::new(&exe)
                 .arg("node")
@@ -113,7 +117,11 @@ impl Cluster {
                 .with_context(|| format!("starting node {}", node.id))?;
             children.insert(node.id, child);
         }
-        let cluster = Self { nodes, children };
+        let cluster = Self {
+            nodes,
+            children,
+            data_dir: options.data_dir.clone(),
+        };
         cluster.wait_ready().await?;
         Ok(cluster)
     }
@@ -176,6 +184,41 @@ impl Cluster {
             .iter()
             .find(|node| node.region == region)
             .map(|node| node.api.as_str())
+    }
+
+    /// Cuts every node of `side` off from every node of `other`, both ways
+    /// (the nodes must run with fault injection on).
+    pub fn cut(&self, side: &[u64], other: &[u64]) -> anyhow::Result<()> {
+        for node in &self.nodes {
+            let blocked: Vec<u64> = if side.contains(&node.id) {
+                other.to_vec()
+            } else if other.contains(&node.id) {
+                side.to_vec()
+            } else {
+                continue;
+            };
+            let text = blocked
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let dir = self.data_dir.join(format!("node-{}", node.id));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(ledger_replication::Faults::file(&dir), text)?;
+        }
+        Ok(())
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        for node in &self.nodes {
+            let file =
+                ledger_replication::Faults::file(&self.data_dir.join(format!("node-{}", node.id)));
+            if file.exists() {
+                std::fs::write(file, "")?;
+            }
+        }
+        Ok(())
     }
 
     /// Kills a node at once, as a crash would (kill -9).

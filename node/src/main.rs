@@ -183,6 +183,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 base_port,
                 data_dir,
                 binary: None,
+                fault_injection: false,
             };
             println!(
                 "starting {regions} regions x {nodes_per_region} node(s) in {} ...",

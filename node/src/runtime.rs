@@ -5,7 +5,7 @@ use crate::config::NodeSettings;
 use crate::wire::BATCH_COMMANDS_MAX;
 use ledger_hlc::{Hlc, NodeId, SystemClock};
 use ledger_replication::{
-    Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
+    Faults, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
 };
 use ledger_reservations::{
     AccountId, Batch, Command, ControlCommand, Decision, Item, NewAccount, Outcome, Reject, Scratch,
@@ -248,7 +248,8 @@ where
     let raft_listener = tokio::net::TcpListener::bind(&replication.listen).await?;
     let api_listener = tokio::net::TcpListener::bind(&settings.api_listen).await?;
     let deadline = Duration::from_millis(replication.timings.rpc_deadline_ms);
-    let transport = Arc::new(GrpcTransport::new(deadline));
+    let faults = Faults::default();
+    let transport = Arc::new(GrpcTransport::new(deadline).with_faults(faults.clone()));
     let replica = ReplicaNode::start(
         replication.node_id,
         &replication.layout(),
@@ -263,12 +264,18 @@ where
         }
     }
     let replica = Arc::new(replica);
-    let raft_service = replica.raft_service();
+    let raft_service = replica.raft_service().with_faults(faults.clone());
     let mut tasks = vec![tokio::spawn(async move {
         if let Err(error) = serve(raft_service, raft_listener).await {
             tracing::error!(%error, "the Raft server stopped");
         }
     })];
+    if settings.fault_injection {
+        tracing::warn!("fault injection is on: peers in blocked-peers are cut off");
+        tasks.push(tokio::spawn(
+            faults.follow(Faults::file(&replication.data_dir)),
+        ));
+    }
     replica.initialize().await?;
     let (writer, requests) = mpsc::channel(WRITER_QUEUE_MAX);
     let hlc = Arc::new(Hlc::new(NodeId(replication.node_id), SystemClock));

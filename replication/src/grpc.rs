@@ -3,6 +3,7 @@
 //! encoded here; nothing outside this crate reads them.
 
 use crate::codec::{self, Format};
+use crate::faults::Faults;
 use crate::network::{Peer, Transport, TransportError};
 use crate::node::Raft;
 use crate::types::{Group, TypeConfig};
@@ -60,13 +61,21 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
 #[derive(Clone)]
 pub struct RaftService {
     rafts: Arc<BTreeMap<Group, Raft>>,
+    faults: Faults,
 }
 
 impl RaftService {
     pub(crate) fn new(rafts: BTreeMap<Group, Raft>) -> Self {
         Self {
             rafts: Arc::new(rafts),
+            faults: Faults::default(),
         }
+    }
+
+    /// Refuses RPCs from the peers `faults` blocks.
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
     }
 
     /// The tonic service, with the message size limit on both directions.
@@ -76,7 +85,12 @@ impl RaftService {
             .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     }
 
-    fn raft(&self, group: Option<wire::Group>) -> Result<&Raft, Status> {
+    fn raft(&self, from: u64, group: Option<wire::Group>) -> Result<&Raft, Status> {
+        if self.faults.is_blocked(from) {
+            return Err(Status::unavailable(format!(
+                "node {from} is cut off (fault injection)"
+            )));
+        }
         let group = from_wire(group)?;
         self.rafts
             .get(&group)
@@ -106,7 +120,7 @@ impl RaftTransport for RaftService {
         request: Request<wire::RaftRequest>,
     ) -> Result<Response<wire::RaftReply>, Status> {
         let request = request.into_inner();
-        let raft = self.raft(request.group)?;
+        let raft = self.raft(request.from, request.group)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.payload)?;
         reply(raft.append_entries(rpc).await)
     }
@@ -116,7 +130,7 @@ impl RaftTransport for RaftService {
         request: Request<wire::RaftRequest>,
     ) -> Result<Response<wire::RaftReply>, Status> {
         let request = request.into_inner();
-        let raft = self.raft(request.group)?;
+        let raft = self.raft(request.from, request.group)?;
         let rpc: VoteRequest<TypeConfig> = decode(&request.payload)?;
         reply(raft.vote(rpc).await)
     }
@@ -126,7 +140,7 @@ impl RaftTransport for RaftService {
         request: Request<wire::RaftRequest>,
     ) -> Result<Response<wire::RaftReply>, Status> {
         let request = request.into_inner();
-        let raft = self.raft(request.group)?;
+        let raft = self.raft(request.from, request.group)?;
         let (vote, meta): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>) =
             decode(&request.payload)?;
         let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {
@@ -153,6 +167,7 @@ pub async fn serve(
 /// per peer, shared by every group, at the address its membership entry gives.
 pub struct GrpcTransport {
     deadline: Duration,
+    faults: Faults,
     clients: Mutex<BTreeMap<u64, (String, RaftTransportClient<Channel>)>>,
 }
 
@@ -161,8 +176,15 @@ impl GrpcTransport {
     pub fn new(deadline: Duration) -> Self {
         Self {
             deadline,
+            faults: Faults::default(),
             clients: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Sends nothing to the peers `faults` blocks.
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
     }
 
     fn clients(&self) -> MutexGuard<'_, BTreeMap<u64, (String, RaftTransportClient<Channel>)>> {
@@ -172,6 +194,12 @@ impl GrpcTransport {
     }
 
     fn client(&self, peer: &Peer) -> Result<RaftTransportClient<Channel>, TransportError> {
+        if self.faults.is_blocked(peer.id) {
+            return Err(TransportError::Unreachable {
+                node: peer.id,
+                reason: "cut off (fault injection)".to_owned(),
+            });
+        }
         if let Some((addr, client)) = self.clients().get(&peer.id)
             && *addr == peer.addr
         {

@@ -17,6 +17,7 @@
 
 mod codec;
 mod config;
+mod faults;
 mod grpc;
 mod local;
 mod log_store;
@@ -28,6 +29,7 @@ mod types;
 
 pub use codec::CodecError;
 pub use config::{ConfigError, ReplicaConfig};
+pub use faults::Faults;
 pub use grpc::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
