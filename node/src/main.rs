@@ -466,11 +466,16 @@ async fn node(config: PathBuf, exit_on_stdin_close: bool) -> anyhow::Result<()> 
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = stdin_closed => {}
-    }
+    let fatal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        () = stdin_closed => None,
+        fatal = running.fatal() => Some(fatal),
+    };
     tracing::info!(node = id, "stopping");
     running.stop().await;
-    Ok(())
+    match fatal {
+        // Stopped on purpose, cleanly, with an error status and the reason.
+        Some((group, reason)) => anyhow::bail!("group {group} stopped: {reason}; the node stopped"),
+        None => Ok(()),
+    }
 }

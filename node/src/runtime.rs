@@ -219,7 +219,22 @@ pub struct RunningNode {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// How often the node checks that none of its groups has stopped.
+const FATAL_CHECK_EVERY: Duration = Duration::from_millis(200);
+
 impl RunningNode {
+    /// Resolves when a group of this node stopped on a fatal error, with the
+    /// group and the reason; the node must then stop.
+    pub async fn fatal(&self) -> (Group, String) {
+        let mut every = tokio::time::interval(FATAL_CHECK_EVERY);
+        loop {
+            every.tick().await;
+            if let Some(fatal) = self.handle.replica.fatal() {
+                return fatal;
+            }
+        }
+    }
+
     pub async fn stop(self) {
         for task in &self.tasks {
             task.abort();

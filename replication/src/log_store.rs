@@ -70,6 +70,34 @@ impl LogStore {
                     _ => break,
                 }
             }
+            if !report.cut.is_empty() {
+                // The committed index is a hint kept for restarts; it must
+                // not point past the log, or the node would try to apply
+                // entries it no longer has. The leader sends them again.
+                let remaining = match log.last().map_err(other)? {
+                    Some((_, record)) => {
+                        let entry: EntryOf<TypeConfig> =
+                            codec::decode(Format::Json, record.value())?;
+                        Some(entry.log_id)
+                    }
+                    None => None,
+                };
+                let mut meta = txn.open_table(store.meta()).map_err(other)?;
+                let committed: Option<Option<LogIdOf<TypeConfig>>> =
+                    match meta.get(COMMITTED).map_err(other)? {
+                        Some(bytes) => Some(codec::decode(Format::Json, bytes.value())?),
+                        None => None,
+                    };
+                let past_the_log = committed.flatten().is_some_and(|committed| {
+                    remaining
+                        .as_ref()
+                        .is_none_or(|last| committed.index > last.index)
+                });
+                if past_the_log {
+                    let bytes = codec::encode(Format::Json, &remaining)?;
+                    meta.insert(COMMITTED, bytes.as_slice()).map_err(other)?;
+                }
+            }
         }
         txn.commit().map_err(other)?;
         Ok((store, report))

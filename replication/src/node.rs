@@ -180,6 +180,10 @@ impl Timings {
             install_snapshot_timeout: self.rpc_deadline_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: self.keep_entries_after_snapshot,
+            // A node that cut a corrupt tail on start has less log than it
+            // once acknowledged; the leader sends it again instead of
+            // stopping (docs/decisions/0005-cutting-a-corrupt-tail.md).
+            allow_log_reversion: Some(true),
             ..Config::default()
         }
         .validate()
@@ -625,6 +629,19 @@ impl ReplicaNode {
                 reason: error.to_string(),
             }),
         }
+    }
+
+    /// The first group whose Raft stopped on a fatal error (a storage
+    /// failure, a log that does not fit the state), if any. A node must not
+    /// go on with a group stopped: its caller stops the node.
+    pub fn fatal(&self) -> Option<(Group, String)> {
+        self.rafts.iter().find_map(|(group, raft)| {
+            let metrics = raft.metrics().borrow_watched().clone();
+            metrics
+                .running_state
+                .err()
+                .map(|fatal| (*group, fatal.to_string()))
+        })
     }
 
     /// The leader of a group as this node knows it.

@@ -166,3 +166,90 @@ async fn a_node_joins_and_another_leaves_a_region_while_it_runs() {
         assert_eq!(cluster.balance(node.id()), 175, "node {}", node.id());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_does_not_fit_the_state_stops_the_group_and_says_why() {
+    let mut cluster = Cluster::start(layout(NODES), Timings::local()).await;
+    let first = cluster.propose(1, 100).await;
+    cluster.wait_everywhere(first.index).await;
+    for node in cluster.nodes.values() {
+        assert_eq!(node.fatal(), None);
+    }
+    // The same transfer id again: deciding never produces this, a corrupt
+    // or forged log could. Applying it must stop the group, not skip it.
+    let leader = cluster.wait_leader(REGION0).await;
+    let event = top_up(1, 100, 5_000);
+    let outcome = cluster.nodes[&leader]
+        .propose(REGION0, Proposal::Region(vec![event]))
+        .await;
+    assert!(outcome.is_err(), "{outcome:?}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stopped: Vec<_> = cluster
+            .nodes
+            .values()
+            .filter_map(|node| node.fatal())
+            .collect();
+        if stopped.len() == cluster.nodes.len() {
+            for (group, reason) in stopped {
+                assert_eq!(group, REGION0);
+                assert!(reason.contains("applied twice"), "{reason}");
+            }
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every node stops region 0: {stopped:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The balance never counted the second copy.
+    for node in cluster.nodes.keys() {
+        assert_eq!(cluster.balance(*node), 100);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_torn_tail_cuts_it_and_rejoins() {
+    let mut cluster = Cluster::start(layout(NODES), Timings::local()).await;
+    let mut last = 0;
+    for id in 1..=5 {
+        last = cluster.propose(id, 10).await.index;
+    }
+    cluster.wait_everywhere(last).await;
+    let leader = cluster.wait_leader(REGION0).await;
+    let follower = *[1, 2, 3]
+        .iter()
+        .find(|id| **id != leader)
+        .expect("a follower");
+    cluster.crash(follower).await;
+
+    // A half-written last record: its checksum no longer matches.
+    {
+        use redb::ReadableTable;
+        let path = cluster.dirs[&follower].join("node.redb");
+        let db = redb::Database::create(path).expect("opens");
+        let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("region-0/log");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut log = txn.open_table(table).expect("table");
+            let (index, mut record) = {
+                let (key, value) = log.last().expect("reads").expect("entries");
+                (key.value(), value.value().to_vec())
+            };
+            record.truncate(record.len() / 2);
+            log.insert(index, record.as_slice()).expect("writes");
+        }
+        txn.commit().expect("commits");
+    }
+
+    cluster.boot(follower).await;
+    let cut = &cluster.nodes[&follower].open_reports()[&REGION0].cut;
+    assert_eq!(cut.len(), 1, "the torn record is reported and cut");
+    let more = cluster.propose(6, 10).await;
+    cluster.nodes[&follower]
+        .wait_applied(REGION0, more.index, WAIT)
+        .await
+        .expect("rejoins");
+    assert_eq!(cluster.balance(follower), 60);
+}
