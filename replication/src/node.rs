@@ -18,6 +18,10 @@ use std::time::Duration;
 
 pub(crate) type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
+/// How long a proposal may wait to be committed and applied here. Past it
+/// the outcome is unknown: the entry may still commit.
+const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// How long a shutdown waits for openraft's tasks to release the database.
 const SHUTDOWN_WAIT_MAX: Duration = Duration::from_secs(10);
 
@@ -225,9 +229,11 @@ pub enum ProposeError {
         leader: Option<u64>,
         address: Option<String>,
     },
-    /// The entry was appended and then replaced by another leader's log: it
-    /// may or may not be committed. A client must treat this as unknown.
-    #[error("outcome unknown in {group}: the entry was discarded on a change of leader")]
+    /// The entry was appended but its fate is not known here: it was
+    /// replaced by another leader's log, or it was not applied within the
+    /// deadline. It may or may not be committed: a client must treat this
+    /// as unknown and retry with the same ids to learn it.
+    #[error("outcome unknown in {group}: discarded on a change of leader, or not applied in time")]
     Unknown { group: Group },
     #[error("group {group}: {reason}")]
     Failed { group: Group, reason: String },
@@ -522,7 +528,11 @@ impl ReplicaNode {
             group,
             reason: error.to_string(),
         })?;
-        match raft.client_write(proposal).await {
+        let written = tokio::time::timeout(PROPOSE_DEADLINE, raft.client_write(proposal)).await;
+        let Ok(written) = written else {
+            return Err(ProposeError::Unknown { group });
+        };
+        match written {
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Err(ProposeError::NotLeader {
