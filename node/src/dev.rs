@@ -86,6 +86,26 @@ pub struct Cluster {
     pub nodes: Vec<DevNode>,
     children: BTreeMap<u64, Child>,
     data_dir: PathBuf,
+    exe: PathBuf,
+}
+
+/// Starts one node's process, its output appended to its log.
+fn spawn(exe: &Path, node: &DevNode) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log)?;
+    Command::new(exe)
+        .arg("node")
+        .arg("--config")
+        .arg(&node.config)
+        .arg("--exit-on-stdin-close")
+        .stdin(std::process::Stdio::piped())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting node {}", node.id))
 }
 
 impl Cluster {
@@ -103,24 +123,13 @@ impl Cluster {
         for node in &nodes {
             let settings = settings_text(node, &nodes, &options.data_dir, options.fault_injection);
             std::fs::write(&node.config, settings)?;
-            let log = std::fs::File::create(&node.log)?;
-            let child = Command::new(&exe)
-                .arg("node")
-                .arg("--config")
-                .arg(&node.config)
-                .arg("--exit-on-stdin-close")
-                .stdin(std::process::Stdio::piped())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("starting node {}", node.id))?;
-            children.insert(node.id, child);
+            children.insert(node.id, spawn(&exe, node)?);
         }
         let cluster = Self {
             nodes,
             children,
             data_dir: options.data_dir.clone(),
+            exe,
         };
         cluster.wait_ready().await?;
         Ok(cluster)
@@ -218,6 +227,19 @@ impl Cluster {
                 std::fs::write(file, "")?;
             }
         }
+        Ok(())
+    }
+
+    /// Starts a killed node again on its data.
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self
+            .nodes
+            .iter()
+            .find(|node| node.id == id)
+            .with_context(|| format!("no node {id}"))?;
+        anyhow::ensure!(!self.children.contains_key(&id), "node {id} is running");
+        let child = spawn(&self.exe, node)?;
+        self.children.insert(id, child);
         Ok(())
     }
 

@@ -211,7 +211,9 @@ async fn three_regions_decide_locally_and_converge() {
         Some("IDEMPOTENCY_CONFLICT")
     );
 
-    // A region spends only its own pool, and says what is where.
+    // A region spends only its own pool, and says what is where, as far
+    // as it has seen: first let region 0 see region 1's last transfer.
+    wait_pool(&r0, 11, 1, "70.00").await;
     let refused = submit(&r0, transfer(11, 11, 10, "1.00")).await;
     let refused = error(&refused).expect("refused");
     assert_eq!(refused.code, "INSUFFICIENT_FUNDS");
@@ -429,5 +431,85 @@ async fn a_region_cut_off_keeps_spending_its_pool_and_converges_after_the_heal()
             found.missing
         );
     }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Three regions, one node each: killing region 1's node stops region 1.
+    let mut cluster = cluster(3, 1, 24_000, dir.path()).await;
+    let r1_address = cluster.api_of(1).expect("region 1").to_owned();
+    let r0 = Client::connect(cluster.api_of(0).expect("region 0"))
+        .await
+        .expect("r0");
+    open_accounts(&r0, &[10]).await;
+    let r1 = Client::connect(&r1_address).await.expect("r1");
+
+    // A load on region 1 while its only node is killed: a request cut off
+    // by the kill has an unknown outcome, never a failed one.
+    // First, one transfer retried until region 1 knows the accounts.
+    let warm_up = submit(&r1, transfer(199, BANK, 10, "1.00")).await;
+    assert!(applied(&warm_up).is_some(), "{warm_up:?}");
+    let load = tokio::spawn(async move {
+        let (mut acknowledged, mut unknown) = (vec![id(0x10_0000 + 199)], 0usize);
+        for n in 0..400u128 {
+            let command = transfer(200 + n, BANK, 10, "1.00");
+            match r1.create_transfers(vec![command]).await {
+                Ok(response) if response.results.first().and_then(applied).is_some() => {
+                    acknowledged.push(id(0x10_0000 + 200 + n));
+                }
+                _ => {
+                    unknown += 1;
+                    break;
+                }
+            }
+        }
+        (acknowledged, unknown)
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    cluster.kill(2).await.expect("killed");
+    let (acknowledged, unknown) = load.await.expect("the load ends");
+    assert!(
+        acknowledged.len() >= 5,
+        "load before the kill: {}",
+        acknowledged.len()
+    );
+    assert!(acknowledged.len() < 400, "the kill happened mid-load");
+    // The other regions go on.
+    assert!(applied(&submit(&r0, transfer(300, BANK, 10, "5.00")).await).is_some());
+
+    cluster.restart(2).expect("restarts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let r1 = loop {
+        if let Ok(client) = Client::connect(&r1_address).await
+            && client.status().await.is_ok()
+        {
+            break client;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node 2 comes back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let found = r1
+        .lookup_transfers(acknowledged.clone())
+        .await
+        .expect("answered");
+    assert!(
+        found.missing.is_empty(),
+        "lost after kill -9: {:?}",
+        found.missing
+    );
+    // And region 1 decides again.
+    assert!(applied(&submit(&r1, transfer(301, BANK, 10, "1.00")).await).is_some());
+    let views = converged(&cluster, &cluster.running(), &[BANK, 10]).await;
+    // 5.00 from region 0 and 1.00 after the restart, plus every acknowledged
+    // top-up and possibly the one whose answer the kill cut off.
+    let total: f64 = views[1].parse().expect("a number");
+    let low = 6.0 + acknowledged.len() as f64;
+    assert!(
+        total >= low && total <= low + unknown as f64,
+        "total {total}, acknowledged {}, unknown {unknown}",
+        acknowledged.len()
+    );
     cluster.stop().await;
 }
