@@ -15,6 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
-    tonic_prost_build::configure().compile_with_config(config, &protos, &["proto"])?;
+    // The descriptor set serves gRPC server reflection.
+    let descriptors =
+        std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("ledger_descriptor.bin");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(&descriptors)
+        .compile_with_config(config, &protos, &["proto"])?;
     Ok(())
 }

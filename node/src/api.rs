@@ -31,7 +31,29 @@ impl Api {
         let admin = AdminServer::new(self)
             .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(API_MESSAGE_BYTES_MAX);
+        // grpc.health.v1: serving once the node runs; grpcurl-style tools
+        // list and call the services through reflection.
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<LedgerServer<Api>>().await;
+        health_reporter.set_serving::<AdminServer<Api>>().await;
+        // Only what this port serves (the Raft transport has a port of its own).
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ledger_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("ledger.v1.Ledger")
+            .with_service_name("ledger.v1.Admin")
+            .with_service_name("grpc.health.v1.Health")
+            .build_v1();
+        let reflection = match reflection {
+            Ok(reflection) => Some(reflection),
+            Err(error) => {
+                tracing::error!(%error, "server reflection is off: the descriptors do not load");
+                None
+            }
+        };
         let served = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_optional_service(reflection)
             .add_service(ledger)
             .add_service(admin)
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))

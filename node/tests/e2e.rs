@@ -141,6 +141,64 @@ async fn wait_pool(client: &Client, account: u128, region: u32, available: &str)
     }
 }
 
+/// grpc.health.v1 says SERVING for the public service, and server
+/// reflection lists every service, as grpcurl-style tools need.
+async fn serves_health_and_reflection(address: &str) {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("address")
+        .connect()
+        .await
+        .expect("connects");
+    let mut health = HealthClient::new(channel.clone());
+    let status = health
+        .check(HealthCheckRequest {
+            service: "ledger.v1.Ledger".into(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection answers")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("a message")
+        .expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("a service list: {answer:?}");
+    };
+    let names: BTreeSet<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    for expected in [
+        "ledger.v1.Ledger",
+        "ledger.v1.Admin",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.contains(expected), "{expected} in {names:?}");
+    }
+}
+
 async fn totals(client: &Client, accounts: &[u128]) -> Vec<String> {
     let response = client
         .lookup_accounts(accounts.iter().map(|n| id(*n)).collect())
@@ -192,6 +250,7 @@ async fn three_regions_decide_locally_and_converge() {
     let r1 = client(1).await.expect("r1");
     let r2 = client(2).await.expect("r2");
     let users = [10, 11, 12];
+    serves_health_and_reflection(cluster.api_of(0).expect("region 0")).await;
     open_accounts(&r0, &users).await;
 
     // Top-ups and transfers in every region.
