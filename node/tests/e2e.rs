@@ -331,6 +331,61 @@ async fn three_regions_decide_locally_and_converge() {
         "the valid command of the refused call was not applied"
     );
 
+    // A payment held for 1 s whose capture never comes: the ledger voids it
+    // by its timeout, and the money is back.
+    let hold = api::TransferCommand {
+        id: id(0x10_0000 + 20),
+        linked: false,
+        origin: String::new(),
+        kind: Some(api::transfer_command::Kind::Pending(api::Hold {
+            transfer: Some(api::Move {
+                debit: id(12),
+                credit: id(SHOP),
+                amount: "25.00".into(),
+                currency: USD.into(),
+                reference: "order never captured".into(),
+                metadata: Default::default(),
+            }),
+            timeout_ms: 1_000,
+        })),
+    };
+    assert!(applied(&submit(&r2, hold).await).is_some());
+    wait_pool(&r2, 12, 2, "75.00").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = r2
+            .lookup_transfers(vec![id(0x10_0000 + 20)])
+            .await
+            .expect("answered");
+        if found
+            .transfers
+            .first()
+            .is_some_and(|transfer| transfer.state == "expired")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hold expires: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_pool(&r2, 12, 2, "100.00").await;
+    let capture = api::TransferCommand {
+        id: id(0x10_0000 + 21),
+        linked: false,
+        origin: String::new(),
+        kind: Some(api::transfer_command::Kind::Post(api::Post {
+            pending_id: id(0x10_0000 + 20),
+            amount: String::new(),
+        })),
+    };
+    let late = submit(&r2, capture).await;
+    assert_eq!(
+        error(&late).map(|e| e.code.as_str()),
+        Some("PENDING_EXPIRED")
+    );
+
     let all = [BANK, SHOP, 10, 11, 12];
     let views = converged(&cluster, &cluster.running(), &all).await;
     assert_eq!(views, ["-300.00", "0.00", "140.00", "30.00", "130.00"]);
