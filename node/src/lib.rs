@@ -15,4 +15,5 @@ pub mod demo;
 pub mod dev;
 pub mod ids;
 pub mod runtime;
+pub mod saga;
 pub mod wire;

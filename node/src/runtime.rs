@@ -302,6 +302,10 @@ where
         control: Mutex::new(()),
     });
     tasks.push(tokio::spawn(run_writer(handle.clone(), requests)));
+    tasks.push(tokio::spawn(crate::saga::run(
+        handle.clone(),
+        Arc::new(crate::saga::SimulatedPayouts),
+    )));
     tasks.push(tokio::spawn(api(handle.clone(), api_listener)));
     Ok(RunningNode { handle, tasks })
 }

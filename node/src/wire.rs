@@ -10,6 +10,11 @@ use ledger_reservations::{
 };
 use std::str::FromStr;
 
+/// Metadata that marks a pending transfer as a step of a saga.
+pub const SAGA_KEY: &str = "saga";
+pub const WITHDRAWAL: &str = "withdrawal";
+pub const DESTINATION_KEY: &str = "destination";
+
 /// Largest number of accounts or transfers in one call.
 pub const BATCH_COMMANDS_MAX: usize = 8_190;
 
@@ -158,10 +163,31 @@ pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
             metadata: metadata(&refund.metadata),
             origin,
         },
+        Some(Kind::Withdrawal(withdrawal)) => {
+            if withdrawal.destination.is_empty() {
+                return Err(invalid("withdrawal.destination", "missing"));
+            }
+            let mut metadata = Metadata::new();
+            metadata.insert(SAGA_KEY.to_owned(), WITHDRAWAL.to_owned());
+            metadata.insert(DESTINATION_KEY.to_owned(), withdrawal.destination.clone());
+            Command::CreatePending {
+                transfer: TransferRequest {
+                    id,
+                    debit: account_id("withdrawal.account", &withdrawal.account)?,
+                    credit: account_id("withdrawal.external", &withdrawal.external)?,
+                    amount: amount("withdrawal.amount", &withdrawal.amount)?,
+                    currency: currency("withdrawal.currency", &withdrawal.currency)?,
+                    reference: Some(format!("withdrawal to {}", withdrawal.destination)),
+                    metadata,
+                    origin,
+                },
+                timeout_ms: withdrawal.timeout_ms,
+            }
+        }
         None => {
             return Err(invalid(
                 "kind",
-                "one of transfer, pending, post, void, refund",
+                "one of transfer, pending, post, void, refund, withdrawal",
             ));
         }
     };

@@ -627,3 +627,120 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
     );
     cluster.stop().await;
 }
+
+fn withdrawal(
+    n: u128,
+    account: u128,
+    amount: &str,
+    destination: &str,
+    timeout_ms: u64,
+) -> api::TransferCommand {
+    api::TransferCommand {
+        id: id(0x10_0000 + n),
+        linked: false,
+        origin: String::new(),
+        kind: Some(api::transfer_command::Kind::Withdrawal(api::Withdrawal {
+            account: id(account),
+            external: id(BANK),
+            amount: amount.into(),
+            currency: USD.into(),
+            destination: destination.into(),
+            timeout_ms,
+        })),
+    }
+}
+
+/// Waits until transfer `n` is in `state` as `client` sees it.
+async fn wait_state(client: &Client, n: u128, state: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(found) = client.lookup_transfers(vec![id(0x10_0000 + n)]).await
+            && found
+                .transfers
+                .first()
+                .is_some_and(|transfer| transfer.state == state)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "transfer {n} never {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cluster = cluster(3, 1, 25_000, dir.path()).await;
+    let address = cluster.api_of(0).expect("region 0").to_owned();
+    let r0 = Client::connect(&address).await.expect("r0");
+    open_accounts(&r0, &[10]).await;
+    assert!(applied(&submit(&r0, transfer(1, BANK, 10, "100.00")).await).is_some());
+
+    // Paid out: the hold is posted to the external account.
+    assert!(
+        applied(&submit(&r0, withdrawal(2, 10, "30.00", "iban:DE001", 30_000)).await).is_some()
+    );
+    wait_state(&r0, 2, "posted").await;
+    wait_pool(&r0, 10, 0, "70.00").await;
+
+    // Refused by the rail: voided, the money is back.
+    assert!(
+        applied(
+            &submit(
+                &r0,
+                withdrawal(3, 10, "20.00", "fail:account closed", 30_000)
+            )
+            .await
+        )
+        .is_some()
+    );
+    wait_state(&r0, 3, "voided").await;
+    wait_pool(&r0, 10, 0, "70.00").await;
+
+    // The rail never answers: the hold's timeout voids it.
+    assert!(
+        applied(&submit(&r0, withdrawal(4, 10, "5.00", "hang:nowhere", 1_500)).await).is_some()
+    );
+    wait_state(&r0, 4, "expired").await;
+    wait_pool(&r0, 10, 0, "70.00").await;
+
+    // The node dies while the payout is under way; after the restart the
+    // leader finds the open withdrawal and finishes it, once.
+    assert!(
+        applied(&submit(&r0, withdrawal(5, 10, "10.00", "slow:iban:DE002", 60_000)).await)
+            .is_some()
+    );
+    let before = r0
+        .lookup_transfers(vec![id(0x10_0000 + 5)])
+        .await
+        .expect("answered");
+    assert_eq!(
+        before.transfers.first().map(|t| t.state.as_str()),
+        Some("open"),
+        "mid-saga"
+    );
+    cluster.kill(1).await.expect("killed");
+    cluster.restart(1).expect("restarted");
+    let r0 = loop {
+        if let Ok(client) = Client::connect(&address).await
+            && client.status().await.is_ok()
+        {
+            break client;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    wait_state(&r0, 5, "posted").await;
+    let post = ledger_node::saga::step_id(ledger_reservations::TransferId(0x10_0000 + 5), 1);
+    let found = r0
+        .lookup_transfers(vec![ids::format(post.0)])
+        .await
+        .expect("answered");
+    assert_eq!(found.transfers.len(), 1, "one posting of the withdrawal");
+
+    let views = converged(&cluster, &cluster.running(), &[BANK, 10]).await;
+    assert_eq!(views, ["-60.00", "60.00"]);
+    cluster.stop().await;
+}

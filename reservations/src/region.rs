@@ -110,6 +110,11 @@ impl RegionState {
         self.grants.get(&(from, seq))
     }
 
+    /// Every open pending transfer, by deadline.
+    pub fn open_pendings(&self) -> impl Iterator<Item = TransferId> + '_ {
+        self.open_pendings.iter().map(|(_, id)| *id)
+    }
+
     /// Open pending transfers whose deadline is at or before `now_ns`, oldest
     /// first, at most `max` of them.
     pub fn due_pendings(&self, now_ns: u64, max: usize) -> Vec<TransferId> {

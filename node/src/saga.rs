@@ -1,0 +1,205 @@
+//! Withdrawals: hold, pay out, then post or void. Every step is an event of
+//! the region's log (the hold, then the post or the void), so a withdrawal
+//! resumes after a crash or a change of leader: the leader drives every
+//! open withdrawal hold it finds.
+
+use crate::runtime::{CommandResult, NodeHandle};
+use crate::wire::{DESTINATION_KEY, SAGA_KEY, WITHDRAWAL};
+use ledger_reservations::{Command, Item, Money, PendingState, TransferId, TransferKind};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the leader looks for withdrawals to drive.
+const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// Payouts in progress at once, at most.
+const PAYOUTS_IN_FLIGHT_MAX: usize = 64;
+/// How long one payout call may take; past it the withdrawal is tried again
+/// on the next sweep, and its hold's timeout voids it in the end.
+const PAYOUT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why a payout did not happen. A failed payout is final: the withdrawal is
+/// voided and the money returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payout refused: {0}")]
+pub struct PayoutFailed(pub String);
+
+/// The outside world's payout rail (a bank, a card network). Calls are
+/// idempotent by withdrawal id: asking again for a withdrawal already paid
+/// must not pay twice.
+pub trait PayoutConnector: Send + Sync + 'static {
+    fn payout(
+        &self,
+        withdrawal: TransferId,
+        amount: Money,
+        destination: &str,
+    ) -> impl Future<Output = Result<(), PayoutFailed>> + Send;
+}
+
+/// A simulated rail for development and tests, steered by the destination:
+/// `fail:...` refuses, `hang:...` never answers (and never pays), `slow:...`
+/// pays after two seconds, anything else pays at once.
+#[derive(Debug, Default)]
+pub struct SimulatedPayouts;
+
+impl PayoutConnector for SimulatedPayouts {
+    async fn payout(
+        &self,
+        withdrawal: TransferId,
+        amount: Money,
+        destination: &str,
+    ) -> Result<(), PayoutFailed> {
+        if let Some(reason) = destination.strip_prefix("fail:") {
+            return Err(PayoutFailed(format!("{destination}: {reason}")));
+        }
+        if destination.starts_with("hang:") {
+            std::future::pending::<()>().await;
+        }
+        if destination.starts_with("slow:") {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        tracing::info!(%withdrawal, %amount, destination, "payout made (simulated)");
+        Ok(())
+    }
+}
+
+/// The id of a saga's own step: derived from the withdrawal's id, so the
+/// same step asked for again is an idempotent retry.
+pub fn step_id(withdrawal: TransferId, step: u8) -> TransferId {
+    // splitmix64 on each half, keyed by the step: spread, and deterministic.
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let high = (withdrawal.0 >> 64) as u64;
+    let low = withdrawal.0 as u64;
+    let key = u64::from(step).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    let high = mix(high ^ key);
+    let low = mix(low ^ high ^ key);
+    TransferId((u128::from(high) << 64) | u128::from(low))
+}
+
+const POST_STEP: u8 = 1;
+const VOID_STEP: u8 = 2;
+
+/// Drives withdrawals on the region leader until the task is dropped.
+pub async fn run<C: PayoutConnector>(node: Arc<NodeHandle>, connector: Arc<C>) {
+    let in_flight: Arc<Mutex<BTreeSet<TransferId>>> = Arc::default();
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        sweep.tick().await;
+        if !node.replica.is_leader(node.home()) {
+            continue;
+        }
+        for (withdrawal, amount, destination) in open_withdrawals(&node) {
+            {
+                let mut running = in_flight
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if running.len() >= PAYOUTS_IN_FLIGHT_MAX || !running.insert(withdrawal) {
+                    continue;
+                }
+            }
+            let (node, connector, in_flight) = (node.clone(), connector.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                drive(&node, connector.as_ref(), withdrawal, amount, &destination).await;
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .remove(&withdrawal);
+            });
+        }
+    }
+}
+
+/// Open withdrawal holds of this region, with what to pay where.
+fn open_withdrawals(node: &NodeHandle) -> Vec<(TransferId, Money, String)> {
+    node.replica.ledger().read(|ledger| {
+        let home = ledger.home_state();
+        home.open_pendings()
+            .filter_map(|id| home.transfer(id))
+            .filter_map(|record| {
+                let transfer = &record.transfer;
+                let metadata = transfer.metadata.as_deref()?;
+                let open = matches!(record.pending, Some(PendingState::Open { .. }));
+                let is_withdrawal = metadata.get(SAGA_KEY).map(String::as_str) == Some(WITHDRAWAL);
+                if !open || !is_withdrawal || !matches!(transfer.kind, TransferKind::Pending { .. })
+                {
+                    return None;
+                }
+                let scale = ledger.control().currency(transfer.currency)?.scale;
+                let amount = Money {
+                    units: i128::try_from(transfer.units).ok()?,
+                    scale,
+                };
+                Some((transfer.id, amount, metadata.get(DESTINATION_KEY)?.clone()))
+            })
+            .collect()
+    })
+}
+
+/// One withdrawal's payout, then its post or void through the writer.
+async fn drive<C: PayoutConnector>(
+    node: &NodeHandle,
+    connector: &C,
+    withdrawal: TransferId,
+    amount: Money,
+    destination: &str,
+) {
+    let paid = tokio::time::timeout(
+        PAYOUT_DEADLINE,
+        connector.payout(withdrawal, amount, destination),
+    )
+    .await;
+    let command = match paid {
+        Ok(Ok(())) => Command::PostPending {
+            id: step_id(withdrawal, POST_STEP),
+            pending_id: withdrawal,
+            amount: None,
+            origin: None,
+        },
+        Ok(Err(failed)) => {
+            tracing::info!(%withdrawal, %failed, "payout failed: voiding the withdrawal");
+            Command::VoidPending {
+                id: step_id(withdrawal, VOID_STEP),
+                pending_id: withdrawal,
+                origin: None,
+            }
+        }
+        Err(_) => {
+            tracing::warn!(%withdrawal, "payout did not answer in time; tried again later");
+            return;
+        }
+    };
+    let results = node.submit(vec![Item::single(command)]).await;
+    match results.first() {
+        Some(CommandResult::Applied { .. }) => {}
+        // Expired meanwhile (voided by the ledger), or resolved by a
+        // previous leader: nothing left to do.
+        Some(CommandResult::Rejected(reject)) => {
+            tracing::info!(%withdrawal, %reject, "withdrawal step not applied");
+        }
+        Some(CommandResult::Unavailable(failure)) => {
+            tracing::info!(%withdrawal, failure = %failure.message, "withdrawal step deferred");
+        }
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_ids_are_stable_and_distinct() {
+        let withdrawal = TransferId(42);
+        assert_eq!(step_id(withdrawal, 1), step_id(withdrawal, 1));
+        assert_ne!(step_id(withdrawal, 1), step_id(withdrawal, 2));
+        assert_ne!(step_id(withdrawal, 1), step_id(TransferId(43), 1));
+        assert_ne!(step_id(withdrawal, 1), withdrawal);
+    }
+}
