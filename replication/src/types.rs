@@ -26,12 +26,58 @@ impl fmt::Display for Group {
 }
 
 /// What a leader proposes: one log entry holding a batch of events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Encoded with postcard (compact, fast), inside the JSON that carries
+/// openraft's own types as one base64 string; in a binary format, as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proposal {
     /// Events of a region's own log.
     Region(Vec<Event>),
     /// Events of the global control log.
     Control(Vec<ControlEvent>),
+}
+
+/// The shape postcard encodes.
+#[derive(Serialize, Deserialize)]
+enum ProposalBody<'a> {
+    Region(std::borrow::Cow<'a, [Event]>),
+    Control(std::borrow::Cow<'a, [ControlEvent]>),
+}
+
+impl Serialize for Proposal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        let body = match self {
+            Proposal::Region(events) => ProposalBody::Region(events.as_slice().into()),
+            Proposal::Control(events) => ProposalBody::Control(events.as_slice().into()),
+        };
+        let bytes = postcard::to_stdvec(&body).map_err(serde::ser::Error::custom)?;
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            serializer.serialize_bytes(&bytes)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Proposal {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let bytes: Vec<u8> = if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(serde::de::Error::custom)?
+        } else {
+            serde::de::Deserialize::deserialize(deserializer)?
+        };
+        let body: ProposalBody<'static> =
+            postcard::from_bytes(&bytes).map_err(serde::de::Error::custom)?;
+        Ok(match body {
+            ProposalBody::Region(events) => Proposal::Region(events.into_owned()),
+            ProposalBody::Control(events) => Proposal::Control(events.into_owned()),
+        })
+    }
 }
 
 impl fmt::Display for Proposal {
@@ -60,3 +106,50 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_hlc::{NodeId, Stamp};
+    use ledger_reservations::{
+        AccountId, AccountKind, CurrencyCode, EventBody, Transfer, TransferId, TransferKind,
+    };
+
+    #[test]
+    fn proposals_round_trip_in_json_and_postcard_and_stay_small() {
+        let event = Event {
+            stamp: Stamp::new(1, 2, NodeId(3)),
+            body: EventBody::Transfer(Transfer {
+                id: TransferId(u128::MAX),
+                debit: AccountId(1),
+                credit: AccountId(2),
+                units: 12_345,
+                currency: CurrencyCode::new("USD").expect("code"),
+                debit_kind: AccountKind::External,
+                credit_kind: AccountKind::User,
+                kind: TransferKind::Pending { timeout_ms: 9 },
+                reference: Some("r".into()),
+                metadata: Some(Box::new([("k".to_owned(), "v".to_owned())].into())),
+            }),
+        };
+        let proposal = Proposal::Region(vec![event.clone(); 100]);
+        let json = serde_json::to_string(&proposal).expect("json");
+        assert_eq!(
+            serde_json::from_str::<Proposal>(&json).expect("back"),
+            proposal
+        );
+        let bytes = postcard::to_stdvec(&proposal).expect("postcard");
+        assert_eq!(
+            postcard::from_bytes::<Proposal>(&bytes).expect("back"),
+            proposal
+        );
+        let events_as_json = serde_json::to_string(&vec![event; 100]).expect("json");
+        assert!(
+            json.len() * 2 < events_as_json.len(),
+            "{} vs {}",
+            json.len(),
+            events_as_json.len()
+        );
+        assert!(serde_json::from_str::<Proposal>("\"not base64!\"").is_err());
+    }
+}
