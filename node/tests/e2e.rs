@@ -141,6 +141,53 @@ async fn wait_pool(client: &Client, account: u128, region: u32, available: &str)
     }
 }
 
+/// A follower of region 0 refuses a transfer with NOT_LEADER and the
+/// leader's API address, and applies nothing (asked with a raw client, which
+/// does not follow redirects).
+async fn not_leader_names_the_leader(cluster: &Cluster, status: &api::ClusterStatusResponse) {
+    let leader = status
+        .groups
+        .iter()
+        .find(|group| group.group == "region-0")
+        .map(|group| group.leader)
+        .expect("a leader");
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|node| node.region == 0 && node.id != leader)
+        .expect("a follower");
+    let leader_api = &cluster
+        .nodes
+        .iter()
+        .find(|node| node.id == leader)
+        .expect("leader")
+        .api;
+    let mut raw =
+        ledger_proto::v1::ledger_client::LedgerClient::connect(format!("http://{}", follower.api))
+            .await
+            .expect("connects");
+    let request = api::CreateTransfersRequest {
+        commands: vec![transfer(999, BANK, 10, "1.00")],
+    };
+    let response = raw
+        .create_transfers(request)
+        .await
+        .expect("answered")
+        .into_inner();
+    let refused = response.results.first().and_then(error).expect("refused");
+    assert_eq!(refused.code, "NOT_LEADER");
+    assert!(refused.retryable);
+    assert_eq!(&refused.redirect, leader_api);
+    let lookup = raw
+        .lookup_transfers(api::LookupTransfersRequest {
+            ids: vec![id(0x10_0000 + 999)],
+        })
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(lookup.missing.len(), 1, "nothing applied");
+}
+
 /// grpc.health.v1 says SERVING for the public service, and server
 /// reflection lists every service, as grpcurl-style tools need.
 async fn serves_health_and_reflection(address: &str) {
@@ -403,6 +450,7 @@ async fn killing_a_leader_mid_load_loses_no_acknowledged_transfer() {
     open_accounts(&entry, &[10]).await;
 
     let status = entry.status().await.expect("status");
+    not_leader_names_the_leader(&cluster, &status).await;
     let leader = status
         .groups
         .iter()
