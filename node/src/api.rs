@@ -233,19 +233,38 @@ impl Admin for Api {
         _request: Request<api::ClusterStatusRequest>,
     ) -> Result<Response<api::ClusterStatusResponse>, Status> {
         let replica = &self.node.replica;
+        let clock = self.node.clock();
+        let now_ns = ledger_hlc::Clock::now_ns(clock.clock());
         let mut groups = Vec::new();
         for group in replica.layout().groups() {
+            let Some(progress) = replica.progress(group) else {
+                continue;
+            };
+            let last_stamp = replica.ledger().read(|ledger| match group {
+                Group::Region(region) => ledger.region(region).map(|state| state.last_stamp()),
+                Group::Control => Some(ledger.control().last_stamp()),
+            });
+            let last_event_age_ms = last_stamp
+                .filter(|stamp| stamp.physical_ns() > 0)
+                .map_or(0, |stamp| {
+                    now_ns.saturating_sub(stamp.physical_ns()) / 1_000_000
+                });
             groups.push(api::GroupStatus {
                 group: group.name(),
-                leader: replica.leader(group).await.unwrap_or(0),
-                applied_index: replica.applied_index(group).unwrap_or(0),
-                voters: replica.voters(group).into_iter().collect(),
+                leader: progress.leader.unwrap_or(0),
+                applied_index: progress.applied,
+                voters: progress.voters.iter().copied().collect(),
+                committed_index: progress.committed,
+                lag_entries: progress.lag_entries(),
+                last_event_age_ms,
             });
         }
         Ok(Response::new(api::ClusterStatusResponse {
             node: replica.id(),
             region: u32::from(replica.region().0),
             groups,
+            clock_ns: now_ns,
+            drift_refused: clock.refused_count(),
         }))
     }
 

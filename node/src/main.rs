@@ -226,21 +226,36 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 return print_json(&serde_json::json!({
                     "node": status.node,
                     "region": status.region,
+                    "clock_ns": status.clock_ns,
+                    "drift_refused": status.drift_refused,
                     "groups": status.groups.iter().map(|group| serde_json::json!({
                         "group": group.group, "leader": group.leader,
-                        "applied_index": group.applied_index, "voters": group.voters,
+                        "committed_index": group.committed_index,
+                        "applied_index": group.applied_index,
+                        "lag_entries": group.lag_entries,
+                        "last_event_age_ms": group.last_event_age_ms,
+                        "voters": group.voters,
                     })).collect::<Vec<_>>(),
                 }));
             }
-            println!("node {} in region {}", status.node, status.region);
             println!(
-                "{:<10} {:>7} {:>14}  voters",
-                "group", "leader", "applied index"
+                "node {} in region {}; clock {} ns; stamps refused for drift: {}",
+                status.node, status.region, status.clock_ns, status.drift_refused
+            );
+            println!(
+                "{:<10} {:>7} {:>10} {:>10} {:>8} {:>14}  voters",
+                "group", "leader", "committed", "applied", "lag", "last event age"
             );
             for group in status.groups {
                 println!(
-                    "{:<10} {:>7} {:>14}  {:?}",
-                    group.group, group.leader, group.applied_index, group.voters
+                    "{:<10} {:>7} {:>10} {:>10} {:>8} {:>11} ms  {:?}",
+                    group.group,
+                    group.leader,
+                    group.committed_index,
+                    group.applied_index,
+                    group.lag_entries,
+                    group.last_event_age_ms,
+                    group.voters
                 );
             }
             Ok(())

@@ -65,6 +65,11 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// This node's hybrid logical clock.
+    pub fn clock(&self) -> &Hlc<SystemClock> {
+        &self.hlc
+    }
+
     pub fn home(&self) -> Group {
         Group::Region(self.replica.region())
     }

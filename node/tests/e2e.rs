@@ -436,6 +436,23 @@ async fn three_regions_decide_locally_and_converge() {
     let all = [BANK, SHOP, 10, 11, 12];
     let views = converged(&cluster, &cluster.running(), &all).await;
     assert_eq!(views, ["-300.00", "0.00", "140.00", "30.00", "130.00"]);
+
+    // The status reports, per group, what is committed and applied here.
+    let status = r1.status().await.expect("status");
+    assert_eq!(status.groups.len(), 4);
+    assert!(status.clock_ns > 0);
+    for group in &status.groups {
+        assert!(group.leader != 0, "{group:?}");
+        assert!(
+            group.applied_index <= group.committed_index + 1,
+            "{group:?}"
+        );
+        assert_eq!(
+            group.lag_entries,
+            group.committed_index.saturating_sub(group.applied_index)
+        );
+        assert!(group.last_event_age_ms < 60_000, "{group:?}");
+    }
     cluster.stop().await;
 }
 

@@ -35,7 +35,8 @@ pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
 pub use network::{Peer, Transport, TransportError};
 pub use node::{
-    GrantError, Layout, LayoutError, NodeConfig, NodeError, ProposeError, ReplicaNode, Timings,
+    GrantError, GroupProgress, Layout, LayoutError, NodeConfig, NodeError, ProposeError,
+    ReplicaNode, Timings,
 };
 pub use state_machine::{SharedLedger, StateMachine};
 

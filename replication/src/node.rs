@@ -255,6 +255,26 @@ pub enum GrantError {
     Propose(ProposeError),
 }
 
+/// Where a group stands on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupProgress {
+    pub leader: Option<u64>,
+    /// Committed by the group, as far as this node knows.
+    pub committed: u64,
+    /// The last index this node holds.
+    pub last_log: u64,
+    /// The last index this node applied.
+    pub applied: u64,
+    pub voters: BTreeSet<u64>,
+}
+
+impl GroupProgress {
+    /// Committed entries not applied here yet.
+    pub fn lag_entries(&self) -> u64 {
+        self.committed.saturating_sub(self.applied)
+    }
+}
+
 /// A running node: its groups, over one database and one ledger.
 pub struct ReplicaNode {
     db: Arc<redb::Database>,
@@ -661,6 +681,22 @@ impl ReplicaNode {
 
     pub fn is_leader(&self, group: Group) -> bool {
         self.rafts.get(&group).is_some_and(|raft| raft.is_leader())
+    }
+
+    /// Where a group stands on this node: leader, what the cluster has
+    /// committed as far as this node knows, what it holds and has applied.
+    pub fn progress(&self, group: Group) -> Option<GroupProgress> {
+        let raft = self.rafts.get(&group)?;
+        let metrics = raft.metrics().borrow_watched().clone();
+        let index =
+            |log_id: Option<openraft::alias::LogIdOf<TypeConfig>>| log_id.map_or(0, |id| id.index);
+        Some(GroupProgress {
+            leader: metrics.current_leader,
+            committed: index(metrics.cluster_committed),
+            last_log: metrics.last_log_index.unwrap_or(0),
+            applied: index(metrics.last_applied),
+            voters: metrics.membership_config.membership().voter_ids().collect(),
+        })
     }
 
     /// The highest log index of a group applied here.
