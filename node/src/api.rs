@@ -52,6 +52,7 @@ impl Api {
             }
         };
         let served = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
             .add_service(health)
             .add_optional_service(reflection)
             .add_service(ledger)

@@ -38,6 +38,7 @@ impl Client {
         let channel = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|error| connect_error(error.to_string()))?
             .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
             .timeout(CALL_TIMEOUT)
             .connect()
             .await

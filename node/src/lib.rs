@@ -9,6 +9,7 @@
 //! telemetry come next.
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;

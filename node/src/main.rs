@@ -82,6 +82,26 @@ enum Commands {
     /// Reservation pools.
     #[command(subcommand)]
     Pools(PoolsCommand),
+    /// A bounded load of random transfers through one region's API.
+    Bench {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        #[arg(long, default_value_t = 10_000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 200_000)]
+        transfers: u64,
+        /// Transfers per call.
+        #[arg(long, default_value_t = 1_000)]
+        batch: u64,
+        /// Clients sending at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: u64,
+        /// Stop sending after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds_max: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +238,49 @@ async fn run(command: Commands) -> anyhow::Result<()> {
             if let Some(dir) = temporary {
                 let _ = std::fs::remove_dir_all(dir);
             }
+            Ok(())
+        }
+        Commands::Bench {
+            api,
+            accounts,
+            transfers,
+            batch,
+            concurrency,
+            seconds_max,
+            json,
+        } => {
+            let options = ledger_node::bench::BenchOptions {
+                api,
+                accounts,
+                transfers,
+                batch,
+                concurrency,
+                seconds_max,
+            };
+            let report = ledger_node::bench::run(&options).await?;
+            let summary = serde_json::json!({
+                "applied": report.applied,
+                "rejected": report.rejected,
+                "seconds": report.elapsed.as_secs_f64(),
+                "transfers_per_second": report.transfers_per_second(),
+                "call_latency_ms": { "p50": report.latency_ms(0.5), "p99": report.latency_ms(0.99) },
+                "settings": { "accounts": accounts, "batch": batch, "concurrency": concurrency },
+            });
+            if json {
+                return print_json(&summary);
+            }
+            println!(
+                "{} transfers applied, {} rejected, in {:.2} s: {:.0} transfers/s; call latency p50 {:.1} ms, p99 {:.1} ms ({} accounts, batches of {}, {} clients)",
+                report.applied,
+                report.rejected,
+                report.elapsed.as_secs_f64(),
+                report.transfers_per_second(),
+                report.latency_ms(0.5),
+                report.latency_ms(0.99),
+                accounts,
+                batch,
+                concurrency
+            );
             Ok(())
         }
         Commands::Status { api, json } => {

@@ -158,6 +158,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        .tcp_nodelay(true)
         .add_service(service.into_server())
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
         .await
