@@ -6,7 +6,7 @@ use ledger_proto::v1 as api;
 use ledger_proto::v1::admin_server::{Admin, AdminServer};
 use ledger_proto::v1::ledger_server::{Ledger, LedgerServer};
 use ledger_replication::Group;
-use ledger_reservations::{Command, Item, RegionId};
+use ledger_reservations::{Command, ControlCommand, Item, RegionId};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -269,6 +269,16 @@ impl Admin for Api {
         }))
     }
 
+    async fn change_account_status(
+        &self,
+        request: Request<api::ChangeAccountStatusRequest>,
+    ) -> Result<Response<api::ChangeAccountStatusResponse>, Status> {
+        Ok(Response::new(
+            self.change_account_status_inner(request.into_inner())
+                .await?,
+        ))
+    }
+
     async fn rebalance(
         &self,
         request: Request<api::RebalanceRequest>,
@@ -305,6 +315,33 @@ impl Admin for Api {
                 }
             });
         Ok(Response::new(api::RebalanceResponse { result }))
+    }
+}
+
+impl Api {
+    async fn change_account_status_inner(
+        &self,
+        request: api::ChangeAccountStatusRequest,
+    ) -> Result<api::ChangeAccountStatusResponse, Status> {
+        let account = wire::account_id("account", &request.account)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let command = match api::AccountStatus::try_from(request.status) {
+            Ok(api::AccountStatus::Active) => ControlCommand::Unfreeze { account },
+            Ok(api::AccountStatus::Frozen) => ControlCommand::Freeze { account },
+            Ok(api::AccountStatus::Closed) => ControlCommand::Close { account },
+            _ => return Err(Status::invalid_argument("status: ACTIVE, FROZEN or CLOSED")),
+        };
+        let result = self.node.change_status(command).await;
+        Ok(api::ChangeAccountStatusResponse {
+            result: Some(match (&result, Self::error_of(&result)) {
+                (CommandResult::Applied { fresh, .. }, _) => {
+                    api::change_account_status_response::Result::Changed(*fresh)
+                }
+                (_, error) => {
+                    api::change_account_status_response::Result::Error(error.unwrap_or_default())
+                }
+            }),
+        })
     }
 }
 

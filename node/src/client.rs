@@ -149,6 +149,30 @@ impl Client {
             .into_inner())
     }
 
+    /// Changes an account's status on the control group's leader.
+    pub async fn change_account_status(
+        &self,
+        request: api::ChangeAccountStatusRequest,
+    ) -> Result<api::ChangeAccountStatusResponse, ClientError> {
+        let mut client = self.clone();
+        for _ in 0..=REDIRECTS_MAX {
+            let response = client
+                .admin
+                .change_account_status(request.clone())
+                .await?
+                .into_inner();
+            match &response.result {
+                Some(api::change_account_status_response::Result::Error(error))
+                    if error.code == "NOT_LEADER" && !error.redirect.is_empty() =>
+                {
+                    client = Client::connect(&error.redirect).await?;
+                }
+                _ => return Ok(response),
+            }
+        }
+        Err(tonic::Status::unavailable("too many redirects").into())
+    }
+
     pub async fn rebalance(
         &self,
         request: api::RebalanceRequest,

@@ -133,6 +133,44 @@ impl NodeHandle {
             .unwrap_or_else(|_| unavailable("the node is stopping"))
     }
 
+    /// Changes an account's status through the global control log.
+    pub async fn change_status(&self, command: ControlCommand) -> CommandResult {
+        let _serial = self.control.lock().await;
+        if let Err(error) = self.replica.barrier(Group::Control).await {
+            return CommandResult::Unavailable(self.failure(&error));
+        }
+        let last = self
+            .replica
+            .ledger()
+            .read(|ledger| ledger.control().last_stamp());
+        let _ = self.hlc.observe(last);
+        let stamp = self.hlc.stamp();
+        match self
+            .replica
+            .ledger()
+            .read(|ledger| ledger.decide_control(&command, stamp))
+        {
+            Ok(Decision::AlreadyApplied) => CommandResult::Applied {
+                fresh: false,
+                index: 0,
+            },
+            Err(reject) => CommandResult::Rejected(reject),
+            Ok(Decision::Append(event)) => {
+                match self
+                    .replica
+                    .propose(Group::Control, Proposal::Control(vec![event]))
+                    .await
+                {
+                    Ok(applied) => CommandResult::Applied {
+                        fresh: true,
+                        index: applied.index,
+                    },
+                    Err(error) => CommandResult::Unavailable(self.failure(&error)),
+                }
+            }
+        }
+    }
+
     /// Creates accounts through the global control log. Serialized on this
     /// node; duplicates within one call are settled before anything is
     /// proposed, so the log never holds one account twice.

@@ -809,3 +809,290 @@ async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
     assert_eq!(views, ["-60.00", "60.00"]);
     cluster.stop().await;
 }
+
+fn movement_command(
+    n: u128,
+    debit: u128,
+    credit: u128,
+    amount: &str,
+    currency: &str,
+) -> api::TransferCommand {
+    let mut command = transfer(n, debit, credit, amount);
+    if let Some(api::transfer_command::Kind::Transfer(body)) = &mut command.kind {
+        body.currency = currency.into();
+    }
+    command
+}
+
+fn hold(n: u128, debit: u128, credit: u128, amount: &str, timeout_ms: u64) -> api::TransferCommand {
+    let mut command = transfer(n, debit, credit, amount);
+    if let Some(api::transfer_command::Kind::Transfer(body)) = command.kind.take() {
+        command.kind = Some(api::transfer_command::Kind::Pending(api::Hold {
+            transfer: Some(body),
+            timeout_ms,
+        }));
+    }
+    command
+}
+
+fn resolve(n: u128, pending: u128, kind: &str, amount: &str) -> api::TransferCommand {
+    use api::transfer_command::Kind;
+    let pending_id = id(0x10_0000 + pending);
+    api::TransferCommand {
+        id: id(0x10_0000 + n),
+        linked: false,
+        origin: String::new(),
+        kind: Some(match kind {
+            "post" => Kind::Post(api::Post {
+                pending_id,
+                amount: amount.into(),
+            }),
+            "void" => Kind::Void(api::Void { pending_id }),
+            _ => Kind::Refund(api::Refund {
+                payment_id: pending_id,
+                amount: amount.into(),
+                reference: String::new(),
+                metadata: Default::default(),
+            }),
+        }),
+    }
+}
+
+/// Waits until `client`'s node has applied the control entry that gave
+/// `account` its `status`.
+async fn wait_status(client: &Client, account: u128, status: api::AccountStatus) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = client
+            .lookup_accounts(vec![id(account)])
+            .await
+            .expect("answered");
+        if found
+            .accounts
+            .first()
+            .is_some_and(|view| view.status == status as i32)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{account} never {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn code(result: &api::TransferResult) -> String {
+    match &result.result {
+        Some(api::transfer_result::Result::Applied(_)) => "APPLIED".into(),
+        Some(api::transfer_result::Result::Error(error)) => error.code.clone(),
+        None => "NONE".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rejection_reaches_the_client_with_its_code() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 26_000, dir.path()).await;
+    let r0 = Client::connect(cluster.api_of(0).expect("r0"))
+        .await
+        .expect("r0");
+    open_accounts(&r0, &[10, 11]).await;
+    let euro = api::NewAccount {
+        id: id(20),
+        currency: "EUR".into(),
+        kind: api::AccountKind::User as i32,
+        owner: "e".into(),
+        metadata: Default::default(),
+    };
+    r0.create_accounts(vec![euro]).await.expect("created");
+    wait_status(&r0, 20, api::AccountStatus::Active).await;
+    assert_eq!(
+        code(&submit(&r0, transfer(1, BANK, 10, "100.00")).await),
+        "APPLIED"
+    );
+    assert_eq!(
+        code(&submit(&r0, hold(2, 10, SHOP, "10.00", 60_000)).await),
+        "APPLIED"
+    );
+    assert_eq!(
+        code(&submit(&r0, transfer(3, 10, SHOP, "5.00")).await),
+        "APPLIED"
+    );
+
+    let mut long_reference = transfer(40, BANK, 10, "1.00");
+    if let Some(api::transfer_command::Kind::Transfer(body)) = &mut long_reference.kind {
+        body.reference = "x".repeat(300);
+    }
+    let mut elsewhere = transfer(41, BANK, 10, "1.00");
+    elsewhere.origin = "1".into();
+    let mut unknown_region = transfer(42, BANK, 10, "1.00");
+    unknown_region.origin = "9".into();
+    let cases: Vec<(&str, api::TransferCommand)> = vec![
+        ("UNKNOWN_ACCOUNT", transfer(30, 10, 99, "1.00")),
+        ("SAME_ACCOUNT", transfer(31, 10, 10, "1.00")),
+        (
+            "CURRENCY_MISMATCH",
+            movement_command(32, 10, 20, "1.00", "USD"),
+        ),
+        (
+            "UNKNOWN_CURRENCY",
+            movement_command(33, 10, 11, "1.00", "XYZ"),
+        ),
+        ("INVALID_AMOUNT", transfer(34, 10, 11, "-1.00")),
+        ("INVALID_AMOUNT", transfer(35, 10, 11, "1.001")),
+        ("INVALID_TIMEOUT", hold(36, 10, SHOP, "1.00", 0)),
+        ("IDEMPOTENCY_CONFLICT", transfer(1, BANK, 10, "100.01")),
+        ("INSUFFICIENT_FUNDS", transfer(37, 10, 11, "1000.00")),
+        ("INVALID_FIELD", long_reference),
+        ("NOT_ORIGIN", elsewhere),
+        ("UNKNOWN_REGION", unknown_region),
+        ("TRANSFER_NOT_FOUND", resolve(50, 999, "post", "")),
+        ("NOT_PENDING", resolve(51, 3, "post", "")),
+        ("POST_EXCEEDS_PENDING", resolve(52, 2, "post", "10.01")),
+        ("NOT_REFUNDABLE", resolve(53, 2, "refund", "1.00")),
+        ("REFUND_EXCEEDS_PAYMENT", resolve(54, 3, "refund", "5.01")),
+    ];
+    // Sent once each: several of these codes are retryable by design.
+    for (expected, command) in cases {
+        let response = r0
+            .create_transfers(vec![command.clone()])
+            .await
+            .expect("answered");
+        assert_eq!(code(&response.results[0]), expected, "{command:?}");
+    }
+    // Resolved pending transfers, and linked chains.
+    assert_eq!(
+        code(&submit(&r0, resolve(55, 2, "post", "4.00")).await),
+        "APPLIED"
+    );
+    assert_eq!(
+        code(&submit(&r0, resolve(56, 2, "void", "")).await),
+        "PENDING_ALREADY_RESOLVED"
+    );
+    let mut first = transfer(60, 10, 11, "1.00");
+    first.linked = true;
+    let second = transfer(61, 10, 11, "10000.00");
+    let chain = r0
+        .create_transfers(vec![first.clone(), second])
+        .await
+        .expect("answered");
+    let codes: Vec<String> = chain.results.iter().map(code).collect();
+    assert_eq!(codes, ["LINKED_CHAIN_FAILED", "INSUFFICIENT_FUNDS"]);
+    first.id = id(0x10_0000 + 62);
+    let open = r0.create_transfers(vec![first]).await.expect("answered");
+    assert_eq!(code(&open.results[0]), "LINKED_CHAIN_OPEN");
+
+    // Account status, through the control log.
+    let status = |account: u128, status: api::AccountStatus| api::ChangeAccountStatusRequest {
+        account: id(account),
+        status: status as i32,
+    };
+    let changed = |response: api::ChangeAccountStatusResponse| match response.result {
+        Some(api::change_account_status_response::Result::Changed(changed)) => changed.to_string(),
+        Some(api::change_account_status_response::Result::Error(error)) => error.code,
+        None => "NONE".into(),
+    };
+    assert_eq!(
+        changed(
+            r0.change_account_status(status(11, api::AccountStatus::Frozen))
+                .await
+                .expect("answered")
+        ),
+        "true"
+    );
+    assert_eq!(
+        changed(
+            r0.change_account_status(status(11, api::AccountStatus::Frozen))
+                .await
+                .expect("answered")
+        ),
+        "false"
+    );
+    wait_status(&r0, 11, api::AccountStatus::Frozen).await;
+    assert_eq!(
+        code(&submit(&r0, transfer(70, 10, 11, "1.00")).await),
+        "ACCOUNT_FROZEN"
+    );
+    assert_eq!(
+        changed(
+            r0.change_account_status(status(11, api::AccountStatus::Active))
+                .await
+                .expect("answered")
+        ),
+        "true"
+    );
+    wait_status(&r0, 11, api::AccountStatus::Active).await;
+    assert_eq!(
+        code(&submit(&r0, transfer(71, 10, 11, "1.00")).await),
+        "APPLIED"
+    );
+    assert_eq!(
+        changed(
+            r0.change_account_status(status(11, api::AccountStatus::Closed))
+                .await
+                .expect("answered")
+        ),
+        "true"
+    );
+    wait_status(&r0, 11, api::AccountStatus::Closed).await;
+    assert_eq!(
+        code(&submit(&r0, transfer(72, 10, 11, "1.00")).await),
+        "ACCOUNT_CLOSED"
+    );
+    assert_eq!(
+        changed(
+            r0.change_account_status(status(11, api::AccountStatus::Active))
+                .await
+                .expect("answered")
+        ),
+        "ACCOUNT_CLOSED"
+    );
+    assert_eq!(
+        changed(
+            r0.change_account_status(status(99, api::AccountStatus::Frozen))
+                .await
+                .expect("answered")
+        ),
+        "UNKNOWN_ACCOUNT"
+    );
+    let other_owner = api::NewAccount {
+        id: id(10),
+        currency: USD.into(),
+        kind: api::AccountKind::User as i32,
+        owner: "someone else".into(),
+        metadata: Default::default(),
+    };
+    let exists = r0
+        .create_accounts(vec![other_owner])
+        .await
+        .expect("answered");
+    assert!(
+        matches!(&exists.results[0].result, Some(api::account_result::Result::Error(error)) if error.code == "ACCOUNT_EXISTS")
+    );
+
+    // Rebalancing rules.
+    let rebalance = |account: u128, to_region: u32| api::RebalanceRequest {
+        account: id(account),
+        amount: "1.00".into(),
+        to_region,
+    };
+    let rebalance_code = |response: api::RebalanceResponse| match response.result {
+        Some(api::rebalance_response::Result::Applied(_)) => "APPLIED".to_owned(),
+        Some(api::rebalance_response::Result::Error(error)) => error.code,
+        None => "NONE".into(),
+    };
+    assert_eq!(
+        rebalance_code(r0.rebalance(rebalance(10, 0)).await.expect("answered")),
+        "SAME_REGION"
+    );
+    assert_eq!(
+        rebalance_code(r0.rebalance(rebalance(BANK, 1)).await.expect("answered")),
+        "POOL_NOT_APPLICABLE"
+    );
+    assert_eq!(
+        rebalance_code(r0.rebalance(rebalance(10, 7)).await.expect("answered")),
+        "UNKNOWN_REGION"
+    );
+    cluster.stop().await;
+}
