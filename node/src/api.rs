@@ -92,6 +92,20 @@ fn too_many(count: usize) -> Status {
     ))
 }
 
+/// Every id of a look-up, or the first that is not one.
+fn parse_ids<T>(
+    ids: &[String],
+    parse: fn(&str, &str) -> Result<T, wire::WireError>,
+) -> Result<Vec<T>, Status> {
+    if ids.len() > BATCH_COMMANDS_MAX {
+        return Err(too_many(ids.len()));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(index, id)| parse("ids", id).map_err(|error| at(index, error)))
+        .collect()
+}
+
 fn at(index: usize, error: wire::WireError) -> Status {
     Status::invalid_argument(format!("command {index}: {error}; nothing was applied"))
 }
@@ -153,14 +167,7 @@ impl Ledger for Api {
         request: Request<api::LookupAccountsRequest>,
     ) -> Result<Response<api::LookupAccountsResponse>, Status> {
         let ids = request.into_inner().ids;
-        if ids.len() > BATCH_COMMANDS_MAX {
-            return Err(too_many(ids.len()));
-        }
-        let parsed = ids
-            .iter()
-            .enumerate()
-            .map(|(index, id)| wire::account_id("ids", id).map_err(|error| at(index, error)))
-            .collect::<Result<Vec<_>, Status>>()?;
+        let parsed = parse_ids(&ids, wire::account_id)?;
         // One read of the ledger: every account at the same applied position.
         let response = self.node.replica.ledger().read(|ledger| {
             let mut response = api::LookupAccountsResponse::default();
@@ -182,14 +189,7 @@ impl Ledger for Api {
         request: Request<api::LookupTransfersRequest>,
     ) -> Result<Response<api::LookupTransfersResponse>, Status> {
         let ids = request.into_inner().ids;
-        if ids.len() > BATCH_COMMANDS_MAX {
-            return Err(too_many(ids.len()));
-        }
-        let parsed = ids
-            .iter()
-            .enumerate()
-            .map(|(index, id)| wire::transfer_id("ids", id).map_err(|error| at(index, error)))
-            .collect::<Result<Vec<_>, Status>>()?;
+        let parsed = parse_ids(&ids, wire::transfer_id)?;
         let response = self.node.replica.ledger().read(|ledger| {
             let mut response = api::LookupTransfersResponse::default();
             for (text, id) in ids.iter().zip(parsed) {

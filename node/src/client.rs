@@ -62,27 +62,21 @@ impl Client {
             .into_inner())
     }
 
-    /// Creates accounts on the control group's leader, wherever it is.
-    pub async fn create_accounts(
+    /// Sends a call, following NOT_LEADER answers (nothing was appended):
+    /// to the leader they name, or, while none is known, again a little later.
+    async fn following_leader<R, Fut>(
         &self,
-        accounts: Vec<api::NewAccount>,
-    ) -> Result<api::CreateAccountsResponse, ClientError> {
+        call: impl Fn(Client) -> Fut,
+        redirect: impl Fn(&R) -> Redirect,
+    ) -> Result<R, ClientError>
+    where
+        Fut: std::future::Future<Output = Result<R, ClientError>>,
+    {
         let mut client = self.clone();
         let deadline = tokio::time::Instant::now() + NO_LEADER_WAIT;
         for _ in 0..=REDIRECTS_MAX {
-            let request = api::CreateAccountsRequest {
-                accounts: accounts.clone(),
-            };
-            let response = client.ledger.create_accounts(request).await?.into_inner();
-            match redirect_of(
-                response
-                    .results
-                    .iter()
-                    .filter_map(|result| match &result.result {
-                        Some(api::account_result::Result::Error(error)) => Some(error),
-                        _ => None,
-                    }),
-            ) {
+            let response = call(client.clone()).await?;
+            match redirect(&response) {
                 Redirect::None => return Ok(response),
                 Redirect::To(address) => client = Client::connect(&address).await?,
                 Redirect::Wait if tokio::time::Instant::now() < deadline => {
@@ -94,20 +88,51 @@ impl Client {
         Err(tonic::Status::unavailable("too many redirects").into())
     }
 
+    /// Creates accounts on the control group's leader, wherever it is.
+    pub async fn create_accounts(
+        &self,
+        accounts: Vec<api::NewAccount>,
+    ) -> Result<api::CreateAccountsResponse, ClientError> {
+        let call = |client: Client| {
+            let request = api::CreateAccountsRequest {
+                accounts: accounts.clone(),
+            };
+            async move {
+                let mut ledger = client.ledger;
+                Ok(ledger.create_accounts(request).await?.into_inner())
+            }
+        };
+        self.following_leader(call, |response: &api::CreateAccountsResponse| {
+            redirect_of(
+                response
+                    .results
+                    .iter()
+                    .filter_map(|result| match &result.result {
+                        Some(api::account_result::Result::Error(error)) => Some(error),
+                        _ => None,
+                    }),
+            )
+        })
+        .await
+    }
+
     /// Submits transfers to this node's region; follows a NOT_LEADER
     /// redirect to the region's leader.
     pub async fn create_transfers(
         &self,
         commands: Vec<api::TransferCommand>,
     ) -> Result<api::CreateTransfersResponse, ClientError> {
-        let mut client = self.clone();
-        let deadline = tokio::time::Instant::now() + NO_LEADER_WAIT;
-        for _ in 0..=REDIRECTS_MAX {
+        let call = |client: Client| {
             let request = api::CreateTransfersRequest {
                 commands: commands.clone(),
             };
-            let response = client.ledger.create_transfers(request).await?.into_inner();
-            match redirect_of(
+            async move {
+                let mut ledger = client.ledger;
+                Ok(ledger.create_transfers(request).await?.into_inner())
+            }
+        };
+        self.following_leader(call, |response: &api::CreateTransfersResponse| {
+            redirect_of(
                 response
                     .results
                     .iter()
@@ -115,16 +140,9 @@ impl Client {
                         Some(api::transfer_result::Result::Error(error)) => Some(error),
                         _ => None,
                     }),
-            ) {
-                Redirect::None => return Ok(response),
-                Redirect::To(address) => client = Client::connect(&address).await?,
-                Redirect::Wait if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Redirect::Wait => return Ok(response),
-            }
-        }
-        Err(tonic::Status::unavailable("too many redirects").into())
+            )
+        })
+        .await
     }
 
     pub async fn lookup_accounts(
@@ -154,23 +172,23 @@ impl Client {
         &self,
         request: api::ChangeAccountStatusRequest,
     ) -> Result<api::ChangeAccountStatusResponse, ClientError> {
-        let mut client = self.clone();
-        for _ in 0..=REDIRECTS_MAX {
-            let response = client
-                .admin
-                .change_account_status(request.clone())
-                .await?
-                .into_inner();
-            match &response.result {
-                Some(api::change_account_status_response::Result::Error(error))
-                    if error.code == "NOT_LEADER" && !error.redirect.is_empty() =>
-                {
-                    client = Client::connect(&error.redirect).await?;
-                }
-                _ => return Ok(response),
+        let call = |client: Client| {
+            let request = request.clone();
+            async move {
+                let mut admin = client.admin;
+                Ok(admin.change_account_status(request).await?.into_inner())
             }
-        }
-        Err(tonic::Status::unavailable("too many redirects").into())
+        };
+        self.following_leader(call, |response: &api::ChangeAccountStatusResponse| {
+            redirect_of(
+                match &response.result {
+                    Some(api::change_account_status_response::Result::Error(error)) => Some(error),
+                    _ => None,
+                }
+                .into_iter(),
+            )
+        })
+        .await
     }
 
     pub async fn rebalance(

@@ -133,18 +133,30 @@ impl NodeHandle {
             .unwrap_or_else(|_| unavailable("the node is stopping"))
     }
 
-    /// Changes an account's status through the global control log.
-    pub async fn change_status(&self, command: ControlCommand) -> CommandResult {
-        let _serial = self.control.lock().await;
-        if let Err(error) = self.replica.barrier(Group::Control).await {
-            return CommandResult::Unavailable(self.failure(&error));
-        }
+    /// As leader of the control group, after a read barrier: a stamp after
+    /// every control event applied so far.
+    async fn control_stamp(&self) -> Result<ledger_hlc::Stamp, NodeFailure> {
+        self.replica
+            .barrier(Group::Control)
+            .await
+            .map_err(|error| self.failure(&error))?;
         let last = self
             .replica
             .ledger()
             .read(|ledger| ledger.control().last_stamp());
-        let _ = self.hlc.observe(last);
-        let stamp = self.hlc.stamp();
+        if let Err(error) = self.hlc.observe(last) {
+            tracing::warn!(%error, "the control log's last stamp is ahead of this node's clock");
+        }
+        Ok(self.hlc.stamp())
+    }
+
+    /// Changes an account's status through the global control log.
+    pub async fn change_status(&self, command: ControlCommand) -> CommandResult {
+        let _serial = self.control.lock().await;
+        let stamp = match self.control_stamp().await {
+            Ok(stamp) => stamp,
+            Err(failure) => return CommandResult::Unavailable(failure),
+        };
         match self
             .replica
             .ledger()
@@ -177,15 +189,10 @@ impl NodeHandle {
     pub async fn create_accounts(&self, accounts: Vec<NewAccount>) -> Vec<CommandResult> {
         let _serial = self.control.lock().await;
         let count = accounts.len();
-        if let Err(error) = self.replica.barrier(Group::Control).await {
-            return vec![CommandResult::Unavailable(self.failure(&error)); count];
-        }
-        let last = self
-            .replica
-            .ledger()
-            .read(|ledger| ledger.control().last_stamp());
-        let _ = self.hlc.observe(last);
-        let stamp = self.hlc.stamp();
+        let stamp = match self.control_stamp().await {
+            Ok(stamp) => stamp,
+            Err(failure) => return vec![CommandResult::Unavailable(failure); count],
+        };
         let mut events = Vec::new();
         let mut results = Vec::with_capacity(count);
         let mut decided: BTreeMap<AccountId, NewAccount> = BTreeMap::new();
