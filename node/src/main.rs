@@ -128,6 +128,29 @@ enum AccountCommand {
         #[arg(long)]
         json: bool,
     },
+    /// No movements in or out until unfrozen.
+    Freeze {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Unfreeze {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// For good: a closed account is never reopened.
+    Close {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,7 +178,18 @@ enum PoolsCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line for a person; the chain of causes, not a backtrace.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -374,6 +408,15 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 None => anyhow::bail!("no answer"),
             }
         }
+        Commands::Account(AccountCommand::Freeze { api, id, json }) => {
+            change_status(api, id, api::AccountStatus::Frozen, json).await
+        }
+        Commands::Account(AccountCommand::Unfreeze { api, id, json }) => {
+            change_status(api, id, api::AccountStatus::Active, json).await
+        }
+        Commands::Account(AccountCommand::Close { api, id, json }) => {
+            change_status(api, id, api::AccountStatus::Closed, json).await
+        }
         Commands::Account(AccountCommand::Show { api, ids, json }) => {
             let response = Client::connect(&api).await?.lookup_accounts(ids).await?;
             if json {
@@ -386,6 +429,15 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 );
             }
             for view in &response.accounts {
+                let status = api::AccountStatus::try_from(view.status)
+                    .map(|status| {
+                        status
+                            .as_str_name()
+                            .trim_start_matches("ACCOUNT_STATUS_")
+                            .to_ascii_lowercase()
+                    })
+                    .unwrap_or_else(|_| "unknown".into());
+                print!("[{status}] ");
                 println!(
                     "{} {} owner {:?}: total {}, available {}, in flight {}",
                     view.id, view.currency, view.owner, view.total, view.available, view.in_flight
@@ -508,6 +560,35 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 None => anyhow::bail!("no answer"),
             }
         }
+    }
+}
+
+async fn change_status(
+    api: String,
+    account: String,
+    status: api::AccountStatus,
+    json: bool,
+) -> anyhow::Result<()> {
+    let request = api::ChangeAccountStatusRequest {
+        account,
+        status: status as i32,
+    };
+    let response = Client::connect(&api)
+        .await?
+        .change_account_status(request)
+        .await?;
+    match response.result {
+        Some(api::change_account_status_response::Result::Changed(changed)) if json => {
+            print_json(&serde_json::json!({ "changed": changed }))
+        }
+        Some(api::change_account_status_response::Result::Changed(changed)) => {
+            println!("{}", if changed { "changed" } else { "already so" });
+            Ok(())
+        }
+        Some(api::change_account_status_response::Result::Error(error)) => {
+            anyhow::bail!("{}: {}", error.code, error.message)
+        }
+        None => anyhow::bail!("no answer"),
     }
 }
 
