@@ -9,11 +9,12 @@
 //! openraft (pinned to an exact alpha) stays inside this crate: the rest of
 //! the project uses the types below, never openraft's.
 //!
-//! Built so far: the type configuration, the durable log on redb
-//! ([`LogStore`], one fsync per append batch, checksummed records, a corrupt
-//! tail cut on open), and the state machine with checksummed snapshots
-//! ([`StateMachine`]). The group layout, the network and the grant watcher
-//! come next.
+//! - [`LogStore`]: the durable log on redb (one fsync per append batch,
+//!   checksummed records, a corrupt tail cut on open);
+//! - [`StateMachine`]: applies committed entries, keeps checksummed snapshots;
+//! - [`ReplicaNode`]: a node's groups, membership changes, the grant round;
+//! - [`Transport`]: the Raft network, over gRPC ([`GrpcTransport`]) or inside
+//!   one process ([`LocalTransport`]); [`Faults`] cuts links for chaos tests.
 
 mod codec;
 mod config;
