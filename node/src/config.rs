@@ -107,4 +107,18 @@ api = "127.0.0.1:7101"
             assert!(error.contains(reason), "{error} should say {reason}");
         }
     }
+
+    #[test]
+    fn the_example_in_deploy_is_valid() {
+        let text = include_str!("../../deploy/config/three-regions.node-1.toml");
+        let settings = NodeSettings::from_toml(text, |_| None).expect("the example parses");
+        assert_eq!(settings.replication.nodes.len(), 3);
+        assert!(
+            settings
+                .replication
+                .nodes
+                .iter()
+                .all(|node| !node.api.is_empty())
+        );
+    }
 }

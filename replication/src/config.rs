@@ -4,7 +4,7 @@
 
 use crate::node::{Layout, LayoutError, NodeConfig, Timings};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,11 +27,6 @@ pub struct ReplicaConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("invalid configuration: {0}")]
     Parse(#[from] toml::de::Error),
     #[error(transparent)]
@@ -69,14 +64,6 @@ impl ReplicaConfig {
             return Err(ConfigError::Timings);
         }
         Ok(())
-    }
-
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml(&text)
     }
 }
 
@@ -182,15 +169,5 @@ addr = "ap-1:7001"
                 .to_string();
             assert!(error.contains(reason), "{error:?} should say {reason:?}");
         }
-    }
-}
-
-#[cfg(test)]
-mod example {
-    #[test]
-    fn the_example_in_deploy_is_valid() {
-        let text = include_str!("../../deploy/config/three-regions.node-1.toml");
-        let config = super::ReplicaConfig::from_toml(text).expect("the example parses");
-        assert_eq!(config.nodes.len(), 3);
     }
 }
