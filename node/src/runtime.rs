@@ -404,9 +404,12 @@ async fn write(
 ) {
     // A chain left open at the end of a request ends there: it never runs on
     // into another client's commands.
-    let mut items = Vec::new();
+    // The commands move into the batch; only their counts stay with the
+    // requests, to answer them.
+    let mut requests = requests;
+    let mut items = Vec::with_capacity(requests.iter().map(|request| request.items.len()).sum());
     let mut spans = Vec::with_capacity(requests.len());
-    for request in &requests {
+    for request in &mut requests {
         let open = request
             .items
             .iter()
@@ -415,7 +418,8 @@ async fn write(
             .count();
         let closed = request.items.len() - open;
         spans.push((items.len(), closed, open));
-        items.extend(request.items[..closed].iter().cloned());
+        request.items.truncate(closed);
+        items.append(&mut request.items);
     }
     let results = decide_and_commit(node, &items, scratch, batch).await;
     for (request, (start, closed, open)) in requests.into_iter().zip(spans) {

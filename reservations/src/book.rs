@@ -179,7 +179,7 @@ pub(crate) fn apply_event<B: Book>(book: &mut B, event: &Event) -> Result<(), Ap
             check_sequence(region, "release", *seq, expected)?;
             check_currency(book, release.account, release.currency)?;
             let pool = book.pool_mut(release.account, release.currency, release.kind);
-            pool.available -= units(release.units);
+            pool.available -= signed(release.units);
             pool.assert_valid(release.account);
             book.set_released_to(*to, *seq);
         }
@@ -188,7 +188,7 @@ pub(crate) fn apply_event<B: Book>(book: &mut B, event: &Event) -> Result<(), Ap
             check_sequence(region, "grant", *seq, expected)?;
             check_currency(book, release.account, release.currency)?;
             let pool = book.pool_mut(release.account, release.currency, release.kind);
-            pool.available += units(release.units);
+            pool.available += signed(release.units);
             pool.assert_valid(release.account);
             book.set_granted_from(*from, *seq);
         }
@@ -211,7 +211,7 @@ fn apply_transfer<B: Book>(
     }
     check_currency(book, transfer.debit, transfer.currency)?;
     check_currency(book, transfer.credit, transfer.currency)?;
-    let amount = units(transfer.units);
+    let amount = signed(transfer.units);
     let mut pending = None;
     match transfer.kind {
         TransferKind::Posted => move_available(book, transfer, amount),
@@ -281,8 +281,8 @@ fn open_pending<B: Book>(book: &B, id: TransferId) -> Result<Transfer, ApplyErro
 /// Resolves a pending transfer: `posted` units go to the credit account, the
 /// rest of the hold returns to the debit account.
 fn release_hold<B: Book>(book: &mut B, pending: &Transfer, posted: u128, state: PendingState) {
-    let held = units(pending.units);
-    let posted = units(posted);
+    let held = signed(pending.units);
+    let posted = signed(posted);
     let debit = book.pool_mut(pending.debit, pending.currency, pending.debit_kind);
     debit.held -= held;
     debit.available += held - posted;
@@ -342,7 +342,7 @@ fn check_sequence(
 
 /// Units as a signed amount. Every amount is at most `AMOUNT_UNITS_MAX`
 /// (checked when it is decided), far inside `i128`.
-pub(crate) fn units(units: u128) -> i128 {
+pub(crate) fn signed(units: u128) -> i128 {
     i128::try_from(units).unwrap_or(i128::MAX)
 }
 

@@ -3,7 +3,7 @@
 
 use crate::Decision;
 use crate::account::{Account, AccountStatus, Metadata, REFERENCE_BYTES_MAX};
-use crate::book::{Book, PendingState, TransferRecord, refundable_units, units};
+use crate::book::{Book, PendingState, TransferRecord, refundable_units, signed};
 use crate::command::{Command, PENDING_TIMEOUT_MS_MAX, TransferRequest};
 use crate::control::{validate_metadata, validate_text};
 use crate::event::{Event, EventBody, Release, Transfer, TransferKind};
@@ -138,14 +138,14 @@ impl<'a, B: Book> Decider<'a, B> {
             }
         }
         self.check_funds(debit, currency, units)?;
-        self.check_range(debit.id, -units_i(units))?;
+        self.check_range(debit.id, -signed(units))?;
         if let TransferKind::Pending { .. } = kind {
             let held = self.book.pool(debit.id).map_or(0, |pool| pool.held);
-            if held + units_i(units) > BALANCE_UNITS_MAX {
+            if held + signed(units) > BALANCE_UNITS_MAX {
                 return Err(Reject::BalanceOverflow(debit.id));
             }
         } else {
-            self.check_range(credit.id, units_i(units))?;
+            self.check_range(credit.id, signed(units))?;
         }
         Ok(Some(EventBody::Transfer(
             details.transfer(request.id, debit, credit, units, kind),
@@ -194,8 +194,8 @@ impl<'a, B: Book> Decider<'a, B> {
         }
         if units > held {
             return Err(Reject::PostExceedsPending {
-                requested: currency.money(units_i(units)),
-                pending: currency.money(units_i(held)),
+                requested: currency.money(signed(units)),
+                pending: currency.money(signed(held)),
             });
         }
         let posted = match kind {
@@ -203,8 +203,8 @@ impl<'a, B: Book> Decider<'a, B> {
             _ => 0,
         };
         let transfer = &pending.transfer;
-        self.check_range(transfer.debit, units_i(held - posted))?;
-        self.check_range(transfer.credit, units_i(posted))?;
+        self.check_range(transfer.debit, signed(held - posted))?;
+        self.check_range(transfer.credit, signed(posted))?;
         Ok(Some(EventBody::Transfer(Transfer {
             id,
             debit: transfer.debit,
@@ -275,15 +275,15 @@ impl<'a, B: Book> Decider<'a, B> {
         if units > left {
             return Err(Reject::RefundExceedsPayment {
                 payment: payment_id,
-                requested: currency.money(units_i(units)),
-                refundable: currency.money(units_i(left)),
+                requested: currency.money(signed(units)),
+                refundable: currency.money(signed(left)),
             });
         }
         let debit = self.active_account(payment.transfer.credit)?;
         let credit = self.active_account(payment.transfer.debit)?;
         self.check_funds(debit, currency, units)?;
-        self.check_range(debit.id, -units_i(units))?;
-        self.check_range(credit.id, units_i(units))?;
+        self.check_range(debit.id, -signed(units))?;
+        self.check_range(credit.id, signed(units))?;
         Ok(Some(EventBody::Transfer(
             details.transfer(id, debit, credit, units, kind),
         )))
@@ -330,7 +330,7 @@ impl<'a, B: Book> Decider<'a, B> {
             .region(from)
             .and_then(|source| source.release(self.book.region(), seq))
             .ok_or(Reject::ReleaseNotFound { from, seq })?;
-        self.check_range(release.account, units_i(release.units))?;
+        self.check_range(release.account, signed(release.units))?;
         Ok(Some(EventBody::Granted {
             release: *release,
             from,
@@ -419,12 +419,12 @@ impl<'a, B: Book> Decider<'a, B> {
             return Ok(());
         }
         let available = self.book.available(account.id);
-        if available >= units_i(units) {
+        if available >= signed(units) {
             return Ok(());
         }
         Err(Reject::InsufficientFunds(Box::new(Shortfall {
             account: account.id,
-            requested: currency.money(units_i(units)),
+            requested: currency.money(signed(units)),
             available_local: currency.money(available),
             available_global: currency.money(self.ledger.available_global(account.id, self.book)),
         })))
@@ -438,10 +438,6 @@ impl<'a, B: Book> Decider<'a, B> {
         }
         Ok(())
     }
-}
-
-fn units_i(value: u128) -> i128 {
-    units(value)
 }
 
 /// How a pending transfer is resolved.

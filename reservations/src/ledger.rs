@@ -2,7 +2,7 @@
 //! replica of every other region; the global view merges them.
 
 use crate::Decision;
-use crate::book::{ApplyError, Book, Changes, Overlay, apply_event, units};
+use crate::book::{ApplyError, Book, Changes, Overlay, apply_event, signed};
 use crate::command::{ControlCommand, Item};
 use crate::control::Control;
 use crate::decide::decide;
@@ -288,7 +288,7 @@ impl Ledger {
                 total += region.pool(account).map_or(0, |pool| pool.available);
             }
             let flow = region.flow(account);
-            total += units(flow.released) - units(flow.granted);
+            total += signed(flow.released) - signed(flow.granted);
         }
         total
     }
@@ -306,7 +306,7 @@ impl Ledger {
             available += region_available;
             held += region_held;
             let flow = region.flow(account);
-            in_flight += units(flow.released) - units(flow.granted);
+            in_flight += signed(flow.released) - signed(flow.granted);
             regions.push(RegionBalance {
                 region: region.id(),
                 available: currency.money(region_available),
@@ -370,7 +370,8 @@ impl Ledger {
                     return Err(format!("{account}: currency differs between regions"));
                 }
                 let flow = region.flow(*account);
-                entry.2 += pool.available + pool.held + units(flow.released) - units(flow.granted);
+                entry.2 +=
+                    pool.available + pool.held + signed(flow.released) - signed(flow.granted);
             }
         }
         let mut sums: BTreeMap<CurrencyCode, i128> = BTreeMap::new();

@@ -191,7 +191,7 @@ impl RegionState {
             }
             if let Some(PendingState::Open { deadline_ns }) = record.pending {
                 *held.entry(record.transfer.debit).or_default() +=
-                    crate::book::units(record.transfer.units);
+                    crate::book::signed(record.transfer.units);
                 open.insert((deadline_ns, *id));
             }
             let refundable = crate::book::refundable_units(record).unwrap_or(0);
@@ -232,10 +232,10 @@ impl RegionState {
         // to zero, so the pools sum to what came in by grants less what left
         // by releases.
         for release in self.grants.values() {
-            *sums.entry(release.currency).or_default() -= crate::book::units(release.units);
+            *sums.entry(release.currency).or_default() -= crate::book::signed(release.units);
         }
         for release in self.releases.values() {
-            *sums.entry(release.currency).or_default() += crate::book::units(release.units);
+            *sums.entry(release.currency).or_default() += crate::book::signed(release.units);
         }
         if let Some((currency, sum)) = sums.iter().find(|(_, sum)| **sum != 0) {
             return Err(format!(
