@@ -116,6 +116,23 @@ async fn submit(client: &Client, command: api::TransferCommand) -> api::Transfer
     }
 }
 
+/// Connects to a restarted node once it answers (60 s at most).
+async fn reconnect(address: &str) -> Client {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(client) = Client::connect(address).await
+            && client.status().await.is_ok()
+        {
+            return client;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{address} comes back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until `client` sees `available` in `region`'s pool of `account`.
 async fn wait_pool(client: &Client, account: u128, region: u32, available: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -659,16 +676,7 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
     assert!(applied(&submit(&r0, transfer(300, BANK, 10, "5.00")).await).is_some());
 
     cluster.restart(2).expect("restarts");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let r1 = loop {
-        if let Ok(client) = Client::connect(&r1_address).await
-            && client.status().await.is_ok()
-        {
-            break client;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "node 2 comes back");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let r1 = reconnect(&r1_address).await;
     let found = r1
         .lookup_transfers(acknowledged.clone())
         .await
@@ -789,14 +797,7 @@ async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
     );
     cluster.kill(1).await.expect("killed");
     cluster.restart(1).expect("restarted");
-    let r0 = loop {
-        if let Ok(client) = Client::connect(&address).await
-            && client.status().await.is_ok()
-        {
-            break client;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let r0 = reconnect(&address).await;
     wait_state(&r0, 5, "posted").await;
     let post = ledger_node::saga::step_id(ledger_reservations::TransferId(0x10_0000 + 5), 1);
     let found = r0

@@ -87,20 +87,21 @@ mod durability {
         txn.commit().expect("commits");
     }
 
+    /// A node directory whose region-0 log holds entries 1 to 5.
+    async fn log_of_five() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("dir");
+        let (db, _) = open_node(dir.path());
+        let (mut log, _) = LogStore::open(db, GROUP).expect("opens");
+        let entries = (1..=5)
+            .map(|index| entry(index, vec![top_up(index as u128, 100)]))
+            .collect();
+        append(&mut log, entries).await;
+        dir
+    }
+
     #[tokio::test]
     async fn a_corrupt_tail_is_cut_off_on_open_and_never_read() {
-        let dir = tempfile::tempdir().expect("dir");
-        {
-            let (db, _) = open_node(dir.path());
-            let (mut log, _) = LogStore::open(db, GROUP).expect("opens");
-            append(
-                &mut log,
-                (1..=5)
-                    .map(|index| entry(index, vec![top_up(index as u128, 100)]))
-                    .collect(),
-            )
-            .await;
-        }
+        let dir = log_of_five().await;
         corrupt(dir.path(), 5);
         corrupt(dir.path(), 4);
         let (db, _) = open_node(dir.path());
@@ -116,18 +117,7 @@ mod durability {
 
     #[tokio::test]
     async fn a_corrupt_record_before_the_tail_is_an_error_when_read() {
-        let dir = tempfile::tempdir().expect("dir");
-        {
-            let (db, _) = open_node(dir.path());
-            let (mut log, _) = LogStore::open(db, GROUP).expect("opens");
-            append(
-                &mut log,
-                (1..=5)
-                    .map(|index| entry(index, vec![top_up(index as u128, 100)]))
-                    .collect(),
-            )
-            .await;
-        }
+        let dir = log_of_five().await;
         corrupt(dir.path(), 2);
         let (db, _) = open_node(dir.path());
         let (mut log, report) = LogStore::open(db, GROUP).expect("opens");
