@@ -117,6 +117,13 @@ pub enum ApplyError {
     UnknownRegion(RegionId),
     #[error("control log: {0}")]
     Control(&'static str),
+    /// An event held in flight by a decider no longer fits the committed
+    /// state (the state moved under it, as after a change of leader).
+    #[error("region {region}: an in-flight event no longer applies: {reason}")]
+    InFlight {
+        region: RegionId,
+        reason: &'static str,
+    },
 }
 
 /// What decisions read of a region, and what applying an event changes.
@@ -159,15 +166,57 @@ pub(crate) fn deadline_ns(stamp: Stamp, timeout_ms: u64) -> u64 {
 /// Applies one event to a book. Everything the event needs is checked before
 /// anything changes, so an error leaves the book as it was.
 pub(crate) fn apply_event<B: Book>(book: &mut B, event: &Event) -> Result<(), ApplyError> {
-    let region = book.region();
     let last = book.last_stamp();
     if event.stamp < last {
         return Err(ApplyError::StampBackwards {
-            region,
+            region: book.region(),
             stamp: event.stamp,
             last,
         });
     }
+    apply_body(book, event)
+}
+
+/// Applies an event decided earlier and still in flight to an overlay, at
+/// the overlay's time if its own stamp is older: the writer of the log stamps
+/// it again when it appends it.
+pub(crate) fn replay_event<B: Book>(book: &mut B, event: &Event) -> Result<(), ApplyError> {
+    let stale = |reason| ApplyError::InFlight {
+        region: book.region(),
+        reason,
+    };
+    // What the replay takes out of a pool must still be there: applying
+    // checks this only with an assertion, for events decided against it.
+    match &event.body {
+        EventBody::Transfer(transfer) => {
+            let taken = match transfer.kind {
+                TransferKind::Posted
+                | TransferKind::Pending { .. }
+                | TransferKind::Refund { .. } => signed(transfer.units),
+                TransferKind::PostPending { .. } | TransferKind::VoidPending { .. } => 0,
+            };
+            let available = book.pool(transfer.debit).map_or(0, |pool| pool.available);
+            if transfer.debit_kind.is_bounded() && available < taken {
+                return Err(stale("its debit exceeds what the account has available"));
+            }
+        }
+        EventBody::PendingExpired { .. } => {}
+        EventBody::Released { .. } | EventBody::Granted { .. } => {
+            return Err(stale("releases and grants are never held in flight"));
+        }
+    }
+    if event.stamp >= book.last_stamp() {
+        return apply_event(book, event);
+    }
+    let event = Event {
+        stamp: book.last_stamp(),
+        body: event.body.clone(),
+    };
+    apply_body(book, &event)
+}
+
+fn apply_body<B: Book>(book: &mut B, event: &Event) -> Result<(), ApplyError> {
+    let region = book.region();
     match &event.body {
         EventBody::Transfer(transfer) => apply_transfer(book, event.stamp, transfer)?,
         EventBody::PendingExpired { pending_id } => {

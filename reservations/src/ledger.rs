@@ -2,7 +2,7 @@
 //! replica of every other region; the global view merges them.
 
 use crate::Decision;
-use crate::book::{ApplyError, Book, Changes, Overlay, apply_event, signed};
+use crate::book::{ApplyError, Book, Changes, Overlay, apply_event, replay_event, signed};
 use crate::command::{ControlCommand, Item};
 use crate::control::Control;
 use crate::decide::decide;
@@ -151,6 +151,29 @@ impl Ledger {
         scratch: &mut Scratch,
         batch: &mut Batch,
     ) {
+        // Nothing in flight: nothing to replay, so nothing can fail.
+        let _ = self.decide_batch_over(&[], items, stamp, scratch, batch);
+    }
+
+    /// [`Self::decide_batch_into`] against the committed home state plus
+    /// `in_flight`: events this decider produced earlier that may not be
+    /// committed yet. An in-flight event the committed state already holds
+    /// is skipped ([`RegionState::holds`]), so a decider can keep its events
+    /// until it sees them committed, and reading the state at any moment
+    /// never counts one twice. In-flight events are replayed in order; their
+    /// stamps are not checked against the state's (the log's writer stamps
+    /// them again when it appends them).
+    ///
+    /// Fails, deciding nothing, when an in-flight event does not apply: the
+    /// decider's view is wrong and it must drop what it holds in flight.
+    pub fn decide_batch_over(
+        &self,
+        in_flight: &[Event],
+        items: &[Item],
+        stamp: Stamp,
+        scratch: &mut Scratch,
+        batch: &mut Batch,
+    ) -> Result<(), ApplyError> {
         batch.events.clear();
         batch.outcomes.clear();
         batch.events.reserve(items.len());
@@ -161,7 +184,11 @@ impl Ledger {
             chain_events,
             chain_outcomes,
         } = scratch;
-        let mut outer = Overlay::new(self.home_state(), changes, items.len());
+        let home = self.home_state();
+        let mut outer = Overlay::new(home, changes, items.len() + in_flight.len());
+        for event in in_flight.iter().filter(|event| !home.holds(event)) {
+            replay_event(&mut outer, event)?;
+        }
         let mut start = 0;
         while start < items.len() {
             let Some(end) = items[start..]
@@ -219,6 +246,30 @@ impl Ledger {
                 }
             }
             start = end + 1;
+        }
+        Ok(())
+    }
+
+    /// The account whose pool `command` would take from in this region, as
+    /// the committed state tells: the debit account of a transfer or hold,
+    /// the debit account of the pending transfer a post, void or expiry
+    /// resolves, the payee of a refund, the account of a release. `None`
+    /// when it names a transfer this region does not hold, and for a grant.
+    /// Deciders that each own some accounts route commands by it.
+    pub fn debit_of(&self, command: &Command) -> Option<AccountId> {
+        let home = self.home_state();
+        let record = |id| home.transfer(id).map(|record| &record.transfer);
+        match command {
+            Command::Transfer(request)
+            | Command::CreatePending {
+                transfer: request, ..
+            } => Some(request.debit),
+            Command::PostPending { pending_id, .. }
+            | Command::VoidPending { pending_id, .. }
+            | Command::ExpirePending { pending_id } => record(*pending_id).map(|t| t.debit),
+            Command::Refund { payment_id, .. } => record(*payment_id).map(|t| t.credit),
+            Command::Release { account, .. } => Some(*account),
+            Command::Grant { .. } => None,
         }
     }
 

@@ -82,6 +82,34 @@ impl RegionState {
         &self.transfers
     }
 
+    /// Whether this state already holds the effect of `event`, decided for
+    /// this region and perhaps still in flight: a transfer whose id is known,
+    /// or the expiry of a pending transfer no longer open. Releases and
+    /// grants are never held in flight; for them it answers false.
+    pub fn holds(&self, event: &Event) -> bool {
+        match &event.body {
+            EventBody::Transfer(transfer) => self.transfer(transfer.id).is_some(),
+            EventBody::PendingExpired { pending_id } => self
+                .transfer(*pending_id)
+                .is_some_and(|record| !matches!(record.pending, Some(PendingState::Open { .. }))),
+            EventBody::Released { .. } | EventBody::Granted { .. } => false,
+        }
+    }
+
+    /// The account whose pool an event of this region takes from: the one
+    /// whose decisions must see it. `None` for a grant (it only adds) or an
+    /// expiry of a pending transfer this state does not know.
+    pub fn debit_of(&self, event: &Event) -> Option<AccountId> {
+        match &event.body {
+            EventBody::Transfer(transfer) => Some(transfer.debit),
+            EventBody::PendingExpired { pending_id } => self
+                .transfer(*pending_id)
+                .map(|record| record.transfer.debit),
+            EventBody::Released { release, .. } => Some(release.account),
+            EventBody::Granted { .. } => None,
+        }
+    }
+
     pub fn transfer_count(&self) -> usize {
         self.transfers.len()
     }

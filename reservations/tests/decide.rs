@@ -1238,6 +1238,163 @@ fn a_batch_ending_inside_a_chain_fails_the_chain() {
         .insert("LINKED_CHAIN_OPEN");
 }
 
+// ---- deciding over events in flight ----
+
+/// Decides `commands` (none linked) over `in_flight`, without applying.
+fn decide_over(node: &mut Node, in_flight: &[Event], commands: Vec<Command>) -> Batch {
+    let items: Vec<Item> = commands.into_iter().map(Item::single).collect();
+    let stamp = node.stamp();
+    let mut batch = Batch::default();
+    node.ledger
+        .decide_batch_over(
+            in_flight,
+            &items,
+            stamp,
+            &mut Scratch::default(),
+            &mut batch,
+        )
+        .expect("the in-flight events apply");
+    batch
+}
+
+#[test]
+fn events_in_flight_count_against_the_pool() {
+    let mut node = funded();
+    let first = decide_over(
+        &mut node,
+        &[],
+        vec![Command::Transfer(transfer(8, ALICE, BOB, "80"))],
+    );
+    let second = decide_over(
+        &mut node,
+        &first.events,
+        vec![
+            Command::Transfer(transfer(9, ALICE, BOB, "30")),
+            Command::Transfer(transfer(10, ALICE, BOB, "20")),
+            Command::Transfer(transfer(8, ALICE, BOB, "80")),
+        ],
+    );
+    assert_eq!(second.outcomes[0], Err(short(ALICE, 3000, 2000, 2000)));
+    assert_eq!(second.outcomes[1], Ok(Outcome::Appended(0)));
+    assert_eq!(
+        second.outcomes[2],
+        Ok(Outcome::AlreadyApplied),
+        "the id in flight is known"
+    );
+    assert_eq!(node.available(ALICE), 10000, "nothing was applied");
+}
+
+#[test]
+fn an_event_in_flight_that_was_committed_is_not_counted_twice() {
+    let mut node = funded();
+    let first = decide_over(
+        &mut node,
+        &[],
+        vec![Command::Transfer(transfer(8, ALICE, BOB, "80"))],
+    );
+    node.append(first.events[0].clone());
+    let second = decide_over(
+        &mut node,
+        &first.events,
+        vec![Command::Transfer(transfer(9, ALICE, BOB, "20"))],
+    );
+    assert_eq!(second.outcomes, vec![Ok(Outcome::Appended(0))]);
+}
+
+#[test]
+fn holds_in_flight_can_be_posted_and_expiries_in_flight_are_seen() {
+    let mut node = funded();
+    event_of(node.run(Command::CreatePending {
+        transfer: transfer(20, ALICE, BOB, "10"),
+        timeout_ms: 1,
+    }));
+    node.now_ms += 10;
+    let expiry = decide_over(
+        &mut node,
+        &[],
+        vec![Command::ExpirePending {
+            pending_id: tid(20),
+        }],
+    );
+    assert_eq!(expiry.outcomes, vec![Ok(Outcome::Appended(0))]);
+    let post = Command::PostPending {
+        id: tid(21),
+        pending_id: tid(20),
+        amount: None,
+        origin: None,
+    };
+    let after = decide_over(&mut node, &expiry.events, vec![post.clone()]);
+    assert!(
+        matches!(after.outcomes[0], Err(Reject::PendingExpired(id)) if id == tid(20)),
+        "{:?}",
+        after.outcomes
+    );
+    node.append(expiry.events[0].clone());
+    let committed = decide_over(&mut node, &expiry.events, vec![post]);
+    assert_eq!(
+        committed.outcomes, after.outcomes,
+        "the expiry is not replayed twice"
+    );
+}
+
+#[test]
+fn an_event_in_flight_that_no_longer_fits_fails_the_decision() {
+    let mut node = funded();
+    let first = decide_over(
+        &mut node,
+        &[],
+        vec![Command::Transfer(transfer(8, ALICE, BOB, "80"))],
+    );
+    // Another decider spent Alice's money meanwhile (as a former leader
+    // might have): the in-flight event no longer applies.
+    event_of(node.run(Command::Transfer(transfer(9, ALICE, BOB, "50"))));
+    let items = [Item::single(Command::Transfer(transfer(
+        10, ALICE, BOB, "1",
+    )))];
+    let stamp = node.stamp();
+    let failed = node.ledger.decide_batch_over(
+        &first.events,
+        &items,
+        stamp,
+        &mut Scratch::default(),
+        &mut Batch::default(),
+    );
+    assert!(
+        matches!(failed, Err(ApplyError::InFlight { .. })),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn commands_are_routed_by_the_account_they_take_from() {
+    let mut node = funded();
+    event_of(node.run(Command::Transfer(transfer(30, ALICE, BOB, "10"))));
+    event_of(node.run(Command::CreatePending {
+        transfer: transfer(31, BOB, ALICE, "1"),
+        timeout_ms: 1_000,
+    }));
+    let ledger = &node.ledger;
+    let of = |command: &Command| ledger.debit_of(command).map(|id| id.0);
+    assert_eq!(
+        of(&Command::Transfer(transfer(1, ALICE, BOB, "1"))),
+        Some(ALICE)
+    );
+    assert_eq!(
+        of(&refund(2, 30, "1")),
+        Some(BOB),
+        "a refund takes from the payee"
+    );
+    assert_eq!(
+        of(&Command::VoidPending {
+            id: tid(3),
+            pending_id: tid(31),
+            origin: None
+        }),
+        Some(BOB)
+    );
+    assert_eq!(of(&refund(4, 99, "1")), None, "an unknown payment");
+}
+
 // ---- control ----
 
 #[test]
