@@ -8,6 +8,7 @@
 //! The account and saga actors (ractor), the HTTP/JSON gateway and
 //! telemetry come next.
 
+mod actors;
 pub mod api;
 pub mod bench;
 pub mod client;

@@ -1,30 +1,23 @@
 //! A running node: its replication groups, its Raft and API servers, and the
 //! writer that turns its region's commands into log entries.
 
+use crate::actors::{self, Actors, Collector, RouterMsg};
 use crate::config::NodeSettings;
-use crate::wire::BATCH_COMMANDS_MAX;
 use ledger_hlc::{Hlc, NodeId, SystemClock};
 use ledger_replication::{
     Faults, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
 };
-use ledger_reservations::{
-    AccountId, Batch, Command, ControlCommand, Decision, Item, NewAccount, Outcome, Reject, Scratch,
-};
+use ledger_reservations::{AccountId, ControlCommand, Decision, Item, NewAccount, Reject};
+use ractor::ActorRef;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
-/// Requests waiting for the writer, at most.
-const WRITER_QUEUE_MAX: usize = 1_024;
-/// How long the writer waits for more requests to fill a batch.
-const BATCH_WINDOW: Duration = Duration::from_millis(2);
-/// How often an idle writer grants releases, expires pending transfers and
-/// wires learners.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
-/// Pending transfers expired in one housekeeping round, at most.
-const EXPIRIES_PER_ROUND_MAX: usize = 1_000;
+/// Commands decided or being decided on this node at once, at most: every
+/// actor's mailbox is bounded by it, and callers past it wait.
+const COMMANDS_IN_FLIGHT_MAX: usize = 65_536;
 
 /// What became of one command, as the node answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,18 +43,27 @@ pub struct NodeFailure {
     pub redirect: String,
 }
 
-struct WriteRequest {
-    items: Vec<Item>,
-    reply: oneshot::Sender<Vec<CommandResult>>,
-}
-
-/// What the API handlers share with the writer.
+/// What the API handlers share with the actors.
 pub struct NodeHandle {
     pub replica: Arc<ReplicaNode>,
     pub settings: NodeSettings,
     hlc: Arc<Hlc<SystemClock>>,
-    writer: mpsc::Sender<WriteRequest>,
+    /// Where commands go in; set by the actors' supervisor, which restarts
+    /// the router when it must.
+    router: RwLock<Option<ActorRef<RouterMsg>>>,
+    in_flight: Arc<Semaphore>,
     control: Mutex<()>,
+}
+
+impl NodeFailure {
+    pub fn unavailable(message: &str) -> Self {
+        Self {
+            code: "UNAVAILABLE",
+            message: message.to_owned(),
+            retryable: true,
+            redirect: String::new(),
+        }
+    }
 }
 
 impl NodeHandle {
@@ -82,7 +84,7 @@ impl NodeHandle {
             .unwrap_or_default()
     }
 
-    fn failure(&self, error: &ProposeError) -> NodeFailure {
+    pub(crate) fn failure(&self, error: &ProposeError) -> NodeFailure {
         match error {
             ProposeError::NotLeader { leader, .. } => NodeFailure {
                 code: "NOT_LEADER",
@@ -105,32 +107,64 @@ impl NodeHandle {
         }
     }
 
-    /// Decides and commits commands of this node's region, in order.
-    pub async fn submit(&self, items: Vec<Item>) -> Vec<CommandResult> {
+    pub(crate) fn set_router(&self, router: Option<ActorRef<RouterMsg>>) {
+        *self
+            .router
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = router;
+    }
+
+    /// The answer of a node that does not lead its region: who does.
+    pub(crate) async fn not_leader(&self) -> NodeFailure {
+        let home = self.home();
+        let leader = self.replica.leader(home).await;
+        self.failure(&ProposeError::NotLeader {
+            group: home,
+            leader,
+            address: None,
+        })
+    }
+
+    /// Decides and commits commands of this node's region. Each account's
+    /// commands are decided in order, by that account's actor, against the
+    /// committed state and its own commands in flight; a linked chain
+    /// succeeds or fails as one. A chain left open at the end is refused.
+    pub async fn submit(&self, mut items: Vec<Item>) -> Vec<CommandResult> {
+        let open = items.iter().rev().take_while(|item| item.linked).count();
+        items.truncate(items.len() - open);
         let count = items.len();
-        let (reply, answer) = oneshot::channel();
-        let unavailable = |message: &str| {
+        let unavailable = |count| {
             vec![
-                CommandResult::Unavailable(NodeFailure {
-                    code: "UNAVAILABLE",
-                    message: message.to_owned(),
-                    retryable: true,
-                    redirect: String::new(),
-                });
+                CommandResult::Unavailable(NodeFailure::unavailable("the node is stopping"));
                 count
             ]
         };
-        if self
-            .writer
-            .send(WriteRequest { items, reply })
-            .await
-            .is_err()
-        {
-            return unavailable("the node is stopping");
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| unavailable("the node is stopping"))
+        let permits = u32::try_from(count.clamp(1, COMMANDS_IN_FLIGHT_MAX)).unwrap_or(u32::MAX);
+        let Ok(permit) = self.in_flight.clone().acquire_many_owned(permits).await else {
+            return unavailable(count + open);
+        };
+        let router = self
+            .router
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let (reply, answer) = oneshot::channel();
+        let collector = Collector::new(count, reply, Some(permit));
+        let mut results = match router {
+            Some(router)
+                if router
+                    .send_message(RouterMsg::Route { items, collector })
+                    .is_ok() =>
+            {
+                answer.await.unwrap_or_else(|_| unavailable(count))
+            }
+            _ => unavailable(count),
+        };
+        results.extend(std::iter::repeat_n(
+            CommandResult::Rejected(Reject::LinkedChainOpen),
+            open,
+        ));
+        results
     }
 
     /// As leader of the control group, after a read barrier: a stamp after
@@ -266,6 +300,7 @@ impl NodeHandle {
 /// A node started by [`start`]: stop it with [`RunningNode::stop`].
 pub struct RunningNode {
     pub handle: Arc<NodeHandle>,
+    actors: Actors,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -286,6 +321,7 @@ impl RunningNode {
     }
 
     pub async fn stop(self) {
+        self.actors.stop().await;
         for task in &self.tasks {
             task.abort();
         }
@@ -342,176 +378,20 @@ where
         ));
     }
     replica.initialize().await?;
-    let (writer, requests) = mpsc::channel(WRITER_QUEUE_MAX);
     let hlc = Arc::new(Hlc::new(NodeId(replication.node_id), SystemClock));
     let handle = Arc::new(NodeHandle {
         replica: replica.clone(),
         settings: settings.clone(),
         hlc: hlc.clone(),
-        writer,
+        router: RwLock::new(None),
+        in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
         control: Mutex::new(()),
     });
-    tasks.push(tokio::spawn(run_writer(handle.clone(), requests)));
-    tasks.push(tokio::spawn(crate::saga::run(
-        handle.clone(),
-        Arc::new(crate::saga::SimulatedPayouts),
-    )));
+    let actors = actors::start(handle.clone(), Arc::new(crate::saga::SimulatedPayouts)).await?;
     tasks.push(tokio::spawn(api(handle.clone(), api_listener)));
-    Ok(RunningNode { handle, tasks })
-}
-
-/// The only proposer of this node's region log while it leads: decisions
-/// see every earlier entry, and stamps grow in log order.
-async fn run_writer(node: Arc<NodeHandle>, mut requests: mpsc::Receiver<WriteRequest>) {
-    let mut scratch = Scratch::default();
-    let mut batch = Batch::default();
-    let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
-    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            request = requests.recv() => {
-                let Some(first) = request else { return };
-                let mut pending = vec![first];
-                let mut count = pending[0].items.len();
-                let window = tokio::time::sleep(BATCH_WINDOW);
-                tokio::pin!(window);
-                while count < BATCH_COMMANDS_MAX {
-                    tokio::select! {
-                        more = requests.recv() => match more {
-                            Some(more) => {
-                                count += more.items.len();
-                                pending.push(more);
-                            }
-                            None => break,
-                        },
-                        () = &mut window => break,
-                    }
-                }
-                write(&node, pending, &mut scratch, &mut batch).await;
-            }
-            _ = housekeeping.tick() => housekeep(&node, &mut scratch, &mut batch).await,
-        }
-    }
-}
-
-/// Decides the requests' commands as one batch, commits its events in one
-/// entry, and answers every request.
-async fn write(
-    node: &NodeHandle,
-    requests: Vec<WriteRequest>,
-    scratch: &mut Scratch,
-    batch: &mut Batch,
-) {
-    // A chain left open at the end of a request ends there: it never runs on
-    // into another client's commands.
-    // The commands move into the batch; only their counts stay with the
-    // requests, to answer them.
-    let mut requests = requests;
-    let mut items = Vec::with_capacity(requests.iter().map(|request| request.items.len()).sum());
-    let mut spans = Vec::with_capacity(requests.len());
-    for request in &mut requests {
-        let open = request
-            .items
-            .iter()
-            .rev()
-            .take_while(|item| item.linked)
-            .count();
-        let closed = request.items.len() - open;
-        spans.push((items.len(), closed, open));
-        request.items.truncate(closed);
-        items.append(&mut request.items);
-    }
-    let results = decide_and_commit(node, &items, scratch, batch).await;
-    for (request, (start, closed, open)) in requests.into_iter().zip(spans) {
-        let mut answer: Vec<CommandResult> = results[start..start + closed].to_vec();
-        answer.extend(std::iter::repeat_n(
-            CommandResult::Rejected(Reject::LinkedChainOpen),
-            open,
-        ));
-        // A client that went away no longer needs its answer.
-        let _ = request.reply.send(answer);
-    }
-}
-
-async fn decide_and_commit(
-    node: &NodeHandle,
-    items: &[Item],
-    scratch: &mut Scratch,
-    batch: &mut Batch,
-) -> Vec<CommandResult> {
-    let home = node.home();
-    if let Err(error) = node.replica.barrier(home).await {
-        return vec![CommandResult::Unavailable(node.failure(&error)); items.len()];
-    }
-    let last = node
-        .replica
-        .ledger()
-        .read(|ledger| ledger.home_state().last_stamp());
-    if let Err(error) = node.hlc.observe(last) {
-        tracing::warn!(%error, "the region's last stamp is ahead of this node's clock");
-    }
-    let stamp = node.hlc.stamp();
-    node.replica
-        .ledger()
-        .read(|ledger| ledger.decide_batch_into(items, stamp, scratch, batch));
-    let committed = if batch.events.is_empty() {
-        Ok(0)
-    } else {
-        let events = std::mem::take(&mut batch.events);
-        node.replica
-            .propose(home, Proposal::Region(events))
-            .await
-            .map(|applied| applied.index)
-    };
-    batch
-        .outcomes
-        .iter()
-        .map(|outcome| match (outcome, &committed) {
-            (Err(reject), _) => CommandResult::Rejected(reject.clone()),
-            (Ok(Outcome::AlreadyApplied), _) => CommandResult::Applied {
-                fresh: false,
-                index: 0,
-            },
-            (Ok(Outcome::Appended(_)), Ok(index)) => CommandResult::Applied {
-                fresh: true,
-                index: *index,
-            },
-            (Ok(Outcome::Appended(_)), Err(error)) => {
-                CommandResult::Unavailable(node.failure(error))
-            }
-        })
-        .collect()
-}
-
-/// Grants releases to this region, expires due pending transfers and wires
-/// learners, where this node leads.
-async fn housekeep(node: &NodeHandle, scratch: &mut Scratch, batch: &mut Batch) {
-    if let Err(error) = node.replica.wire_learners().await {
-        tracing::warn!(%error, "wiring learners failed");
-    }
-    if !node.replica.is_leader(node.home()) {
-        return;
-    }
-    if let Err(error) = node.replica.grant_releases(&node.hlc).await {
-        tracing::debug!(%error, "grant round not done");
-    }
-    let now = node.hlc.stamp().physical_ns();
-    let due = node.replica.ledger().read(|ledger| {
-        ledger
-            .home_state()
-            .due_pendings(now, EXPIRIES_PER_ROUND_MAX)
-    });
-    if due.is_empty() {
-        return;
-    }
-    let items: Vec<Item> = due
-        .into_iter()
-        .map(|pending_id| Item::single(Command::ExpirePending { pending_id }))
-        .collect();
-    let results = decide_and_commit(node, &items, scratch, batch).await;
-    let expired = results
-        .iter()
-        .filter(|result| matches!(result, CommandResult::Applied { fresh: true, .. }))
-        .count();
-    tracing::info!(expired, "pending transfers expired");
+    Ok(RunningNode {
+        handle,
+        actors,
+        tasks,
+    })
 }

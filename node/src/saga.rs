@@ -1,14 +1,15 @@
 //! Withdrawals: hold, pay out, then post or void. Every step is an event of
 //! the region's log (the hold, then the post or the void), so a withdrawal
-//! resumes after a crash or a change of leader: the leader drives every
-//! open withdrawal hold it finds.
+//! resumes after a crash or a change of leader: the leader's saga
+//! supervisor starts a saga actor for every open withdrawal hold it finds.
 
 use crate::runtime::{CommandResult, NodeHandle};
 use crate::wire::{DESTINATION_KEY, SAGA_KEY, WITHDRAWAL};
 use ledger_reservations::{Command, Item, Money, PendingState, TransferId, TransferKind};
-use std::collections::BTreeSet;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How often the leader looks for withdrawals to drive.
@@ -85,34 +86,163 @@ pub fn step_id(withdrawal: TransferId, step: u8) -> TransferId {
 const POST_STEP: u8 = 1;
 const VOID_STEP: u8 = 2;
 
-/// Drives withdrawals on the region leader until the task is dropped.
-pub async fn run<C: PayoutConnector>(node: Arc<NodeHandle>, connector: Arc<C>) {
-    let in_flight: Arc<Mutex<BTreeSet<TransferId>>> = Arc::default();
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        sweep.tick().await;
-        if !node.replica.is_leader(node.home()) {
-            continue;
-        }
-        for (withdrawal, amount, destination) in open_withdrawals(&node) {
-            {
-                let mut running = in_flight
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if running.len() >= PAYOUTS_IN_FLIGHT_MAX || !running.insert(withdrawal) {
-                    continue;
+/// What the saga supervisor is told.
+pub(crate) enum SagaMsg {
+    /// Look for open withdrawals without a saga actor.
+    Sweep,
+    /// Leadership was lost: every saga stops (the next leader resumes them
+    /// from its log).
+    StopAll,
+}
+
+/// Supervises one actor per open withdrawal on the region leader. A saga
+/// that fails or stops is simply found again by the next sweep: its hold is
+/// still open in the log, and every step is idempotent.
+pub(crate) struct SagaSupervisor<C> {
+    connector: Arc<C>,
+}
+
+impl<C> SagaSupervisor<C> {
+    pub(crate) fn new(connector: Arc<C>) -> Self {
+        Self { connector }
+    }
+}
+
+pub(crate) struct SagaState {
+    node: Arc<NodeHandle>,
+    running: BTreeMap<TransferId, ActorRef<()>>,
+    by_actor: BTreeMap<ActorId, TransferId>,
+}
+
+impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
+    type Msg = SagaMsg;
+    type State = SagaState;
+    type Arguments = Arc<NodeHandle>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SagaMsg>,
+        node: Arc<NodeHandle>,
+    ) -> Result<SagaState, ActorProcessingErr> {
+        myself.send_interval(SWEEP_EVERY, || SagaMsg::Sweep);
+        Ok(SagaState {
+            node,
+            running: BTreeMap::new(),
+            by_actor: BTreeMap::new(),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SagaMsg>,
+        state: &mut SagaState,
+    ) -> Result<(), ActorProcessingErr> {
+        stop_sagas(state);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SagaMsg>,
+        message: SagaMsg,
+        state: &mut SagaState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SagaMsg::StopAll => stop_sagas(state),
+            SagaMsg::Sweep => {
+                if !state.node.replica.is_leader(state.node.home()) {
+                    return Ok(());
+                }
+                for (withdrawal, amount, destination) in open_withdrawals(&state.node) {
+                    if state.running.len() >= PAYOUTS_IN_FLIGHT_MAX {
+                        break;
+                    }
+                    if state.running.contains_key(&withdrawal) {
+                        continue;
+                    }
+                    let saga = WithdrawalSaga {
+                        connector: self.connector.clone(),
+                    };
+                    let args = (state.node.clone(), withdrawal, amount, destination);
+                    match Actor::spawn_linked(None, saga, args, myself.get_cell()).await {
+                        Ok((actor, _)) => {
+                            state.by_actor.insert(actor.get_id(), withdrawal);
+                            state.running.insert(withdrawal, actor);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%withdrawal, %error, "withdrawal saga not started");
+                        }
+                    }
                 }
             }
-            let (node, connector, in_flight) = (node.clone(), connector.clone(), in_flight.clone());
-            tokio::spawn(async move {
-                drive(&node, connector.as_ref(), withdrawal, amount, &destination).await;
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .remove(&withdrawal);
-            });
         }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<SagaMsg>,
+        event: SupervisionEvent,
+        state: &mut SagaState,
+    ) -> Result<(), ActorProcessingErr> {
+        let cell = match &event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                tracing::warn!(%error, "a withdrawal saga failed; the next sweep resumes it");
+                cell
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => cell,
+            _ => return Ok(()),
+        };
+        if let Some(withdrawal) = state.by_actor.remove(&cell.get_id()) {
+            state.running.remove(&withdrawal);
+        }
+        Ok(())
+    }
+}
+
+fn stop_sagas(state: &mut SagaState) {
+    for (_, saga) in std::mem::take(&mut state.running) {
+        saga.stop(Some("leadership lost".into()));
+    }
+    state.by_actor.clear();
+}
+
+/// One withdrawal: pay out, then post or void. It stops when done; if its
+/// step could not be taken, the next sweep starts it again.
+struct WithdrawalSaga<C> {
+    connector: Arc<C>,
+}
+
+impl<C: PayoutConnector> Actor for WithdrawalSaga<C> {
+    type Msg = ();
+    type State = (Arc<NodeHandle>, TransferId, Money, String);
+    type Arguments = (Arc<NodeHandle>, TransferId, Money, String);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_message(())?;
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<()>,
+        _message: (),
+        (node, withdrawal, amount, destination): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        drive(
+            node,
+            self.connector.as_ref(),
+            *withdrawal,
+            *amount,
+            destination,
+        )
+        .await;
+        myself.stop(None);
+        Ok(())
     }
 }
 

@@ -259,6 +259,8 @@ pub enum GrantError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupProgress {
     pub leader: Option<u64>,
+    /// The Raft term this node is in: a change of leader changes it.
+    pub term: u64,
     /// Committed by the group, as far as this node knows.
     pub committed: u64,
     /// The last index this node holds.
@@ -692,6 +694,7 @@ impl ReplicaNode {
             |log_id: Option<openraft::alias::LogIdOf<TypeConfig>>| log_id.map_or(0, |id| id.index);
         Some(GroupProgress {
             leader: metrics.current_leader,
+            term: metrics.current_term,
             committed: index(metrics.cluster_committed),
             last_log: metrics.last_log_index.unwrap_or(0),
             applied: index(metrics.last_applied),

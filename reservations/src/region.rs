@@ -130,6 +130,11 @@ impl RegionState {
     }
 
     /// The highest sequence number of the releases from `from` taken in here.
+    /// The sequence number of this region's last release to `to` (0: none).
+    pub fn last_release_to(&self, to: RegionId) -> u64 {
+        self.released_to.get(&to).copied().unwrap_or(0)
+    }
+
     pub fn granted_from(&self, from: RegionId) -> u64 {
         Book::granted_from(self, from)
     }

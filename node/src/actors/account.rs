@@ -1,0 +1,721 @@
+//! Account actors and the router that spawns them.
+//!
+//! The router splits each request by the account a command takes from
+//! ([`Ledger::debit_of`]): each account's commands go, in order, to its
+//! actor, spawned on first use and retired when idle. A linked chain that
+//! takes from several accounts (or from none the committed state knows) goes
+//! to a coordinator task that parks those accounts' actors, waits until
+//! nothing of theirs is in flight, decides the chain against the committed
+//! state, and resumes them once it is committed.
+
+use super::writer::{self, Submission, WriterMsg};
+use super::{Collector, Gate};
+use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
+use ledger_reservations::{AccountId, Batch, Command, Event, Item, Ledger, Outcome, Scratch};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// Messages waiting for one account actor, at most: past it the account's
+/// commands are refused as busy (retryable) rather than queued without end.
+const ACCOUNT_MAILBOX_MAX: usize = 1_024;
+/// An account actor idle this long is retired.
+const ACCOUNT_IDLE: Duration = Duration::from_secs(5);
+/// How often the router looks for idle actors.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long a coordinator or a retiring actor waits for an account's
+/// events in flight to commit.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a parked actor waits to be resumed.
+const PARK_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Commands of one request for one decider, with their answer slots.
+pub(crate) struct Work {
+    pub items: Vec<Item>,
+    pub slots: Vec<usize>,
+    pub collector: Arc<Collector>,
+}
+
+impl Work {
+    fn fail(&self, failure: &NodeFailure) {
+        self.collector.fill(
+            self.slots
+                .iter()
+                .map(|slot| (*slot, CommandResult::Unavailable(failure.clone()))),
+        );
+    }
+}
+
+fn busy(account: AccountId) -> NodeFailure {
+    NodeFailure {
+        code: "ACCOUNT_BUSY",
+        message: format!(
+            "account {account} has {ACCOUNT_MAILBOX_MAX} requests waiting; retry shortly"
+        ),
+        retryable: true,
+        redirect: String::new(),
+    }
+}
+
+fn retry(message: String) -> NodeFailure {
+    NodeFailure {
+        code: "RETRY",
+        message,
+        retryable: true,
+        redirect: String::new(),
+    }
+}
+
+pub(crate) enum AccountMsg {
+    Decide(Work),
+    /// Stop deciding until `resume` fires (or is dropped); say `parked` once
+    /// nothing of this account is in flight.
+    Park {
+        parked: oneshot::Sender<()>,
+        resume: oneshot::Receiver<()>,
+    },
+    /// The writer did not propose this submission.
+    Dropped(u64),
+    /// Stop once nothing is in flight: the router has forgotten this actor.
+    Retire,
+}
+
+pub(crate) struct AccountActor;
+
+pub(crate) struct AccountArgs {
+    node: Arc<NodeHandle>,
+    gate: Arc<Gate>,
+    writer: ActorRef<WriterMsg>,
+    account: AccountId,
+    /// Fires when the previous actor of this account has stopped: this one
+    /// decides nothing before, so the two never have events in flight at
+    /// once.
+    predecessor: Option<watch::Receiver<()>>,
+    queued: Arc<AtomicUsize>,
+    /// Held until this actor is gone: its drop is what `predecessor` waits for.
+    _gone: watch::Sender<()>,
+}
+
+/// Events handed to the writer and not yet seen committed.
+#[derive(Default)]
+struct InFlight {
+    events: Vec<Event>,
+    /// (submission number, gate epoch, how many events), in order.
+    marks: VecDeque<(u64, u64, usize)>,
+}
+
+impl InFlight {
+    fn clear(&mut self) {
+        self.events.clear();
+        self.marks.clear();
+    }
+
+    /// Forgets submissions of an earlier epoch and, from the front, those
+    /// the committed state already holds (the writer commits them in order).
+    fn prune(&mut self, ledger: &Ledger, epoch: u64) {
+        if self.marks.iter().any(|(_, of, _)| *of != epoch) {
+            self.clear();
+            return;
+        }
+        let home = ledger.home_state();
+        let mut done = 0;
+        let mut events = 0;
+        for (_, _, count) in &self.marks {
+            if !self.events[events..events + count]
+                .iter()
+                .all(|event| home.holds(event))
+            {
+                break;
+            }
+            done += 1;
+            events += count;
+        }
+        self.marks.drain(..done);
+        self.events.drain(..events);
+    }
+
+    fn drop_submission(&mut self, seq: u64) {
+        let mut start = 0;
+        for (index, (of, _, count)) in self.marks.iter().enumerate() {
+            if *of == seq {
+                self.events.drain(start..start + count);
+                self.marks.remove(index);
+                return;
+            }
+            start += count;
+        }
+    }
+
+    fn holds_id(&self, id: ledger_reservations::TransferId) -> bool {
+        self.events.iter().any(|event| match &event.body {
+            ledger_reservations::EventBody::Transfer(transfer) => transfer.id == id,
+            _ => false,
+        })
+    }
+}
+
+pub(crate) struct AccountState {
+    args: AccountArgs,
+    in_flight: InFlight,
+    submissions: u64,
+    scratch: Scratch,
+    batch: Batch,
+}
+
+impl Actor for AccountActor {
+    type Msg = AccountMsg;
+    type State = AccountState;
+    type Arguments = AccountArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<AccountMsg>,
+        args: AccountArgs,
+    ) -> Result<AccountState, ActorProcessingErr> {
+        Ok(AccountState {
+            args,
+            in_flight: InFlight::default(),
+            submissions: 0,
+            scratch: Scratch::default(),
+            batch: Batch::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AccountMsg>,
+        message: AccountMsg,
+        state: &mut AccountState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(mut predecessor) = state.args.predecessor.take() {
+            // Resolves with an error once the sender is gone.
+            while predecessor.changed().await.is_ok() {}
+        }
+        match message {
+            AccountMsg::Decide(work) => {
+                state.args.queued.fetch_sub(1, Ordering::SeqCst);
+                decide(&myself, state, work);
+            }
+            AccountMsg::Park { parked, resume } => {
+                if drain(state).await {
+                    let _ = parked.send(());
+                    let _ = tokio::time::timeout(PARK_DEADLINE, resume).await;
+                }
+            }
+            AccountMsg::Dropped(seq) => state.in_flight.drop_submission(seq),
+            AccountMsg::Retire => {
+                if !drain(state).await {
+                    // What it held may still commit; whoever decides for
+                    // this account next must not count on it either way.
+                    state.args.gate.reset();
+                }
+                myself.stop(Some("idle".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits until nothing of this account is in flight. False past the
+/// deadline.
+async fn drain(state: &mut AccountState) -> bool {
+    let deadline = Instant::now() + DRAIN_DEADLINE;
+    loop {
+        let epoch = state.args.gate.epoch();
+        let in_flight = &mut state.in_flight;
+        state
+            .args
+            .node
+            .replica
+            .ledger()
+            .read(|ledger| in_flight.prune(ledger, epoch));
+        if in_flight.marks.is_empty() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn decide(myself: &ActorRef<AccountMsg>, state: &mut AccountState, work: Work) {
+    let AccountState {
+        args,
+        in_flight,
+        submissions,
+        scratch,
+        batch,
+    } = state;
+    let epoch = args.gate.epoch();
+    let node = &args.node;
+    let account = args.account;
+    let decided = node.replica.ledger().read(|ledger| {
+        in_flight.prune(ledger, epoch);
+        let home = ledger.home_state();
+        if let Err(error) = node.clock().observe(home.last_stamp()) {
+            tracing::warn!(%error, "the region's last stamp is ahead of this node's clock");
+        }
+        let stamp = node.clock().stamp();
+        let base = home.applied().map_or(0, |position| position.index);
+        let decided =
+            ledger.decide_batch_over(&in_flight.events, &work.items, stamp, scratch, batch);
+        // Only this actor takes from this account: a decision that takes
+        // from another (a routing mistake) must not reach the log.
+        let own = batch
+            .events
+            .iter()
+            .all(|event| home.debit_of(event) == Some(account));
+        (base, decided, own)
+    });
+    let (base, decided, own) = decided;
+    if let Err(error) = decided {
+        tracing::warn!(%account, %error, "in-flight events no longer fit; dropped");
+        in_flight.clear();
+        work.fail(&retry(format!("account {account}: {error}; retry")));
+        return;
+    }
+    let mut answers = Vec::with_capacity(work.items.len());
+    let mut slots = Vec::new();
+    for ((outcome, slot), item) in batch.outcomes.iter().zip(&work.slots).zip(&work.items) {
+        match outcome {
+            Err(reject) => answers.push((*slot, CommandResult::Rejected(reject.clone()))),
+            Ok(Outcome::AlreadyApplied) => {
+                let pending = item
+                    .command
+                    .transfer_id()
+                    .is_some_and(|id| in_flight.holds_id(id));
+                answers.push((
+                    *slot,
+                    if pending {
+                        CommandResult::Unavailable(retry(
+                            "the same command is being committed; retry to learn its outcome"
+                                .into(),
+                        ))
+                    } else {
+                        CommandResult::Applied {
+                            fresh: false,
+                            index: 0,
+                        }
+                    },
+                ));
+            }
+            Ok(Outcome::Appended(_)) if !own => answers.push((
+                *slot,
+                CommandResult::Unavailable(retry(format!(
+                    "a command routed to account {account} takes from another; retry"
+                ))),
+            )),
+            Ok(Outcome::Appended(_)) => slots.push(*slot),
+        }
+    }
+    work.collector.fill(answers);
+    if slots.is_empty() || batch.events.is_empty() {
+        return;
+    }
+    *submissions += 1;
+    let seq = *submissions;
+    in_flight.events.extend(batch.events.iter().cloned());
+    in_flight.marks.push_back((seq, epoch, batch.events.len()));
+    let submission = Submission {
+        events: std::mem::take(&mut batch.events),
+        slots,
+        collector: work.collector,
+        epoch,
+        base,
+        from: Some((myself.clone(), seq)),
+        done: None,
+    };
+    if !writer::submit(&args.writer, submission) {
+        in_flight.drop_submission(seq);
+    }
+}
+
+pub(crate) enum RouterMsg {
+    Route {
+        items: Vec<Item>,
+        collector: Arc<Collector>,
+    },
+    Sweep,
+    /// Leadership was lost: every account actor stops.
+    StopAll,
+}
+
+pub(crate) struct Router;
+
+struct Entry {
+    actor: ActorRef<AccountMsg>,
+    queued: Arc<AtomicUsize>,
+    last_used: Instant,
+    gone: watch::Receiver<()>,
+}
+
+pub(crate) struct RouterState {
+    node: Arc<NodeHandle>,
+    gate: Arc<Gate>,
+    writer: ActorRef<WriterMsg>,
+    accounts: FxHashMap<AccountId, Entry>,
+    by_actor: FxHashMap<ActorId, AccountId>,
+    /// Actors told to retire, until they have stopped.
+    retiring: FxHashMap<AccountId, watch::Receiver<()>>,
+}
+
+/// Which decider a unit (a command, or a closed linked chain) goes to.
+enum Route {
+    Account(AccountId),
+    /// Several accounts, or a command about a transfer this region does
+    /// not hold: a coordinator decides it.
+    Coordinated(BTreeSet<AccountId>),
+}
+
+impl Actor for Router {
+    type Msg = RouterMsg;
+    type State = RouterState;
+    type Arguments = (Arc<NodeHandle>, Arc<Gate>, ActorRef<WriterMsg>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        (node, gate, writer): Self::Arguments,
+    ) -> Result<RouterState, ActorProcessingErr> {
+        myself.send_interval(SWEEP_EVERY, || RouterMsg::Sweep);
+        Ok(RouterState {
+            node,
+            gate,
+            writer,
+            accounts: FxHashMap::default(),
+            by_actor: FxHashMap::default(),
+            retiring: FxHashMap::default(),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        stop_all(state);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RouterMsg>,
+        message: RouterMsg,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RouterMsg::Route { items, collector } => {
+                route(&myself, state, items, collector).await;
+            }
+            RouterMsg::Sweep => {
+                let now = Instant::now();
+                let idle: Vec<AccountId> = state
+                    .accounts
+                    .iter()
+                    .filter(|(_, entry)| now - entry.last_used > ACCOUNT_IDLE)
+                    .map(|(account, _)| *account)
+                    .collect();
+                for account in idle {
+                    if let Some(entry) = state.accounts.remove(&account) {
+                        let _ = entry.actor.send_message(AccountMsg::Retire);
+                        state.retiring.insert(account, entry.gone);
+                    }
+                }
+                state.retiring.retain(|_, gone| gone.has_changed().is_ok());
+            }
+            RouterMsg::StopAll => stop_all(state),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<RouterMsg>,
+        event: SupervisionEvent,
+        state: &mut RouterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                // Its events in flight may or may not commit: nothing
+                // decided from now on counts on either.
+                state.gate.reset();
+                if let Some(account) = state.by_actor.remove(&cell.get_id()) {
+                    tracing::error!(%account, %error, "account actor failed");
+                    if state
+                        .accounts
+                        .get(&account)
+                        .is_some_and(|entry| entry.actor.get_id() == cell.get_id())
+                    {
+                        state.accounts.remove(&account);
+                    }
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(account) = state.by_actor.remove(&cell.get_id())
+                    && state
+                        .accounts
+                        .get(&account)
+                        .is_some_and(|entry| entry.actor.get_id() == cell.get_id())
+                {
+                    state.accounts.remove(&account);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn stop_all(state: &mut RouterState) {
+    for (_, entry) in state.accounts.drain() {
+        entry.actor.stop(Some("leadership lost".into()));
+    }
+    state.retiring.clear();
+    state.gate.reset();
+}
+
+/// The actor of `account`, spawned if it has none.
+async fn actor_of(
+    myself: &ActorRef<RouterMsg>,
+    state: &mut RouterState,
+    account: AccountId,
+) -> Result<(ActorRef<AccountMsg>, Arc<AtomicUsize>), NodeFailure> {
+    if let Some(entry) = state.accounts.get_mut(&account) {
+        entry.last_used = Instant::now();
+        return Ok((entry.actor.clone(), entry.queued.clone()));
+    }
+    let (gone, watched) = watch::channel(());
+    let queued = Arc::new(AtomicUsize::new(0));
+    let args = AccountArgs {
+        node: state.node.clone(),
+        gate: state.gate.clone(),
+        writer: state.writer.clone(),
+        account,
+        predecessor: state.retiring.remove(&account),
+        queued: queued.clone(),
+        _gone: gone,
+    };
+    let (actor, _) = Actor::spawn_linked(None, AccountActor, args, myself.get_cell())
+        .await
+        .map_err(|error| retry(format!("account {account}: actor not started: {error}")))?;
+    state.by_actor.insert(actor.get_id(), account);
+    state.accounts.insert(
+        account,
+        Entry {
+            actor: actor.clone(),
+            queued: queued.clone(),
+            last_used: Instant::now(),
+            gone: watched,
+        },
+    );
+    Ok((actor, queued))
+}
+
+async fn route(
+    myself: &ActorRef<RouterMsg>,
+    state: &mut RouterState,
+    items: Vec<Item>,
+    collector: Arc<Collector>,
+) {
+    let node = state.node.clone();
+    if !node.replica.is_leader(node.home()) {
+        let failure = node.not_leader().await;
+        collector
+            .fill((0..items.len()).map(|slot| (slot, CommandResult::Unavailable(failure.clone()))));
+        return;
+    }
+    // Units: a command, or a linked chain (closed: the caller cut off an
+    // open tail), with the slot of its first command.
+    let mut units: Vec<(usize, usize, Route)> = Vec::new();
+    node.replica.ledger().read(|ledger| {
+        let mut start = 0;
+        while start < items.len() {
+            let end = items[start..]
+                .iter()
+                .position(|item| !item.linked)
+                .map_or(items.len() - 1, |offset| start + offset);
+            let keys: Vec<Option<AccountId>> = items[start..=end]
+                .iter()
+                .map(|item| ledger.debit_of(&item.command))
+                .collect();
+            let known: BTreeSet<AccountId> = keys.iter().flatten().copied().collect();
+            // A release is numbered in its destination's sequence, which
+            // no account actor owns: a coordinator decides it.
+            let releases = items[start..=end]
+                .iter()
+                .any(|item| matches!(item.command, Command::Release { .. }));
+            let single = keys.iter().all(Option::is_some) && !releases;
+            let route = match known.first() {
+                Some(account) if single && known.len() == 1 => Route::Account(*account),
+                _ => Route::Coordinated(known),
+            };
+            units.push((start, end, route));
+            start = end + 1;
+        }
+    });
+    let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();
+    let mut take = |start: usize, end: usize| -> (Vec<Item>, Vec<usize>) {
+        (
+            (start..=end)
+                .filter_map(|slot| items[slot].take())
+                .collect(),
+            (start..=end).collect(),
+        )
+    };
+    let mut per_account: BTreeMap<AccountId, (Vec<Item>, Vec<usize>)> = BTreeMap::new();
+    let mut coordinated = Vec::new();
+    for (start, end, route) in units {
+        let (unit, slots) = take(start, end);
+        match route {
+            Route::Account(account) => {
+                let work = per_account.entry(account).or_default();
+                work.0.extend(unit);
+                work.1.extend(slots);
+            }
+            Route::Coordinated(accounts) => coordinated.push((accounts, unit, slots)),
+        }
+    }
+    for (account, (items, slots)) in per_account {
+        let work = Work {
+            items,
+            slots,
+            collector: collector.clone(),
+        };
+        let (actor, queued) = match actor_of(myself, state, account).await {
+            Ok(found) => found,
+            Err(failure) => {
+                work.fail(&failure);
+                continue;
+            }
+        };
+        if queued.fetch_add(1, Ordering::SeqCst) >= ACCOUNT_MAILBOX_MAX {
+            queued.fetch_sub(1, Ordering::SeqCst);
+            work.fail(&busy(account));
+            continue;
+        }
+        if let Err(ractor::MessagingErr::SendErr(AccountMsg::Decide(work))) =
+            actor.send_message(AccountMsg::Decide(work))
+        {
+            work.fail(&retry(format!("account {account}: actor stopping; retry")));
+        }
+    }
+    for (accounts, items, slots) in coordinated {
+        let mut actors = Vec::with_capacity(accounts.len());
+        let work = Work {
+            items,
+            slots,
+            collector: collector.clone(),
+        };
+        let mut failed = None;
+        for account in accounts {
+            match actor_of(myself, state, account).await {
+                Ok((actor, _)) => actors.push((account, actor)),
+                Err(failure) => failed = Some(failure),
+            }
+        }
+        if let Some(failure) = failed {
+            work.fail(&failure);
+            continue;
+        }
+        tokio::spawn(coordinate(
+            state.node.clone(),
+            state.gate.clone(),
+            state.writer.clone(),
+            actors,
+            work,
+        ));
+    }
+}
+
+/// Decides a unit that takes from several accounts: parks their actors (in
+/// account order, so two coordinators never wait on each other), decides it
+/// against the committed state, and resumes them once it is committed.
+pub(crate) async fn coordinate(
+    node: Arc<NodeHandle>,
+    gate: Arc<Gate>,
+    writer: ActorRef<WriterMsg>,
+    actors: Vec<(AccountId, ActorRef<AccountMsg>)>,
+    work: Work,
+) {
+    let mut resumes = Vec::with_capacity(actors.len());
+    for (account, actor) in &actors {
+        let (parked_tx, parked) = oneshot::channel();
+        let (resume, resume_rx) = oneshot::channel();
+        resumes.push(resume);
+        let sent = actor.send_message(AccountMsg::Park {
+            parked: parked_tx,
+            resume: resume_rx,
+        });
+        let parked = sent.is_ok()
+            && matches!(
+                tokio::time::timeout(DRAIN_DEADLINE + Duration::from_secs(1), parked).await,
+                Ok(Ok(()))
+            );
+        if !parked {
+            work.fail(&retry(format!(
+                "account {account} is busy with earlier transfers; retry"
+            )));
+            return;
+        }
+    }
+    let parked: BTreeSet<AccountId> = actors.iter().map(|(account, _)| *account).collect();
+    let epoch = gate.epoch();
+    let mut batch = Batch::default();
+    let (base, own) = node.replica.ledger().read(|ledger| {
+        let home = ledger.home_state();
+        if let Err(error) = node.clock().observe(home.last_stamp()) {
+            tracing::warn!(%error, "the region's last stamp is ahead of this node's clock");
+        }
+        let stamp = node.clock().stamp();
+        ledger.decide_batch_into(&work.items, stamp, &mut Scratch::default(), &mut batch);
+        let own = batch.events.iter().all(|event| {
+            home.debit_of(event)
+                .is_some_and(|account| parked.contains(&account))
+        });
+        (home.applied().map_or(0, |position| position.index), own)
+    });
+    let mut answers = Vec::new();
+    let mut slots = Vec::new();
+    for (outcome, slot) in batch.outcomes.iter().zip(&work.slots) {
+        match outcome {
+            Err(reject) => answers.push((*slot, CommandResult::Rejected(reject.clone()))),
+            Ok(Outcome::AlreadyApplied) => answers.push((
+                *slot,
+                CommandResult::Applied {
+                    fresh: false,
+                    index: 0,
+                },
+            )),
+            Ok(Outcome::Appended(_)) if !own => answers.push((
+                *slot,
+                CommandResult::Unavailable(retry(
+                    "the accounts of the chain changed while it was decided; retry".into(),
+                )),
+            )),
+            Ok(Outcome::Appended(_)) => slots.push(*slot),
+        }
+    }
+    work.collector.fill(answers);
+    if !slots.is_empty() && !batch.events.is_empty() {
+        let (done, committed) = oneshot::channel();
+        let submission = Submission {
+            events: batch.events,
+            slots,
+            collector: work.collector.clone(),
+            epoch,
+            base,
+            from: None,
+            done: Some(done),
+        };
+        // Whatever the outcome, the actors may go on: a failed entry resets
+        // the gate.
+        writer::submit(&writer, submission);
+        drop(committed.await);
+    }
+    drop(resumes);
+}

@@ -1,0 +1,191 @@
+//! The actors of a region's leader (DESIGN section 6), on ractor:
+//!
+//! ```text
+//! NodeSupervisor ── Writer          the only proposer of the region's log
+//!                ├─ Router ── AccountActor (one per active account)
+//!                └─ SagaSupervisor ── WithdrawalSaga (one per open withdrawal)
+//! ```
+//!
+//! An account actor decides the commands that take from its account's pool
+//! against the committed state plus its own events in flight, and hands the
+//! events to the writer; it never waits for a commit, so one account has
+//! many transfers in flight. The writer gathers what every actor hands it
+//! while the previous entry commits, stamps it, and proposes it as one entry.
+//! What spans several accounts (a linked chain over two payers, a release)
+//! is decided by a coordinator that first parks the accounts' actors.
+//!
+//! Safety rests on one rule: only an account's actor (or a coordinator that
+//! parked it) takes from its pool, and the writer accepts a decision only if
+//! it was made against a state that holds everything committed before the
+//! current [`Gate`] opened (after a failed proposal, a crashed actor or a
+//! change of leader).
+
+mod account;
+mod supervisor;
+mod writer;
+
+pub(crate) use account::RouterMsg;
+pub(crate) use supervisor::{Actors, start};
+
+use crate::runtime::CommandResult;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+/// The answers of one request, filled in by whichever actors decide and
+/// commit its commands. Dropping it unanswered drops the reply, which the
+/// caller reads as "the node is stopping".
+pub(crate) struct Collector {
+    inner: Mutex<Filling>,
+}
+
+struct Filling {
+    results: Vec<Option<CommandResult>>,
+    missing: usize,
+    reply: Option<oneshot::Sender<Vec<CommandResult>>>,
+    /// The request's share of the node's bound on commands in flight.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Collector {
+    pub(crate) fn new(
+        count: usize,
+        reply: oneshot::Sender<Vec<CommandResult>>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Arc<Self> {
+        let collector = Arc::new(Self {
+            inner: Mutex::new(Filling {
+                results: vec![None; count],
+                missing: count,
+                reply: Some(reply),
+                _permit: permit,
+            }),
+        });
+        collector.fill(std::iter::empty());
+        collector
+    }
+
+    /// Records answers by slot; the last one sends them all. A slot
+    /// answered twice keeps its first answer.
+    pub(crate) fn fill(&self, answers: impl IntoIterator<Item = (usize, CommandResult)>) {
+        let mut filling = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (slot, result) in answers {
+            if let Some(place @ None) = filling.results.get_mut(slot) {
+                *place = Some(result);
+                filling.missing -= 1;
+            }
+        }
+        if filling.missing == 0
+            && let Some(reply) = filling.reply.take()
+        {
+            let results = std::mem::take(&mut filling.results)
+                .into_iter()
+                .flatten()
+                .collect();
+            let _ = reply.send(results);
+        }
+    }
+}
+
+/// When decisions may go into the log.
+///
+/// A decision records the gate's epoch and the index of the region's log
+/// its state held. The writer takes it only if the epoch is current and the
+/// index is at or past the fence: the applied index after the writer's read
+/// barrier that followed the last reset. [`Gate::reset`] (a failed proposal,
+/// a crashed actor, a change of leader) bumps the epoch, so actors drop what
+/// they hold in flight, and closes the fence until the writer has a state
+/// that holds every earlier entry that will ever commit.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    epoch: AtomicU64,
+    fence: AtomicU64,
+}
+
+const CLOSED: u64 = u64::MAX;
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            epoch: AtomicU64::new(1),
+            fence: AtomicU64::new(CLOSED),
+        }
+    }
+}
+
+impl Gate {
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Everything decided before now must be decided again.
+    pub(crate) fn reset(&self) {
+        self.fence.store(CLOSED, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.fence.load(Ordering::SeqCst) == CLOSED
+    }
+
+    /// Opens the gate at `applied`, read after a barrier.
+    fn open_at(&self, applied: u64) {
+        self.fence.store(applied, Ordering::SeqCst);
+    }
+
+    fn admits(&self, epoch: u64, base: u64) -> bool {
+        epoch == self.epoch() && base >= self.fence.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::CommandResult;
+
+    fn applied(index: u64) -> CommandResult {
+        CommandResult::Applied { fresh: true, index }
+    }
+
+    #[test]
+    fn a_collector_answers_once_every_slot_is_filled() {
+        let (reply, mut answer) = oneshot::channel();
+        let collector = Collector::new(3, reply, None);
+        collector.fill([(2, applied(7)), (0, applied(5))]);
+        assert!(answer.try_recv().is_err(), "slot 1 is still open");
+        collector.fill([(0, applied(99)), (1, applied(6))]);
+        assert_eq!(
+            answer.try_recv().expect("answered"),
+            vec![applied(5), applied(6), applied(7)],
+            "the first answer of a slot stands"
+        );
+    }
+
+    #[test]
+    fn an_empty_request_is_answered_at_once_and_a_dropped_one_fails() {
+        let (reply, mut answer) = oneshot::channel();
+        let _collector = Collector::new(0, reply, None);
+        assert_eq!(answer.try_recv().expect("answered"), vec![]);
+        let (reply, answer) = oneshot::channel::<Vec<CommandResult>>();
+        drop(Collector::new(1, reply, None));
+        assert!(answer.blocking_recv().is_err());
+    }
+
+    #[test]
+    fn the_gate_admits_current_decisions_past_the_fence() {
+        let gate = Gate::default();
+        assert!(!gate.admits(gate.epoch(), 10), "closed until a barrier");
+        gate.open_at(10);
+        assert!(gate.admits(gate.epoch(), 10));
+        assert!(!gate.admits(gate.epoch(), 9), "made before the fence");
+        let before = gate.epoch();
+        gate.reset();
+        assert!(gate.is_closed());
+        gate.open_at(12);
+        assert!(!gate.admits(before, 20), "made in an earlier epoch");
+        assert!(gate.admits(gate.epoch(), 12));
+    }
+}

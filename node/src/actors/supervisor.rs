@@ -1,0 +1,278 @@
+//! The root of a node's actors: it starts the writer, the router and the
+//! saga supervisor, restarts them all when one fails (they share the gate),
+//! watches leadership, and sweeps expired holds while the node leads.
+
+use super::account::{Router, RouterMsg};
+use super::writer::{Writer, WriterMsg};
+use super::{Collector, Gate};
+use crate::runtime::{CommandResult, NodeHandle};
+use crate::saga::{PayoutConnector, SagaMsg, SagaSupervisor};
+use ledger_reservations::{Command, Item};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How often the supervisor looks at leadership.
+const TICK: Duration = Duration::from_millis(100);
+/// Ticks between two sweeps for expired holds.
+const EXPIRY_EVERY_TICKS: u64 = 2;
+/// Pending transfers expired in one sweep, at most.
+const EXPIRIES_PER_SWEEP_MAX: usize = 1_000;
+
+/// The running actors of a node.
+pub(crate) struct Actors {
+    supervisor: ActorRef<SupervisorMsg>,
+    join: JoinHandle<()>,
+}
+
+impl Actors {
+    pub(crate) async fn stop(self) {
+        self.supervisor.stop(Some("node stopping".into()));
+        let _ = self.join.await;
+    }
+}
+
+pub(crate) async fn start<C: PayoutConnector>(
+    node: Arc<NodeHandle>,
+    connector: Arc<C>,
+) -> anyhow::Result<Actors> {
+    let (supervisor, join) = Actor::spawn(
+        None,
+        NodeSupervisor {
+            connector: connector.clone(),
+        },
+        node,
+    )
+    .await?;
+    Ok(Actors { supervisor, join })
+}
+
+pub(crate) enum SupervisorMsg {
+    Tick,
+}
+
+struct NodeSupervisor<C> {
+    connector: Arc<C>,
+}
+
+struct Children {
+    writer: ActorRef<WriterMsg>,
+    router: ActorRef<RouterMsg>,
+    sagas: ActorRef<SagaMsg>,
+}
+
+pub(crate) struct SupervisorState {
+    node: Arc<NodeHandle>,
+    gate: Arc<Gate>,
+    children: Option<Children>,
+    leading: bool,
+    expiring: Arc<AtomicBool>,
+    ticks: u64,
+}
+
+impl<C: PayoutConnector> NodeSupervisor<C> {
+    async fn spawn_children(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let cell = myself.get_cell();
+        let (writer, _) = Actor::spawn_linked(
+            None,
+            Writer,
+            (state.node.clone(), state.gate.clone()),
+            cell.clone(),
+        )
+        .await?;
+        let (router, _) = Actor::spawn_linked(
+            None,
+            Router,
+            (state.node.clone(), state.gate.clone(), writer.clone()),
+            cell.clone(),
+        )
+        .await?;
+        let (sagas, _) = Actor::spawn_linked(
+            None,
+            SagaSupervisor::new(self.connector.clone()),
+            state.node.clone(),
+            cell,
+        )
+        .await?;
+        state.node.set_router(Some(router.clone()));
+        state.children = Some(Children {
+            writer,
+            router,
+            sagas,
+        });
+        Ok(())
+    }
+}
+
+async fn stop_children(state: &mut SupervisorState) {
+    state.node.set_router(None);
+    if let Some(children) = state.children.take() {
+        let wait = Some(Duration::from_secs(5));
+        let _ = children
+            .router
+            .stop_and_wait(Some("restart".into()), wait)
+            .await;
+        let _ = children
+            .sagas
+            .stop_and_wait(Some("restart".into()), wait)
+            .await;
+        let _ = children
+            .writer
+            .stop_and_wait(Some("restart".into()), wait)
+            .await;
+    }
+    state.gate.reset();
+}
+
+impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<NodeHandle>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        node: Arc<NodeHandle>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        let mut state = SupervisorState {
+            node,
+            gate: Arc::new(Gate::default()),
+            children: None,
+            leading: false,
+            expiring: Arc::new(AtomicBool::new(false)),
+            ticks: 0,
+        };
+        self.spawn_children(&myself, &mut state).await?;
+        myself.send_interval(TICK, || SupervisorMsg::Tick);
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        stop_children(state).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        message: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Tick => {
+                state.ticks += 1;
+                let leading = state.node.replica.is_leader(state.node.home());
+                if leading != state.leading {
+                    // Whatever was decided under the other role is void.
+                    state.gate.reset();
+                    if !leading && let Some(children) = &state.children {
+                        let _ = children.router.send_message(RouterMsg::StopAll);
+                        let _ = children.sagas.send_message(SagaMsg::StopAll);
+                    }
+                    tracing::info!(leading, "leadership of the region changed");
+                    state.leading = leading;
+                }
+                if leading && state.ticks.is_multiple_of(EXPIRY_EVERY_TICKS) {
+                    expire_due(state);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let cell = match &event {
+            SupervisionEvent::ActorFailed(cell, _)
+            | SupervisionEvent::ActorTerminated(cell, _, _) => cell,
+            _ => return Ok(()),
+        };
+        // Children stopped by an earlier restart report here too: only the
+        // current ones count.
+        let stopped = state.children.as_ref().is_some_and(|children| {
+            [
+                children.writer.get_id(),
+                children.router.get_id(),
+                children.sagas.get_id(),
+            ]
+            .contains(&cell.get_id())
+        });
+        if stopped {
+            match &event {
+                SupervisionEvent::ActorFailed(_, error) => {
+                    tracing::error!(actor = %cell.get_id(), %error, "a node actor failed; restarting all");
+                }
+                _ => tracing::warn!(actor = %cell.get_id(), "a node actor stopped; restarting all"),
+            }
+        }
+        if stopped {
+            // One for all: the writer, the router and the sagas share the
+            // gate and hold references to each other.
+            stop_children(state).await;
+            self.spawn_children(&myself, state).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Routes the expiry of every due hold to the actor of its account (the
+/// one that would post or void it), one sweep at a time.
+fn expire_due(state: &SupervisorState) {
+    let Some(children) = &state.children else {
+        return;
+    };
+    if state.expiring.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let node = &state.node;
+    let now = node.clock().stamp().physical_ns();
+    let due = node.replica.ledger().read(|ledger| {
+        ledger
+            .home_state()
+            .due_pendings(now, EXPIRIES_PER_SWEEP_MAX)
+    });
+    if due.is_empty() {
+        state.expiring.store(false, Ordering::SeqCst);
+        return;
+    }
+    let items: Vec<Item> = due
+        .into_iter()
+        .map(|pending_id| Item::single(Command::ExpirePending { pending_id }))
+        .collect();
+    let (reply, answer) = oneshot::channel();
+    let collector = Collector::new(items.len(), reply, None);
+    let expiring = state.expiring.clone();
+    if children
+        .router
+        .send_message(RouterMsg::Route { items, collector })
+        .is_err()
+    {
+        expiring.store(false, Ordering::SeqCst);
+        return;
+    }
+    tokio::spawn(async move {
+        if let Ok(results) = answer.await {
+            let expired = results
+                .iter()
+                .filter(|result| matches!(result, CommandResult::Applied { fresh: true, .. }))
+                .count();
+            tracing::info!(expired, "pending transfers expired");
+        }
+        expiring.store(false, Ordering::SeqCst);
+    });
+}
