@@ -9,7 +9,7 @@ use crate::money::{BALANCE_UNITS_MAX, CurrencyCode};
 use ledger_hlc::Stamp;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One account's reservation pool in one region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +68,18 @@ impl PendingState {
             PendingState::Expired => "expired",
         }
     }
+}
+
+/// A cross-region pull this region asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pull {
+    pub account: AccountId,
+    pub currency: CurrencyCode,
+    pub kind: AccountKind,
+    pub units: u128,
+    /// The region asked to release.
+    pub from: RegionId,
+    pub stamp: Stamp,
 }
 
 /// A transfer as a region keeps it.
@@ -136,6 +148,10 @@ pub(crate) trait Book {
     /// The highest sequence number granted from `from` (0: none yet).
     fn granted_from(&self, from: RegionId) -> u64;
     fn last_stamp(&self) -> Stamp;
+    /// A pull this region asked for.
+    fn pull(&self, id: TransferId) -> Option<&Pull>;
+    /// Whether this region answered `asker`'s pull `id`.
+    fn answered(&self, asker: RegionId, id: TransferId) -> bool;
 
     /// The pool, created empty if the account has none here yet.
     fn pool_mut(
@@ -149,6 +165,8 @@ pub(crate) trait Book {
     fn set_released_to(&mut self, to: RegionId, seq: u64);
     fn set_granted_from(&mut self, from: RegionId, seq: u64);
     fn set_last_stamp(&mut self, stamp: Stamp);
+    fn put_pull(&mut self, id: TransferId, pull: Pull);
+    fn set_answered(&mut self, asker: RegionId, id: TransferId);
 
     /// The available amount of the account here (0 when it has no pool).
     fn available(&self, account: AccountId) -> i128 {
@@ -200,7 +218,7 @@ pub(crate) fn replay_event<B: Book>(book: &mut B, event: &Event) -> Result<(), A
                 return Err(stale("its debit exceeds what the account has available"));
             }
         }
-        EventBody::PendingExpired { .. } => {}
+        EventBody::PendingExpired { .. } | EventBody::PullRequested { .. } => {}
         EventBody::Released { .. } | EventBody::Granted { .. } => {
             return Err(stale("releases and grants are never held in flight"));
         }
@@ -223,14 +241,48 @@ fn apply_body<B: Book>(book: &mut B, event: &Event) -> Result<(), ApplyError> {
             let pending = open_pending(book, *pending_id)?;
             release_hold(book, &pending, 0, PendingState::Expired);
         }
-        EventBody::Released { release, to, seq } => {
+        EventBody::Released {
+            release,
+            to,
+            seq,
+            pull,
+        } => {
             let expected = book.released_to(*to) + 1;
             check_sequence(region, "release", *seq, expected)?;
+            if let Some(pull) = pull {
+                if book.answered(*to, *pull) {
+                    return Err(ApplyError::DuplicateTransfer { region, id: *pull });
+                }
+                book.set_answered(*to, *pull);
+            }
             check_currency(book, release.account, release.currency)?;
             let pool = book.pool_mut(release.account, release.currency, release.kind);
             pool.available -= signed(release.units);
             pool.assert_valid(release.account);
             book.set_released_to(*to, *seq);
+        }
+        EventBody::PullRequested {
+            id,
+            account,
+            currency,
+            kind,
+            units,
+            from,
+        } => {
+            if book.pull(*id).is_some() {
+                return Err(ApplyError::DuplicateTransfer { region, id: *id });
+            }
+            book.put_pull(
+                *id,
+                Pull {
+                    account: *account,
+                    currency: *currency,
+                    kind: *kind,
+                    units: *units,
+                    from: *from,
+                    stamp: event.stamp,
+                },
+            );
         }
         EventBody::Granted { release, from, seq } => {
             let expected = book.granted_from(*from) + 1;
@@ -429,6 +481,8 @@ impl<'a, B: Book> Overlay<'a, B> {
         self.changes.pools.extend(inner.pools.drain());
         self.changes.transfers.extend(inner.transfers.drain());
         self.changes.released_to.append(&mut inner.released_to);
+        self.changes.pulls.extend(inner.pulls.drain());
+        self.changes.answered.append(&mut inner.answered);
         self.changes.granted_from.append(&mut inner.granted_from);
         self.changes.last_stamp = self.changes.last_stamp.max(inner.last_stamp);
     }
@@ -441,11 +495,15 @@ pub(crate) struct Changes {
     transfers: FxHashMap<TransferId, TransferRecord>,
     released_to: BTreeMap<RegionId, u64>,
     granted_from: BTreeMap<RegionId, u64>,
+    pulls: FxHashMap<TransferId, Pull>,
+    answered: BTreeSet<(RegionId, TransferId)>,
     last_stamp: Stamp,
 }
 
 impl Changes {
     fn clear(&mut self) {
+        self.pulls.clear();
+        self.answered.clear();
         self.pools.clear();
         self.transfers.clear();
         self.released_to.clear();
@@ -491,6 +549,22 @@ impl<B: Book> Book for Overlay<'_, B> {
 
     fn last_stamp(&self) -> Stamp {
         self.changes.last_stamp
+    }
+
+    fn pull(&self, id: TransferId) -> Option<&Pull> {
+        self.changes.pulls.get(&id).or_else(|| self.base.pull(id))
+    }
+
+    fn answered(&self, asker: RegionId, id: TransferId) -> bool {
+        self.changes.answered.contains(&(asker, id)) || self.base.answered(asker, id)
+    }
+
+    fn put_pull(&mut self, id: TransferId, pull: Pull) {
+        self.changes.pulls.insert(id, pull);
+    }
+
+    fn set_answered(&mut self, asker: RegionId, id: TransferId) {
+        self.changes.answered.insert((asker, id));
     }
 
     fn pool_mut(

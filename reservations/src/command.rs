@@ -73,6 +73,17 @@ pub enum Command {
     /// Takes in a release seen in another region's log: the `seq`-th release
     /// from `from` to this region.
     Grant { from: RegionId, seq: u64 },
+    /// Ask region `from` to release `amount` of the account's reservation
+    /// to this region (the first step of a cross-region pull).
+    RequestPull {
+        id: TransferId,
+        account: AccountId,
+        amount: Decimal,
+        from: RegionId,
+    },
+    /// Answer region `asker`'s pull with a release of as much as this
+    /// region has available, up to what it asked.
+    AnswerPull { asker: RegionId, pull: TransferId },
 }
 
 impl Command {
@@ -85,7 +96,11 @@ impl Command {
             Command::PostPending { id, .. }
             | Command::VoidPending { id, .. }
             | Command::Refund { id, .. } => Some(*id),
-            Command::ExpirePending { .. } | Command::Release { .. } | Command::Grant { .. } => None,
+            Command::ExpirePending { .. }
+            | Command::Release { .. }
+            | Command::Grant { .. }
+            | Command::RequestPull { .. }
+            | Command::AnswerPull { .. } => None,
         }
     }
 }

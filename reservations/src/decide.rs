@@ -85,6 +85,13 @@ pub(crate) fn decide<B: Book>(
             to,
         } => decider.release(*account, *amount, *to)?,
         Command::Grant { from, seq } => decider.grant(*from, *seq)?,
+        Command::RequestPull {
+            id,
+            account,
+            amount,
+            from,
+        } => decider.request_pull(*id, *account, *amount, *from)?,
+        Command::AnswerPull { asker, pull } => decider.answer_pull(*asker, *pull)?,
     };
     Ok(match body {
         Some(body) => Decision::Append(Event { stamp, body }),
@@ -309,6 +316,75 @@ impl<'a, B: Book> Decider<'a, B> {
             },
             to,
             seq: self.book.released_to(to) + 1,
+            pull: None,
+        }))
+    }
+
+    fn request_pull(
+        &self,
+        id: TransferId,
+        account: AccountId,
+        amount: Decimal,
+        from: RegionId,
+    ) -> Decided {
+        self.other_region(from)?;
+        let account = self.active_account(account)?;
+        if !account.kind.is_bounded() {
+            return Err(Reject::PoolNotApplicable(account.id));
+        }
+        let units = account
+            .currency
+            .units(amount)
+            .map_err(Reject::InvalidAmount)?;
+        if let Some(pull) = self.book.pull(id) {
+            let same = pull.account == account.id && pull.units == units && pull.from == from;
+            return if same {
+                Ok(None)
+            } else {
+                Err(Reject::IdempotencyConflict(id))
+            };
+        }
+        Ok(Some(EventBody::PullRequested {
+            id,
+            account: account.id,
+            currency: account.currency.code,
+            kind: account.kind,
+            units,
+            from,
+        }))
+    }
+
+    /// Releases to `asker` as much as this region has of what it asked, at
+    /// most once per pull; refused while this region has nothing to give.
+    fn answer_pull(&self, asker: RegionId, pull_id: TransferId) -> Decided {
+        self.other_region(asker)?;
+        if self.book.answered(asker, pull_id) {
+            return Ok(None);
+        }
+        let pull = self
+            .ledger
+            .region(asker)
+            .and_then(|region| region.pull(pull_id))
+            .ok_or(Reject::TransferNotFound(pull_id))?;
+        if pull.from != self.book.region() {
+            return Err(Reject::NotOrigin { origin: pull.from });
+        }
+        let account = self.account(pull.account)?;
+        let available = u128::try_from(self.book.available(account.id)).unwrap_or(0);
+        let units = pull.units.min(available);
+        if units == 0 {
+            self.check_funds(account, account.currency, pull.units)?;
+        }
+        Ok(Some(EventBody::Released {
+            release: Release {
+                account: account.id,
+                currency: account.currency.code,
+                kind: account.kind,
+                units,
+            },
+            to: asker,
+            seq: self.book.released_to(asker) + 1,
+            pull: Some(pull_id),
         }))
     }
 

@@ -65,6 +65,19 @@ pub enum EventBody {
         release: Release,
         to: RegionId,
         seq: u64,
+        /// The pull of region `to` this release answers, if any.
+        pull: Option<TransferId>,
+    },
+    /// This region asks region `from` to release `units` of the account's
+    /// reservation to it (a cross-region pull). `from` answers with a
+    /// `Released` naming the pull, at most once.
+    PullRequested {
+        id: TransferId,
+        account: AccountId,
+        currency: CurrencyCode,
+        kind: AccountKind,
+        units: u128,
+        from: RegionId,
     },
     /// The `seq`-th release of region `from` to this region was taken in.
     Granted {

@@ -269,7 +269,11 @@ impl Ledger {
             | Command::ExpirePending { pending_id } => record(*pending_id).map(|t| t.debit),
             Command::Refund { payment_id, .. } => record(*payment_id).map(|t| t.credit),
             Command::Release { account, .. } => Some(*account),
-            Command::Grant { .. } => None,
+            Command::AnswerPull { asker, pull } => self
+                .region(*asker)
+                .and_then(|region| region.pull(*pull))
+                .map(|pull| pull.account),
+            Command::Grant { .. } | Command::RequestPull { .. } => None,
         }
     }
 

@@ -30,7 +30,7 @@ pub use account::{
     Account, AccountKind, AccountStatus, METADATA_ENTRIES_MAX, METADATA_KEY_BYTES_MAX,
     METADATA_VALUE_BYTES_MAX, Metadata, NewAccount, OWNER_BYTES_MAX, REFERENCE_BYTES_MAX,
 };
-pub use book::{ApplyError, Flow, PendingState, Pool, TransferRecord};
+pub use book::{ApplyError, Flow, PendingState, Pool, Pull, TransferRecord};
 pub use command::{Command, ControlCommand, Item, PENDING_TIMEOUT_MS_MAX, TransferRequest};
 pub use control::Control;
 pub use event::{

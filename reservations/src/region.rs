@@ -2,7 +2,7 @@
 
 use crate::account::AccountKind;
 use crate::book::{
-    ApplyError, Book, Flow, PendingState, Pool, ReleaseLog, TransferRecord, apply_event,
+    ApplyError, Book, Flow, PendingState, Pool, Pull, ReleaseLog, TransferRecord, apply_event,
 };
 use crate::event::{Event, EventBody, Release, TransferKind};
 use crate::ids::{AccountId, Position, RegionId, TransferId};
@@ -32,6 +32,9 @@ pub struct RegionState {
     /// Releases of other regions this region took in, by (source, sequence).
     grants: ReleaseLog,
     flows: FxHashMap<AccountId, Flow>,
+    /// Pulls this region asked for, and the pulls of others it answered.
+    pulls: BTreeMap<TransferId, Pull>,
+    answered: BTreeSet<(RegionId, TransferId)>,
 }
 
 impl RegionState {
@@ -49,6 +52,8 @@ impl RegionState {
             releases: BTreeMap::new(),
             grants: BTreeMap::new(),
             flows: FxHashMap::default(),
+            pulls: BTreeMap::new(),
+            answered: BTreeSet::new(),
         }
     }
 
@@ -92,6 +97,7 @@ impl RegionState {
             EventBody::PendingExpired { pending_id } => self
                 .transfer(*pending_id)
                 .is_some_and(|record| !matches!(record.pending, Some(PendingState::Open { .. }))),
+            EventBody::PullRequested { id, .. } => self.pulls.contains_key(id),
             EventBody::Released { .. } | EventBody::Granted { .. } => false,
         }
     }
@@ -106,8 +112,23 @@ impl RegionState {
                 .transfer(*pending_id)
                 .map(|record| record.transfer.debit),
             EventBody::Released { release, .. } => Some(release.account),
-            EventBody::Granted { .. } => None,
+            EventBody::Granted { .. } | EventBody::PullRequested { .. } => None,
         }
+    }
+
+    /// A pull this region asked for.
+    pub fn pull(&self, id: TransferId) -> Option<&Pull> {
+        self.pulls.get(&id)
+    }
+
+    /// The pulls this region asked for, by id.
+    pub fn pulls(&self) -> impl Iterator<Item = (&TransferId, &Pull)> {
+        self.pulls.iter()
+    }
+
+    /// Whether this region answered `asker`'s pull `id`.
+    pub fn answered(&self, asker: RegionId, id: TransferId) -> bool {
+        self.answered.contains(&(asker, id))
     }
 
     pub fn transfer_count(&self) -> usize {
@@ -189,7 +210,9 @@ impl RegionState {
                     self.open_pendings.insert((deadline_ns, transfer.id));
                 }
             }
-            EventBody::Released { release, to, seq } => {
+            EventBody::Released {
+                release, to, seq, ..
+            } => {
                 self.releases.insert((*to, *seq), *release);
                 self.flows.entry(release.account).or_default().released += release.units;
             }
@@ -197,7 +220,7 @@ impl RegionState {
                 self.grants.insert((*from, *seq), *release);
                 self.flows.entry(release.account).or_default().granted += release.units;
             }
-            EventBody::PendingExpired { .. } => {}
+            EventBody::PendingExpired { .. } | EventBody::PullRequested { .. } => {}
         }
         Ok(true)
     }
@@ -305,6 +328,22 @@ impl RegionState {
 impl Book for RegionState {
     fn region(&self) -> RegionId {
         self.id
+    }
+
+    fn pull(&self, id: TransferId) -> Option<&Pull> {
+        RegionState::pull(self, id)
+    }
+
+    fn answered(&self, asker: RegionId, id: TransferId) -> bool {
+        RegionState::answered(self, asker, id)
+    }
+
+    fn put_pull(&mut self, id: TransferId, pull: Pull) {
+        self.pulls.insert(id, pull);
+    }
+
+    fn set_answered(&mut self, asker: RegionId, id: TransferId) {
+        self.answered.insert((asker, id));
     }
 
     fn pool(&self, account: AccountId) -> Option<&Pool> {

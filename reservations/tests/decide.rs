@@ -939,7 +939,8 @@ fn a_release_leaves_the_pool_and_a_grant_takes_it_in_exactly_once() {
         EventBody::Released {
             release,
             to: region(1),
-            seq: 1
+            seq: 1,
+            pull: None,
         }
     );
     assert_eq!(node.available(ALICE), 7000);
@@ -1040,6 +1041,137 @@ fn a_release_leaves_the_pool_and_a_grant_takes_it_in_exactly_once() {
         "the second release"
     );
     other.ledger.validate().expect("valid");
+}
+
+/// Region 1 with the same accounts and control log as `node`.
+fn peer_of(node: &Node, home: u16) -> Node {
+    let mut other = Node::new(home, &[0, 1, 2]);
+    for (index, event) in node.control_log.iter().enumerate() {
+        let position = Position::new(index as u64 + 1, 0);
+        other
+            .ledger
+            .apply_control(position, event)
+            .expect("applies");
+        other.control_log.push(event.clone());
+    }
+    other
+}
+
+/// Copies `from`'s home log into `to`'s replica of it.
+fn deliver(from: &Node, to: &mut Node) {
+    let region = from.ledger.home();
+    let start = to
+        .ledger
+        .region(region)
+        .and_then(|state| state.applied())
+        .map_or(0, |position| position.index as usize);
+    for (index, event) in from.log.iter().enumerate().skip(start) {
+        to.ledger
+            .apply(region, Position::new(index as u64 + 1, 0), event)
+            .expect("applies");
+    }
+}
+
+#[test]
+fn a_pull_is_asked_in_the_log_answered_once_by_a_release_and_granted() {
+    // Alice has 100.00 in region 1 and nothing in region 0.
+    let mut asker = node();
+    let mut giver = peer_of(&asker, 1);
+    event_of(giver.run(Command::Transfer(transfer(100, BANK, ALICE, "100.00"))));
+    let pull = |id, amount: &str, from| Command::RequestPull {
+        id: tid(id),
+        account: account(ALICE),
+        amount: dec(amount),
+        from: region(from),
+    };
+    let asked = event_of(asker.run(pull(50, "130.00", 1)));
+    assert_eq!(
+        asked.body,
+        EventBody::PullRequested {
+            id: tid(50),
+            account: account(ALICE),
+            currency: usd(),
+            kind: USER,
+            units: 13000,
+            from: region(1),
+        }
+    );
+    assert_eq!(
+        asker.run(pull(50, "130.00", 1)),
+        Ok(Decision::AlreadyApplied)
+    );
+    expect_reject(
+        asker.run(pull(50, "1.00", 1)),
+        Reject::IdempotencyConflict(tid(50)),
+    );
+    expect_reject(
+        asker.run(pull(51, "1.00", 0)),
+        Reject::SameRegion(region(0)),
+    );
+    expect_reject(
+        asker.run(Command::RequestPull {
+            id: tid(52),
+            account: account(BANK),
+            amount: dec("1"),
+            from: region(1),
+        }),
+        Reject::PoolNotApplicable(account(BANK)),
+    );
+
+    let answer = Command::AnswerPull {
+        asker: region(0),
+        pull: tid(50),
+    };
+    expect_reject(giver.run(answer.clone()), Reject::TransferNotFound(tid(50)));
+    deliver(&asker, &mut giver);
+    // It gives what it has: 100.00 of the 130.00 asked.
+    let released = event_of(giver.run(answer.clone()));
+    assert_eq!(
+        released.body,
+        EventBody::Released {
+            release: Release {
+                account: account(ALICE),
+                currency: usd(),
+                kind: USER,
+                units: 10000,
+            },
+            to: region(0),
+            seq: 1,
+            pull: Some(tid(50)),
+        }
+    );
+    assert_eq!(giver.available(ALICE), 0);
+    assert_eq!(
+        giver.run(answer),
+        Ok(Decision::AlreadyApplied),
+        "answered once"
+    );
+
+    // A pull addressed to region 2 is not region 1's to answer; one it
+    // cannot give anything to is refused with the shortfall.
+    event_of(asker.run(pull(53, "5.00", 2)));
+    event_of(asker.run(pull(54, "5.00", 1)));
+    deliver(&asker, &mut giver);
+    expect_reject(
+        giver.run(Command::AnswerPull {
+            asker: region(0),
+            pull: tid(53),
+        }),
+        Reject::NotOrigin { origin: region(2) },
+    );
+    let refused = reject_of(giver.run(Command::AnswerPull {
+        asker: region(0),
+        pull: tid(54),
+    }));
+    assert_eq!(refused.code(), "INSUFFICIENT_FUNDS");
+
+    deliver(&giver, &mut asker);
+    event_of(asker.run(Command::Grant {
+        from: region(1),
+        seq: 1,
+    }));
+    assert_eq!(asker.available(ALICE), 10000);
+    asker.ledger.validate().expect("valid");
 }
 
 #[test]

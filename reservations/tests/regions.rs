@@ -56,6 +56,14 @@ enum Op {
         pick: usize,
         cents: u64,
     },
+    Pull {
+        user: usize,
+        cents: u64,
+        from: usize,
+    },
+    Answer {
+        pick: usize,
+    },
     Release {
         user: usize,
         cents: u64,
@@ -120,7 +128,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(pick, cents, anywhere)| Op::Post { pick, cents, anywhere }),
         1 => (any::<usize>(), proptest::bool::weighted(0.2)).prop_map(|(pick, anywhere)| Op::Void { pick, anywhere }),
         2 => (any::<usize>(), cents.clone()).prop_map(|(pick, cents)| Op::Refund { pick, cents }),
-        2 => (user.clone(), cents, 0..REGIONS * 4).prop_map(|(user, cents, to)| Op::Release { user, cents, to: to % REGIONS }),
+        2 => (user.clone(), cents.clone(), 0..REGIONS * 4).prop_map(|(user, cents, to)| Op::Release { user, cents, to: to % REGIONS }),
+        1 => (user.clone(), cents, 0..REGIONS).prop_map(|(user, cents, from)| Op::Pull { user, cents, from }),
+        2 => any::<usize>().prop_map(|pick| Op::Answer { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
     ]
 }
@@ -325,6 +335,38 @@ impl Sim {
                     amount: cents(value),
                     to: region_id(to),
                 }
+            }
+            Op::Pull {
+                user,
+                cents: value,
+                from,
+            } => Command::RequestPull {
+                id: self.id(),
+                account: AccountId(USERS[user]),
+                amount: cents(value),
+                // Now and then this region itself, which is refused.
+                from: region_id(from),
+            },
+            Op::Answer { pick } => {
+                // A pull of another region addressed to this one, as this
+                // node's replicas show it (answered or not: answering twice
+                // must be a no-op).
+                let ledger = &self.ledgers[region];
+                let pulls: Vec<(RegionId, TransferId)> = (0..REGIONS)
+                    .filter(|asker| *asker != region)
+                    .filter_map(|asker| ledger.region(region_id(asker)))
+                    .flat_map(|state| {
+                        state
+                            .pulls()
+                            .filter(|(_, pull)| pull.from == region_id(region))
+                            .map(move |(id, _)| (state.id(), *id))
+                    })
+                    .collect();
+                if pulls.is_empty() {
+                    return None;
+                }
+                let (asker, pull) = pulls[pick % pulls.len()];
+                Command::AnswerPull { asker, pull }
             }
             Op::Retry { pick } => {
                 let earlier = &self.submitted[pick % REGIONS];
@@ -547,7 +589,9 @@ fn run(actions: &[Action]) {
     for (region, log) in sim.logs.iter().enumerate() {
         for event in log {
             match &event.body {
-                EventBody::Released { release, to, seq } => {
+                EventBody::Released {
+                    release, to, seq, ..
+                } => {
                     assert!(
                         releases
                             .insert((region_id(region), *to, *seq), *release)
