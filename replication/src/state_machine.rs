@@ -65,7 +65,7 @@ impl SharedLedger {
 /// One group's part of the ledger, as a snapshot holds it.
 #[derive(Debug, Serialize, Deserialize)]
 enum GroupState {
-    Region(RegionState),
+    Region(Box<RegionState>),
     Control(Control),
 }
 
@@ -148,7 +148,7 @@ impl StateMachine {
         let mut inner = self.shared.lock();
         match (self.group, state) {
             (Group::Region(region), GroupState::Region(state)) if state.id() == region => {
-                inner.ledger.install_region(state).map_err(other)?;
+                inner.ledger.install_region(*state).map_err(other)?;
             }
             (Group::Control, GroupState::Control(control)) => inner.ledger.install_control(control),
             (group, _) => return Err(invalid(format!("snapshot of another group than {group}"))),
@@ -277,6 +277,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                         .ledger
                         .region(region)
                         .cloned()
+                        .map(Box::new)
                         .ok_or_else(|| invalid(format!("no region {region} in this ledger")))?,
                 ),
                 Group::Control => GroupState::Control(inner.ledger.control().clone()),
