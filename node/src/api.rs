@@ -82,6 +82,7 @@ impl Api {
                 failure.retryable,
                 failure.redirect.clone(),
             )),
+            CommandResult::PullTimedOut(shortfall) => Some(wire::pull_timed_out(shortfall)),
         }
     }
 }

@@ -7,7 +7,9 @@ use ledger_hlc::{Hlc, NodeId, SystemClock};
 use ledger_replication::{
     Faults, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
 };
-use ledger_reservations::{AccountId, ControlCommand, Decision, Item, NewAccount, Reject};
+use ledger_reservations::{
+    AccountId, ControlCommand, Decision, Item, NewAccount, Reject, Shortfall,
+};
 use ractor::ActorRef;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -32,6 +34,10 @@ pub enum CommandResult {
     /// The node could not decide it: not the leader, or the outcome of the
     /// entry is unknown. Carries a stable code.
     Unavailable(NodeFailure),
+    /// The debit exceeded this region's pool but not the account's global
+    /// balance; the node asked other regions to release the difference and
+    /// not enough arrived in time. Says what is available here and in all.
+    PullTimedOut(Box<Shortfall>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +57,7 @@ pub struct NodeHandle {
     /// Where commands go in; set by the actors' supervisor, which restarts
     /// the router when it must.
     router: RwLock<Option<ActorRef<RouterMsg>>>,
+    sagas: RwLock<Option<ActorRef<crate::saga::SagaMsg>>>,
     in_flight: Arc<Semaphore>,
     control: Mutex<()>,
 }
@@ -107,11 +114,21 @@ impl NodeHandle {
         }
     }
 
-    pub(crate) fn set_router(&self, router: Option<ActorRef<RouterMsg>>) {
+    /// Where commands and sagas go in; set by the actors' supervisor, which
+    /// restarts them when it must.
+    pub(crate) fn set_actors(
+        &self,
+        router: Option<ActorRef<RouterMsg>>,
+        sagas: Option<ActorRef<crate::saga::SagaMsg>>,
+    ) {
         *self
             .router
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = router;
+        *self
+            .sagas
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = sagas;
     }
 
     /// The answer of a node that does not lead its region: who does.
@@ -125,11 +142,63 @@ impl NodeHandle {
         })
     }
 
+    /// Decides and commits commands of this node's region, as
+    /// [`Self::decide`] does; then a transfer or hold (not in a chain)
+    /// refused because this region's pool is short, though the account's
+    /// global balance covers it, goes to a pull saga: other regions are
+    /// asked to release the difference, and the command is decided again
+    /// once it has arrived, or answered [`CommandResult::PullTimedOut`].
+    pub async fn submit(&self, items: Vec<Item>) -> Vec<CommandResult> {
+        let pullable: Vec<Option<Item>> = items
+            .iter()
+            .map(|item| crate::saga::pullable(item).then(|| item.clone()))
+            .collect();
+        let mut results = self.decide(items).await;
+        let mut pulls = Vec::new();
+        for (slot, (result, item)) in results.iter().zip(pullable).enumerate() {
+            if let (CommandResult::Rejected(Reject::InsufficientFunds(shortfall)), Some(item)) =
+                (result, item)
+                && shortfall.available_global.units >= shortfall.requested.units
+            {
+                pulls.push((slot, item, shortfall.clone()));
+            }
+        }
+        if pulls.is_empty() {
+            return results;
+        }
+        let sagas = self
+            .sagas
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let Some(sagas) = sagas else {
+            return results;
+        };
+        let mut answers = Vec::with_capacity(pulls.len());
+        for (slot, item, shortfall) in pulls {
+            let (reply, answer) = oneshot::channel();
+            let started = sagas.send_message(crate::saga::SagaMsg::Pull {
+                item,
+                shortfall,
+                reply,
+            });
+            if started.is_ok() {
+                answers.push((slot, answer));
+            }
+        }
+        for (slot, answer) in answers {
+            if let Ok(result) = answer.await {
+                results[slot] = result;
+            }
+        }
+        results
+    }
+
     /// Decides and commits commands of this node's region. Each account's
     /// commands are decided in order, by that account's actor, against the
     /// committed state and its own commands in flight; a linked chain
     /// succeeds or fails as one. A chain left open at the end is refused.
-    pub async fn submit(&self, mut items: Vec<Item>) -> Vec<CommandResult> {
+    pub async fn decide(&self, mut items: Vec<Item>) -> Vec<CommandResult> {
         let open = items.iter().rev().take_while(|item| item.linked).count();
         items.truncate(items.len() - open);
         let count = items.len();
@@ -384,6 +453,7 @@ where
         settings: settings.clone(),
         hlc: hlc.clone(),
         router: RwLock::new(None),
+        sagas: RwLock::new(None),
         in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
         control: Mutex::new(()),
     });

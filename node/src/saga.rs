@@ -3,14 +3,17 @@
 //! resumes after a crash or a change of leader: the leader's saga
 //! supervisor starts a saga actor for every open withdrawal hold it finds.
 
-use crate::runtime::{CommandResult, NodeHandle};
+use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use crate::wire::{DESTINATION_KEY, SAGA_KEY, WITHDRAWAL};
-use ledger_reservations::{Command, Item, Money, PendingState, TransferId, TransferKind};
+use ledger_reservations::{
+    Command, Item, Money, PendingState, RegionId, Reject, Shortfall, TransferId, TransferKind,
+};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// How often the leader looks for withdrawals to drive.
 const SWEEP_EVERY: Duration = Duration::from_millis(200);
@@ -93,6 +96,13 @@ pub(crate) enum SagaMsg {
     /// Leadership was lost: every saga stops (the next leader resumes them
     /// from its log).
     StopAll,
+    /// A transfer or hold refused for want of funds in this region, though
+    /// the account's global balance covers it: pull, then decide it again.
+    Pull {
+        item: Item,
+        shortfall: Box<Shortfall>,
+        reply: oneshot::Sender<CommandResult>,
+    },
 }
 
 /// Supervises one actor per open withdrawal on the region leader. A saga
@@ -149,6 +159,21 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SagaMsg::StopAll => stop_sagas(state),
+            SagaMsg::Pull {
+                item,
+                shortfall,
+                reply,
+            } => {
+                let args = (state.node.clone(), item, shortfall, reply);
+                // Not tracked: a pull lives as long as its caller waits, and
+                // its steps (the asks, the releases, the grants) are events
+                // that complete without it.
+                if let Err(error) =
+                    Actor::spawn_linked(None, PullSaga, args, myself.get_cell()).await
+                {
+                    tracing::warn!(%error, "pull saga not started");
+                }
+            }
             SagaMsg::Sweep => {
                 if !state.node.replica.is_leader(state.node.home()) {
                     return Ok(());
@@ -305,7 +330,7 @@ async fn drive<C: PayoutConnector>(
             return;
         }
     };
-    let results = node.submit(vec![Item::single(command)]).await;
+    let results = node.decide(vec![Item::single(command)]).await;
     match results.first() {
         Some(CommandResult::Applied { .. }) => {}
         // Expired meanwhile (voided by the ledger), or resolved by a
@@ -316,7 +341,153 @@ async fn drive<C: PayoutConnector>(
         Some(CommandResult::Unavailable(failure)) => {
             tracing::info!(%withdrawal, failure = %failure.message, "withdrawal step deferred");
         }
+        Some(CommandResult::PullTimedOut(_)) => {}
         None => {}
+    }
+}
+
+/// How long a pull saga waits for other regions' releases.
+const PULL_DEADLINE: Duration = Duration::from_secs(5);
+/// How often it looks whether they have arrived.
+const PULL_POLL: Duration = Duration::from_millis(20);
+/// The saga step numbers of a pull's asks start here (one per region asked).
+const PULL_STEP_BASE: u8 = 16;
+
+/// Whether a refused command may be pulled for: a transfer or a hold on its
+/// own (a chain's members are decided together, never one again alone).
+pub(crate) fn pullable(item: &Item) -> bool {
+    !item.linked
+        && matches!(
+            item.command,
+            Command::Transfer(_) | Command::CreatePending { .. }
+        )
+}
+
+/// One cross-region pull: ask the regions that have some of the account's
+/// reservation (as this node's replicas show them) to release the
+/// shortfall, wait for the grants, then decide the command again. Every
+/// step is an event: the asks in this region's log, the answers in theirs,
+/// the grants in this one's; if the saga stops, they complete without it.
+struct PullSaga;
+
+type PullArgs = (
+    Arc<NodeHandle>,
+    Item,
+    Box<Shortfall>,
+    oneshot::Sender<CommandResult>,
+);
+
+impl Actor for PullSaga {
+    type Msg = ();
+    type State = Option<PullArgs>;
+    type Arguments = PullArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: PullArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_message(())?;
+        Ok(Some(args))
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<()>,
+        _message: (),
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some((node, item, shortfall, reply)) = state.take() {
+            let result = pull(&node, item, *shortfall).await;
+            let _ = reply.send(result);
+        }
+        myself.stop(None);
+        Ok(())
+    }
+}
+
+async fn pull(node: &NodeHandle, item: Item, shortfall: Shortfall) -> CommandResult {
+    let Some(id) = item.command.transfer_id() else {
+        return CommandResult::Rejected(Reject::InsufficientFunds(Box::new(shortfall)));
+    };
+    let account = shortfall.account;
+    let scale = shortfall.requested.scale;
+    let home = node.replica.region();
+    let need = shortfall.requested.units - shortfall.available_local.units;
+    // Ask the regions with the most first, each for what it seems to have,
+    // until the shortfall is covered.
+    let asks: Vec<Item> = node.replica.ledger().read(|ledger| {
+        let mut sources: Vec<(RegionId, i128)> = ledger
+            .regions()
+            .iter()
+            .filter(|region| region.id() != home)
+            .map(|region| {
+                let available = region.pool(account).map_or(0, |pool| pool.available);
+                (region.id(), available)
+            })
+            .filter(|(_, available)| *available > 0)
+            .collect();
+        sources.sort_by_key(|(_, available)| std::cmp::Reverse(*available));
+        let mut left = need;
+        let mut asks = Vec::new();
+        for (from, available) in sources {
+            if left <= 0 {
+                break;
+            }
+            let units = left.min(available);
+            left -= units;
+            let Some(amount) = (Money { units, scale }).to_decimal() else {
+                continue;
+            };
+            let step = PULL_STEP_BASE.saturating_add(u8::try_from(from.0).unwrap_or(u8::MAX));
+            asks.push(Item::single(Command::RequestPull {
+                id: step_id(id, step),
+                account,
+                amount,
+                from,
+            }));
+        }
+        asks
+    });
+    for result in node.decide(asks).await {
+        if let CommandResult::Unavailable(_) | CommandResult::Rejected(_) = result {
+            tracing::info!(%account, ?result, "a pull was not asked");
+        }
+    }
+    let deadline = tokio::time::Instant::now() + PULL_DEADLINE;
+    let requested = shortfall.requested.units;
+    loop {
+        let (here, everywhere) = node.replica.ledger().read(|ledger| {
+            let here = ledger
+                .home_state()
+                .pool(account)
+                .map_or(0, |pool| pool.available);
+            let everywhere = ledger
+                .balance(account)
+                .map_or(0, |balance| balance.available.units);
+            (here, everywhere)
+        });
+        if here >= requested {
+            let result = node.decide(vec![item.clone()]).await;
+            match result.into_iter().next() {
+                // Spent by another command meanwhile: wait on while time is left.
+                Some(CommandResult::Rejected(Reject::InsufficientFunds(_)))
+                    if tokio::time::Instant::now() < deadline => {}
+                Some(result) => return result,
+                None => return CommandResult::Unavailable(NodeFailure::unavailable("no answer")),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return CommandResult::PullTimedOut(Box::new(Shortfall {
+                available_local: Money { units: here, scale },
+                available_global: Money {
+                    units: everywhere,
+                    scale,
+                },
+                ..shortfall
+            }));
+        }
+        tokio::time::sleep(PULL_POLL).await;
     }
 }
 

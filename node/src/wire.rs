@@ -232,6 +232,26 @@ pub fn node_error(
     }
 }
 
+/// A pull that did not bring enough in time: retryable (what was asked
+/// may still arrive), with what is available here and in all regions.
+pub fn pull_timed_out(shortfall: &ledger_reservations::Shortfall) -> api::Error {
+    api::Error {
+        code: "PULL_TIMED_OUT".into(),
+        message: format!(
+            "account {} needs {} here; other regions were asked to release the difference \
+             and not enough arrived in time: {} available here, {} in all regions",
+            shortfall.account,
+            shortfall.requested,
+            shortfall.available_local,
+            shortfall.available_global
+        ),
+        retryable: true,
+        available_local: shortfall.available_local.to_string(),
+        available_global: shortfall.available_global.to_string(),
+        ..api::Error::default()
+    }
+}
+
 pub fn wire_error(error: &WireError) -> api::Error {
     node_error("INVALID_REQUEST", error, false, String::new())
 }

@@ -334,10 +334,12 @@ async fn three_regions_decide_locally_and_converge() {
         Some("IDEMPOTENCY_CONFLICT")
     );
 
-    // A region spends only its own pool, and says what is where, as far
-    // as it has seen: first let region 0 see region 1's last transfer.
+    // A region spends its own pool (pulling from others what its pool
+    // lacks) and refuses what exceeds the balance everywhere, saying what is
+    // where as far as it has seen: first let region 0 see region 1's last
+    // transfer.
     wait_pool(&r0, 11, 1, "70.00").await;
-    let refused = submit(&r0, transfer(11, 11, 10, "1.00")).await;
+    let refused = submit(&r0, transfer(11, 11, 10, "70.01")).await;
     let refused = error(&refused).expect("refused");
     assert_eq!(refused.code, "INSUFFICIENT_FUNDS");
     assert_eq!(
@@ -575,16 +577,34 @@ async fn a_region_cut_off_keeps_spending_its_pool_and_converges_after_the_heal()
     cluster.cut(&[2], &[1, 3]).expect("cut");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Region 1, alone, spends within its pool and refuses past it.
+    // Region 1, alone, spends within its pool and refuses past it: it asks
+    // region 0 for the difference (a pull), which cannot arrive during the
+    // cut, and says what is available here and in all.
     let spent = submit(&r1, transfer(3, 10, 11, "60.00")).await;
     assert_eq!(applied(&spent).map(|a| a.region), Some(1), "{spent:?}");
-    let refused = submit(&r1, transfer(4, 10, 11, "50.00")).await;
-    let refused = error(&refused).expect("refused");
-    assert_eq!(refused.code, "INSUFFICIENT_FUNDS");
+    let refused = r1
+        .create_transfers(vec![transfer(4, 10, 11, "50.00")])
+        .await
+        .expect("answered");
+    let refused = error(&refused.results[0]).expect("refused");
+    assert_eq!(refused.code, "PULL_TIMED_OUT");
     assert_eq!(refused.available_local, "40.00");
     assert_eq!(
         refused.available_global, "140.00",
         "region 0's 100.00 as last seen"
+    );
+    let short = r1
+        .create_transfers(vec![transfer(6, 10, 11, "500.00")])
+        .await
+        .expect("answered");
+    let short = error(&short.results[0]).expect("refused");
+    assert_eq!(short.code, "INSUFFICIENT_FUNDS", "past the global balance");
+    assert_eq!(
+        (
+            short.available_local.as_str(),
+            short.available_global.as_str()
+        ),
+        ("40.00", "140.00")
     );
 
     // Region 0 keeps committing its own log, and the control log its
@@ -612,6 +632,10 @@ async fn a_region_cut_off_keeps_spending_its_pool_and_converges_after_the_heal()
     let all = [BANK, 10, 11, 12];
     let views = converged(&cluster, &cluster.running(), &all).await;
     assert_eq!(views, ["-200.00", "110.00", "90.00", "0.00"]);
+    // The pull asked during the cut is answered after the heal: region 0
+    // releases the 10.00 asked, region 1 grants it.
+    wait_pool(&r1, 10, 1, "50.00").await;
+    wait_pool(&r1, 10, 0, "60.00").await;
     // Every node holds every region's log.
     let decided: Vec<String> = [1u128, 2, 3, 5].iter().map(|n| id(0x10_0000 + n)).collect();
     for node in &cluster.nodes {
@@ -1213,4 +1237,43 @@ async fn one_account_has_many_transfers_in_flight_and_is_never_overspent() {
     // And the region still commits (an overdraft would have stopped it).
     let result = submit(&r0, transfer(3, BANK, 12, "1.00")).await;
     assert!(applied(&result).is_some(), "{result:?}");
+}
+
+/// A debit past this region's pool but within the account's global balance
+/// pulls the difference from the regions that have it, then goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debit_past_the_local_pool_pulls_the_difference_from_other_regions() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 19_000, dir.path()).await;
+    let client = |region: u16| Client::connect(cluster.api_of(region).expect("region"));
+    let (r0, r1, r2) = (
+        client(0).await.expect("r0"),
+        client(1).await.expect("r1"),
+        client(2).await.expect("r2"),
+    );
+    open_accounts(&r0, &[10, 11]).await;
+    for (n, region) in [(1, &r0), (2, &r1), (3, &r2)] {
+        let result = submit(region, transfer(n, BANK, 10, "30.00")).await;
+        assert!(applied(&result).is_some(), "{result:?}");
+    }
+    // Region 0 sees the other regions' pools before it decides.
+    wait_pool(&r0, 10, 1, "30.00").await;
+    wait_pool(&r0, 10, 2, "30.00").await;
+
+    let result = submit(&r0, transfer(4, 10, 11, "75.00")).await;
+    let done = applied(&result).unwrap_or_else(|| panic!("pulled and applied: {result:?}"));
+    assert_eq!(done.region, 0);
+    // 45.00 came over: 30.00 from one region and 15.00 from the other.
+    let view = r0.lookup_accounts(vec![id(10)]).await.expect("answered");
+    let pools: Vec<String> = view.accounts[0]
+        .regions
+        .iter()
+        .map(|pool| pool.available.clone())
+        .collect();
+    let mut others = vec![pools[1].clone(), pools[2].clone()];
+    others.sort();
+    assert_eq!(pools[0], "0.00", "{pools:?}");
+    assert_eq!(others, ["0.00", "15.00"], "{pools:?}");
+    assert_eq!(view.accounts[0].total, "15.00");
+    cluster.stop().await;
 }

@@ -544,11 +544,15 @@ async fn route(
                 .map(|item| ledger.debit_of(&item.command))
                 .collect();
             let known: BTreeSet<AccountId> = keys.iter().flatten().copied().collect();
-            // A release is numbered in its destination's sequence, which
-            // no account actor owns: a coordinator decides it.
-            let releases = items[start..=end]
-                .iter()
-                .any(|item| matches!(item.command, Command::Release { .. }));
+            // A release (also one answering a pull) is numbered in its
+            // destination's sequence, which no account actor owns: a
+            // coordinator decides it.
+            let releases = items[start..=end].iter().any(|item| {
+                matches!(
+                    item.command,
+                    Command::Release { .. } | Command::AnswerPull { .. }
+                )
+            });
             let single = keys.iter().all(Option::is_some) && !releases;
             let route = match known.first() {
                 Some(account) if single && known.len() == 1 => Route::Account(*account),
@@ -673,9 +677,14 @@ pub(crate) async fn coordinate(
         }
         let stamp = node.clock().stamp();
         ledger.decide_batch_into(&work.items, stamp, &mut Scratch::default(), &mut batch);
-        let own = batch.events.iter().all(|event| {
-            home.debit_of(event)
-                .is_some_and(|account| parked.contains(&account))
+        // Events that take from a pool take from a parked account's; an ask
+        // for a pull takes from none.
+        let own = batch.events.iter().all(|event| match home.debit_of(event) {
+            Some(account) => parked.contains(&account),
+            None => matches!(
+                event.body,
+                ledger_reservations::EventBody::PullRequested { .. }
+            ),
         });
         (home.applied().map_or(0, |position| position.index), own)
     });

@@ -17,10 +17,10 @@ use tokio::task::JoinHandle;
 
 /// How often the supervisor looks at leadership.
 const TICK: Duration = Duration::from_millis(100);
-/// Ticks between two sweeps for expired holds.
-const EXPIRY_EVERY_TICKS: u64 = 2;
-/// Pending transfers expired in one sweep, at most.
-const EXPIRIES_PER_SWEEP_MAX: usize = 1_000;
+/// Ticks between two sweeps for expired holds and for pulls to answer.
+const SWEEP_EVERY_TICKS: u64 = 2;
+/// Commands in one sweep, at most.
+const SWEEP_COMMANDS_MAX: usize = 1_000;
 
 /// The running actors of a node.
 pub(crate) struct Actors {
@@ -70,6 +70,7 @@ pub(crate) struct SupervisorState {
     children: Option<Children>,
     leading: bool,
     expiring: Arc<AtomicBool>,
+    answering: Arc<AtomicBool>,
     ticks: u64,
 }
 
@@ -101,7 +102,9 @@ impl<C: PayoutConnector> NodeSupervisor<C> {
             cell,
         )
         .await?;
-        state.node.set_router(Some(router.clone()));
+        state
+            .node
+            .set_actors(Some(router.clone()), Some(sagas.clone()));
         state.children = Some(Children {
             writer,
             router,
@@ -112,7 +115,7 @@ impl<C: PayoutConnector> NodeSupervisor<C> {
 }
 
 async fn stop_children(state: &mut SupervisorState) {
-    state.node.set_router(None);
+    state.node.set_actors(None, None);
     if let Some(children) = state.children.take() {
         let wait = Some(Duration::from_secs(5));
         let _ = children
@@ -147,6 +150,7 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
             children: None,
             leading: false,
             expiring: Arc::new(AtomicBool::new(false)),
+            answering: Arc::new(AtomicBool::new(false)),
             ticks: 0,
         };
         self.spawn_children(&myself, &mut state).await?;
@@ -183,8 +187,9 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
                     tracing::info!(leading, "leadership of the region changed");
                     state.leading = leading;
                 }
-                if leading && state.ticks.is_multiple_of(EXPIRY_EVERY_TICKS) {
+                if leading && state.ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     expire_due(state);
+                    answer_pulls(state);
                 }
             }
         }
@@ -231,48 +236,84 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
 }
 
 /// Routes the expiry of every due hold to the actor of its account (the
-/// one that would post or void it), one sweep at a time.
+/// one that would post or void it).
 fn expire_due(state: &SupervisorState) {
-    let Some(children) = &state.children else {
-        return;
-    };
-    if state.expiring.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    let node = &state.node;
-    let now = node.clock().stamp().physical_ns();
-    let due = node.replica.ledger().read(|ledger| {
-        ledger
-            .home_state()
-            .due_pendings(now, EXPIRIES_PER_SWEEP_MAX)
-    });
-    if due.is_empty() {
-        state.expiring.store(false, Ordering::SeqCst);
-        return;
-    }
-    let items: Vec<Item> = due
+    let now = state.node.clock().stamp().physical_ns();
+    let due = state
+        .node
+        .replica
+        .ledger()
+        .read(|ledger| ledger.home_state().due_pendings(now, SWEEP_COMMANDS_MAX));
+    let items = due
         .into_iter()
         .map(|pending_id| Item::single(Command::ExpirePending { pending_id }))
         .collect();
+    sweep(state, &state.expiring, items, "pending transfers expired");
+}
+
+/// Answers the pulls other regions addressed to this one and it has not
+/// answered yet, as this node's replicas of their logs show them. A pull
+/// this region has nothing for stays unanswered and is tried again.
+fn answer_pulls(state: &SupervisorState) {
+    let items = state.node.replica.ledger().read(|ledger| {
+        let home = ledger.home_state();
+        ledger
+            .regions()
+            .iter()
+            .filter(|asker| asker.id() != home.id())
+            .flat_map(|asker| {
+                asker
+                    .pulls()
+                    .filter(|(id, pull)| {
+                        pull.from == home.id()
+                            && !home.answered(asker.id(), **id)
+                            && home
+                                .pool(pull.account)
+                                .is_some_and(|pool| pool.available > 0)
+                    })
+                    .map(|(id, _)| {
+                        Item::single(Command::AnswerPull {
+                            asker: asker.id(),
+                            pull: *id,
+                        })
+                    })
+            })
+            .take(SWEEP_COMMANDS_MAX)
+            .collect()
+    });
+    sweep(state, &state.answering, items, "pulls answered");
+}
+
+/// Routes housekeeping commands like any others, one sweep of a kind at a
+/// time, and logs how many took effect.
+fn sweep(state: &SupervisorState, running: &Arc<AtomicBool>, items: Vec<Item>, what: &'static str) {
+    let Some(children) = &state.children else {
+        return;
+    };
+    if items.is_empty() || running.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let (reply, answer) = oneshot::channel();
     let collector = Collector::new(items.len(), reply, None);
-    let expiring = state.expiring.clone();
     if children
         .router
         .send_message(RouterMsg::Route { items, collector })
         .is_err()
     {
-        expiring.store(false, Ordering::SeqCst);
+        running.store(false, Ordering::SeqCst);
         return;
     }
+    let running = running.clone();
     tokio::spawn(async move {
         if let Ok(results) = answer.await {
-            let expired = results
+            let done = results
                 .iter()
                 .filter(|result| matches!(result, CommandResult::Applied { fresh: true, .. }))
                 .count();
-            tracing::info!(expired, "pending transfers expired");
+            if done > 0 {
+                tracing::info!(done, what);
+            }
         }
-        expiring.store(false, Ordering::SeqCst);
+        running.store(false, Ordering::SeqCst);
     });
 }
