@@ -311,7 +311,8 @@ impl Ledger {
     }
 
     /// Replaces a region's state with one restored from a snapshot.
-    pub fn install_region(&mut self, state: RegionState) -> Result<(), ApplyError> {
+    pub fn install_region(&mut self, mut state: RegionState) -> Result<(), ApplyError> {
+        state.reindex();
         let index = self
             .regions
             .binary_search_by_key(&state.id(), RegionState::id)

@@ -20,6 +20,7 @@ mod command;
 mod control;
 mod decide;
 mod event;
+mod history;
 mod ids;
 mod ledger;
 mod money;
@@ -36,6 +37,7 @@ pub use control::Control;
 pub use event::{
     ControlEvent, ControlEventBody, Event, EventBody, Release, Transfer, TransferKind,
 };
+pub use history::{HistoryEntry, Movement};
 pub use ids::{AccountId, Position, RegionId, TransferId};
 pub use ledger::{Balance, Batch, LayoutError, Ledger, Outcome, RegionBalance, Scratch};
 pub use ledger_hlc::Stamp;

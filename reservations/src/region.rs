@@ -35,6 +35,12 @@ pub struct RegionState {
     /// Pulls this region asked for, and the pulls of others it answered.
     pulls: BTreeMap<TransferId, Pull>,
     answered: BTreeSet<(RegionId, TransferId)>,
+    /// When each expired pending transfer expired.
+    expired_at: FxHashMap<TransferId, Stamp>,
+    /// The transfer records of each account, as offsets in `transfers`:
+    /// derived, rebuilt by [`RegionState::reindex`] after a restore.
+    #[serde(skip)]
+    by_account: FxHashMap<AccountId, Vec<usize>>,
 }
 
 impl RegionState {
@@ -54,6 +60,8 @@ impl RegionState {
             flows: FxHashMap::default(),
             pulls: BTreeMap::new(),
             answered: BTreeSet::new(),
+            expired_at: FxHashMap::default(),
+            by_account: FxHashMap::default(),
         }
     }
 
@@ -150,18 +158,47 @@ impl RegionState {
         self.releases.get(&(to, seq))
     }
 
-    /// The highest sequence number of the releases from `from` taken in here.
     /// The sequence number of this region's last release to `to` (0: none).
     pub fn last_release_to(&self, to: RegionId) -> u64 {
         self.released_to.get(&to).copied().unwrap_or(0)
     }
 
+    /// The highest sequence number of the releases from `from` taken in here.
     pub fn granted_from(&self, from: RegionId) -> u64 {
         Book::granted_from(self, from)
     }
 
     pub fn grant(&self, from: RegionId, seq: u64) -> Option<&Release> {
         self.grants.get(&(from, seq))
+    }
+
+    /// The transfer records that move `account`'s money, with their offsets
+    /// in this region's log of transfers, in log order.
+    pub fn records_of(
+        &self,
+        account: AccountId,
+    ) -> impl Iterator<Item = (usize, &TransferRecord)> + '_ {
+        self.by_account
+            .get(&account)
+            .into_iter()
+            .flatten()
+            .filter_map(|offset| Some((*offset, self.transfers.get(*offset)?)))
+    }
+
+    /// When a pending transfer expired, if it did.
+    pub fn expired_at(&self, id: TransferId) -> Option<Stamp> {
+        self.expired_at.get(&id).copied()
+    }
+
+    /// Rebuilds what is derived from the transfer records (after a restore
+    /// from a snapshot, which does not carry it).
+    pub fn reindex(&mut self) {
+        self.by_account.clear();
+        for (offset, record) in self.transfers.iter().enumerate() {
+            for account in [record.transfer.debit, record.transfer.credit] {
+                self.by_account.entry(account).or_default().push(offset);
+            }
+        }
     }
 
     /// Every open pending transfer, by deadline.
@@ -209,6 +246,10 @@ impl RegionState {
                 if let Some(PendingState::Open { deadline_ns }) = self.pending_state(transfer.id) {
                     self.open_pendings.insert((deadline_ns, transfer.id));
                 }
+                let offset = self.transfers.len() - 1;
+                for account in [transfer.debit, transfer.credit] {
+                    self.by_account.entry(account).or_default().push(offset);
+                }
             }
             EventBody::Released {
                 release, to, seq, ..
@@ -220,7 +261,10 @@ impl RegionState {
                 self.grants.insert((*from, *seq), *release);
                 self.flows.entry(release.account).or_default().granted += release.units;
             }
-            EventBody::PendingExpired { .. } | EventBody::PullRequested { .. } => {}
+            EventBody::PendingExpired { pending_id } => {
+                self.expired_at.insert(*pending_id, event.stamp);
+            }
+            EventBody::PullRequested { .. } => {}
         }
         Ok(true)
     }
@@ -234,6 +278,11 @@ impl RegionState {
     pub fn validate(&self) -> Result<(), String> {
         let mut held: FxHashMap<AccountId, i128> = FxHashMap::default();
         let mut open = BTreeSet::new();
+        let mut rebuilt = self.clone();
+        rebuilt.reindex();
+        if rebuilt.by_account != self.by_account {
+            return Err(format!("{}: account index out of step", self.id));
+        }
         if self.transfer_index.len() != self.transfers.len() {
             return Err(format!("{}: transfer index out of step", self.id));
         }

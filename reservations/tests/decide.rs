@@ -1527,6 +1527,68 @@ fn commands_are_routed_by_the_account_they_take_from() {
     assert_eq!(of(&refund(4, 99, "1")), None, "an unknown payment");
 }
 
+// ---- history ----
+
+#[test]
+fn history_lists_every_movement_in_stamp_order_with_the_balance_after() {
+    let mut node = funded();
+    event_of(node.run(Command::Transfer(transfer(8, ALICE, BOB, "30"))));
+    event_of(node.run(Command::CreatePending {
+        transfer: transfer(9, ALICE, REVENUE, "10"),
+        timeout_ms: 60_000,
+    }));
+    event_of(node.run(Command::PostPending {
+        id: tid(10),
+        pending_id: tid(9),
+        amount: Some(dec("4")),
+        origin: None,
+    }));
+    event_of(node.run(Command::CreatePending {
+        transfer: transfer(11, ALICE, REVENUE, "5"),
+        timeout_ms: 1,
+    }));
+    node.now_ms += 10;
+    event_of(node.run(Command::ExpirePending {
+        pending_id: tid(11),
+    }));
+    event_of(node.run(refund(12, 8, "2")));
+    let history = node.ledger.history(account(ALICE));
+    let seen: Vec<(Movement, u128, i128, i128)> = history
+        .iter()
+        .map(|entry| (entry.movement, entry.transfer.0, entry.balance, entry.held))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Movement::Transfer, 100, 10000, 0),
+            (Movement::Transfer, 8, 7000, 0),
+            (Movement::Hold, 9, 7000, 1000),
+            (Movement::HoldPosted, 10, 6600, 0),
+            (Movement::Hold, 11, 6600, 500),
+            (Movement::HoldExpired, 11, 6600, 0),
+            (Movement::Refund, 12, 6800, 0),
+        ]
+    );
+    assert!(
+        history
+            .windows(2)
+            .all(|pair| pair[0].stamp <= pair[1].stamp)
+    );
+    let balance = node.ledger.balance(account(ALICE)).expect("known");
+    assert_eq!(
+        history.last().map(|entry| entry.balance),
+        Some(balance.total.units)
+    );
+    // Bob's side of the same transfers.
+    let bob: Vec<i128> = node
+        .ledger
+        .history(account(BOB))
+        .iter()
+        .map(|entry| entry.balance)
+        .collect();
+    assert_eq!(bob, vec![3000, 2800]);
+}
+
 // ---- control ----
 
 #[test]

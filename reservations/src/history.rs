@@ -1,0 +1,143 @@
+//! An account's history: every movement of its money in every region, as
+//! this node's replicas hold them, in stamp order, with the balance after
+//! each. Reads of the region states; nothing here changes them.
+
+use crate::book::TransferRecord;
+use crate::event::TransferKind;
+use crate::ids::{AccountId, RegionId, TransferId};
+use crate::ledger::Ledger;
+use crate::region::RegionState;
+use ledger_hlc::Stamp;
+
+/// What moved an account's money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Movement {
+    /// A transfer, posted at once.
+    Transfer,
+    /// A refund of a payment.
+    Refund,
+    /// A pending transfer took the amount out of what is available.
+    Hold,
+    /// A pending transfer was posted (whole or in part).
+    HoldPosted,
+    HoldVoided,
+    HoldExpired,
+}
+
+impl Movement {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Movement::Transfer => "transfer",
+            Movement::Refund => "refund",
+            Movement::Hold => "hold",
+            Movement::HoldPosted => "hold_posted",
+            Movement::HoldVoided => "hold_voided",
+            Movement::HoldExpired => "hold_expired",
+        }
+    }
+}
+
+/// One movement of an account's money, in minor units of its currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub stamp: Stamp,
+    pub region: RegionId,
+    /// The transfer that moved it (for an expiry, the pending transfer).
+    pub transfer: TransferId,
+    pub movement: Movement,
+    /// The other account of the transfer.
+    pub counterparty: AccountId,
+    /// Change of the balance (what is available plus what is held).
+    pub balance_change: i128,
+    /// Change of what is held.
+    pub held_change: i128,
+    /// The balance and what is held, in all regions, after this movement.
+    pub balance: i128,
+    pub held: i128,
+}
+
+impl Ledger {
+    /// Every movement of `account` in every region, ordered by stamp, with
+    /// running totals from the first. Releases and grants between regions
+    /// move no money of the account's and are not listed.
+    pub fn history(&self, account: AccountId) -> Vec<HistoryEntry> {
+        let mut entries: Vec<HistoryEntry> = self
+            .regions()
+            .iter()
+            .flat_map(|region| movements(region, account))
+            .collect();
+        entries.sort_by_key(|entry| (entry.stamp, entry.region, entry.transfer));
+        let (mut balance, mut held) = (0i128, 0i128);
+        for entry in &mut entries {
+            balance += entry.balance_change;
+            held += entry.held_change;
+            entry.balance = balance;
+            entry.held = held;
+        }
+        entries
+    }
+}
+
+fn signed(units: u128) -> i128 {
+    i128::try_from(units).unwrap_or(i128::MAX)
+}
+
+/// The movements of `account` in one region, in log order, without totals.
+fn movements(region: &RegionState, account: AccountId) -> Vec<HistoryEntry> {
+    let mut found = Vec::new();
+    for (_, record) in region.records_of(account) {
+        let transfer = &record.transfer;
+        let debit = transfer.debit == account;
+        let counterparty = if debit {
+            transfer.credit
+        } else {
+            transfer.debit
+        };
+        let sign = if debit { -1 } else { 1 };
+        let entry = |movement, balance_change, held_change| HistoryEntry {
+            stamp: record.stamp,
+            region: region.id(),
+            transfer: transfer.id,
+            movement,
+            counterparty,
+            balance_change,
+            held_change,
+            balance: 0,
+            held: 0,
+        };
+        let units = signed(transfer.units);
+        match transfer.kind {
+            TransferKind::Posted => found.push(entry(Movement::Transfer, sign * units, 0)),
+            TransferKind::Refund { .. } => found.push(entry(Movement::Refund, sign * units, 0)),
+            TransferKind::Pending { .. } => {
+                if debit {
+                    found.push(entry(Movement::Hold, 0, units));
+                    if let Some(at) = region.expired_at(transfer.id) {
+                        found.push(HistoryEntry {
+                            stamp: at,
+                            ..entry(Movement::HoldExpired, 0, -units)
+                        });
+                    }
+                }
+            }
+            TransferKind::PostPending { pending_id } => {
+                let held = held_by(region, pending_id);
+                let held_change = if debit { -held } else { 0 };
+                found.push(entry(Movement::HoldPosted, sign * units, held_change));
+            }
+            TransferKind::VoidPending { pending_id } => {
+                if debit {
+                    found.push(entry(Movement::HoldVoided, 0, -held_by(region, pending_id)));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// What a pending transfer held.
+fn held_by(region: &RegionState, pending: TransferId) -> i128 {
+    region
+        .transfer(pending)
+        .map_or(0, |record: &TransferRecord| signed(record.transfer.units))
+}
