@@ -1,5 +1,6 @@
 //! The public (`Ledger`) and operators' (`Admin`) gRPC services.
 
+use crate::client::Client;
 use crate::runtime::{CommandResult, NodeHandle};
 use crate::wire::{self, BATCH_COMMANDS_MAX};
 use ledger_proto::v1 as api;
@@ -7,7 +8,10 @@ use ledger_proto::v1::admin_server::{Admin, AdminServer};
 use ledger_proto::v1::ledger_server::{Ledger, LedgerServer};
 use ledger_replication::Group;
 use ledger_reservations::{Command, ControlCommand, Item, RegionId};
+use ledger_reservations::{HistoryEntry, Money, Stamp};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 /// The largest request either service accepts.
@@ -167,8 +171,12 @@ impl Ledger for Api {
         &self,
         request: Request<api::LookupAccountsRequest>,
     ) -> Result<Response<api::LookupAccountsResponse>, Status> {
-        let ids = request.into_inner().ids;
+        let request = request.into_inner();
+        let ids = request.ids;
         let parsed = parse_ids(&ids, wire::account_id)?;
+        if request.strong {
+            self.strong_read().await?;
+        }
         // One read of the ledger: every account at the same applied position.
         let response = self.node.replica.ledger().read(|ledger| {
             let mut response = api::LookupAccountsResponse::default();
@@ -183,6 +191,175 @@ impl Ledger for Api {
             response
         });
         Ok(Response::new(response))
+    }
+
+    async fn account_history(
+        &self,
+        request: Request<api::AccountHistoryRequest>,
+    ) -> Result<Response<api::AccountHistoryResponse>, Status> {
+        let request = request.into_inner();
+        let account = wire::account_id("account", &request.account)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let limit = match request.limit {
+            0 => HISTORY_LIMIT_DEFAULT,
+            limit => usize::try_from(limit).unwrap_or(usize::MAX),
+        };
+        if limit > HISTORY_LIMIT_MAX {
+            return Err(Status::invalid_argument(format!(
+                "limit {limit}: at most {HISTORY_LIMIT_MAX}"
+            )));
+        }
+        let as_of = (request.as_of_ns > 0).then(|| {
+            Stamp::new(
+                request.as_of_ns,
+                request.as_of_logical,
+                ledger_hlc::NodeId(request.as_of_node),
+            )
+        });
+        let to_ns = (request.to_ns > 0).then_some(request.to_ns);
+        let response = self.node.replica.ledger().read(|ledger| {
+            let account = ledger
+                .control()
+                .account(account)
+                .ok_or_else(|| Status::not_found(format!("UNKNOWN_ACCOUNT: {account}")))?;
+            let scale = account.currency.scale;
+            let money = |units: i128| Money { units, scale }.to_string();
+            let history = ledger.history(account.id);
+            let upto: Vec<&HistoryEntry> = history
+                .iter()
+                .take_while(|entry| as_of.is_none_or(|as_of| entry.stamp <= as_of))
+                .collect();
+            let (balance, held) = upto
+                .last()
+                .map_or((0, 0), |entry| (entry.balance, entry.held));
+            let matching: Vec<&HistoryEntry> = upto
+                .into_iter()
+                .filter(|entry| {
+                    let ns = entry.stamp.physical_ns();
+                    ns >= request.from_ns && to_ns.is_none_or(|to| ns <= to)
+                })
+                .collect();
+            let truncated = matching.len() > limit;
+            let entries = matching[matching.len().saturating_sub(limit)..]
+                .iter()
+                .map(|entry| {
+                    let (stamp_ns, stamp_logical, stamp_node) = entry.stamp.to_parts();
+                    api::HistoryEntry {
+                        stamp_ns,
+                        stamp_logical,
+                        stamp_node,
+                        region: u32::from(entry.region.0),
+                        transfer_id: crate::ids::format(entry.transfer.0),
+                        movement: entry.movement.name().into(),
+                        counterparty: crate::ids::format(entry.counterparty.0),
+                        balance_change: money(entry.balance_change),
+                        held_change: money(entry.held_change),
+                        balance: money(entry.balance),
+                        held: money(entry.held),
+                    }
+                })
+                .collect();
+            let watermarks = ledger
+                .regions()
+                .iter()
+                .map(|region| api::Watermark {
+                    region: u32::from(region.id().0),
+                    applied_index: region.applied().map_or(0, |position| position.index),
+                })
+                .collect();
+            Ok::<_, Status>(api::AccountHistoryResponse {
+                entries,
+                balance: money(balance),
+                held: money(held),
+                watermarks,
+                truncated,
+            })
+        })?;
+        Ok(Response::new(response))
+    }
+
+    type StreamTransfersStream =
+        Pin<Box<dyn futures_util::Stream<Item = Result<api::TransferEvent, Status>> + Send>>;
+
+    async fn stream_transfers(
+        &self,
+        request: Request<api::StreamTransfersRequest>,
+    ) -> Result<Response<Self::StreamTransfersStream>, Status> {
+        let request = request.into_inner();
+        let region = u16::try_from(request.region)
+            .ok()
+            .map(RegionId)
+            .filter(|region| self.node.replica.layout().regions().contains(region))
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("UNKNOWN_REGION: {}", request.region))
+            })?;
+        let account = match request.account.as_str() {
+            "" => None,
+            text => Some(
+                wire::account_id("account", text)
+                    .map_err(|error| Status::invalid_argument(error.to_string()))?,
+            ),
+        };
+        let mut next = usize::try_from(request.from_offset).unwrap_or(usize::MAX);
+        let node = self.node.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(STREAM_CHUNK);
+        // Polls the region's transfers; ends when the client goes away.
+        tokio::spawn(async move {
+            loop {
+                let (events, reached) = node.replica.ledger().read(|ledger| {
+                    let Some(state) = ledger.region(region) else {
+                        return (Vec::new(), next);
+                    };
+                    let scale = |record: &ledger_reservations::TransferRecord| {
+                        ledger
+                            .control()
+                            .currency(record.transfer.currency)
+                            .map_or(0, |currency| currency.scale)
+                    };
+                    let event =
+                        |(offset, record): (usize, &ledger_reservations::TransferRecord)| {
+                            api::TransferEvent {
+                                offset: offset as u64,
+                                transfer: Some(wire::transfer_view(record, scale(record))),
+                            }
+                        };
+                    let events: Vec<api::TransferEvent> = match account {
+                        Some(account) => state
+                            .records_of(account)
+                            .filter(|(offset, _)| *offset >= next)
+                            .take(STREAM_CHUNK)
+                            .map(event)
+                            .collect(),
+                        None => state
+                            .transfers()
+                            .iter()
+                            .enumerate()
+                            .skip(next)
+                            .take(STREAM_CHUNK)
+                            .map(event)
+                            .collect(),
+                    };
+                    let reached = events.last().map_or(next, |last| last.offset as usize + 1);
+                    (events, reached)
+                });
+                let quiet = events.is_empty();
+                for event in events {
+                    if sender.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                next = reached;
+                if quiet {
+                    if sender.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(STREAM_POLL).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
     }
 
     async fn lookup_transfers(
@@ -215,7 +392,65 @@ impl Ledger for Api {
     }
 }
 
+/// Movements an account history answers, by default and at most.
+const HISTORY_LIMIT_DEFAULT: usize = 1_000;
+const HISTORY_LIMIT_MAX: usize = 10_000;
+/// How often a stream looks for new transfers, and how many it sends from
+/// one look.
+const STREAM_POLL: Duration = Duration::from_millis(50);
+const STREAM_CHUNK: usize = 1_024;
+/// How long a strong read waits for a region's leader and for this node to
+/// apply up to its index.
+const STRONG_READ_DEADLINE: Duration = Duration::from_secs(5);
+
 impl Api {
+    /// Waits until this node has applied, in every region's log, everything
+    /// committed before now, as each region's leader confirms it.
+    async fn strong_read(&self) -> Result<(), Status> {
+        let replica = &self.node.replica;
+        for region in replica.layout().regions() {
+            let group = Group::Region(region);
+            let unavailable = |reason: String| {
+                Status::unavailable(format!(
+                    "REGION_UNAVAILABLE: region {} cannot confirm a strong read: {reason}",
+                    region.0
+                ))
+            };
+            let index = if replica.is_leader(group) {
+                replica
+                    .barrier(group)
+                    .await
+                    .map_err(|error| unavailable(error.to_string()))?;
+                replica.applied_index(group).unwrap_or(0)
+            } else {
+                let leader = replica.leader(group).await;
+                let address = self.node.api_address(leader);
+                if address.is_empty() {
+                    return Err(unavailable("no leader known".into()));
+                }
+                let asked = tokio::time::timeout(STRONG_READ_DEADLINE, async {
+                    let client = Client::connect(&address).await?;
+                    client.read_index(u32::from(region.0)).await
+                })
+                .await
+                .map_err(|_| unavailable(format!("{address} did not answer in time")))?
+                .map_err(|error| unavailable(error.to_string()))?;
+                match asked.result {
+                    Some(api::read_index_response::Result::Index(index)) => index,
+                    Some(api::read_index_response::Result::Error(error)) => {
+                        return Err(unavailable(format!("{}: {}", error.code, error.message)));
+                    }
+                    None => return Err(unavailable("an empty answer".into())),
+                }
+            };
+            replica
+                .wait_applied(group, index, STRONG_READ_DEADLINE)
+                .await
+                .map_err(|error| unavailable(error.to_string()))?;
+        }
+        Ok(())
+    }
+
     fn transfer_result(&self, result: &CommandResult) -> api::TransferResult {
         api::TransferResult {
             result: Some(match (result, Self::error_of(result)) {
@@ -278,6 +513,34 @@ impl Admin for Api {
             self.change_account_status_inner(request.into_inner())
                 .await?,
         ))
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<api::ReadIndexRequest>,
+    ) -> Result<Response<api::ReadIndexResponse>, Status> {
+        let region = u16::try_from(request.into_inner().region)
+            .map(RegionId)
+            .map_err(|_| Status::invalid_argument("UNKNOWN_REGION"))?;
+        let group = Group::Region(region);
+        let replica = &self.node.replica;
+        let result = match replica.barrier(group).await {
+            Ok(()) => {
+                api::read_index_response::Result::Index(replica.applied_index(group).unwrap_or(0))
+            }
+            Err(error) => {
+                let failure = self.node.failure(&error);
+                api::read_index_response::Result::Error(wire::node_error(
+                    failure.code,
+                    &failure.message,
+                    failure.retryable,
+                    failure.redirect,
+                ))
+            }
+        };
+        Ok(Response::new(api::ReadIndexResponse {
+            result: Some(result),
+        }))
     }
 
     async fn rebalance(

@@ -145,13 +145,48 @@ impl Client {
         .await
     }
 
+    /// This node's view of the accounts.
     pub async fn lookup_accounts(
         &self,
         ids: Vec<String>,
     ) -> Result<api::LookupAccountsResponse, ClientError> {
+        self.lookup_accounts_with(ids, false).await
+    }
+
+    /// The accounts, `strong`ly: holding everything committed before the call.
+    pub async fn lookup_accounts_with(
+        &self,
+        ids: Vec<String>,
+        strong: bool,
+    ) -> Result<api::LookupAccountsResponse, ClientError> {
         let mut ledger = self.ledger.clone();
         Ok(ledger
-            .lookup_accounts(api::LookupAccountsRequest { ids })
+            .lookup_accounts(api::LookupAccountsRequest { ids, strong })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn account_history(
+        &self,
+        request: api::AccountHistoryRequest,
+    ) -> Result<api::AccountHistoryResponse, ClientError> {
+        let mut ledger = self.ledger.clone();
+        Ok(ledger.account_history(request).await?.into_inner())
+    }
+
+    /// The transfers of a region's log from an offset, then live.
+    pub async fn stream_transfers(
+        &self,
+        request: api::StreamTransfersRequest,
+    ) -> Result<tonic::Streaming<api::TransferEvent>, ClientError> {
+        let mut ledger = self.ledger.clone();
+        Ok(ledger.stream_transfers(request).await?.into_inner())
+    }
+
+    pub async fn read_index(&self, region: u32) -> Result<api::ReadIndexResponse, ClientError> {
+        let mut admin = self.admin.clone();
+        Ok(admin
+            .read_index(api::ReadIndexRequest { region })
             .await?
             .into_inner())
     }
