@@ -33,6 +33,16 @@ async fn cluster(
     Cluster::start(&options).await.expect("the cluster starts")
 }
 
+/// A client of each of the three regions' first node.
+async fn region_clients(cluster: &Cluster) -> [Client; 3] {
+    let mut clients = Vec::new();
+    for region in 0..3 {
+        let address = cluster.api_of(region).expect("region");
+        clients.push(Client::connect(address).await.expect("connects"));
+    }
+    clients.try_into().unwrap_or_else(|_| unreachable!("three clients"))
+}
+
 fn account(n: u128, kind: api::AccountKind) -> api::NewAccount {
     api::NewAccount {
         id: id(n),
@@ -1245,12 +1255,7 @@ async fn one_account_has_many_transfers_in_flight_and_is_never_overspent() {
 async fn a_debit_past_the_local_pool_pulls_the_difference_from_other_regions() {
     let dir = tempfile::tempdir().expect("dir");
     let cluster = cluster(3, 1, 19_000, dir.path()).await;
-    let client = |region: u16| Client::connect(cluster.api_of(region).expect("region"));
-    let (r0, r1, r2) = (
-        client(0).await.expect("r0"),
-        client(1).await.expect("r1"),
-        client(2).await.expect("r2"),
-    );
+    let [r0, r1, r2] = region_clients(&cluster).await;
     open_accounts(&r0, &[10, 11]).await;
     for (n, region) in [(1, &r0), (2, &r1), (3, &r2)] {
         let result = submit(region, transfer(n, BANK, 10, "30.00")).await;
@@ -1287,12 +1292,7 @@ async fn history_stream_and_strong_reads() {
     use tokio_stream::StreamExt;
     let dir = tempfile::tempdir().expect("dir");
     let cluster = cluster(3, 1, 18_000, dir.path()).await;
-    let client = |region: u16| Client::connect(cluster.api_of(region).expect("region"));
-    let (r0, r1, r2) = (
-        client(0).await.expect("r0"),
-        client(1).await.expect("r1"),
-        client(2).await.expect("r2"),
-    );
+    let [r0, r1, r2] = region_clients(&cluster).await;
     open_accounts(&r0, &[10, 11]).await;
     for (command, region) in [
         (transfer(1, BANK, 10, "100.00"), &r0),
@@ -1381,7 +1381,7 @@ async fn history_stream_and_strong_reads() {
     let result = submit(&r2, transfer(6, BANK, 11, "1.00")).await;
     assert!(applied(&result).is_some(), "{result:?}");
     let refused = r0.lookup_accounts_with(vec![id(11)], true).await;
-    let message = format!("{:?}", refused.err().expect("refused"));
+    let message = format!("{:?}", refused.expect_err("refused"));
     assert!(
         message.contains("REGION_UNAVAILABLE: region 2"),
         "{message}"
