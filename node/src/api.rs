@@ -178,18 +178,19 @@ impl Ledger for Api {
             self.strong_read().await?;
         }
         // One read of the ledger: every account at the same applied position.
-        let response = self.node.replica.ledger().read(|ledger| {
-            let mut response = api::LookupAccountsResponse::default();
-            for (text, id) in ids.iter().zip(parsed) {
-                match (ledger.control().account(id), ledger.balance(id)) {
-                    (Some(account), Some(balance)) => response
-                        .accounts
-                        .push(wire::account_view(account, &balance)),
-                    _ => response.missing.push(text.clone()),
+        let response =
+            self.node.replica.ledger().read(|ledger| {
+                let mut response = api::LookupAccountsResponse::default();
+                for (text, id) in ids.iter().zip(parsed) {
+                    match (ledger.control().account(id), ledger.balance(id)) {
+                        (Some(account), Some(balance)) => response.accounts.push(
+                            wire::account_view(account, &balance, ledger.control().policy(id)),
+                        ),
+                        _ => response.missing.push(text.clone()),
+                    }
                 }
-            }
-            response
-        });
+                response
+            });
         Ok(Response::new(response))
     }
 
@@ -515,6 +516,21 @@ impl Admin for Api {
         ))
     }
 
+    async fn set_pool_policy(
+        &self,
+        request: Request<api::SetPoolPolicyRequest>,
+    ) -> Result<Response<api::ChangeAccountStatusResponse>, Status> {
+        let request = request.into_inner();
+        let account = wire::account_id("account", &request.account)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let floor = wire::amount("floor", &request.floor)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        Ok(Response::new(
+            self.control_change(ControlCommand::SetPoolPolicy { account, floor })
+                .await,
+        ))
+    }
+
     async fn read_index(
         &self,
         request: Request<api::ReadIndexRequest>,
@@ -595,8 +611,13 @@ impl Api {
             Ok(api::AccountStatus::Closed) => ControlCommand::Close { account },
             _ => return Err(Status::invalid_argument("status: ACTIVE, FROZEN or CLOSED")),
         };
+        Ok(self.control_change(command).await)
+    }
+
+    /// Applies a change of an account through the control log.
+    async fn control_change(&self, command: ControlCommand) -> api::ChangeAccountStatusResponse {
         let result = self.node.change_status(command).await;
-        Ok(api::ChangeAccountStatusResponse {
+        api::ChangeAccountStatusResponse {
             result: Some(match (&result, Self::error_of(&result)) {
                 (CommandResult::Applied { fresh, .. }, _) => {
                     api::change_account_status_response::Result::Changed(*fresh)
@@ -605,7 +626,7 @@ impl Api {
                     api::change_account_status_response::Result::Error(error.unwrap_or_default())
                 }
             }),
-        })
+        }
     }
 }
 

@@ -214,16 +214,22 @@ impl Client {
                 Ok(admin.change_account_status(request).await?.into_inner())
             }
         };
-        self.following_leader(call, |response: &api::ChangeAccountStatusResponse| {
-            redirect_of(
-                match &response.result {
-                    Some(api::change_account_status_response::Result::Error(error)) => Some(error),
-                    _ => None,
-                }
-                .into_iter(),
-            )
-        })
-        .await
+        self.following_leader(call, control_redirect).await
+    }
+
+    /// Sets an account's pool policy on the control group's leader.
+    pub async fn set_pool_policy(
+        &self,
+        request: api::SetPoolPolicyRequest,
+    ) -> Result<api::ChangeAccountStatusResponse, ClientError> {
+        let call = |client: Client| {
+            let request = request.clone();
+            async move {
+                let mut admin = client.admin;
+                Ok(admin.set_pool_policy(request).await?.into_inner())
+            }
+        };
+        self.following_leader(call, control_redirect).await
     }
 
     pub async fn rebalance(
@@ -233,6 +239,16 @@ impl Client {
         let mut admin = self.admin.clone();
         Ok(admin.rebalance(request).await?.into_inner())
     }
+}
+
+fn control_redirect(response: &api::ChangeAccountStatusResponse) -> Redirect {
+    redirect_of(
+        match &response.result {
+            Some(api::change_account_status_response::Result::Error(error)) => Some(error),
+            _ => None,
+        }
+        .into_iter(),
+    )
 }
 
 enum Redirect {

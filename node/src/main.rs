@@ -169,6 +169,18 @@ enum PoolsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sets an account's pool policy: every region keeps at least `floor`
+    /// available, pulling from regions above theirs ("0" removes it).
+    Policy {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        floor: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Moves reservation from the region of the node it is sent to.
     Rebalance {
         #[arg(long, default_value = "127.0.0.1:27100")]
@@ -477,7 +489,22 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 );
             }
             println!("in flight between regions: {}", view.in_flight);
+            if !view.pool_floor.is_empty() {
+                println!("pool policy: keep {} in every region", view.pool_floor);
+            }
             Ok(())
+        }
+        Commands::Pools(PoolsCommand::Policy {
+            api,
+            account,
+            floor,
+            json,
+        }) => {
+            let response = Client::connect(&api)
+                .await?
+                .set_pool_policy(api::SetPoolPolicyRequest { account, floor })
+                .await?;
+            print_change(response, json)
         }
         Commands::Pools(PoolsCommand::Rebalance {
             api,
@@ -583,6 +610,11 @@ async fn change_status(
         .await?
         .change_account_status(request)
         .await?;
+    print_change(response, json)
+}
+
+/// Prints the answer of a change through the control log.
+fn print_change(response: api::ChangeAccountStatusResponse, json: bool) -> anyhow::Result<()> {
     match response.result {
         Some(api::change_account_status_response::Result::Changed(changed)) if json => {
             print_json(&serde_json::json!({ "changed": changed }))
@@ -602,6 +634,7 @@ fn account_json(view: &api::AccountView) -> serde_json::Value {
     serde_json::json!({
         "id": view.id, "currency": view.currency, "owner": view.owner,
         "total": view.total, "available": view.available, "in_flight": view.in_flight,
+        "pool_floor": view.pool_floor,
         "regions": view.regions.iter().map(|region| serde_json::json!({
             "region": region.region, "available": region.available, "held": region.held,
             "as_of_index": region.as_of_index,

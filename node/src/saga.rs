@@ -6,7 +6,8 @@
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use crate::wire::{DESTINATION_KEY, SAGA_KEY, WITHDRAWAL};
 use ledger_reservations::{
-    Command, Item, Money, PendingState, RegionId, Reject, Shortfall, TransferId, TransferKind,
+    AccountId, Command, Item, Ledger, Money, PendingState, RegionId, Reject, Shortfall, TransferId,
+    TransferKind,
 };
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
@@ -353,6 +354,41 @@ const PULL_POLL: Duration = Duration::from_millis(20);
 /// The saga step numbers of a pull's asks start here (one per region asked).
 const PULL_STEP_BASE: u8 = 16;
 
+/// Which regions to ask for `need` of an account's reservation, and for how
+/// much: the other regions with more than `keep` available (as this node's
+/// replicas show them), the most first, each for at most what it has above
+/// `keep`.
+pub(crate) fn plan_pulls(
+    ledger: &Ledger,
+    account: AccountId,
+    need: i128,
+    keep: i128,
+) -> Vec<(RegionId, i128)> {
+    let home = ledger.home();
+    let mut sources: Vec<(RegionId, i128)> = ledger
+        .regions()
+        .iter()
+        .filter(|region| region.id() != home)
+        .map(|region| {
+            let available = region.pool(account).map_or(0, |pool| pool.available);
+            (region.id(), available - keep)
+        })
+        .filter(|(_, spare)| *spare > 0)
+        .collect();
+    sources.sort_by_key(|(_, spare)| std::cmp::Reverse(*spare));
+    let mut left = need;
+    let mut plan = Vec::new();
+    for (from, spare) in sources {
+        if left <= 0 {
+            break;
+        }
+        let units = left.min(spare);
+        left -= units;
+        plan.push((from, units));
+    }
+    plan
+}
+
 /// Whether a refused command may be pulled for: a transfer or a hold on its
 /// own (a chain's members are decided together, never one again alone).
 pub(crate) fn pullable(item: &Item) -> bool {
@@ -412,30 +448,12 @@ async fn pull(node: &NodeHandle, item: Item, shortfall: Shortfall) -> CommandRes
     };
     let account = shortfall.account;
     let scale = shortfall.requested.scale;
-    let home = node.replica.region();
     let need = shortfall.requested.units - shortfall.available_local.units;
     // Ask the regions with the most first, each for what it seems to have,
     // until the shortfall is covered.
     let asks: Vec<Item> = node.replica.ledger().read(|ledger| {
-        let mut sources: Vec<(RegionId, i128)> = ledger
-            .regions()
-            .iter()
-            .filter(|region| region.id() != home)
-            .map(|region| {
-                let available = region.pool(account).map_or(0, |pool| pool.available);
-                (region.id(), available)
-            })
-            .filter(|(_, available)| *available > 0)
-            .collect();
-        sources.sort_by_key(|(_, available)| std::cmp::Reverse(*available));
-        let mut left = need;
         let mut asks = Vec::new();
-        for (from, available) in sources {
-            if left <= 0 {
-                break;
-            }
-            let units = left.min(available);
-            left -= units;
+        for (from, units) in plan_pulls(ledger, account, need, 0) {
             let Some(amount) = (Money { units, scale }).to_decimal() else {
                 continue;
             };

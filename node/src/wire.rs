@@ -49,7 +49,7 @@ fn currency(field: &str, text: &str) -> Result<CurrencyCode, WireError> {
     CurrencyCode::new(text).map_err(|error| invalid(field, error))
 }
 
-fn amount(field: &str, text: &str) -> Result<Decimal, WireError> {
+pub fn amount(field: &str, text: &str) -> Result<Decimal, WireError> {
     Decimal::from_str(text.trim()).map_err(|error| invalid(field, format!("{text:?}: {error}")))
 }
 
@@ -256,8 +256,19 @@ pub fn wire_error(error: &WireError) -> api::Error {
     node_error("INVALID_REQUEST", error, false, String::new())
 }
 
-pub fn account_view(account: &ledger_reservations::Account, balance: &Balance) -> api::AccountView {
+pub fn account_view(
+    account: &ledger_reservations::Account,
+    balance: &Balance,
+    floor: Option<u128>,
+) -> api::AccountView {
     api::AccountView {
+        pool_floor: floor.map_or_else(String::new, |floor| {
+            Money {
+                units: i128::try_from(floor).unwrap_or(i128::MAX),
+                scale: account.currency.scale,
+            }
+            .to_string()
+        }),
         id: ids::format(account.id.0),
         currency: account.currency.code.to_string(),
         kind: kind_to_wire(account.kind) as i32,

@@ -40,7 +40,9 @@ async fn region_clients(cluster: &Cluster) -> [Client; 3] {
         let address = cluster.api_of(region).expect("region");
         clients.push(Client::connect(address).await.expect("connects"));
     }
-    clients.try_into().unwrap_or_else(|_| unreachable!("three clients"))
+    clients
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three clients"))
 }
 
 fn account(n: u128, kind: api::AccountKind) -> api::NewAccount {
@@ -1387,5 +1389,39 @@ async fn history_stream_and_strong_reads() {
         "{message}"
     );
     cluster.heal().expect("heal");
+    cluster.stop().await;
+}
+
+/// A pool policy keeps a floor of an account's reservation in every region:
+/// the regions below it pull from the one above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_policy_keeps_a_floor_in_every_region() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 17_000, dir.path()).await;
+    let [r0, r1, _] = region_clients(&cluster).await;
+    open_accounts(&r0, &[10]).await;
+    let result = submit(&r0, transfer(1, BANK, 10, "100.00")).await;
+    assert!(applied(&result).is_some(), "{result:?}");
+    let policy = |floor: &str| api::SetPoolPolicyRequest {
+        account: id(10),
+        floor: floor.into(),
+    };
+    let set = r1.set_pool_policy(policy("20.00")).await.expect("answered");
+    assert_eq!(
+        set.result,
+        Some(api::change_account_status_response::Result::Changed(true))
+    );
+    let bad = r1.set_pool_policy(policy("-1")).await.expect("answered");
+    assert!(
+        matches!(&bad.result, Some(api::change_account_status_response::Result::Error(e)) if e.code == "INVALID_AMOUNT"),
+        "{bad:?}"
+    );
+    // Regions 1 and 2 each pull 20.00 from region 0, which keeps 60.00.
+    wait_pool(&r0, 10, 1, "20.00").await;
+    wait_pool(&r0, 10, 2, "20.00").await;
+    wait_pool(&r0, 10, 0, "60.00").await;
+    let view = r0.lookup_accounts(vec![id(10)]).await.expect("answered");
+    assert_eq!(view.accounts[0].pool_floor, "20.00");
+    assert_eq!(view.accounts[0].total, "100.00");
     cluster.stop().await;
 }

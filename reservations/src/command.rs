@@ -135,7 +135,19 @@ impl Item {
 pub enum ControlCommand {
     RegisterCurrency(Currency),
     CreateAccount(NewAccount),
-    Freeze { account: AccountId },
-    Unfreeze { account: AccountId },
-    Close { account: AccountId },
+    Freeze {
+        account: AccountId,
+    },
+    Unfreeze {
+        account: AccountId,
+    },
+    Close {
+        account: AccountId,
+    },
+    /// Keep at least `floor` of the account's reservation available in
+    /// every region, pulling from regions above it (zero: no policy).
+    SetPoolPolicy {
+        account: AccountId,
+        floor: Decimal,
+    },
 }

@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 pub struct Control {
     currencies: BTreeMap<CurrencyCode, Currency>,
     accounts: FxHashMap<AccountId, Account>,
+    /// Pool policies: the floor each region keeps, per account.
+    policies: BTreeMap<AccountId, u128>,
     last_stamp: Stamp,
     applied: Option<Position>,
 }
@@ -38,6 +40,7 @@ impl Control {
                 .map(|currency| (currency.code, currency))
                 .collect(),
             accounts: FxHashMap::default(),
+            policies: BTreeMap::new(),
             last_stamp: Stamp::ZERO,
             applied: None,
         }
@@ -61,6 +64,18 @@ impl Control {
 
     pub fn applied(&self) -> Option<Position> {
         self.applied
+    }
+
+    /// The floor of an account's pool policy, in minor units, if it has one.
+    pub fn policy(&self, account: AccountId) -> Option<u128> {
+        self.policies.get(&account).copied()
+    }
+
+    /// Every pool policy: account and floor.
+    pub fn policies(&self) -> impl Iterator<Item = (AccountId, u128)> + '_ {
+        self.policies
+            .iter()
+            .map(|(account, floor)| (*account, *floor))
     }
 
     pub fn last_stamp(&self) -> Stamp {
@@ -131,6 +146,31 @@ impl Control {
             ControlCommand::Close { account } => {
                 self.status_change(*account, AccountStatus::Closed)?
             }
+            ControlCommand::SetPoolPolicy { account, floor } => {
+                let account = self
+                    .accounts
+                    .get(account)
+                    .ok_or(Reject::UnknownAccount(*account))?;
+                if !account.kind.is_bounded() {
+                    return Err(Reject::PoolNotApplicable(account.id));
+                }
+                let floor = if floor.is_zero() {
+                    0
+                } else {
+                    account
+                        .currency
+                        .units(*floor)
+                        .map_err(Reject::InvalidAmount)?
+                };
+                if self.policy(account.id).unwrap_or(0) == floor {
+                    None
+                } else {
+                    Some(ControlEventBody::PoolPolicySet {
+                        account: account.id,
+                        floor,
+                    })
+                }
+            }
         };
         match body {
             Some(body) => Ok(Decision::Append(ControlEvent { stamp, body })),
@@ -190,6 +230,16 @@ impl Control {
                     .get_mut(account)
                     .ok_or(ApplyError::Control("status change of an unknown account"))?;
                 account.status = *status;
+            }
+            ControlEventBody::PoolPolicySet { account, floor } => {
+                if !self.accounts.contains_key(account) {
+                    return Err(ApplyError::Control("pool policy of an unknown account"));
+                }
+                if *floor == 0 {
+                    self.policies.remove(account);
+                } else {
+                    self.policies.insert(*account, *floor);
+                }
             }
         }
         self.last_stamp = event.stamp;

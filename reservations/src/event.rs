@@ -102,4 +102,10 @@ pub enum ControlEventBody {
         account: AccountId,
         status: AccountStatus,
     },
+    /// The floor, in minor units, each region keeps of the account's
+    /// reservation (0: the policy is removed).
+    PoolPolicySet {
+        account: AccountId,
+        floor: u128,
+    },
 }

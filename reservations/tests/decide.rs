@@ -1804,6 +1804,48 @@ fn currency_codes_and_money_print_exactly() {
     assert!(serde_json::from_str::<CurrencyCode>("\"us d\"").is_err());
 }
 
+#[test]
+fn a_pool_policy_is_set_changed_and_removed_in_the_control_log() {
+    let mut node = node();
+    let policy = |id, floor: &str| ControlCommand::SetPoolPolicy {
+        account: account(id),
+        floor: dec(floor),
+    };
+    let set = node.control(policy(ALICE, "25.00"));
+    assert!(
+        matches!(
+            set,
+            Ok(Decision::Append(ControlEvent {
+                body: ControlEventBody::PoolPolicySet { floor: 2500, .. },
+                ..
+            }))
+        ),
+        "{set:?}"
+    );
+    assert_eq!(node.ledger.control().policy(account(ALICE)), Some(2500));
+    assert_eq!(
+        node.control(policy(ALICE, "25")),
+        Ok(Decision::AlreadyApplied)
+    );
+    expect_reject(
+        node.control(policy(BANK, "1")),
+        Reject::PoolNotApplicable(account(BANK)),
+    );
+    expect_reject(
+        node.control(policy(99, "1")),
+        Reject::UnknownAccount(account(99)),
+    );
+    assert_eq!(
+        reject_of(node.control(policy(ALICE, "-1"))).code(),
+        "INVALID_AMOUNT"
+    );
+    assert!(matches!(
+        node.control(policy(ALICE, "0")),
+        Ok(Decision::Append(_))
+    ));
+    assert_eq!(node.ledger.control().policy(account(ALICE)), None);
+}
+
 // ---- apply ----
 
 #[test]

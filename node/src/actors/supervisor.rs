@@ -7,7 +7,7 @@ use super::writer::{Writer, WriterMsg};
 use super::{Collector, Gate};
 use crate::runtime::{CommandResult, NodeHandle};
 use crate::saga::{PayoutConnector, SagaMsg, SagaSupervisor};
-use ledger_reservations::{Command, Item};
+use ledger_reservations::{AccountId, Command, Item, Money, RegionId, TransferId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +19,8 @@ use tokio::task::JoinHandle;
 const TICK: Duration = Duration::from_millis(100);
 /// Ticks between two sweeps for expired holds and for pulls to answer.
 const SWEEP_EVERY_TICKS: u64 = 2;
+/// Ticks between two rounds of the pool policies.
+const POLICY_EVERY_TICKS: u64 = 10;
 /// Commands in one sweep, at most.
 const SWEEP_COMMANDS_MAX: usize = 1_000;
 
@@ -71,6 +73,7 @@ pub(crate) struct SupervisorState {
     leading: bool,
     expiring: Arc<AtomicBool>,
     answering: Arc<AtomicBool>,
+    balancing: Arc<AtomicBool>,
     ticks: u64,
 }
 
@@ -151,6 +154,7 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
             leading: false,
             expiring: Arc::new(AtomicBool::new(false)),
             answering: Arc::new(AtomicBool::new(false)),
+            balancing: Arc::new(AtomicBool::new(false)),
             ticks: 0,
         };
         self.spawn_children(&myself, &mut state).await?;
@@ -190,6 +194,9 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
                 if leading && state.ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                     expire_due(state);
                     answer_pulls(state);
+                }
+                if leading && state.ticks.is_multiple_of(POLICY_EVERY_TICKS) {
+                    keep_floors(state);
                 }
             }
         }
@@ -282,6 +289,71 @@ fn answer_pulls(state: &SupervisorState) {
             .collect()
     });
     sweep(state, &state.answering, items, "pulls answered");
+}
+
+/// The pool policies, as a saga of pulls: where an account with a policy
+/// has less than its floor available in this region, and no pull of it from
+/// here is still unanswered, ask the regions above their floor for the
+/// difference (never taking them below it). The answers and grants are the
+/// pull's own steps.
+fn keep_floors(state: &SupervisorState) {
+    let items = state.node.replica.ledger().read(|ledger| {
+        let home = ledger.home_state();
+        let me = home.id();
+        let mut items = Vec::new();
+        for (account, floor) in ledger.control().policies() {
+            let Some(scale) = ledger.control().account(account).map(|a| a.currency.scale) else {
+                continue;
+            };
+            let floor = i128::try_from(floor).unwrap_or(i128::MAX);
+            let available = |region: &ledger_reservations::RegionState| {
+                region.pool(account).map_or(0, |pool| pool.available)
+            };
+            let here = available(home);
+            if here >= floor {
+                continue;
+            }
+            let mine: Vec<(&TransferId, &ledger_reservations::Pull)> = home
+                .pulls()
+                .filter(|(_, pull)| pull.account == account)
+                .collect();
+            let unanswered = mine.iter().any(|(id, pull)| {
+                ledger
+                    .region(pull.from)
+                    .is_some_and(|from| !from.answered(me, **id))
+            });
+            if unanswered {
+                continue;
+            }
+            let mut asked = mine.len();
+            for (from, units) in crate::saga::plan_pulls(ledger, account, floor - here, floor) {
+                let Some(amount) = (Money { units, scale }).to_decimal() else {
+                    continue;
+                };
+                asked += 1;
+                items.push(Item::single(Command::RequestPull {
+                    id: policy_pull_id(account, me, asked),
+                    account,
+                    amount,
+                    from,
+                }));
+            }
+            if items.len() >= SWEEP_COMMANDS_MAX {
+                break;
+            }
+        }
+        items
+    });
+    sweep(state, &state.balancing, items, "pool policy pulls asked");
+}
+
+/// The id of the `n`th pull a region asks for an account.
+fn policy_pull_id(account: AccountId, region: RegionId, n: usize) -> TransferId {
+    let n = u128::try_from(n).unwrap_or(u128::MAX);
+    crate::saga::step_id(
+        TransferId(account.0 ^ (n << 32) ^ (u128::from(region.0) << 16)),
+        200,
+    )
 }
 
 /// Routes housekeeping commands like any others, one sweep of a kind at a
