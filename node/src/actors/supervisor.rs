@@ -182,8 +182,10 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
                 state.ticks += 1;
                 let leading = state.node.replica.is_leader(state.node.home());
                 if leading != state.leading {
-                    // Whatever was decided under the other role is void.
-                    state.gate.reset();
+                    // Leadership lost: the actors stop, and whatever they
+                    // decided is void (the router's StopAll resets the
+                    // gate). Leadership won: the writer's first entry in the
+                    // new term fences off decisions made before it.
                     if !leading && let Some(children) = &state.children {
                         let _ = children.router.send_message(RouterMsg::StopAll);
                         let _ = children.sagas.send_message(SagaMsg::StopAll);

@@ -179,12 +179,15 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
     }
     // After the barrier this node's state holds every entry a previous
     // leader committed, and every entry of its own that will ever commit.
+    // In a new term, decisions made against a state from before it may
+    // miss what another leader committed meanwhile: the fence moves up to
+    // here. (Nothing of this writer's is left undecided across the change:
+    // every earlier entry was answered committed, or failed and reset the
+    // gate, and every submission not proposed was dropped.)
     let term = node.replica.progress(home).map(|progress| progress.term);
-    if term != state.term {
-        gate.reset();
-        state.term = term;
-    }
-    if gate.is_closed() {
+    let new_term = term != state.term;
+    state.term = term;
+    if new_term || gate.is_closed() {
         let applied = node.replica.ledger().read(|ledger| {
             ledger
                 .home_state()
