@@ -131,6 +131,20 @@ enum AccountCommand {
         #[arg(long, default_value = "127.0.0.1:27100")]
         api: String,
         ids: Vec<String>,
+        /// Holding everything committed before the call, in every region.
+        #[arg(long)]
+        strong: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every movement of an account in every region, with the balance after.
+    History {
+        #[arg(long, default_value = "127.0.0.1:27100")]
+        api: String,
+        id: String,
+        /// The latest this many movements (at most 10,000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
         #[arg(long)]
         json: bool,
     },
@@ -223,9 +237,15 @@ fn run_main() -> anyhow::Result<()> {
     runtime.block_on(run(cli.command))
 }
 
+/// Prints JSON for another program; one that stops reading early (a pipe
+/// into `head`) is not an error.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 async fn run(command: Commands) -> anyhow::Result<()> {
@@ -435,8 +455,70 @@ async fn run(command: Commands) -> anyhow::Result<()> {
         Commands::Account(AccountCommand::Close { api, id, json }) => {
             change_status(api, id, api::AccountStatus::Closed, json).await
         }
-        Commands::Account(AccountCommand::Show { api, ids, json }) => {
-            let response = Client::connect(&api).await?.lookup_accounts(ids).await?;
+        Commands::Account(AccountCommand::History {
+            api,
+            id,
+            limit,
+            json,
+        }) => {
+            let response = Client::connect(&api)
+                .await?
+                .account_history(api::AccountHistoryRequest {
+                    account: id,
+                    limit,
+                    ..Default::default()
+                })
+                .await?;
+            if json {
+                let entries: Vec<serde_json::Value> = response
+                    .entries
+                    .iter()
+                    .map(|entry| {
+                        serde_json::json!({
+                            "stamp_ns": entry.stamp_ns, "region": entry.region,
+                            "transfer_id": entry.transfer_id, "movement": entry.movement,
+                            "counterparty": entry.counterparty,
+                            "balance_change": entry.balance_change,
+                            "held_change": entry.held_change,
+                            "balance": entry.balance, "held": entry.held,
+                        })
+                    })
+                    .collect();
+                return print_json(&serde_json::json!({
+                    "entries": entries, "balance": response.balance,
+                    "held": response.held, "truncated": response.truncated,
+                }));
+            }
+            println!(
+                "{:<7} {:<12} {:>12} {:>12} {:>10}  transfer",
+                "region", "movement", "change", "balance", "held"
+            );
+            for entry in &response.entries {
+                println!(
+                    "r{:<6} {:<12} {:>12} {:>12} {:>10}  {}",
+                    entry.region,
+                    entry.movement,
+                    entry.balance_change,
+                    entry.balance,
+                    entry.held,
+                    entry.transfer_id
+                );
+            }
+            if response.truncated {
+                println!("(earlier movements left out: raise --limit)");
+            }
+            Ok(())
+        }
+        Commands::Account(AccountCommand::Show {
+            api,
+            ids,
+            strong,
+            json,
+        }) => {
+            let response = Client::connect(&api)
+                .await?
+                .lookup_accounts_with(ids, strong)
+                .await?;
             if json {
                 return print_json(
                     &response
