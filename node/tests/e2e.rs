@@ -1380,6 +1380,9 @@ async fn history_stream_and_strong_reads() {
     // cannot see: a strong read elsewhere refuses rather than answer
     // without it.
     cluster.cut(&[3], &[1, 2]).expect("cut");
+    // The nodes read their blocked peers every 100 ms: let the cut take
+    // effect before region 2 commits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let result = submit(&r2, transfer(6, BANK, 11, "1.00")).await;
     assert!(applied(&result).is_some(), "{result:?}");
     let refused = r0.lookup_accounts_with(vec![id(11)], true).await;
