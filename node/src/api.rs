@@ -503,6 +503,16 @@ impl Admin for Api {
             groups,
             clock_ns: now_ns,
             drift_refused: clock.refused_count(),
+            nodes: replica
+                .layout()
+                .nodes
+                .iter()
+                .map(|node| api::NodeInfo {
+                    id: node.id,
+                    region: u32::from(node.region.0),
+                    api: node.api.clone(),
+                })
+                .collect(),
         }))
     }
 

@@ -357,8 +357,14 @@ async fn run(command: Commands) -> anyhow::Result<()> {
         }
         Commands::Status { api, json } => {
             let status = Client::connect(&api).await?.status().await?;
+            let clocks = clock_offsets(&status.nodes).await;
             if json {
                 return print_json(&serde_json::json!({
+                    "nodes": clocks.iter().map(|(node, offset)| serde_json::json!({
+                        "id": node.id, "region": node.region, "api": node.api,
+                        "clock_offset_ms": offset.map(|(offset, _)| offset),
+                        "clock_offset_uncertainty_ms": offset.map(|(_, rtt)| rtt / 2.0),
+                    })).collect::<Vec<_>>(),
                     "node": status.node,
                     "region": status.region,
                     "clock_ns": status.clock_ns,
@@ -391,6 +397,19 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                     group.lag_entries,
                     group.last_event_age_ms,
                     group.voters
+                );
+            }
+            println!(
+                "\n{:<5} {:<7} {:<22} clock offset from this machine",
+                "node", "region", "api"
+            );
+            for (node, offset) in clocks {
+                let offset = offset.map_or("unreachable".into(), |(offset, rtt)| {
+                    format!("{offset:+.1} ms (± {:.1} ms)", rtt / 2.0)
+                });
+                println!(
+                    "{:<5} {:<7} {:<22} {offset}",
+                    node.id, node.region, node.api
                 );
             }
             Ok(())
@@ -693,6 +712,33 @@ async fn change_status(
         .change_account_status(request)
         .await?;
     print_change(response, json)
+}
+
+/// Each node's clock against this machine's: the node's clock when it
+/// answered minus the middle of the call, with the call's round trip (the
+/// offset is within half of it). `None` for a node that did not answer.
+async fn clock_offsets(nodes: &[api::NodeInfo]) -> Vec<(api::NodeInfo, Option<(f64, f64)>)> {
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_nanos() as f64)
+    };
+    let mut measured = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let asked = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            let client = Client::connect(&node.api).await.ok()?;
+            let before = now_ns();
+            let status = client.status().await.ok()?;
+            let after = now_ns();
+            let offset_ms = (status.clock_ns as f64 - (before + after) / 2.0) / 1e6;
+            Some((offset_ms, (after - before) / 1e6))
+        })
+        .await
+        .ok()
+        .flatten();
+        measured.push((node.clone(), asked));
+    }
+    measured
 }
 
 /// Prints the answer of a change through the control log.
