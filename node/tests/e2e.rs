@@ -708,8 +708,8 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
         acknowledged.len()
     );
     assert!(acknowledged.len() < 400, "the kill happened mid-load");
-    // The other regions go on.
-    assert!(applied(&submit(&r0, transfer(300, BANK, 10, "5.00")).await).is_some());
+    // The other regions go on (ids past the load's 200..600).
+    assert!(applied(&submit(&r0, transfer(1_000, BANK, 10, "5.00")).await).is_some());
 
     cluster.restart(2).expect("restarts");
     let r1 = reconnect(&r1_address).await;
@@ -723,7 +723,7 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
         found.missing
     );
     // And region 1 decides again.
-    assert!(applied(&submit(&r1, transfer(301, BANK, 10, "1.00")).await).is_some());
+    assert!(applied(&submit(&r1, transfer(1_001, BANK, 10, "1.00")).await).is_some());
     let views = converged(&cluster, &cluster.running(), &[BANK, 10]).await;
     // 5.00 from region 0 and 1.00 after the restart, plus every acknowledged
     // top-up and possibly the one whose answer the kill cut off.
