@@ -20,7 +20,15 @@ pub struct Pool {
     pub held: i128,
     pub currency: CurrencyCode,
     pub kind: AccountKind,
+    /// The offset of the account's last transfer record in the region's log
+    /// of transfers ([`NO_RECORD`] for none): the head of the chain
+    /// [`crate::RegionState::records_of`] walks. Kept here, in the entry
+    /// applying a transfer touches anyway, rather than in an index of its own.
+    pub last_record: u32,
 }
+
+/// No transfer record.
+pub const NO_RECORD: u32 = u32::MAX;
 
 impl Pool {
     pub(crate) fn new(currency: CurrencyCode, kind: AccountKind) -> Self {
@@ -29,6 +37,7 @@ impl Pool {
             held: 0,
             currency,
             kind,
+            last_record: NO_RECORD,
         }
     }
 

@@ -311,8 +311,7 @@ impl Ledger {
     }
 
     /// Replaces a region's state with one restored from a snapshot.
-    pub fn install_region(&mut self, mut state: RegionState) -> Result<(), ApplyError> {
-        state.reindex();
+    pub fn install_region(&mut self, state: RegionState) -> Result<(), ApplyError> {
         let index = self
             .regions
             .binary_search_by_key(&state.id(), RegionState::id)

@@ -2,9 +2,10 @@
 
 use crate::account::AccountKind;
 use crate::book::{
-    ApplyError, Book, Flow, PendingState, Pool, Pull, ReleaseLog, TransferRecord, apply_event,
+    ApplyError, Book, Flow, NO_RECORD, PendingState, Pool, Pull, ReleaseLog, TransferRecord,
+    apply_event,
 };
-use crate::event::{Event, EventBody, Release, TransferKind};
+use crate::event::{Event, EventBody, Release, Transfer, TransferKind};
 use crate::ids::{AccountId, Position, RegionId, TransferId};
 use crate::money::{BALANCE_UNITS_MAX, CurrencyCode};
 use ledger_hlc::Stamp;
@@ -37,10 +38,10 @@ pub struct RegionState {
     answered: BTreeSet<(RegionId, TransferId)>,
     /// When each expired pending transfer expired.
     expired_at: FxHashMap<TransferId, Stamp>,
-    /// The transfer records of each account, as offsets in `transfers`:
-    /// derived, rebuilt by [`RegionState::reindex`] after a restore.
-    #[serde(skip)]
-    by_account: FxHashMap<AccountId, Vec<usize>>,
+    /// For each transfer record, the offset of the previous record of its
+    /// debit account and of its credit account ([`NO_RECORD`]: none): with
+    /// `Pool::last_record`, a chain per account through its records.
+    links: Vec<(u32, u32)>,
 }
 
 impl RegionState {
@@ -61,7 +62,7 @@ impl RegionState {
             pulls: BTreeMap::new(),
             answered: BTreeSet::new(),
             expired_at: FxHashMap::default(),
-            by_account: FxHashMap::default(),
+            links: Vec::new(),
         }
     }
 
@@ -174,15 +175,27 @@ impl RegionState {
 
     /// The transfer records that move `account`'s money, with their offsets
     /// in this region's log of transfers, in log order.
-    pub fn records_of(
-        &self,
-        account: AccountId,
-    ) -> impl Iterator<Item = (usize, &TransferRecord)> + '_ {
-        self.by_account
+    pub fn records_of(&self, account: AccountId) -> impl Iterator<Item = (usize, &TransferRecord)> {
+        let mut chain = Vec::new();
+        let mut next = self
+            .pools
             .get(&account)
+            .map_or(NO_RECORD, |pool| pool.last_record);
+        while let (Some(record), Some(link)) = (
+            self.transfers.get(next as usize),
+            self.links.get(next as usize),
+        ) {
+            chain.push(next as usize);
+            next = if record.transfer.debit == account {
+                link.0
+            } else {
+                link.1
+            };
+        }
+        chain
             .into_iter()
-            .flatten()
-            .filter_map(|offset| Some((*offset, self.transfers.get(*offset)?)))
+            .rev()
+            .filter_map(|offset| Some((offset, self.transfers.get(offset)?)))
     }
 
     /// When a pending transfer expired, if it did.
@@ -190,15 +203,19 @@ impl RegionState {
         self.expired_at.get(&id).copied()
     }
 
-    /// Rebuilds what is derived from the transfer records (after a restore
-    /// from a snapshot, which does not carry it).
-    pub fn reindex(&mut self) {
-        self.by_account.clear();
-        for (offset, record) in self.transfers.iter().enumerate() {
-            for account in [record.transfer.debit, record.transfer.credit] {
-                self.by_account.entry(account).or_default().push(offset);
-            }
-        }
+    /// Links the record at `offset` into its accounts' chains.
+    fn link(&mut self, offset: usize, transfer: &Transfer) {
+        let offset = u32::try_from(offset).unwrap_or(NO_RECORD);
+        let mut previous = |account, kind| {
+            let pool = self
+                .pools
+                .entry(account)
+                .or_insert_with(|| Pool::new(transfer.currency, kind));
+            std::mem::replace(&mut pool.last_record, offset)
+        };
+        let debit = previous(transfer.debit, transfer.debit_kind);
+        let credit = previous(transfer.credit, transfer.credit_kind);
+        self.links.push((debit, credit));
     }
 
     /// Every open pending transfer, by deadline.
@@ -246,10 +263,7 @@ impl RegionState {
                 if let Some(PendingState::Open { deadline_ns }) = self.pending_state(transfer.id) {
                     self.open_pendings.insert((deadline_ns, transfer.id));
                 }
-                let offset = self.transfers.len() - 1;
-                for account in [transfer.debit, transfer.credit] {
-                    self.by_account.entry(account).or_default().push(offset);
-                }
+                self.link(self.transfers.len() - 1, transfer);
             }
             EventBody::Released {
                 release, to, seq, ..
@@ -278,10 +292,8 @@ impl RegionState {
     pub fn validate(&self) -> Result<(), String> {
         let mut held: FxHashMap<AccountId, i128> = FxHashMap::default();
         let mut open = BTreeSet::new();
-        let mut rebuilt = self.clone();
-        rebuilt.reindex();
-        if rebuilt.by_account != self.by_account {
-            return Err(format!("{}: account index out of step", self.id));
+        if self.links.len() != self.transfers.len() {
+            return Err(format!("{}: account chains out of step", self.id));
         }
         if self.transfer_index.len() != self.transfers.len() {
             return Err(format!("{}: transfer index out of step", self.id));

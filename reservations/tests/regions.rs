@@ -583,6 +583,19 @@ fn run(actions: &[Action]) {
         }
     }
 
+    // History: every account's movements add up to its balance, and what
+    // its history says is held is what its pools hold.
+    for id in [BANK, SHOP].iter().chain(USERS.iter()) {
+        let ledger = &sim.ledgers[0];
+        let balance = ledger.balance(AccountId(*id)).expect("known");
+        let last = ledger
+            .history(AccountId(*id))
+            .last()
+            .map_or((0, 0), |entry| (entry.balance, entry.held));
+        let held: i128 = balance.regions.iter().map(|region| region.held.units).sum();
+        assert_eq!(last, (balance.total.units, held), "history of {id}");
+    }
+
     // Invariant 4: every release is granted exactly once.
     let mut releases = BTreeMap::new();
     let mut grants = BTreeMap::new();
