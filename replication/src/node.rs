@@ -582,8 +582,8 @@ impl ReplicaNode {
     /// barrier, so a new leader first applies everything a previous leader
     /// committed, and resumes at the high-water mark of its own state; a
     /// grant is never decided twice. It must be the only proposer of the
-    /// region's log while it runs: stamps must grow in log order (the node's
-    /// batching writer will carry grants with everything else).
+    /// region's log while it runs: stamps must grow in log order (the node
+    /// runs it from its writer, between entries).
     pub async fn grant_releases<C: Clock>(&self, hlc: &Hlc<C>) -> Result<usize, GrantError> {
         let group = Group::Region(self.config.region);
         let raft = self.raft(group).map_err(GrantError::Node)?;

@@ -1,5 +1,6 @@
 use crate::ids::AccountId;
 use crate::money::{Currency, CurrencyCode};
+use crate::reject::Reject;
 use ledger_hlc::Stamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,6 +52,18 @@ pub struct Account {
     pub owner: String,
     pub metadata: Metadata,
     pub created: Stamp,
+}
+
+impl Account {
+    /// `amount` as units of this account's reservation pool: refused for an
+    /// account without one (EXTERNAL) and for an amount its currency cannot
+    /// hold.
+    pub(crate) fn pool_units(&self, amount: rust_decimal::Decimal) -> Result<u128, Reject> {
+        if !self.kind.is_bounded() {
+            return Err(Reject::PoolNotApplicable(self.id));
+        }
+        self.currency.units(amount).map_err(Reject::InvalidAmount)
+    }
 }
 
 /// What a client asks for when it opens an account.

@@ -151,16 +151,10 @@ impl Control {
                     .accounts
                     .get(account)
                     .ok_or(Reject::UnknownAccount(*account))?;
-                if !account.kind.is_bounded() {
-                    return Err(Reject::PoolNotApplicable(account.id));
-                }
-                let floor = if floor.is_zero() {
+                let floor = if floor.is_zero() && account.kind.is_bounded() {
                     0
                 } else {
-                    account
-                        .currency
-                        .units(*floor)
-                        .map_err(Reject::InvalidAmount)?
+                    account.pool_units(*floor)?
                 };
                 if self.policy(account.id).unwrap_or(0) == floor {
                     None

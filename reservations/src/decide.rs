@@ -299,15 +299,20 @@ impl<'a, B: Book> Decider<'a, B> {
     fn release(&self, account: AccountId, amount: Decimal, to: RegionId) -> Decided {
         self.other_region(to)?;
         let account = self.account(account)?;
-        if !account.kind.is_bounded() {
-            return Err(Reject::PoolNotApplicable(account.id));
-        }
-        let units = account
-            .currency
-            .units(amount)
-            .map_err(Reject::InvalidAmount)?;
+        let units = account.pool_units(amount)?;
         self.check_funds(account, account.currency, units)?;
-        Ok(Some(EventBody::Released {
+        Ok(Some(self.released(account, units, to, None)))
+    }
+
+    /// The next release of this region to `to`.
+    fn released(
+        &self,
+        account: &Account,
+        units: u128,
+        to: RegionId,
+        pull: Option<TransferId>,
+    ) -> EventBody {
+        EventBody::Released {
             release: Release {
                 account: account.id,
                 currency: account.currency.code,
@@ -316,8 +321,8 @@ impl<'a, B: Book> Decider<'a, B> {
             },
             to,
             seq: self.book.released_to(to) + 1,
-            pull: None,
-        }))
+            pull,
+        }
     }
 
     fn request_pull(
@@ -329,13 +334,7 @@ impl<'a, B: Book> Decider<'a, B> {
     ) -> Decided {
         self.other_region(from)?;
         let account = self.active_account(account)?;
-        if !account.kind.is_bounded() {
-            return Err(Reject::PoolNotApplicable(account.id));
-        }
-        let units = account
-            .currency
-            .units(amount)
-            .map_err(Reject::InvalidAmount)?;
+        let units = account.pool_units(amount)?;
         if let Some(pull) = self.book.pull(id) {
             let same = pull.account == account.id && pull.units == units && pull.from == from;
             return if same {
@@ -375,17 +374,7 @@ impl<'a, B: Book> Decider<'a, B> {
         if units == 0 {
             self.check_funds(account, account.currency, pull.units)?;
         }
-        Ok(Some(EventBody::Released {
-            release: Release {
-                account: account.id,
-                currency: account.currency.code,
-                kind: account.kind,
-                units,
-            },
-            to: asker,
-            seq: self.book.released_to(asker) + 1,
-            pull: Some(pull_id),
-        }))
+        Ok(Some(self.released(account, units, asker, Some(pull_id))))
     }
 
     fn grant(&self, from: RegionId, seq: u64) -> Decided {

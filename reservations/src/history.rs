@@ -2,7 +2,7 @@
 //! this node's replicas hold them, in stamp order, with the balance after
 //! each. Reads of the region states; nothing here changes them.
 
-use crate::book::TransferRecord;
+use crate::book::{TransferRecord, signed};
 use crate::event::TransferKind;
 use crate::ids::{AccountId, RegionId, TransferId};
 use crate::ledger::Ledger;
@@ -76,10 +76,6 @@ impl Ledger {
         }
         entries
     }
-}
-
-fn signed(units: u128) -> i128 {
-    i128::try_from(units).unwrap_or(i128::MAX)
 }
 
 /// The movements of `account` in one region, in log order, without totals.
