@@ -1,7 +1,7 @@
 //! A running node: its replication groups, its Raft and API servers, and the
 //! writer that turns its region's commands into log entries.
 
-use crate::actors::{self, Actors, Collector, RouterMsg};
+use crate::actors::{self, Actors, Answers, Collector, PullAsk, RouterMsg};
 use crate::config::NodeSettings;
 use ledger_hlc::{Hlc, NodeId, SystemClock};
 use ledger_replication::{
@@ -149,20 +149,7 @@ impl NodeHandle {
     /// asked to release the difference, and the command is decided again
     /// once it has arrived, or answered [`CommandResult::PullTimedOut`].
     pub async fn submit(&self, items: Vec<Item>) -> Vec<CommandResult> {
-        let pullable: Vec<Option<Item>> = items
-            .iter()
-            .map(|item| crate::saga::pullable(item).then(|| item.clone()))
-            .collect();
-        let mut results = self.decide(items).await;
-        let mut pulls = Vec::new();
-        for (slot, (result, item)) in results.iter().zip(pullable).enumerate() {
-            if let (CommandResult::Rejected(Reject::InsufficientFunds(shortfall)), Some(item)) =
-                (result, item)
-                && shortfall.available_global.units >= shortfall.requested.units
-            {
-                pulls.push((slot, item, shortfall.clone()));
-            }
-        }
+        let Answers { mut results, pulls } = self.decide_answers(items).await;
         if pulls.is_empty() {
             return results;
         }
@@ -175,7 +162,12 @@ impl NodeHandle {
             return results;
         };
         let mut answers = Vec::with_capacity(pulls.len());
-        for (slot, item, shortfall) in pulls {
+        for PullAsk {
+            slot,
+            item,
+            shortfall,
+        } in pulls
+        {
             let (reply, answer) = oneshot::channel();
             let started = sagas.send_message(crate::saga::SagaMsg::Pull {
                 item,
@@ -198,15 +190,22 @@ impl NodeHandle {
     /// commands are decided in order, by that account's actor, against the
     /// committed state and its own commands in flight; a linked chain
     /// succeeds or fails as one. A chain left open at the end is refused.
-    pub async fn decide(&self, mut items: Vec<Item>) -> Vec<CommandResult> {
+    pub async fn decide(&self, items: Vec<Item>) -> Vec<CommandResult> {
+        self.decide_answers(items).await.results
+    }
+
+    async fn decide_answers(&self, mut items: Vec<Item>) -> Answers {
         let open = items.iter().rev().take_while(|item| item.linked).count();
         items.truncate(items.len() - open);
         let count = items.len();
-        let unavailable = |count| {
-            vec![
-                CommandResult::Unavailable(NodeFailure::unavailable("the node is stopping"));
+        let unavailable = |count| Answers {
+            results: vec![
+                CommandResult::Unavailable(NodeFailure::unavailable(
+                    "the node is stopping"
+                ));
                 count
-            ]
+            ],
+            pulls: Vec::new(),
         };
         let permits = u32::try_from(count.clamp(1, COMMANDS_IN_FLIGHT_MAX)).unwrap_or(u32::MAX);
         let Ok(permit) = self.in_flight.clone().acquire_many_owned(permits).await else {
@@ -219,7 +218,7 @@ impl NodeHandle {
             .clone();
         let (reply, answer) = oneshot::channel();
         let collector = Collector::new(count, reply, Some(permit));
-        let mut results = match router {
+        let mut answers = match router {
             Some(router)
                 if router
                     .send_message(RouterMsg::Route { items, collector })
@@ -229,11 +228,11 @@ impl NodeHandle {
             }
             _ => unavailable(count),
         };
-        results.extend(std::iter::repeat_n(
+        answers.results.extend(std::iter::repeat_n(
             CommandResult::Rejected(Reject::LinkedChainOpen),
             open,
         ));
-        results
+        answers
     }
 
     /// As leader of the control group, after a read barrier: a stamp after

@@ -389,14 +389,24 @@ pub(crate) fn plan_pulls(
     plan
 }
 
-/// Whether a refused command may be pulled for: a transfer or a hold on its
-/// own (a chain's members are decided together, never one again alone).
-pub(crate) fn pullable(item: &Item) -> bool {
-    !item.linked
+/// Whether a pull saga may carry out a refused command, and for what: a
+/// transfer or a hold on its own (a chain's members are decided together,
+/// never one again alone) refused for want of funds in this region while
+/// the account's global balance covers it.
+pub(crate) fn pull_for(item: &Item, reject: &Reject) -> Option<Box<Shortfall>> {
+    let single = !item.linked
         && matches!(
             item.command,
             Command::Transfer(_) | Command::CreatePending { .. }
-        )
+        );
+    match reject {
+        Reject::InsufficientFunds(shortfall)
+            if single && shortfall.available_global.units >= shortfall.requested.units =>
+        {
+            Some(shortfall.clone())
+        }
+        _ => None,
+    }
 }
 
 /// One cross-region pull: ask the regions that have some of the account's

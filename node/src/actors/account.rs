@@ -9,7 +9,7 @@
 //! state, and resumes them once it is committed.
 
 use super::writer::{self, Submission, WriterMsg};
-use super::{Collector, Gate};
+use super::{Collector, Gate, PullAsk};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_reservations::{AccountId, Batch, Command, Event, Item, Ledger, Outcome, Scratch};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -283,7 +283,16 @@ fn decide(myself: &ActorRef<AccountMsg>, state: &mut AccountState, work: Work) {
     let mut slots = Vec::new();
     for ((outcome, slot), item) in batch.outcomes.iter().zip(&work.slots).zip(&work.items) {
         match outcome {
-            Err(reject) => answers.push((*slot, CommandResult::Rejected(reject.clone()))),
+            Err(reject) => {
+                if let Some(shortfall) = crate::saga::pull_for(item, reject) {
+                    work.collector.ask_pull(PullAsk {
+                        slot: *slot,
+                        item: item.clone(),
+                        shortfall,
+                    });
+                }
+                answers.push((*slot, CommandResult::Rejected(reject.clone())));
+            }
             Ok(Outcome::AlreadyApplied) => {
                 let pending = item
                     .command

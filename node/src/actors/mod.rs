@@ -28,6 +28,7 @@ pub(crate) use account::RouterMsg;
 pub(crate) use supervisor::{Actors, start};
 
 use crate::runtime::CommandResult;
+use ledger_reservations::{Item, Shortfall};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -39,10 +40,28 @@ pub(crate) struct Collector {
     inner: Mutex<Filling>,
 }
 
+/// What a request's deciders answered, and which of its refused commands
+/// a pull saga may still carry out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Answers {
+    pub results: Vec<CommandResult>,
+    pub pulls: Vec<PullAsk>,
+}
+
+/// A command refused for want of funds in this region that the account's
+/// global balance covers: `results[slot]` until a pull says otherwise.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PullAsk {
+    pub slot: usize,
+    pub item: Item,
+    pub shortfall: Box<Shortfall>,
+}
+
 struct Filling {
     results: Vec<Option<CommandResult>>,
+    pulls: Vec<PullAsk>,
     missing: usize,
-    reply: Option<oneshot::Sender<Vec<CommandResult>>>,
+    reply: Option<oneshot::Sender<Answers>>,
     /// The request's share of the node's bound on commands in flight.
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -50,12 +69,13 @@ struct Filling {
 impl Collector {
     pub(crate) fn new(
         count: usize,
-        reply: oneshot::Sender<Vec<CommandResult>>,
+        reply: oneshot::Sender<Answers>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Arc<Self> {
         let collector = Arc::new(Self {
             inner: Mutex::new(Filling {
                 results: vec![None; count],
+                pulls: Vec::new(),
                 missing: count,
                 reply: Some(reply),
                 _permit: permit,
@@ -65,13 +85,22 @@ impl Collector {
         collector
     }
 
+    /// Marks a refused command for a pull saga; call it before filling
+    /// the command's slot.
+    pub(crate) fn ask_pull(&self, ask: PullAsk) {
+        self.lock().pulls.push(ask);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Filling> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Records answers by slot; the last one sends them all. A slot
     /// answered twice keeps its first answer.
     pub(crate) fn fill(&self, answers: impl IntoIterator<Item = (usize, CommandResult)>) {
-        let mut filling = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut filling = self.lock();
         for (slot, result) in answers {
             if let Some(place @ None) = filling.results.get_mut(slot) {
                 *place = Some(result);
@@ -85,7 +114,8 @@ impl Collector {
                 .into_iter()
                 .flatten()
                 .collect();
-            let _ = reply.send(results);
+            let pulls = std::mem::take(&mut filling.pulls);
+            let _ = reply.send(Answers { results, pulls });
         }
     }
 }
@@ -158,7 +188,7 @@ mod tests {
         assert!(answer.try_recv().is_err(), "slot 1 is still open");
         collector.fill([(0, applied(99)), (1, applied(6))]);
         assert_eq!(
-            answer.try_recv().expect("answered"),
+            answer.try_recv().expect("answered").results,
             vec![applied(5), applied(6), applied(7)],
             "the first answer of a slot stands"
         );
@@ -168,8 +198,8 @@ mod tests {
     fn an_empty_request_is_answered_at_once_and_a_dropped_one_fails() {
         let (reply, mut answer) = oneshot::channel();
         let _collector = Collector::new(0, reply, None);
-        assert_eq!(answer.try_recv().expect("answered"), vec![]);
-        let (reply, answer) = oneshot::channel::<Vec<CommandResult>>();
+        assert_eq!(answer.try_recv().expect("answered").results, vec![]);
+        let (reply, answer) = oneshot::channel::<Answers>();
         drop(Collector::new(1, reply, None));
         assert!(answer.blocking_recv().is_err());
     }

@@ -379,8 +379,9 @@ fn sweep(state: &SupervisorState, running: &Arc<AtomicBool>, items: Vec<Item>, w
     }
     let running = running.clone();
     tokio::spawn(async move {
-        if let Ok(results) = answer.await {
-            let done = results
+        if let Ok(answers) = answer.await {
+            let done = answers
+                .results
                 .iter()
                 .filter(|result| matches!(result, CommandResult::Applied { fresh: true, .. }))
                 .count();
