@@ -311,17 +311,11 @@ impl Ledger for Api {
                     let Some(state) = ledger.region(region) else {
                         return (Vec::new(), next);
                     };
-                    let scale = |record: &ledger_reservations::TransferRecord| {
-                        ledger
-                            .control()
-                            .currency(record.transfer.currency)
-                            .map_or(0, |currency| currency.scale)
-                    };
                     let event =
                         |(offset, record): (usize, &ledger_reservations::TransferRecord)| {
                             api::TransferEvent {
                                 offset: offset as u64,
-                                transfer: Some(wire::transfer_view(record, scale(record))),
+                                transfer: Some(wire::transfer_view(record, ledger.control())),
                             }
                         };
                     let events: Vec<api::TransferEvent> = match account {
@@ -378,11 +372,9 @@ impl Ledger for Api {
                     .find_map(|region| region.transfer(id));
                 match found {
                     Some(record) => {
-                        let scale = ledger
-                            .control()
-                            .currency(record.transfer.currency)
-                            .map_or(0, |currency| currency.scale);
-                        response.transfers.push(wire::transfer_view(record, scale));
+                        response
+                            .transfers
+                            .push(wire::transfer_view(record, ledger.control()));
                     }
                     None => response.missing.push(text.clone()),
                 }

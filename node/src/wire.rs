@@ -4,9 +4,9 @@
 use crate::ids;
 use ledger_proto::v1 as api;
 use ledger_reservations::{
-    AccountId, AccountKind, AccountStatus, Balance, Command, CurrencyCode, Decimal, Item, Metadata,
-    Money, NewAccount, PendingState, RegionId, Reject, TransferId, TransferKind, TransferRecord,
-    TransferRequest,
+    AccountId, AccountKind, AccountStatus, Balance, Command, Control, CurrencyCode, Decimal, Item,
+    Metadata, Money, NewAccount, PendingState, RegionId, Reject, TransferId, TransferKind,
+    TransferRecord, TransferRequest,
 };
 use std::str::FromStr;
 
@@ -295,8 +295,13 @@ pub fn account_view(
     }
 }
 
-pub fn transfer_view(record: &TransferRecord, scale: u8) -> api::TransferView {
+/// A transfer record as the API shows it, its amounts in its currency's
+/// scale as `control` knows it.
+pub fn transfer_view(record: &TransferRecord, control: &Control) -> api::TransferView {
     let transfer = &record.transfer;
+    let scale = control
+        .currency(transfer.currency)
+        .map_or(0, |currency| currency.scale);
     let money = |units: u128| {
         Money {
             units: i128::try_from(units).unwrap_or(i128::MAX),

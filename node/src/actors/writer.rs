@@ -187,21 +187,15 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
     let term = node.replica.progress(home).map(|progress| progress.term);
     let new_term = term != state.term;
     state.term = term;
-    if new_term || gate.is_closed() {
-        let applied = node.replica.ledger().read(|ledger| {
-            ledger
-                .home_state()
-                .applied()
-                .map_or(0, |position| position.index)
-        });
-        gate.open_at(applied);
-    }
     let mut accepted = Vec::with_capacity(submissions.len());
     let mut rejected = Vec::new();
     let mut ids: FxHashSet<TransferId> = FxHashSet::default();
     let mut next_release: BTreeMap<RegionId, u64> = BTreeMap::new();
     let last = node.replica.ledger().read(|ledger| {
         let region = ledger.home_state();
+        if new_term || gate.is_closed() {
+            gate.open_at(region.applied().map_or(0, |position| position.index));
+        }
         for submission in submissions {
             let current = gate.admits(submission.epoch, submission.base);
             // Two actors may have taken the same new id for different
