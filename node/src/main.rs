@@ -459,9 +459,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                     );
                     Ok(())
                 }
-                Some(api::account_result::Result::Error(error)) => {
-                    anyhow::bail!("{}: {}", error.code, error.message)
-                }
+                Some(api::account_result::Result::Error(error)) => Err(refused(&error)),
                 None => anyhow::bail!("no answer"),
             }
         }
@@ -633,9 +631,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                     );
                     Ok(())
                 }
-                Some(api::rebalance_response::Result::Error(error)) => {
-                    anyhow::bail!("{}: {}", error.code, error.message)
-                }
+                Some(api::rebalance_response::Result::Error(error)) => Err(refused(&error)),
                 None => anyhow::bail!("no answer"),
             }
         }
@@ -688,9 +684,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                     );
                     Ok(())
                 }
-                Some(api::transfer_result::Result::Error(error)) => {
-                    anyhow::bail!("{}: {}", error.code, error.message)
-                }
+                Some(api::transfer_result::Result::Error(error)) => Err(refused(&error)),
                 None => anyhow::bail!("no answer"),
             }
         }
@@ -741,6 +735,11 @@ async fn clock_offsets(nodes: &[api::NodeInfo]) -> Vec<(api::NodeInfo, Option<(f
     measured
 }
 
+/// A refusal from the API as the CLI reports it: the code, then the message.
+fn refused(error: &api::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", error.code, error.message)
+}
+
 /// Prints the answer of a change through the control log.
 fn print_change(response: api::ChangeAccountStatusResponse, json: bool) -> anyhow::Result<()> {
     match response.result {
@@ -751,9 +750,7 @@ fn print_change(response: api::ChangeAccountStatusResponse, json: bool) -> anyho
             println!("{}", if changed { "changed" } else { "already so" });
             Ok(())
         }
-        Some(api::change_account_status_response::Result::Error(error)) => {
-            anyhow::bail!("{}: {}", error.code, error.message)
-        }
+        Some(api::change_account_status_response::Result::Error(error)) => Err(refused(&error)),
         None => anyhow::bail!("no answer"),
     }
 }
