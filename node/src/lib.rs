@@ -1,12 +1,14 @@
-//! The ledger node: the writer that turns a region's commands into log
-//! entries, the public and operators' gRPC APIs, the client used by the
-//! `ledger` command line, and `ledger dev`.
+//! The ledger node: the account, writer and saga actors that turn a
+//! region's commands into log entries, the public and operators' gRPC APIs,
+//! the client used by the `ledger` command line, and `ledger dev`.
 //!
-//! Built so far: one batching writer per node (decide against everything
-//! committed, commit one entry per batch, answer after commit), the gRPC
-//! services, `ledger node`, `ledger dev` with a demonstration, and the CLI.
-//! The account and saga actors (ractor), the HTTP/JSON gateway and
-//! telemetry come next.
+//! Built: account actors deciding against committed state plus their own
+//! events in flight, one writer proposing one entry at a time, saga actors
+//! (withdrawals, cross-region pulls) and pool policies under a supervisor
+//! (`actors`, `saga`; decision 0007); the gRPC services with strong reads,
+//! history and a transfer stream; `ledger node`, `ledger dev` with a
+//! demonstration, and the CLI. The HTTP/JSON gateway and telemetry come
+//! next.
 
 mod actors;
 pub mod api;
