@@ -94,6 +94,25 @@ fn observe_refuses_a_stamp_beyond_the_drift_limit_and_leaves_the_clock_alone() {
 }
 
 #[test]
+fn stamp_after_extends_a_log_stamped_by_a_fast_clock_at_once() {
+    let (hlc, _clock) = hlc_at(START);
+    // A previous leader 60 s fast stamped the log: observing it is refused,
+    // but this node can still extend the log right after it.
+    let floor = Stamp::new(START + 60 * SECOND, 4, NodeId(2));
+    assert!(hlc.observe(floor).is_err());
+    let next = hlc.stamp_after(floor);
+    assert!(next > floor);
+    assert_eq!(next, Stamp::new(START + 60 * SECOND, 5, NodeId(1)));
+    assert!(hlc.stamp() > next, "later stamps stay above it");
+    // A floor in the past changes nothing but the counter.
+    let (hlc, _clock) = hlc_at(START);
+    assert_eq!(
+        hlc.stamp_after(Stamp::new(START - SECOND, 9, NodeId(2))),
+        Stamp::new(START, 0, NodeId(1))
+    );
+}
+
+#[test]
 fn the_drift_limit_is_configurable() {
     let clock = ManualClock::new(START);
     let hlc = Hlc::with_drift_limit(NodeId(1), clock, Duration::from_millis(50));
