@@ -6,7 +6,7 @@ use crate::network::{GroupNetwork, Transport};
 use crate::state_machine::{SharedLedger, StateMachine};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
 use ledger_hlc::{Clock, DriftError, Hlc};
-use ledger_reservations::{Command, Item, Ledger, RegionId, Reject};
+use ledger_reservations::{Item, Ledger, RegionId, Reject};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, ReadPolicy, SnapshotPolicy};
@@ -594,23 +594,12 @@ impl ReplicaNode {
             .await
             .map_err(|error| GrantError::NotLeader(error.to_string()))?;
         let (items, last) = self.shared.read(|ledger| {
-            let home = ledger.home_state();
-            let mut items = Vec::new();
-            for source in ledger.regions() {
-                if source.id() == home.id() {
-                    continue;
-                }
-                let granted = home.granted_from(source.id());
-                for (seq, _) in source.releases_to(home.id()) {
-                    if seq > granted {
-                        items.push(Item::single(Command::Grant {
-                            from: source.id(),
-                            seq,
-                        }));
-                    }
-                }
-            }
-            (items, home.last_stamp())
+            let items: Vec<Item> = ledger
+                .grants_due()
+                .into_iter()
+                .flat_map(|(_, items)| items)
+                .collect();
+            (items, ledger.home_state().last_stamp())
         });
         if items.is_empty() {
             return Ok(0);

@@ -1,4 +1,5 @@
 use crate::account::{Metadata, NewAccount};
+use crate::event::{Event, EventBody};
 use crate::ids::{AccountId, RegionId, TransferId};
 use crate::money::{Currency, CurrencyCode};
 use rust_decimal::Decimal;
@@ -88,6 +89,35 @@ pub enum Command {
 
 impl Command {
     /// The transfer id the command creates, if it creates one.
+    /// Whether `event` is what deciding this command appends: the event
+    /// with its id (a transfer, an ask for a pull), the expiry of its
+    /// pending transfer, or the answer to its pull. A decider that finds a
+    /// command already applied uses it to tell a repeat of a command it
+    /// has just decided from one committed long ago.
+    pub fn is_decided_by(&self, event: &Event) -> bool {
+        match (self, &event.body) {
+            (_, EventBody::Transfer(transfer)) => self.transfer_id() == Some(transfer.id),
+            (
+                Command::ExpirePending { pending_id },
+                EventBody::PendingExpired {
+                    pending_id: expired,
+                },
+            ) => pending_id == expired,
+            (Command::RequestPull { id, .. }, EventBody::PullRequested { id: asked, .. }) => {
+                id == asked
+            }
+            (
+                Command::AnswerPull { asker, pull },
+                EventBody::Released {
+                    to,
+                    pull: Some(answered),
+                    ..
+                },
+            ) => asker == to && pull == answered,
+            _ => false,
+        }
+    }
+
     pub fn transfer_id(&self) -> Option<TransferId> {
         match self {
             Command::Transfer(transfer) | Command::CreatePending { transfer, .. } => {

@@ -277,6 +277,32 @@ impl Ledger {
         }
     }
 
+    /// The grants the home region owes, per source region: for every
+    /// release to it that its replica of the source shows past what it has
+    /// granted, `Grant` commands in sequence order. A grant is decided by
+    /// the region's leader; one source's grants never wait on another's.
+    pub fn grants_due(&self) -> Vec<(RegionId, Vec<Item>)> {
+        let home = self.home_state();
+        self.regions
+            .iter()
+            .filter(|source| source.id() != home.id())
+            .filter_map(|source| {
+                let granted = home.granted_from(source.id());
+                let items: Vec<Item> = source
+                    .releases_to(home.id())
+                    .filter(|(seq, _)| *seq > granted)
+                    .map(|(seq, _)| {
+                        Item::single(Command::Grant {
+                            from: source.id(),
+                            seq,
+                        })
+                    })
+                    .collect();
+                (!items.is_empty()).then_some((source.id(), items))
+            })
+            .collect()
+    }
+
     /// Decides a control command (for the global control log). Pure.
     pub fn decide_control(
         &self,

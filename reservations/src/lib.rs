@@ -15,6 +15,7 @@
 //! between regions through the logs, and grants take them in exactly once.
 
 mod account;
+mod admit;
 mod book;
 mod command;
 mod control;
@@ -31,6 +32,7 @@ pub use account::{
     Account, AccountKind, AccountStatus, METADATA_ENTRIES_MAX, METADATA_KEY_BYTES_MAX,
     METADATA_VALUE_BYTES_MAX, Metadata, NewAccount, OWNER_BYTES_MAX, REFERENCE_BYTES_MAX,
 };
+pub use admit::{Admission, AdmissionScratch};
 pub use book::{ApplyError, Flow, PendingState, Pool, Pull, TransferRecord};
 pub use command::{Command, ControlCommand, Item, PENDING_TIMEOUT_MS_MAX, TransferRequest};
 pub use control::Control;

@@ -1492,7 +1492,7 @@ fn an_event_in_flight_that_no_longer_fits_fails_the_decision() {
         &mut Batch::default(),
     );
     assert!(
-        matches!(failed, Err(ApplyError::InFlight { .. })),
+        matches!(failed, Err(ApplyError::Overdraft { account, .. }) if account == AccountId(ALICE)),
         "{failed:?}"
     );
 }
