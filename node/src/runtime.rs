@@ -161,12 +161,24 @@ impl NodeHandle {
         let Some(sagas) = sagas else {
             return results;
         };
-        let mut answers = Vec::with_capacity(pulls.len());
-        for PullAsk {
-            slot,
-            item,
-            shortfall,
-        } in pulls
+        // One saga per distinct command: a repeat of it in the same request
+        // (the same id and content) is answered with its result.
+        let mut asks: Vec<(PullAsk, Vec<usize>)> = Vec::with_capacity(pulls.len());
+        for ask in pulls {
+            match asks.iter_mut().find(|(first, _)| first.item == ask.item) {
+                Some((_, repeats)) => repeats.push(ask.slot),
+                None => asks.push((ask, Vec::new())),
+            }
+        }
+        let mut answers = Vec::with_capacity(asks.len());
+        for (
+            PullAsk {
+                slot,
+                item,
+                shortfall,
+            },
+            repeats,
+        ) in asks
         {
             let (reply, answer) = oneshot::channel();
             let started = sagas.send_message(crate::saga::SagaMsg::Pull {
@@ -175,11 +187,20 @@ impl NodeHandle {
                 reply,
             });
             if started.is_ok() {
-                answers.push((slot, answer));
+                answers.push((slot, repeats, answer));
             }
         }
-        for (slot, answer) in answers {
+        for (slot, repeats, answer) in answers {
             if let Ok(result) = answer.await {
+                for repeat in repeats {
+                    results[repeat] = match &result {
+                        CommandResult::Applied { index, .. } => CommandResult::Applied {
+                            fresh: false,
+                            index: *index,
+                        },
+                        other => other.clone(),
+                    };
+                }
                 results[slot] = result;
             }
         }

@@ -2,9 +2,15 @@
 //! the region's log (the hold, then the post or the void), so a withdrawal
 //! resumes after a crash or a change of leader: the leader's saga
 //! supervisor starts a saga actor for every open withdrawal hold it finds.
+//!
+//! A withdrawal hold is resolved only by a definite answer of the rail:
+//! paid (post) or refused (void). The ledger never expires it, since money
+//! the rail paid must never also come back; a rail that does not answer is
+//! asked again (the call is idempotent) until it does. The client's
+//! timeout is the rail's deadline: a payout not made by then is refused.
 
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
-use crate::wire::{DESTINATION_KEY, SAGA_KEY, WITHDRAWAL};
+use crate::wire::{DESTINATION_KEY, PAYOUT_TIMEOUT_KEY, SAGA_KEY, WITHDRAWAL};
 use ledger_reservations::{
     AccountId, Command, Item, Ledger, Money, PendingState, RegionId, Reject, Shortfall, TransferId,
     TransferKind,
@@ -20,8 +26,8 @@ use tokio::sync::oneshot;
 const SWEEP_EVERY: Duration = Duration::from_millis(200);
 /// Payouts in progress at once, at most.
 const PAYOUTS_IN_FLIGHT_MAX: usize = 64;
-/// How long one payout call may take; past it the withdrawal is tried again
-/// on the next sweep, and its hold's timeout voids it in the end.
+/// How long one payout call may take; past it the withdrawal is asked for
+/// again on the next sweep.
 const PAYOUT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why a payout did not happen. A failed payout is final: the withdrawal is
@@ -32,19 +38,23 @@ pub struct PayoutFailed(pub String);
 
 /// The outside world's payout rail (a bank, a card network). Calls are
 /// idempotent by withdrawal id: asking again for a withdrawal already paid
-/// must not pay twice.
+/// must not pay twice, and answers that it was paid. A payout not made by
+/// `deadline` (nanoseconds since the epoch) is refused: asked after it, an
+/// unpaid withdrawal gets a definite refusal.
 pub trait PayoutConnector: Send + Sync + 'static {
     fn payout(
         &self,
         withdrawal: TransferId,
         amount: Money,
         destination: &str,
+        deadline_ns: u64,
     ) -> impl Future<Output = Result<(), PayoutFailed>> + Send;
 }
 
 /// A simulated rail for development and tests, steered by the destination:
-/// `fail:...` refuses, `hang:...` never answers (and never pays), `slow:...`
-/// pays after two seconds, anything else pays at once.
+/// `fail:...` refuses, `hang:...` never answers before the deadline (and
+/// never pays; asked after it, it refuses), `slow:...` pays after two
+/// seconds, anything else pays at once.
 #[derive(Debug, Default)]
 pub struct SimulatedPayouts;
 
@@ -54,11 +64,22 @@ impl PayoutConnector for SimulatedPayouts {
         withdrawal: TransferId,
         amount: Money,
         destination: &str,
+        deadline_ns: u64,
     ) -> Result<(), PayoutFailed> {
         if let Some(reason) = destination.strip_prefix("fail:") {
             return Err(PayoutFailed(format!("{destination}: {reason}")));
         }
         if destination.starts_with("hang:") {
+            let now_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| {
+                    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+                });
+            if now_ns >= deadline_ns {
+                return Err(PayoutFailed(format!(
+                    "{destination}: deadline passed, not paid"
+                )));
+            }
             std::future::pending::<()>().await;
         }
         if destination.starts_with("slow:") {
@@ -179,7 +200,8 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
                 if !state.node.replica.is_leader(state.node.home()) {
                     return Ok(());
                 }
-                for (withdrawal, amount, destination) in open_withdrawals(&state.node) {
+                for payout in open_withdrawals(&state.node) {
+                    let withdrawal = payout.withdrawal;
                     if state.running.len() >= PAYOUTS_IN_FLIGHT_MAX {
                         break;
                     }
@@ -189,7 +211,7 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
                     let saga = WithdrawalSaga {
                         connector: self.connector.clone(),
                     };
-                    let args = (state.node.clone(), withdrawal, amount, destination);
+                    let args = (state.node.clone(), payout);
                     match Actor::spawn_linked(None, saga, args, myself.get_cell()).await {
                         Ok((actor, _)) => {
                             state.by_actor.insert(actor.get_id(), withdrawal);
@@ -241,8 +263,8 @@ struct WithdrawalSaga<C> {
 
 impl<C: PayoutConnector> Actor for WithdrawalSaga<C> {
     type Msg = ();
-    type State = (Arc<NodeHandle>, TransferId, Money, String);
-    type Arguments = (Arc<NodeHandle>, TransferId, Money, String);
+    type State = (Arc<NodeHandle>, Payout);
+    type Arguments = (Arc<NodeHandle>, Payout);
 
     async fn pre_start(
         &self,
@@ -257,58 +279,79 @@ impl<C: PayoutConnector> Actor for WithdrawalSaga<C> {
         &self,
         myself: ActorRef<()>,
         _message: (),
-        (node, withdrawal, amount, destination): &mut Self::State,
+        (node, payout): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        drive(
-            node,
-            self.connector.as_ref(),
-            *withdrawal,
-            *amount,
-            destination,
-        )
-        .await;
+        drive(node, self.connector.as_ref(), payout).await;
         myself.stop(None);
         Ok(())
     }
 }
 
+/// What an open withdrawal asks of the rail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Payout {
+    withdrawal: TransferId,
+    amount: Money,
+    destination: String,
+    /// The rail's deadline: the hold's stamp plus the client's timeout.
+    deadline_ns: u64,
+}
+
 /// Open withdrawal holds of this region, with what to pay where.
-fn open_withdrawals(node: &NodeHandle) -> Vec<(TransferId, Money, String)> {
+fn open_withdrawals(node: &NodeHandle) -> Vec<Payout> {
     node.replica.ledger().read(|ledger| {
         let home = ledger.home_state();
         home.open_pendings()
             .filter_map(|id| home.transfer(id))
+            .filter(|record| is_withdrawal(record))
             .filter_map(|record| {
                 let transfer = &record.transfer;
                 let metadata = transfer.metadata.as_deref()?;
-                let open = matches!(record.pending, Some(PendingState::Open { .. }));
-                let is_withdrawal = metadata.get(SAGA_KEY).map(String::as_str) == Some(WITHDRAWAL);
-                if !open || !is_withdrawal || !matches!(transfer.kind, TransferKind::Pending { .. })
-                {
-                    return None;
-                }
                 let scale = ledger.control().currency(transfer.currency)?.scale;
-                let amount = Money {
-                    units: i128::try_from(transfer.units).ok()?,
-                    scale,
-                };
-                Some((transfer.id, amount, metadata.get(DESTINATION_KEY)?.clone()))
+                let timeout_ms: u64 = metadata.get(PAYOUT_TIMEOUT_KEY)?.parse().ok()?;
+                Some(Payout {
+                    withdrawal: transfer.id,
+                    amount: Money {
+                        units: i128::try_from(transfer.units).ok()?,
+                        scale,
+                    },
+                    destination: metadata.get(DESTINATION_KEY)?.clone(),
+                    deadline_ns: record
+                        .stamp
+                        .physical_ns()
+                        .saturating_add(timeout_ms.saturating_mul(1_000_000)),
+                })
             })
             .collect()
     })
 }
 
-/// One withdrawal's payout, then its post or void through the writer.
-async fn drive<C: PayoutConnector>(
-    node: &NodeHandle,
-    connector: &C,
-    withdrawal: TransferId,
-    amount: Money,
-    destination: &str,
-) {
+/// Whether a transfer record is an open withdrawal hold: resolved by its
+/// saga alone, never expired by the ledger.
+pub(crate) fn is_withdrawal(record: &ledger_reservations::TransferRecord) -> bool {
+    let tagged = record
+        .transfer
+        .metadata
+        .as_deref()
+        .and_then(|metadata| metadata.get(SAGA_KEY))
+        .is_some_and(|saga| saga == WITHDRAWAL);
+    tagged
+        && matches!(record.transfer.kind, TransferKind::Pending { .. })
+        && matches!(record.pending, Some(PendingState::Open { .. }))
+}
+
+/// One withdrawal's payout, then its post or void through the writer. A
+/// payout without an answer is asked for again by a later sweep.
+async fn drive<C: PayoutConnector>(node: &NodeHandle, connector: &C, payout: &Payout) {
+    let withdrawal = payout.withdrawal;
     let paid = tokio::time::timeout(
         PAYOUT_DEADLINE,
-        connector.payout(withdrawal, amount, destination),
+        connector.payout(
+            withdrawal,
+            payout.amount,
+            &payout.destination,
+            payout.deadline_ns,
+        ),
     )
     .await;
     let command = match paid {
@@ -327,15 +370,14 @@ async fn drive<C: PayoutConnector>(
             }
         }
         Err(_) => {
-            tracing::warn!(%withdrawal, "payout did not answer in time; tried again later");
+            tracing::warn!(%withdrawal, "payout did not answer in time; asked again later");
             return;
         }
     };
     let results = node.decide(vec![Item::single(command)]).await;
     match results.first() {
         Some(CommandResult::Applied { .. }) => {}
-        // Expired meanwhile (voided by the ledger), or resolved by a
-        // previous leader: nothing left to do.
+        // Resolved by a previous leader: nothing left to do.
         Some(CommandResult::Rejected(reject)) => {
             tracing::info!(%withdrawal, %reject, "withdrawal step not applied");
         }

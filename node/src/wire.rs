@@ -5,8 +5,8 @@ use crate::ids;
 use ledger_proto::v1 as api;
 use ledger_reservations::{
     AccountId, AccountKind, AccountStatus, Balance, Command, Control, CurrencyCode, Decimal, Item,
-    Metadata, Money, NewAccount, PendingState, RegionId, Reject, TransferId, TransferKind,
-    TransferRecord, TransferRequest,
+    Metadata, Money, NewAccount, PENDING_TIMEOUT_MS_MAX, PendingState, RegionId, Reject,
+    TransferId, TransferKind, TransferRecord, TransferRequest,
 };
 use std::str::FromStr;
 
@@ -14,6 +14,8 @@ use std::str::FromStr;
 pub const SAGA_KEY: &str = "saga";
 pub const WITHDRAWAL: &str = "withdrawal";
 pub const DESTINATION_KEY: &str = "destination";
+/// How long the payout rail has to pay a withdrawal, in its hold's metadata.
+pub const PAYOUT_TIMEOUT_KEY: &str = "payout_timeout_ms";
 
 /// Largest number of accounts or transfers in one call.
 pub const BATCH_COMMANDS_MAX: usize = 8_190;
@@ -167,9 +169,19 @@ pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
             if withdrawal.destination.is_empty() {
                 return Err(invalid("withdrawal.destination", "missing"));
             }
+            if withdrawal.timeout_ms == 0 || withdrawal.timeout_ms > PENDING_TIMEOUT_MS_MAX {
+                return Err(invalid(
+                    "withdrawal.timeout_ms",
+                    format!("must be from 1 to {PENDING_TIMEOUT_MS_MAX}"),
+                ));
+            }
             let mut metadata = Metadata::new();
             metadata.insert(SAGA_KEY.to_owned(), WITHDRAWAL.to_owned());
             metadata.insert(DESTINATION_KEY.to_owned(), withdrawal.destination.clone());
+            metadata.insert(
+                PAYOUT_TIMEOUT_KEY.to_owned(),
+                withdrawal.timeout_ms.to_string(),
+            );
             Command::CreatePending {
                 transfer: TransferRequest {
                     id,
@@ -181,7 +193,12 @@ pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
                     metadata,
                     origin,
                 },
-                timeout_ms: withdrawal.timeout_ms,
+                // Once the payout may have started, only the rail's answer
+                // resolves the hold: the ledger never expires it (it would
+                // give back money the rail may have paid). The client's
+                // timeout is the rail's: a payout not made by then is
+                // refused by the rail, and the hold is voided.
+                timeout_ms: PENDING_TIMEOUT_MS_MAX,
             }
         }
         None => {

@@ -8,7 +8,7 @@
 //! nothing of theirs is in flight, decides the chain against the committed
 //! state, and resumes them once it is committed.
 
-use super::writer::{self, Submission, WriterMsg};
+use super::writer::{self, Dropped, FromActor, Submission, WriterMsg};
 use super::{Collector, Gate, PullAsk};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_reservations::{AccountId, Batch, Command, Event, Item, Ledger, Outcome, Scratch};
@@ -78,8 +78,6 @@ pub(crate) enum AccountMsg {
         parked: oneshot::Sender<()>,
         resume: oneshot::Receiver<()>,
     },
-    /// The writer did not propose this submission.
-    Dropped(u64),
     /// Stop once nothing is in flight: the router has forgotten this actor.
     Retire,
 }
@@ -100,12 +98,19 @@ pub(crate) struct AccountArgs {
     _gone: watch::Sender<()>,
 }
 
-/// Events handed to the writer and not yet seen committed.
+/// Events handed to the writer and not yet seen committed, all of one
+/// epoch of the gate.
 #[derive(Default)]
 struct InFlight {
+    epoch: u64,
     events: Vec<Event>,
-    /// (submission number, gate epoch, how many events), in order.
-    marks: VecDeque<(u64, u64, usize)>,
+    /// (submission number, how many events), in order.
+    marks: VecDeque<(u64, usize)>,
+    /// How many of this epoch's submissions the writer dropped, as far as
+    /// this actor has heard: every submission says it, so that the writer
+    /// drops those decided counting on one it dropped.
+    drops_seen: u64,
+    dropped: Arc<Dropped>,
 }
 
 impl InFlight {
@@ -114,17 +119,25 @@ impl InFlight {
         self.marks.clear();
     }
 
-    /// Forgets submissions of an earlier epoch and, from the front, those
-    /// the committed state already holds (the writer commits them in order).
+    /// Forgets everything of an earlier epoch, the submissions the writer
+    /// dropped and, from the front, those the committed state already
+    /// holds (the writer commits them in order).
     fn prune(&mut self, ledger: &Ledger, epoch: u64) {
-        if self.marks.iter().any(|(_, of, _)| *of != epoch) {
+        if self.epoch != epoch {
             self.clear();
-            return;
+            self.drops_seen = 0;
+            self.epoch = epoch;
+        }
+        for (seq, of) in self.dropped.take() {
+            if of == self.epoch {
+                self.drops_seen += 1;
+                self.drop_submission(seq);
+            }
         }
         let home = ledger.home_state();
         let mut done = 0;
         let mut events = 0;
-        for (_, _, count) in &self.marks {
+        for (_, count) in &self.marks {
             if !self.events[events..events + count]
                 .iter()
                 .all(|event| home.holds(event))
@@ -140,7 +153,7 @@ impl InFlight {
 
     fn drop_submission(&mut self, seq: u64) {
         let mut start = 0;
-        for (index, (of, _, count)) in self.marks.iter().enumerate() {
+        for (index, (of, count)) in self.marks.iter().enumerate() {
             if *of == seq {
                 self.events.drain(start..start + count);
                 self.marks.remove(index);
@@ -148,13 +161,6 @@ impl InFlight {
             }
             start += count;
         }
-    }
-
-    fn holds_id(&self, id: ledger_reservations::TransferId) -> bool {
-        self.events.iter().any(|event| match &event.body {
-            ledger_reservations::EventBody::Transfer(transfer) => transfer.id == id,
-            _ => false,
-        })
     }
 }
 
@@ -203,10 +209,15 @@ impl Actor for AccountActor {
             AccountMsg::Park { parked, resume } => {
                 if drain(state).await {
                     let _ = parked.send(());
-                    let _ = tokio::time::timeout(PARK_DEADLINE, resume).await;
+                    if tokio::time::timeout(PARK_DEADLINE, resume).await.is_err() {
+                        // The coordinator's decision may still be on its way
+                        // to the log: nothing decided from now on may count
+                        // on it either way.
+                        tracing::warn!(account = %state.args.account, "parked past the deadline");
+                        state.args.gate.reset();
+                    }
                 }
             }
-            AccountMsg::Dropped(seq) => state.in_flight.drop_submission(seq),
             AccountMsg::Retire => {
                 if !drain(state).await {
                     // What it held may still commit; whoever decides for
@@ -279,8 +290,62 @@ fn decide(myself: &ActorRef<AccountMsg>, state: &mut AccountState, work: Work) {
         work.fail(&retry(format!("account {account}: {error}; retry")));
         return;
     }
+    let not_own = format!("a command routed to account {account} takes from another; retry");
+    let Sorted { slots, repeats } = sort_outcomes(&work, batch, &in_flight.events, own, &not_own);
+    if slots.is_empty() {
+        return;
+    }
+    *submissions += 1;
+    let seq = *submissions;
+    in_flight.events.extend(batch.events.iter().cloned());
+    in_flight.marks.push_back((seq, batch.events.len()));
+    let submission = Submission {
+        events: std::mem::take(&mut batch.events),
+        slots,
+        repeats,
+        collector: work.collector,
+        epoch,
+        base,
+        from: Some(FromActor {
+            id: myself.get_id().pid(),
+            seq,
+            drops_seen: in_flight.drops_seen,
+            dropped: in_flight.dropped.clone(),
+        }),
+        done: None,
+    };
+    if !writer::submit(&args.writer, submission) {
+        in_flight.drop_submission(seq);
+    }
+}
+
+/// The commands of a decided batch that wait for its entry.
+struct Sorted {
+    /// Those whose events are in the batch.
+    slots: Vec<usize>,
+    /// Repeats (the same id and content) of a command in `slots`.
+    repeats: Vec<usize>,
+}
+
+/// Answers at once what a decided batch settles by itself (rejections,
+/// commands committed before, commands of one's own still in flight) and
+/// sorts the rest. A refused transfer or hold that the account's global
+/// balance covers is marked for a pull. When the batch's events are not
+/// all `own`, nothing of it goes to the log: its commands are answered
+/// `not_own`, to be retried.
+fn sort_outcomes(
+    work: &Work,
+    batch: &Batch,
+    in_flight: &[Event],
+    own: bool,
+    not_own: &str,
+) -> Sorted {
     let mut answers = Vec::with_capacity(work.items.len());
     let mut slots = Vec::new();
+    let mut repeats = Vec::new();
+    let decided_by = |events: &[Event], item: &Item| {
+        events.iter().any(|event| item.command.is_decided_by(event))
+    };
     for ((outcome, slot), item) in batch.outcomes.iter().zip(&work.slots).zip(&work.items) {
         match outcome {
             Err(reject) => {
@@ -293,55 +358,36 @@ fn decide(myself: &ActorRef<AccountMsg>, state: &mut AccountState, work: Work) {
                 }
                 answers.push((*slot, CommandResult::Rejected(reject.clone())));
             }
-            Ok(Outcome::AlreadyApplied) => {
-                let pending = item
-                    .command
-                    .transfer_id()
-                    .is_some_and(|id| in_flight.holds_id(id));
-                answers.push((
-                    *slot,
-                    if pending {
-                        CommandResult::Unavailable(retry(
-                            "the same command is being committed; retry to learn its outcome"
-                                .into(),
-                        ))
-                    } else {
-                        CommandResult::Applied {
-                            fresh: false,
-                            index: 0,
-                        }
-                    },
-                ));
-            }
-            Ok(Outcome::Appended(_)) if !own => answers.push((
+            // A repeat of a command of this very batch: it stands or falls
+            // with that one, so it is answered with it.
+            Ok(Outcome::AlreadyApplied) if decided_by(&batch.events, item) => repeats.push(*slot),
+            Ok(Outcome::AlreadyApplied) if decided_by(in_flight, item) => answers.push((
                 *slot,
-                CommandResult::Unavailable(retry(format!(
-                    "a command routed to account {account} takes from another; retry"
-                ))),
+                CommandResult::Unavailable(retry(
+                    "the same command is being committed; retry to learn its outcome".into(),
+                )),
+            )),
+            Ok(Outcome::AlreadyApplied) => answers.push((
+                *slot,
+                CommandResult::Applied {
+                    fresh: false,
+                    index: 0,
+                },
             )),
             Ok(Outcome::Appended(_)) => slots.push(*slot),
         }
     }
+    if !own || batch.events.is_empty() {
+        let failure = CommandResult::Unavailable(retry(not_own.to_owned()));
+        answers.extend(
+            slots
+                .drain(..)
+                .chain(repeats.drain(..))
+                .map(|slot| (slot, failure.clone())),
+        );
+    }
     work.collector.fill(answers);
-    if slots.is_empty() || batch.events.is_empty() {
-        return;
-    }
-    *submissions += 1;
-    let seq = *submissions;
-    in_flight.events.extend(batch.events.iter().cloned());
-    in_flight.marks.push_back((seq, epoch, batch.events.len()));
-    let submission = Submission {
-        events: std::mem::take(&mut batch.events),
-        slots,
-        collector: work.collector,
-        epoch,
-        base,
-        from: Some((myself.clone(), seq)),
-        done: None,
-    };
-    if !writer::submit(&args.writer, submission) {
-        in_flight.drop_submission(seq);
-    }
+    Sorted { slots, repeats }
 }
 
 pub(crate) enum RouterMsg {
@@ -697,33 +743,19 @@ pub(crate) async fn coordinate(
         });
         (home.applied().map_or(0, |position| position.index), own)
     });
-    let mut answers = Vec::new();
-    let mut slots = Vec::new();
-    for (outcome, slot) in batch.outcomes.iter().zip(&work.slots) {
-        match outcome {
-            Err(reject) => answers.push((*slot, CommandResult::Rejected(reject.clone()))),
-            Ok(Outcome::AlreadyApplied) => answers.push((
-                *slot,
-                CommandResult::Applied {
-                    fresh: false,
-                    index: 0,
-                },
-            )),
-            Ok(Outcome::Appended(_)) if !own => answers.push((
-                *slot,
-                CommandResult::Unavailable(retry(
-                    "the accounts of the chain changed while it was decided; retry".into(),
-                )),
-            )),
-            Ok(Outcome::Appended(_)) => slots.push(*slot),
-        }
-    }
-    work.collector.fill(answers);
-    if !slots.is_empty() && !batch.events.is_empty() {
+    let Sorted { slots, repeats } = sort_outcomes(
+        &work,
+        &batch,
+        &[],
+        own,
+        "the accounts of the chain changed while it was decided; retry",
+    );
+    if !slots.is_empty() {
         let (done, committed) = oneshot::channel();
         let submission = Submission {
             events: batch.events,
             slots,
+            repeats,
             collector: work.collector.clone(),
             epoch,
             base,

@@ -123,9 +123,9 @@ impl Collector {
 /// When decisions may go into the log.
 ///
 /// A decision records the gate's epoch and the index of the region's log
-/// its state held. The writer takes it only if the epoch is current and the
+/// its state held. The writer admits it only if the epoch is current and the
 /// index is at or past the fence: the applied index after the writer's read
-/// barrier that followed the last reset. [`Gate::reset`] (a failed proposal,
+/// barrier that followed the last reset ([`ledger_engine::admit`]). [`Gate::reset`] (a failed proposal,
 /// a crashed actor, a change of leader) bumps the epoch, so actors drop what
 /// they hold in flight, and closes the fence until the writer has a state
 /// that holds every earlier entry that will ever commit.
@@ -161,13 +161,23 @@ impl Gate {
         self.fence.load(Ordering::SeqCst) == CLOSED
     }
 
+    /// Closes the fence without voiding current decisions: in a new term
+    /// it reopens at the state the barrier left.
+    fn close(&self) {
+        self.fence.store(CLOSED, Ordering::SeqCst);
+    }
+
     /// Opens the gate at `applied`, read after a barrier.
     fn open_at(&self, applied: u64) {
         self.fence.store(applied, Ordering::SeqCst);
     }
 
-    fn admits(&self, epoch: u64, base: u64) -> bool {
-        epoch == self.epoch() && base >= self.fence.load(Ordering::SeqCst)
+    /// The gate as admission reads it.
+    fn view(&self) -> ledger_engine::GateView {
+        ledger_engine::GateView {
+            epoch: self.epoch(),
+            fence: self.fence.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -205,17 +215,24 @@ mod tests {
     }
 
     #[test]
-    fn the_gate_admits_current_decisions_past_the_fence() {
+    fn a_reset_voids_the_epoch_and_closes_the_fence() {
         let gate = Gate::default();
-        assert!(!gate.admits(gate.epoch(), 10), "closed until a barrier");
+        assert!(gate.is_closed(), "closed until a barrier");
         gate.open_at(10);
-        assert!(gate.admits(gate.epoch(), 10));
-        assert!(!gate.admits(gate.epoch(), 9), "made before the fence");
-        let before = gate.epoch();
+        let before = gate.view();
+        assert_eq!(before.fence, 10);
         gate.reset();
         assert!(gate.is_closed());
         gate.open_at(12);
-        assert!(!gate.admits(before, 20), "made in an earlier epoch");
-        assert!(gate.admits(gate.epoch(), 12));
+        assert_eq!(
+            gate.view(),
+            ledger_engine::GateView {
+                epoch: before.epoch + 1,
+                fence: 12
+            }
+        );
+        gate.close();
+        assert!(gate.is_closed());
+        assert_eq!(gate.epoch(), before.epoch + 1, "closing keeps the epoch");
     }
 }

@@ -248,11 +248,18 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
 /// one that would post or void it).
 fn expire_due(state: &SupervisorState) {
     let now = state.node.clock().stamp().physical_ns();
-    let due = state
-        .node
-        .replica
-        .ledger()
-        .read(|ledger| ledger.home_state().due_pendings(now, SWEEP_COMMANDS_MAX));
+    // Withdrawal holds are resolved by their sagas alone (the rail may have
+    // paid): never expired here.
+    let due: Vec<TransferId> = state.node.replica.ledger().read(|ledger| {
+        let home = ledger.home_state();
+        home.due_pendings(now, SWEEP_COMMANDS_MAX)
+            .into_iter()
+            .filter(|id| {
+                home.transfer(*id)
+                    .is_none_or(|record| !crate::saga::is_withdrawal(record))
+            })
+            .collect()
+    });
     let items = due
         .into_iter()
         .map(|pending_id| Item::single(Command::ExpirePending { pending_id }))
@@ -349,13 +356,13 @@ fn keep_floors(state: &SupervisorState) {
     sweep(state, &state.balancing, items, "pool policy pulls asked");
 }
 
-/// The id of the `n`th pull a region asks for an account.
+/// The id of the `n`th pull a region asks for an account: the account's
+/// whole id is mixed first, so that no two accounts share a pull id.
 fn policy_pull_id(account: AccountId, region: RegionId, n: usize) -> TransferId {
+    let per_account = crate::saga::step_id(TransferId(account.0), 200);
     let n = u128::try_from(n).unwrap_or(u128::MAX);
-    crate::saga::step_id(
-        TransferId(account.0 ^ (n << 32) ^ (u128::from(region.0) << 16)),
-        200,
-    )
+    let which = (u128::from(region.0) << 64) | (n & u128::from(u64::MAX));
+    crate::saga::step_id(TransferId(per_account.0 ^ which), 201)
 }
 
 /// Routes housekeeping commands like any others, one sweep of a kind at a
@@ -391,4 +398,30 @@ fn sweep(state: &SupervisorState, running: &Arc<AtomicBool>, items: Vec<Item>, w
         }
         running.store(false, Ordering::SeqCst);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_pull_ids_of_accounts_that_differ_only_in_high_bits_differ() {
+        // Finding 2 of the 2026-12-01 audit: the old id XORed `n << 32` into
+        // the account id, so these two collided.
+        let region = RegionId(1);
+        let low = AccountId(5);
+        let high = AccountId(5 ^ (1 << 32));
+        assert_ne!(
+            policy_pull_id(low, region, 1),
+            policy_pull_id(high, region, 0)
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for account in [low, high, AccountId(u128::MAX)] {
+            for region in [RegionId(0), RegionId(1)] {
+                for n in 0..64 {
+                    assert!(seen.insert(policy_pull_id(account, region, n)));
+                }
+            }
+        }
+    }
 }

@@ -1,25 +1,65 @@
 //! The writer: the only proposer of its region's log on the leader. It
-//! gathers the events that actors decided while the previous entry was
-//! being committed, stamps them, and proposes them as one entry (one fsync
-//! per group commit). Between entries it takes in releases granted to the
-//! region and wires learners.
+//! gathers the events that deciders (account actors, coordinators) decided
+//! while the previous entry was being committed, decides the grants the
+//! region owes, admits what applies ([`ledger_engine::admit`]) and proposes
+//! it as one entry (one fsync per group commit). Between entries it wires
+//! learners and takes in releases granted to the region.
 
-use super::account::AccountMsg;
 use super::{Collector, Gate};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
-use ledger_replication::Proposal;
-use ledger_reservations::{Event, EventBody, RegionId, TransferId};
+use ledger_engine::{Candidate, Decider, Drops, Refusal, admit};
+use ledger_replication::{Proposal, ProposeError};
+use ledger_reservations::{AdmissionScratch, Event, Ledger, Stamp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use rustc_hash::FxHashSet;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// Events in one entry, at most.
 const ENTRY_EVENTS_MAX: usize = 8_190;
+/// Grants of one source region decided for one entry, at most.
+const GRANTS_PER_SOURCE_MAX: usize = 1_024;
 /// How often the writer grants releases and wires learners.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
+/// How long a flush waits for an entry of unknown fate to be applied
+/// before it answers its submissions with a retry.
+const SETTLE_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// The account actor that decided a submission.
+pub(crate) struct FromActor {
+    /// Unique among the actors alive.
+    pub id: u64,
+    /// Its number for the submission.
+    pub seq: u64,
+    /// How many of its submissions of this epoch it had been told were
+    /// dropped when it decided this one.
+    pub drops_seen: u64,
+    /// Where the writer tells it of a submission it dropped.
+    pub dropped: Arc<Dropped>,
+}
+
+/// Submissions of one actor that the writer did not propose, as (number,
+/// epoch), until the actor takes them. Shared rather than sent, so that an
+/// actor waiting for its events in flight to commit learns of a drop at once.
+#[derive(Debug, Default)]
+pub(crate) struct Dropped(Mutex<Vec<(u64, u64)>>);
+
+impl Dropped {
+    fn push(&self, seq: u64, epoch: u64) {
+        self.lock().push((seq, epoch));
+    }
+
+    pub(crate) fn take(&self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, u64)>> {
+        // A plain list: a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// Events decided by an actor, for the log.
 pub(crate) struct Submission {
@@ -27,14 +67,16 @@ pub(crate) struct Submission {
     /// The commands these events answer: they are answered with the entry's
     /// index once it is committed.
     pub slots: Vec<usize>,
+    /// Commands of the same request that repeat one of `slots`' (the same
+    /// id and content): answered with it, as a retry, once it is answered.
+    pub repeats: Vec<usize>,
     pub collector: Arc<Collector>,
     /// The gate's epoch when the decision was made.
     pub epoch: u64,
     /// The index of the region's log the deciding state held.
     pub base: u64,
-    /// The account actor that decided it, and its number for the
-    /// submission: told when the writer drops it.
-    pub from: Option<(ActorRef<AccountMsg>, u64)>,
+    /// The account actor that decided it: told when the writer drops it.
+    pub from: Option<FromActor>,
     /// Told whether it was committed, once it is answered.
     pub done: Option<oneshot::Sender<bool>>,
 }
@@ -42,19 +84,55 @@ pub(crate) struct Submission {
 impl Submission {
     fn answer(self, result: &CommandResult) {
         let committed = matches!(result, CommandResult::Applied { .. });
-        self.collector
-            .fill(self.slots.iter().map(|slot| (*slot, result.clone())));
+        let repeated = match result {
+            CommandResult::Applied { index, .. } => CommandResult::Applied {
+                fresh: false,
+                index: *index,
+            },
+            other => other.clone(),
+        };
+        self.collector.fill(
+            self.slots
+                .iter()
+                .map(|slot| (*slot, result.clone()))
+                .chain(self.repeats.iter().map(|slot| (*slot, repeated.clone()))),
+        );
         if let Some(done) = self.done {
             let _ = done.send(committed);
         }
     }
 
-    /// Not proposed: its decider must drop it from what it holds in flight.
-    fn drop_with(self, failure: NodeFailure) {
-        if let Some((actor, seq)) = &self.from {
-            let _ = actor.send_message(AccountMsg::Dropped(*seq));
+    /// Not proposed: its decider must drop it from what it holds in flight
+    /// (admission has counted the drop).
+    fn drop_with(self, result: CommandResult) {
+        if let Some(from) = &self.from {
+            from.dropped.push(from.seq, self.epoch);
         }
-        self.answer(&CommandResult::Unavailable(failure));
+        self.answer(&result);
+    }
+
+    fn refuse(self, refusal: &Refusal) {
+        let result = match refusal.reject() {
+            Some(reject) => CommandResult::Rejected(reject),
+            None => CommandResult::Unavailable(retry(&format!("{}; retry", refusal.reason()))),
+        };
+        self.drop_with(result);
+    }
+
+    fn decider(&self) -> Option<Decider> {
+        self.from.as_ref().map(|from| Decider {
+            id: from.id,
+            drops_seen: from.drops_seen,
+        })
+    }
+
+    fn candidate(&mut self) -> Candidate<'_> {
+        Candidate {
+            decider: self.decider(),
+            events: &mut self.events,
+            epoch: self.epoch,
+            base: self.base,
+        }
     }
 }
 
@@ -89,6 +167,18 @@ pub(crate) struct WriterState {
     flush_queued: bool,
     /// The Raft term of the last entry: a new term opens the gate anew.
     term: Option<u64>,
+    drops: Drops,
+    scratch: AdmissionScratch,
+    /// An entry of this leader whose fate is unknown: nothing is decided
+    /// again until the state holds it, or a new term has settled it.
+    unsettled: Option<Unsettled>,
+}
+
+/// Where the log stood when a proposal's outcome became unknown.
+#[derive(Debug, Clone, Copy)]
+struct Unsettled {
+    term: u64,
+    last_log: u64,
 }
 
 impl Actor for Writer {
@@ -108,6 +198,9 @@ impl Actor for Writer {
             gathered: Vec::new(),
             flush_queued: false,
             term: None,
+            drops: Drops::default(),
+            scratch: AdmissionScratch::default(),
+            unsettled: None,
         })
     }
 
@@ -145,9 +238,16 @@ impl Actor for Writer {
                     state.flush_queued = true;
                     myself.send_message(WriterMsg::Flush)?;
                 }
-                flush(state, submissions).await;
+                if !submissions.is_empty() {
+                    flush(state, submissions).await;
+                }
             }
-            WriterMsg::Housekeep => housekeep(&state.node).await,
+            WriterMsg::Housekeep => {
+                housekeep(&state.node).await;
+                if state.node.replica.is_leader(state.node.home()) {
+                    flush(state, Vec::new()).await;
+                }
+            }
         }
         Ok(())
     }
@@ -162,132 +262,187 @@ fn retry(message: &str) -> NodeFailure {
     }
 }
 
+/// Proposes one entry: what of `submissions` applies, and the grants the
+/// region owes.
 async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
-    if submissions.is_empty() {
+    if let Err(failure) = prepare(state).await {
+        let epoch = state.gate.epoch();
+        for submission in submissions {
+            state
+                .drops
+                .dropped(epoch, submission.epoch, submission.decider());
+            submission.drop_with(CommandResult::Unavailable(failure.clone()));
+        }
         return;
     }
+    let Some((entry, admitted)) = assemble(state, submissions) else {
+        return;
+    };
     let node = state.node.clone();
-    let gate = &state.gate;
     let home = node.home();
-    if let Err(error) = node.replica.barrier(home).await {
-        gate.reset();
-        let failure = node.failure(&error);
-        for submission in submissions {
-            submission.drop_with(failure.clone());
-        }
-        return;
-    }
-    // After the barrier this node's state holds every entry a previous
-    // leader committed, and every entry of its own that will ever commit.
-    // In a new term, decisions made against a state from before it may
-    // miss what another leader committed meanwhile: the fence moves up to
-    // here. (Nothing of this writer's is left undecided across the change:
-    // every earlier entry was answered committed, or failed and reset the
-    // gate, and every submission not proposed was dropped.)
-    let term = node.replica.progress(home).map(|progress| progress.term);
-    let new_term = term != state.term;
-    state.term = term;
-    let mut accepted = Vec::with_capacity(submissions.len());
-    let mut rejected = Vec::new();
-    let mut ids: FxHashSet<TransferId> = FxHashSet::default();
-    let mut next_release: BTreeMap<RegionId, u64> = BTreeMap::new();
-    let last = node.replica.ledger().read(|ledger| {
-        let region = ledger.home_state();
-        if new_term || gate.is_closed() {
-            gate.open_at(region.applied().map_or(0, |position| position.index));
-        }
-        for submission in submissions {
-            let current = gate.admits(submission.epoch, submission.base);
-            // Two actors may have taken the same new id for different
-            // commands (a client reusing it): only one gets in.
-            let fresh = submission.events.iter().all(|event| match &event.body {
-                EventBody::Transfer(transfer) => {
-                    region.transfer(transfer.id).is_none() && !ids.contains(&transfer.id)
-                }
-                _ => true,
-            });
-            if !(current && fresh) {
-                rejected.push((submission, current));
-                continue;
-            }
-            for event in &submission.events {
-                match &event.body {
-                    EventBody::Transfer(transfer) => {
-                        ids.insert(transfer.id);
-                    }
-                    EventBody::Released { to, .. } => {
-                        next_release
-                            .entry(*to)
-                            .or_insert_with(|| region.last_release_to(*to) + 1);
-                    }
-                    _ => {}
-                }
-            }
-            accepted.push(submission);
-        }
-        region.last_stamp()
-    });
-    for (submission, current) in rejected {
-        submission.drop_with(retry(if current {
-            "another command took the same transfer id; retry to learn which"
-        } else {
-            "decided against a view the leader has since moved past; retry"
-        }));
-    }
-    if accepted.is_empty() {
-        return;
-    }
-    if let Err(error) = node.clock().observe(last) {
-        tracing::warn!(%error, "the region's last stamp is ahead of this node's clock");
-    }
-    // One stamp for the entry; releases numbered in log order (several
-    // coordinators may have released to one region at once).
-    let stamp = node.clock().stamp();
-    let mut entry = Vec::with_capacity(accepted.iter().map(|s| s.events.len()).sum());
-    for submission in &mut accepted {
-        for mut event in submission.events.drain(..) {
-            event.stamp = stamp;
-            if let EventBody::Released { to, seq, .. } = &mut event.body
-                && let Some(next) = next_release.get_mut(to)
-            {
-                *seq = *next;
-                *next += 1;
-            }
-            entry.push(event);
-        }
-    }
     match node.replica.propose(home, Proposal::Region(entry)).await {
         Ok(applied) => {
             let result = CommandResult::Applied {
                 fresh: true,
                 index: applied.index,
             };
-            for submission in accepted {
+            for submission in admitted {
                 submission.answer(&result);
             }
         }
         Err(error) => {
-            // The entry may still commit: nothing decided after it may go
-            // in until a barrier shows whether it did.
-            gate.reset();
+            // The entry may still commit: nothing decided from now on may
+            // count on it either way, and nothing is decided again until the
+            // state holds everything the log held at this moment.
+            state.gate.reset();
+            if !matches!(error, ProposeError::NotLeader { .. }) {
+                state.unsettled = node.replica.progress(home).map(|progress| Unsettled {
+                    term: progress.term,
+                    last_log: progress.last_log,
+                });
+            }
             let result = CommandResult::Unavailable(node.failure(&error));
-            for submission in accepted {
+            for submission in admitted {
                 submission.answer(&result);
             }
         }
     }
 }
 
-/// Takes in releases granted to this region and wires learners, where this
-/// node leads. Runs between entries: the writer stays the only proposer.
+/// Makes this node's state hold every entry of its region that may still
+/// commit: an entry of unknown fate is waited for, then a read barrier
+/// applies everything committed before now. In a new term the gate's fence
+/// moves up to here, so a decision made against a state from before
+/// another leader's entries never goes in.
+async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
+    let node = state.node.clone();
+    let home = node.home();
+    if let Some(unsettled) = state.unsettled {
+        let same_term = node
+            .replica
+            .progress(home)
+            .is_some_and(|progress| progress.term == unsettled.term);
+        // In a new term, the new leader's first entry settled it: either it
+        // is in the log before that entry or it is gone for good.
+        if same_term
+            && node
+                .replica
+                .wait_applied(home, unsettled.last_log, SETTLE_WAIT_MAX)
+                .await
+                .is_err()
+        {
+            return Err(retry(
+                "the outcome of an earlier entry is not known yet; retry",
+            ));
+        }
+        state.unsettled = None;
+    }
+    if let Err(error) = node.replica.barrier(home).await {
+        state.gate.reset();
+        return Err(node.failure(&error));
+    }
+    let term = node.replica.progress(home).map(|progress| progress.term);
+    if term != state.term {
+        state.term = term;
+        state.gate.close();
+    }
+    Ok(())
+}
+
+/// Admits what applies of `submissions` and the grants the region owes
+/// into one entry, answers what was refused, and returns the entry with
+/// the submissions it holds; `None` when it would be empty.
+fn assemble(
+    state: &mut WriterState,
+    mut submissions: Vec<Submission>,
+) -> Option<(Vec<Event>, Vec<Submission>)> {
+    let WriterState {
+        node,
+        gate,
+        drops,
+        scratch,
+        ..
+    } = state;
+    let mut verdicts = Vec::with_capacity(submissions.len());
+    let mut grants = node.replica.ledger().read(|ledger| {
+        let region = ledger.home_state();
+        let applied = region.applied().map_or(0, |position| position.index);
+        if gate.is_closed() {
+            gate.open_at(applied);
+        }
+        let view = gate.view();
+        let stamp = node.clock().stamp_after(region.last_stamp());
+        let mut entry = region.admission(stamp, scratch);
+        for submission in &mut submissions {
+            verdicts.push(admit(&mut entry, drops, view, submission.candidate()));
+        }
+        let mut grants = Vec::new();
+        for mut events in decide_grants(ledger, stamp) {
+            let candidate = Candidate {
+                events: &mut events,
+                epoch: view.epoch,
+                base: applied,
+                decider: None,
+            };
+            match admit(&mut entry, drops, view, candidate) {
+                Ok(()) => grants.append(&mut events),
+                Err(refusal) => {
+                    tracing::warn!(reason = %refusal.reason(), "grants not taken in")
+                }
+            }
+        }
+        grants
+    });
+    let mut admitted = Vec::with_capacity(submissions.len());
+    let mut entry = Vec::new();
+    for (mut submission, verdict) in submissions.into_iter().zip(verdicts) {
+        match verdict {
+            Ok(()) => {
+                entry.append(&mut submission.events);
+                admitted.push(submission);
+            }
+            Err(refusal) => submission.refuse(&refusal),
+        }
+    }
+    entry.append(&mut grants);
+    (!entry.is_empty()).then_some((entry, admitted))
+}
+
+/// The grants the region owes, decided against the committed state, as
+/// one candidate per source region: a grant that cannot be taken in (its
+/// account would leave the representable range) holds up only the later
+/// releases of its own source, never another's.
+fn decide_grants(ledger: &Ledger, stamp: Stamp) -> Vec<Vec<Event>> {
+    let mut candidates = Vec::new();
+    for (source, mut items) in ledger.grants_due() {
+        items.truncate(GRANTS_PER_SOURCE_MAX);
+        let batch = ledger.decide_batch(&items, stamp);
+        if let Some(reject) = batch
+            .outcomes
+            .iter()
+            .find_map(|outcome| outcome.as_ref().err())
+        {
+            tracing::warn!(%source, %reject, "a grant from this region cannot be taken in yet");
+        }
+        // Grants of one source apply in sequence: those before the first
+        // refused one.
+        let decided = batch
+            .outcomes
+            .iter()
+            .take_while(|outcome| outcome.is_ok())
+            .count();
+        let mut events = batch.events;
+        events.truncate(decided);
+        if !events.is_empty() {
+            candidates.push(events);
+        }
+    }
+    candidates
+}
+
+/// Wires learners where this node leads.
 async fn housekeep(node: &NodeHandle) {
     if let Err(error) = node.replica.wire_learners().await {
         tracing::warn!(%error, "wiring learners failed");
-    }
-    if !node.replica.is_leader(node.home()) {
-        return;
-    }
-    if let Err(error) = node.replica.grant_releases(node.clock()).await {
-        tracing::debug!(%error, "grant round not done");
     }
 }
