@@ -1,0 +1,285 @@
+//! What the end-to-end tests share: a cluster of real `ledger` processes on
+//! 127.0.0.1, and commands and answers of the public API.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use ledger_node::client::Client;
+use ledger_node::dev::{Cluster, DevOptions};
+use ledger_node::ids;
+use ledger_proto::v1 as api;
+use std::time::Duration;
+
+pub const USD: &str = "USD";
+pub const BANK: u128 = 1;
+pub const SHOP: u128 = 2;
+
+pub fn id(n: u128) -> String {
+    ids::format(n)
+}
+
+pub async fn cluster(
+    regions: u16,
+    nodes_per_region: u16,
+    base_port: u16,
+    dir: &std::path::Path,
+) -> Cluster {
+    let options = DevOptions {
+        regions,
+        nodes_per_region,
+        base_port,
+        data_dir: dir.to_owned(),
+        binary: Some(env!("CARGO_BIN_EXE_ledger").into()),
+        fault_injection: true,
+    };
+    Cluster::start(&options).await.expect("the cluster starts")
+}
+
+/// A client of each of the three regions' first node.
+pub async fn region_clients(cluster: &Cluster) -> [Client; 3] {
+    let mut clients = Vec::new();
+    for region in 0..3 {
+        let address = cluster.api_of(region).expect("region");
+        clients.push(Client::connect(address).await.expect("connects"));
+    }
+    clients
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("three clients"))
+}
+
+pub fn account_in(n: u128, kind: api::AccountKind, currency: &str) -> api::NewAccount {
+    api::NewAccount {
+        id: id(n),
+        currency: currency.into(),
+        kind: kind as i32,
+        owner: format!("owner {n}"),
+        metadata: Default::default(),
+    }
+}
+
+pub fn account(n: u128, kind: api::AccountKind) -> api::NewAccount {
+    account_in(n, kind, USD)
+}
+
+pub fn movement(
+    n: u128,
+    debit: u128,
+    credit: u128,
+    amount: &str,
+    currency: &str,
+) -> api::TransferCommand {
+    api::TransferCommand {
+        id: id(0x10_0000 + n),
+        linked: false,
+        origin: String::new(),
+        kind: Some(api::transfer_command::Kind::Transfer(api::Move {
+            debit: id(debit),
+            credit: id(credit),
+            amount: amount.into(),
+            currency: currency.into(),
+            reference: String::new(),
+            metadata: Default::default(),
+        })),
+    }
+}
+
+pub fn transfer(n: u128, debit: u128, credit: u128, amount: &str) -> api::TransferCommand {
+    movement(n, debit, credit, amount, USD)
+}
+
+pub fn hold(
+    n: u128,
+    debit: u128,
+    credit: u128,
+    amount: &str,
+    timeout_ms: u64,
+) -> api::TransferCommand {
+    let mut command = transfer(n, debit, credit, amount);
+    if let Some(api::transfer_command::Kind::Transfer(body)) = command.kind.take() {
+        command.kind = Some(api::transfer_command::Kind::Pending(api::Hold {
+            transfer: Some(body),
+            timeout_ms,
+        }));
+    }
+    command
+}
+
+pub fn void(n: u128, pending: u128) -> api::TransferCommand {
+    api::TransferCommand {
+        id: id(0x10_0000 + n),
+        linked: false,
+        origin: String::new(),
+        kind: Some(api::transfer_command::Kind::Void(api::Void {
+            pending_id: id(0x10_0000 + pending),
+        })),
+    }
+}
+
+pub fn withdrawal(
+    n: u128,
+    account: u128,
+    amount: &str,
+    destination: &str,
+    timeout_ms: u64,
+) -> api::TransferCommand {
+    api::TransferCommand {
+        id: id(0x10_0000 + n),
+        linked: false,
+        origin: String::new(),
+        kind: Some(api::transfer_command::Kind::Withdrawal(api::Withdrawal {
+            account: id(account),
+            external: id(BANK),
+            amount: amount.into(),
+            currency: USD.into(),
+            destination: destination.into(),
+            timeout_ms,
+        })),
+    }
+}
+
+pub fn applied(result: &api::TransferResult) -> Option<&api::Applied> {
+    match &result.result {
+        Some(api::transfer_result::Result::Applied(applied)) => Some(applied),
+        _ => None,
+    }
+}
+
+pub fn error(result: &api::TransferResult) -> Option<&api::Error> {
+    match &result.result {
+        Some(api::transfer_result::Result::Error(error)) => Some(error),
+        _ => None,
+    }
+}
+
+pub fn code(result: &api::TransferResult) -> String {
+    match &result.result {
+        Some(api::transfer_result::Result::Applied(_)) => "APPLIED".into(),
+        Some(api::transfer_result::Result::Error(error)) => error.code.clone(),
+        None => "NONE".into(),
+    }
+}
+
+/// Creates accounts and checks each was created.
+pub async fn create(client: &Client, accounts: Vec<api::NewAccount>) {
+    let response = client.create_accounts(accounts).await.expect("answered");
+    for result in response.results {
+        assert!(
+            matches!(result.result, Some(api::account_result::Result::Created(_))),
+            "{result:?}"
+        );
+    }
+}
+
+/// The bank (EXTERNAL), the shop (SYSTEM) and `users` (USER), in USD.
+pub async fn open_accounts(client: &Client, users: &[u128]) {
+    let mut accounts = vec![
+        account(BANK, api::AccountKind::External),
+        account(SHOP, api::AccountKind::System),
+    ];
+    accounts.extend(
+        users
+            .iter()
+            .map(|user| account(*user, api::AccountKind::User)),
+    );
+    create(client, accounts).await;
+}
+
+/// Sends commands in one call, retrying the whole call while the node
+/// does not answer or answers that every command should be retried (no
+/// leader yet, an account not known there yet), as a gateway would.
+pub async fn submit_all(
+    client: &Client,
+    commands: Vec<api::TransferCommand>,
+) -> Vec<api::TransferResult> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.create_transfers(commands.clone()).await {
+            Ok(response) => {
+                let retry = response.results.iter().all(|result| {
+                    error(result)
+                        .is_some_and(|error| error.retryable && error.code != "INSUFFICIENT_FUNDS")
+                });
+                if !retry || tokio::time::Instant::now() > deadline {
+                    return response.results;
+                }
+            }
+            Err(failure) if tokio::time::Instant::now() < deadline => {
+                eprintln!("retrying after {failure}");
+            }
+            Err(failure) => panic!("no answer: {failure}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// [`submit_all`] of one command.
+pub async fn submit(client: &Client, command: api::TransferCommand) -> api::TransferResult {
+    submit_all(client, vec![command])
+        .await
+        .into_iter()
+        .next()
+        .expect("one result")
+}
+
+/// The available amount of `account` in `region`'s pool, as `client` sees it.
+pub async fn pool(client: &Client, account: u128, region: u32) -> Option<String> {
+    let response = client
+        .lookup_accounts(vec![id(account)])
+        .await
+        .expect("answered");
+    response.accounts.first().and_then(|view| {
+        view.regions
+            .iter()
+            .find(|pool| pool.region == region)
+            .map(|pool| pool.available.clone())
+    })
+}
+
+/// Waits until `client` sees `available` in `region`'s pool of `account`.
+pub async fn wait_pool(client: &Client, account: u128, region: u32, available: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = pool(client, account, region).await;
+        if found.as_deref() == Some(available) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pool of {account} in region {region}: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until transfer `n` is in `state` as `client` sees it.
+pub async fn wait_state(client: &Client, n: u128, state: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(found) = client.lookup_transfers(vec![id(0x10_0000 + n)]).await
+            && found
+                .transfers
+                .first()
+                .is_some_and(|transfer| transfer.state == state)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "transfer {n} never {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Asserts every node of the cluster still answers and still commits: a
+/// top-up in each region is applied.
+pub async fn every_region_commits(cluster: &Cluster, account: u128, first_id: u128) {
+    let clients = region_clients(cluster).await;
+    for (region, client) in clients.iter().enumerate() {
+        let n = first_id + region as u128;
+        let result = submit(client, transfer(n, BANK, account, "1.00")).await;
+        assert!(
+            applied(&result).is_some(),
+            "region {region} commits: {result:?}"
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! The write path against hostile input, through the public API of real
+//! `ledger` processes: each test reproduces a finding of the 2026-12-01
+//! write-path audit (`shared/audits/2026-12-01-write-path.md`, named in the
+//! test) that put an entry no node could apply into a region's log, or
+//! answered a client falsely, and checks that every region still commits.
+
+mod common;
+
+use common::*;
+use ledger_node::client::Client;
+use ledger_proto::v1 as api;
+use std::time::Duration;
+
+/// The total of `account` everywhere, as `client` sees it.
+async fn total(client: &Client, account: u128) -> String {
+    let response = client
+        .lookup_accounts(vec![id(account)])
+        .await
+        .expect("answered");
+    response
+        .accounts
+        .first()
+        .map(|view| view.total.clone())
+        .unwrap_or_default()
+}
+
+/// Finding 2: one call holding the same transfer twice, for an account whose
+/// pool here is short while another region's holds enough, asked the same
+/// pull twice; the second `PullRequested` stopped the region for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_2_a_transfer_repeated_in_one_call_past_its_pool_pulls_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 16_000, dir.path()).await;
+    let [r0, r1, _] = region_clients(&cluster).await;
+    open_accounts(&r0, &[10, 11]).await;
+    assert!(applied(&submit(&r1, transfer(1, BANK, 10, "30.00")).await).is_some());
+    wait_pool(&r0, 10, 1, "30.00").await;
+
+    let twice = vec![transfer(7, 10, 11, "20.00"), transfer(7, 10, 11, "20.00")];
+    let results = submit_all(&r0, twice).await;
+    let codes: Vec<String> = results.iter().map(code).collect();
+    assert_eq!(codes, ["APPLIED", "APPLIED"], "{results:?}");
+    // Applied once: 30 - 20.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while total(&r0, 10).await != "10.00" {
+        assert!(tokio::time::Instant::now() < deadline, "10 keeps 10.00");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    every_region_commits(&cluster, 11, 100).await;
+}
+
+/// Finding 3: two credits in one call, each deciding against a view without
+/// the other, took an account past the largest balance kept; every node
+/// panicked applying the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_3_two_credits_past_the_balance_ceiling_are_refused_not_applied() {
+    const POINTS: &str = "POINTS";
+    const CARD: u128 = 3;
+    const CUSTOMER: u128 = 10;
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 15_000, dir.path()).await;
+    let [r0, _, _] = region_clients(&cluster).await;
+    create(
+        &r0,
+        vec![
+            account_in(BANK, api::AccountKind::External, POINTS),
+            account_in(CARD, api::AccountKind::External, POINTS),
+            account_in(CUSTOMER, api::AccountKind::User, POINTS),
+        ],
+    )
+    .await;
+    let most = "10000000000000000000000000000"; // 1e28, the largest amount
+    for n in 1..=6 {
+        let result = submit(&r0, movement(n, BANK, CUSTOMER, most, POINTS)).await;
+        assert!(applied(&result).is_some(), "{result:?}");
+    }
+    let half = "5000000000000000000000000000";
+    assert!(applied(&submit(&r0, movement(7, BANK, CUSTOMER, half, POINTS)).await).is_some());
+
+    let both = vec![
+        movement(8, BANK, CUSTOMER, most, POINTS),
+        movement(9, CARD, CUSTOMER, most, POINTS),
+    ];
+    let mut codes: Vec<String> = submit_all(&r0, both).await.iter().map(code).collect();
+    codes.sort();
+    assert_eq!(codes, ["APPLIED", "BALANCE_OVERFLOW"]);
+    let result = submit(&r0, movement(10, CUSTOMER, BANK, "1", POINTS)).await;
+    assert!(applied(&result).is_some(), "region 0 commits: {result:?}");
+}
+
+/// Finding 6: the second copy of an id in one call was answered `Applied`
+/// before the first was committed, and even when it never was (here: the
+/// id taken at the same moment by another call's different transfer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_6_a_repeat_in_one_call_is_answered_with_its_original() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 14_000, dir.path()).await;
+    let [r0, _, _] = region_clients(&cluster).await;
+    open_accounts(&r0, &[10, 11, 12]).await;
+    assert!(applied(&submit(&r0, transfer(1, BANK, 10, "500.00")).await).is_some());
+    assert!(applied(&submit(&r0, transfer(2, BANK, 11, "500.00")).await).is_some());
+    let address = cluster.api_of(0).expect("region 0").to_owned();
+    let other = Client::connect(&address).await.expect("connects");
+    for round in 0..30u128 {
+        let n = 1_000 + round;
+        let (alone, twice) = tokio::join!(
+            other.create_transfers(vec![transfer(n, 11, 12, "1.00")]),
+            r0.create_transfers(vec![
+                transfer(n, 10, 12, "1.00"),
+                transfer(n, 10, 12, "1.00")
+            ]),
+        );
+        let alone = alone.expect("answered").results;
+        let twice = twice.expect("answered").results;
+        let codes: Vec<String> = twice.iter().map(code).collect();
+        assert!(
+            !(codes[0] != "APPLIED" && codes[1] == "APPLIED"),
+            "round {round}: the repeat is applied, its original is not: {twice:?}"
+        );
+        // Exactly one of the two transfers holds the id.
+        let winners =
+            usize::from(code(&alone[0]) == "APPLIED") + usize::from(codes[0] == "APPLIED");
+        assert_eq!(winners, 1, "round {round}: {alone:?} {twice:?}");
+    }
+    every_region_commits(&cluster, 12, 100).await;
+}
+
+/// Finding 5: a void refused (its id was taken by another command at the
+/// same moment) while a later spend of the same account, which counted on
+/// the voided hold's money, went in: an overdraft in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_5_a_spend_that_counted_on_a_refused_void_is_not_committed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 13_000, dir.path()).await;
+    let [r0, _, _] = region_clients(&cluster).await;
+    open_accounts(&r0, &[10, 11, 12]).await;
+    let address = cluster.api_of(0).expect("region 0").to_owned();
+    let (first, second) = (
+        Client::connect(&address).await.expect("connects"),
+        Client::connect(&address).await.expect("connects"),
+    );
+    assert!(applied(&submit(&r0, transfer(1, BANK, 11, "1000.00")).await).is_some());
+    // A background load keeps an entry in flight, so that the three
+    // requests of each round meet in one entry.
+    let load = tokio::spawn({
+        let client = Client::connect(&address).await.expect("connects");
+        async move {
+            for n in 0..400u128 {
+                let _ = client
+                    .create_transfers(vec![transfer(50_000 + n, BANK, 12, "0.01")])
+                    .await;
+            }
+        }
+    });
+    for round in 0..20u128 {
+        let base = 2_000 + round * 10;
+        // Account 10 holds 100, all of it on hold H.
+        assert!(applied(&submit(&r0, transfer(base, BANK, 10, "100.00")).await).is_some());
+        assert!(applied(&submit(&r0, hold(base + 1, 10, SHOP, "100.00", 600_000)).await).is_some());
+        let x = base + 2;
+        let (taken, voided, spent) = tokio::join!(
+            first.create_transfers(vec![transfer(x, 11, 12, "1.00")]),
+            second.create_transfers(vec![void(x, base + 1)]),
+            r0.create_transfers(vec![transfer(base + 3, 10, 12, "100.00")]),
+        );
+        let (taken, voided, spent) = (
+            code(&taken.expect("answered").results[0]),
+            code(&voided.expect("answered").results[0]),
+            code(&spent.expect("answered").results[0]),
+        );
+        if spent == "APPLIED" {
+            assert_eq!(
+                voided, "APPLIED",
+                "round {round}: spent without the void ({taken})"
+            );
+        }
+        // Whatever happened, nothing of 10 is below zero and the region lives.
+        let view = r0.lookup_accounts(vec![id(10)]).await.expect("answered");
+        let negative = view.accounts[0]
+            .regions
+            .iter()
+            .any(|pool| pool.available.starts_with('-') || pool.held.starts_with('-'));
+        assert!(!negative, "round {round}: {view:?}");
+    }
+    load.await.expect("the load ends");
+    every_region_commits(&cluster, 12, 100).await;
+}
+
+/// Finding 1: a withdrawal whose timeout was shorter than its payout was
+/// paid out and then expired: the money left and came back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_1_a_withdrawal_paid_out_is_posted_whatever_its_timeout() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 12_000, dir.path()).await;
+    let [r0, _, _] = region_clients(&cluster).await;
+    open_accounts(&r0, &[10]).await;
+    assert!(applied(&submit(&r0, transfer(1, BANK, 10, "400.00")).await).is_some());
+    let mut commands = Vec::new();
+    for n in 0..20u128 {
+        commands.push(withdrawal(100 + n, 10, "10.00", "slow:iban:DE001", 1_000));
+        commands.push(withdrawal(200 + n, 10, "10.00", "slow:iban:DE002", 1));
+    }
+    let results = submit_all(&r0, commands).await;
+    assert!(
+        results.iter().all(|result| applied(result).is_some()),
+        "{results:?}"
+    );
+    // The simulated rail pays every `slow:` payout it was asked for: each
+    // must end posted, none expired.
+    for n in (0..20u128).flat_map(|n| [100 + n, 200 + n]) {
+        wait_state(&r0, n, "posted").await;
+    }
+    wait_pool(&r0, 10, 0, "0.00").await;
+    every_region_commits(&cluster, 10, 1_000).await;
+}
