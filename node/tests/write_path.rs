@@ -133,7 +133,9 @@ async fn audit_5_a_spend_that_counted_on_a_refused_void_is_not_committed() {
     let dir = tempfile::tempdir().expect("dir");
     let cluster = cluster(3, 1, 13_000, dir.path()).await;
     let [r0, _, _] = region_clients(&cluster).await;
-    open_accounts(&r0, &[10, 11, 12]).await;
+    // A fresh payer each round, holding nothing but the round's hold.
+    let payers: Vec<u128> = (100..120).collect();
+    open_accounts(&r0, &[&[11, 12], payers.as_slice()].concat()).await;
     let address = cluster.api_of(0).expect("region 0").to_owned();
     let (first, second) = (
         Client::connect(&address).await.expect("connects"),
@@ -152,16 +154,17 @@ async fn audit_5_a_spend_that_counted_on_a_refused_void_is_not_committed() {
             }
         }
     });
-    for round in 0..20u128 {
-        let base = 2_000 + round * 10;
-        // Account 10 holds 100, all of it on hold H.
-        assert!(applied(&submit(&r0, transfer(base, BANK, 10, "100.00")).await).is_some());
-        assert!(applied(&submit(&r0, hold(base + 1, 10, SHOP, "100.00", 600_000)).await).is_some());
+    for (round, payer) in payers.iter().copied().enumerate() {
+        let base = 2_000 + 10 * round as u128;
+        // The payer has 100, all of it on hold H.
+        assert!(applied(&submit(&r0, transfer(base, BANK, payer, "100.00")).await).is_some());
+        let on_hold = hold(base + 1, payer, SHOP, "100.00", 600_000);
+        assert!(applied(&submit(&r0, on_hold).await).is_some());
         let x = base + 2;
         let (taken, voided, spent) = tokio::join!(
             first.create_transfers(vec![transfer(x, 11, 12, "1.00")]),
             second.create_transfers(vec![void(x, base + 1)]),
-            r0.create_transfers(vec![transfer(base + 3, 10, 12, "100.00")]),
+            r0.create_transfers(vec![transfer(base + 3, payer, 12, "100.00")]),
         );
         let (taken, voided, spent) = (
             code(&taken.expect("answered").results[0]),
@@ -174,8 +177,8 @@ async fn audit_5_a_spend_that_counted_on_a_refused_void_is_not_committed() {
                 "round {round}: spent without the void ({taken})"
             );
         }
-        // Whatever happened, nothing of 10 is below zero and the region lives.
-        let view = r0.lookup_accounts(vec![id(10)]).await.expect("answered");
+        // Whatever happened, nothing of the payer is below zero.
+        let view = r0.lookup_accounts(vec![id(payer)]).await.expect("answered");
         let negative = view.accounts[0]
             .regions
             .iter()
