@@ -13,6 +13,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const REDIRECTS_MAX: usize = 5;
 /// How long a call keeps retrying while no leader is known.
 const NO_LEADER_WAIT: Duration = Duration::from_secs(15);
+/// How long a call waits before asking again while no leader is known.
+const NO_LEADER_RETRY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -63,7 +65,13 @@ impl Client {
     }
 
     /// Sends a call, following NOT_LEADER answers (nothing was appended):
-    /// to the leader they name, or, while none is known, again a little later.
+    /// to the leader they name, or, while none is known, to this node again
+    /// a little later, for [`NO_LEADER_WAIT`] at most. Waiting does not use
+    /// up redirects: an election may take several rounds of asking.
+    ///
+    /// Right after a leader fails, the nodes still name it until they have
+    /// seen another elected: a named leader that cannot be reached (nothing
+    /// was sent to it) counts as no leader known, not as the call's answer.
     async fn following_leader<R, Fut>(
         &self,
         call: impl Fn(Client) -> Fut,
@@ -72,20 +80,40 @@ impl Client {
     where
         Fut: std::future::Future<Output = Result<R, ClientError>>,
     {
+        let waiting_until = tokio::time::Instant::now() + NO_LEADER_WAIT;
         let mut client = self.clone();
-        let deadline = tokio::time::Instant::now() + NO_LEADER_WAIT;
-        for _ in 0..=REDIRECTS_MAX {
+        let mut redirects = 0;
+        loop {
             let response = call(client.clone()).await?;
             match redirect(&response) {
                 Redirect::None => return Ok(response),
-                Redirect::To(address) => client = Client::connect(&address).await?,
-                Redirect::Wait if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                // A node naming itself is between terms: as no leader known.
+                Redirect::To(address) if address != client.address => {
+                    if redirects < REDIRECTS_MAX {
+                        redirects += 1;
+                        match Client::connect(&address).await {
+                            Ok(leader) => {
+                                client = leader;
+                                continue;
+                            }
+                            Err(ClientError::Connect { .. }) => {}
+                            Err(other) => return Err(other),
+                        }
+                    } else if tokio::time::Instant::now() >= waiting_until {
+                        return Err(tonic::Status::unavailable("too many redirects").into());
+                    }
                 }
-                Redirect::Wait => return Ok(response),
+                Redirect::To(_) | Redirect::Wait => {}
             }
+            // No leader to send it to yet: the NOT_LEADER answer stands once
+            // the wait is over (it is retryable), else ask this node again.
+            if tokio::time::Instant::now() >= waiting_until {
+                return Ok(response);
+            }
+            tokio::time::sleep(NO_LEADER_RETRY).await;
+            client = self.clone();
+            redirects = 0;
         }
-        Err(tonic::Status::unavailable("too many redirects").into())
     }
 
     /// Creates accounts on the control group's leader, wherever it is.

@@ -138,13 +138,38 @@ impl Cluster {
         true
     }
 
+    /// The node leading `group`. More than one node may believe it leads:
+    /// a deposed leader not yet told of the new term, or a node restarted
+    /// after leading (openraft restores its leadership at start-up, in its
+    /// old term, until a peer answers with the newer one). The leader of the
+    /// highest term is the current one.
     pub async fn leader(&self, group: Group) -> Option<u64> {
-        for node in self.nodes.values() {
-            if node.is_leader(group) {
-                return Some(node.id());
-            }
+        self.nodes
+            .values()
+            .filter(|node| node.is_leader(group))
+            .filter_map(|node| Some((node.progress(group)?.term, node.id())))
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// Waits until every node has applied everything of `group` that any
+    /// node has seen committed, and returns that index. It asks no leader:
+    /// a node that wrongly believes it leads may lag far behind, and an
+    /// index taken from it would be reached at once.
+    pub async fn wait_caught_up(&self, group: Group) -> u64 {
+        let target = self
+            .nodes
+            .values()
+            .filter_map(|node| node.progress(group))
+            .map(|progress| progress.committed.max(progress.applied))
+            .max()
+            .unwrap_or(0);
+        for (id, node) in &self.nodes {
+            node.wait_applied(group, target, WAIT)
+                .await
+                .unwrap_or_else(|error| panic!("node {id} catches up on {group}: {error}"));
         }
-        None
+        target
     }
 
     pub async fn wait_leader(&self, group: Group) -> u64 {
