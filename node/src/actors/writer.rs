@@ -24,6 +24,9 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
 /// How long a flush waits for an entry of unknown fate to be applied
 /// before it answers its submissions with a retry.
 const SETTLE_WAIT_MAX: Duration = Duration::from_secs(2);
+/// How long a flush waits for its read barrier (a round to the region's
+/// voters) before it answers its submissions with a retry.
+const BARRIER_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// The account actor that decided a submission.
 pub(crate) struct FromActor {
@@ -191,7 +194,7 @@ impl Actor for Writer {
         myself: ActorRef<WriterMsg>,
         (node, gate): Self::Arguments,
     ) -> Result<WriterState, ActorProcessingErr> {
-        myself.send_interval(HOUSEKEEPING_EVERY, || WriterMsg::Housekeep);
+        myself.send_after(HOUSEKEEPING_EVERY, || WriterMsg::Housekeep);
         Ok(WriterState {
             node,
             gate,
@@ -247,6 +250,10 @@ impl Actor for Writer {
                 if state.node.replica.is_leader(state.node.home()) {
                     flush(state, Vec::new()).await;
                 }
+                // Armed again only now: a round slower than the period
+                // never leaves a backlog of rounds that clients' entries
+                // would wait behind.
+                myself.send_after(HOUSEKEEPING_EVERY, || WriterMsg::Housekeep);
             }
         }
         Ok(())
@@ -337,9 +344,18 @@ async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
         }
         state.unsettled = None;
     }
-    if let Err(error) = node.replica.barrier(home).await {
-        state.gate.reset();
-        return Err(node.failure(&error));
+    match tokio::time::timeout(BARRIER_WAIT_MAX, node.replica.barrier(home)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            state.gate.reset();
+            return Err(node.failure(&error));
+        }
+        Err(_) => {
+            state.gate.reset();
+            return Err(retry(
+                "the region's voters did not confirm this leader in time; retry",
+            ));
+        }
     }
     let term = node.replica.progress(home).map(|progress| progress.term);
     if term != state.term {
