@@ -1,132 +1,24 @@
 //! End-to-end tests against real `ledger` processes on 127.0.0.1, through
 //! the public API only.
 
+mod common;
+
+use common::*;
 use ledger_node::client::Client;
-use ledger_node::dev::{Cluster, DevOptions};
-use ledger_node::ids;
+use ledger_node::dev::Cluster;
 use ledger_proto::v1 as api;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-const USD: &str = "USD";
-const BANK: u128 = 1;
-const SHOP: u128 = 2;
 
-fn id(n: u128) -> String {
-    ids::format(n)
-}
 
-async fn cluster(
-    regions: u16,
-    nodes_per_region: u16,
-    base_port: u16,
-    dir: &std::path::Path,
-) -> Cluster {
-    let options = DevOptions {
-        regions,
-        nodes_per_region,
-        base_port,
-        data_dir: dir.to_owned(),
-        binary: Some(env!("CARGO_BIN_EXE_ledger").into()),
-        fault_injection: true,
-    };
-    Cluster::start(&options).await.expect("the cluster starts")
-}
 
-/// A client of each of the three regions' first node.
-async fn region_clients(cluster: &Cluster) -> [Client; 3] {
-    let mut clients = Vec::new();
-    for region in 0..3 {
-        let address = cluster.api_of(region).expect("region");
-        clients.push(Client::connect(address).await.expect("connects"));
-    }
-    clients
-        .try_into()
-        .unwrap_or_else(|_| unreachable!("three clients"))
-}
 
-fn account(n: u128, kind: api::AccountKind) -> api::NewAccount {
-    api::NewAccount {
-        id: id(n),
-        currency: USD.into(),
-        kind: kind as i32,
-        owner: format!("owner {n}"),
-        metadata: Default::default(),
-    }
-}
 
-fn transfer(n: u128, debit: u128, credit: u128, amount: &str) -> api::TransferCommand {
-    api::TransferCommand {
-        id: id(0x10_0000 + n),
-        linked: false,
-        origin: String::new(),
-        kind: Some(api::transfer_command::Kind::Transfer(api::Move {
-            debit: id(debit),
-            credit: id(credit),
-            amount: amount.into(),
-            currency: USD.into(),
-            reference: String::new(),
-            metadata: Default::default(),
-        })),
-    }
-}
 
-fn applied(result: &api::TransferResult) -> Option<&api::Applied> {
-    match &result.result {
-        Some(api::transfer_result::Result::Applied(applied)) => Some(applied),
-        _ => None,
-    }
-}
 
-fn error(result: &api::TransferResult) -> Option<&api::Error> {
-    match &result.result {
-        Some(api::transfer_result::Result::Error(error)) => Some(error),
-        _ => None,
-    }
-}
 
-async fn open_accounts(client: &Client, users: &[u128]) {
-    let mut accounts = vec![
-        account(BANK, api::AccountKind::External),
-        account(SHOP, api::AccountKind::System),
-    ];
-    accounts.extend(
-        users
-            .iter()
-            .map(|user| account(*user, api::AccountKind::User)),
-    );
-    let response = client.create_accounts(accounts).await.expect("answered");
-    for result in response.results {
-        assert!(
-            matches!(result.result, Some(api::account_result::Result::Created(_))),
-            "{result:?}"
-        );
-    }
-}
 
-/// Retries a command while the region has no leader or the account has not
-/// reached it yet, as a gateway would; returns the final answer.
-async fn submit(client: &Client, command: api::TransferCommand) -> api::TransferResult {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let response = client.create_transfers(vec![command.clone()]).await;
-        match response {
-            Ok(response) => {
-                let result = response.results.into_iter().next().expect("one result");
-                let retry = error(&result)
-                    .is_some_and(|error| error.retryable && error.code != "INSUFFICIENT_FUNDS");
-                if !retry || tokio::time::Instant::now() > deadline {
-                    return result;
-                }
-            }
-            Err(failure) if tokio::time::Instant::now() < deadline => {
-                eprintln!("retrying after {failure}");
-            }
-            Err(failure) => panic!("no answer: {failure}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Connects to a restarted node once it answers (60 s at most).
 async fn reconnect(address: &str) -> Client {
@@ -145,30 +37,6 @@ async fn reconnect(address: &str) -> Client {
     }
 }
 
-/// Waits until `client` sees `available` in `region`'s pool of `account`.
-async fn wait_pool(client: &Client, account: u128, region: u32, available: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let response = client
-            .lookup_accounts(vec![id(account)])
-            .await
-            .expect("answered");
-        let pool = response.accounts.first().and_then(|view| {
-            view.regions
-                .iter()
-                .find(|pool| pool.region == region)
-                .map(|pool| pool.available.clone())
-        });
-        if pool.as_deref() == Some(available) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pool of {account} in region {region}: {pool:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A follower of region 0 refuses a transfer with NOT_LEADER and the
 /// leader's API address, and applies nothing (asked with a raw client, which
@@ -737,47 +605,7 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
     cluster.stop().await;
 }
 
-fn withdrawal(
-    n: u128,
-    account: u128,
-    amount: &str,
-    destination: &str,
-    timeout_ms: u64,
-) -> api::TransferCommand {
-    api::TransferCommand {
-        id: id(0x10_0000 + n),
-        linked: false,
-        origin: String::new(),
-        kind: Some(api::transfer_command::Kind::Withdrawal(api::Withdrawal {
-            account: id(account),
-            external: id(BANK),
-            amount: amount.into(),
-            currency: USD.into(),
-            destination: destination.into(),
-            timeout_ms,
-        })),
-    }
-}
 
-/// Waits until transfer `n` is in `state` as `client` sees it.
-async fn wait_state(client: &Client, n: u128, state: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(found) = client.lookup_transfers(vec![id(0x10_0000 + n)]).await
-            && found
-                .transfers
-                .first()
-                .is_some_and(|transfer| transfer.state == state)
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "transfer {n} never {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
@@ -839,7 +667,7 @@ async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
     wait_state(&r0, 5, "posted").await;
     let post = ledger_node::saga::step_id(ledger_reservations::TransferId(0x10_0000 + 5), 1);
     let found = r0
-        .lookup_transfers(vec![ids::format(post.0)])
+        .lookup_transfers(vec![id(post.0)])
         .await
         .expect("answered");
     assert_eq!(found.transfers.len(), 1, "one posting of the withdrawal");
@@ -849,30 +677,7 @@ async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
     cluster.stop().await;
 }
 
-fn movement_command(
-    n: u128,
-    debit: u128,
-    credit: u128,
-    amount: &str,
-    currency: &str,
-) -> api::TransferCommand {
-    let mut command = transfer(n, debit, credit, amount);
-    if let Some(api::transfer_command::Kind::Transfer(body)) = &mut command.kind {
-        body.currency = currency.into();
-    }
-    command
-}
 
-fn hold(n: u128, debit: u128, credit: u128, amount: &str, timeout_ms: u64) -> api::TransferCommand {
-    let mut command = transfer(n, debit, credit, amount);
-    if let Some(api::transfer_command::Kind::Transfer(body)) = command.kind.take() {
-        command.kind = Some(api::transfer_command::Kind::Pending(api::Hold {
-            transfer: Some(body),
-            timeout_ms,
-        }));
-    }
-    command
-}
 
 fn resolve(n: u128, pending: u128, kind: &str, amount: &str) -> api::TransferCommand {
     use api::transfer_command::Kind;
@@ -921,13 +726,6 @@ async fn wait_status(client: &Client, account: u128, status: api::AccountStatus)
     }
 }
 
-fn code(result: &api::TransferResult) -> String {
-    match &result.result {
-        Some(api::transfer_result::Result::Applied(_)) => "APPLIED".into(),
-        Some(api::transfer_result::Result::Error(error)) => error.code.clone(),
-        None => "NONE".into(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rejection_reaches_the_client_with_its_code() {
@@ -972,11 +770,11 @@ async fn every_rejection_reaches_the_client_with_its_code() {
         ("SAME_ACCOUNT", transfer(31, 10, 10, "1.00")),
         (
             "CURRENCY_MISMATCH",
-            movement_command(32, 10, 20, "1.00", "USD"),
+            movement(32, 10, 20, "1.00", "USD"),
         ),
         (
             "UNKNOWN_CURRENCY",
-            movement_command(33, 10, 11, "1.00", "XYZ"),
+            movement(33, 10, 11, "1.00", "XYZ"),
         ),
         ("INVALID_AMOUNT", transfer(34, 10, 11, "-1.00")),
         ("INVALID_AMOUNT", transfer(35, 10, 11, "1.001")),
