@@ -104,24 +104,16 @@ impl<C: Clock> Hlc<C> {
     }
 
     /// A new stamp strictly greater than `floor` and than every stamp this
-    /// clock made or observed, whatever the drift limit: for extending a
-    /// log this node writes, whose last stamp may come from a faster clock
-    /// (a previous leader's). Waiting for the local clock to catch up would
-    /// stop the log for the size of the skew; the drift limit is for stamps
-    /// received from others, not for the order of one's own log.
+    /// clock made, whatever the drift limit: for extending a log this node
+    /// writes, whose last stamp may come from a faster clock (a previous
+    /// leader's). Waiting for the local clock to catch up would stop the log
+    /// for the size of the skew. The clock itself does not take the floor
+    /// in: a fast clock's stamps never drag this node's own (its decisions,
+    /// its expiries) ahead.
     pub fn stamp_after(&self, floor: Stamp) -> Stamp {
-        let now = self.clock.now_ns();
-        let mut last = self.lock();
-        let floor = (floor.physical_ns(), floor.logical());
-        if floor > *last {
-            *last = floor;
-        }
-        *last = if now > last.0 {
-            (now, 0)
-        } else {
-            successor(*last)
-        };
-        Stamp::new(last.0, last.1, self.node)
+        let own = self.stamp();
+        let (physical, logical) = successor((floor.physical_ns(), floor.logical()));
+        own.max(Stamp::new(physical, logical, self.node))
     }
 
     /// The greatest stamp made or observed so far, without making a new one.

@@ -336,6 +336,7 @@ pub(crate) fn is_withdrawal(record: &ledger_reservations::TransferRecord) -> boo
         .and_then(|metadata| metadata.get(SAGA_KEY))
         .is_some_and(|saga| saga == WITHDRAWAL);
     tagged
+        && record.transfer.credit_kind == ledger_reservations::AccountKind::External
         && matches!(record.transfer.kind, TransferKind::Pending { .. })
         && matches!(record.pending, Some(PendingState::Open { .. }))
 }

@@ -65,6 +65,18 @@ fn metadata(map: &std::collections::HashMap<String, String>) -> Metadata {
         .collect()
 }
 
+/// A transfer's metadata from a client: the keys the node's sagas read
+/// (a withdrawal's tag) are the node's own, never a client's.
+fn client_metadata(
+    field: &str,
+    map: &std::collections::HashMap<String, String>,
+) -> Result<Metadata, WireError> {
+    if map.contains_key(SAGA_KEY) {
+        return Err(invalid(field, format!("the key {SAGA_KEY:?} is reserved")));
+    }
+    Ok(metadata(map))
+}
+
 pub fn kind(kind: i32) -> Result<AccountKind, WireError> {
     match api::AccountKind::try_from(kind) {
         Ok(api::AccountKind::User) => Ok(AccountKind::User),
@@ -121,7 +133,7 @@ fn movement(
         amount: amount("amount", &body.amount)?,
         currency: currency("currency", &body.currency)?,
         reference: optional(&body.reference),
-        metadata: metadata(&body.metadata),
+        metadata: client_metadata("metadata", &body.metadata)?,
         origin,
     })
 }
@@ -162,17 +174,20 @@ pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
             payment_id: transfer_id("refund.payment_id", &refund.payment_id)?,
             amount: amount("refund.amount", &refund.amount)?,
             reference: optional(&refund.reference),
-            metadata: metadata(&refund.metadata),
+            metadata: client_metadata("refund.metadata", &refund.metadata)?,
             origin,
         },
         Some(Kind::Withdrawal(withdrawal)) => {
             if withdrawal.destination.is_empty() {
                 return Err(invalid("withdrawal.destination", "missing"));
             }
-            if withdrawal.timeout_ms == 0 || withdrawal.timeout_ms > PENDING_TIMEOUT_MS_MAX {
+            // Half the hold's own timeout at most: a rail's "paid" that
+            // comes after the rail's deadline can still be posted.
+            let rail_timeout_ms_max = PENDING_TIMEOUT_MS_MAX / 2;
+            if withdrawal.timeout_ms == 0 || withdrawal.timeout_ms > rail_timeout_ms_max {
                 return Err(invalid(
                     "withdrawal.timeout_ms",
-                    format!("must be from 1 to {PENDING_TIMEOUT_MS_MAX}"),
+                    format!("must be from 1 to {rail_timeout_ms_max}"),
                 ));
             }
             let mut metadata = Metadata::new();

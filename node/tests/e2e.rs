@@ -10,16 +10,6 @@ use ledger_proto::v1 as api;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-
-
-
-
-
-
-
-
-
-
 /// Connects to a restarted node once it answers (60 s at most).
 async fn reconnect(address: &str) -> Client {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -36,7 +26,6 @@ async fn reconnect(address: &str) -> Client {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
-
 
 /// A follower of region 0 refuses a transfer with NOT_LEADER and the
 /// leader's API address, and applies nothing (asked with a raw client, which
@@ -605,8 +594,6 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
     cluster.stop().await;
 }
 
-
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
     let dir = tempfile::tempdir().expect("dir");
@@ -677,8 +664,6 @@ async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
     cluster.stop().await;
 }
 
-
-
 fn resolve(n: u128, pending: u128, kind: &str, amount: &str) -> api::TransferCommand {
     use api::transfer_command::Kind;
     let pending_id = id(0x10_0000 + pending);
@@ -726,7 +711,6 @@ async fn wait_status(client: &Client, account: u128, status: api::AccountStatus)
     }
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rejection_reaches_the_client_with_its_code() {
     let dir = tempfile::tempdir().expect("dir");
@@ -768,14 +752,8 @@ async fn every_rejection_reaches_the_client_with_its_code() {
     let cases: Vec<(&str, api::TransferCommand)> = vec![
         ("UNKNOWN_ACCOUNT", transfer(30, 10, 99, "1.00")),
         ("SAME_ACCOUNT", transfer(31, 10, 10, "1.00")),
-        (
-            "CURRENCY_MISMATCH",
-            movement(32, 10, 20, "1.00", "USD"),
-        ),
-        (
-            "UNKNOWN_CURRENCY",
-            movement(33, 10, 11, "1.00", "XYZ"),
-        ),
+        ("CURRENCY_MISMATCH", movement(32, 10, 20, "1.00", "USD")),
+        ("UNKNOWN_CURRENCY", movement(33, 10, 11, "1.00", "XYZ")),
         ("INVALID_AMOUNT", transfer(34, 10, 11, "-1.00")),
         ("INVALID_AMOUNT", transfer(35, 10, 11, "1.001")),
         ("INVALID_TIMEOUT", hold(36, 10, SHOP, "1.00", 0)),

@@ -226,11 +226,15 @@ impl RegionState {
     /// Open pending transfers whose deadline is at or before `now_ns`, oldest
     /// first, at most `max` of them.
     pub fn due_pendings(&self, now_ns: u64, max: usize) -> Vec<TransferId> {
+        self.due(now_ns).take(max).collect()
+    }
+
+    /// Open pending transfers whose deadline is at or before `now_ns`,
+    /// oldest first.
+    pub fn due(&self, now_ns: u64) -> impl Iterator<Item = TransferId> + '_ {
         self.open_pendings
             .range(..=(now_ns, TransferId(u128::MAX)))
-            .take(max)
             .map(|(_, id)| *id)
-            .collect()
     }
 
     /// Applies the event at `position` of this region's log. An event at or

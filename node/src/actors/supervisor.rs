@@ -252,12 +252,12 @@ fn expire_due(state: &SupervisorState) {
     // paid): never expired here.
     let due: Vec<TransferId> = state.node.replica.ledger().read(|ledger| {
         let home = ledger.home_state();
-        home.due_pendings(now, SWEEP_COMMANDS_MAX)
-            .into_iter()
+        home.due(now)
             .filter(|id| {
                 home.transfer(*id)
                     .is_none_or(|record| !crate::saga::is_withdrawal(record))
             })
+            .take(SWEEP_COMMANDS_MAX)
             .collect()
     });
     let items = due

@@ -21,9 +21,6 @@ const ENTRY_EVENTS_MAX: usize = 8_190;
 const GRANTS_PER_SOURCE_MAX: usize = 1_024;
 /// How often the writer grants releases and wires learners.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
-/// How long a flush waits for an entry of unknown fate to be applied
-/// before it answers its submissions with a retry.
-const SETTLE_WAIT_MAX: Duration = Duration::from_secs(2);
 /// How long a flush waits for its read barrier (a round to the region's
 /// voters) before it answers its submissions with a retry.
 const BARRIER_WAIT_MAX: Duration = Duration::from_secs(5);
@@ -177,11 +174,10 @@ pub(crate) struct WriterState {
     unsettled: Option<Unsettled>,
 }
 
-/// Where the log stood when a proposal's outcome became unknown.
+/// The term in which a proposal's outcome became unknown.
 #[derive(Debug, Clone, Copy)]
 struct Unsettled {
     term: u64,
-    last_log: u64,
 }
 
 impl Actor for Writer {
@@ -305,7 +301,6 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
             if !matches!(error, ProposeError::NotLeader { .. }) {
                 state.unsettled = node.replica.progress(home).map(|progress| Unsettled {
                     term: progress.term,
-                    last_log: progress.last_log,
                 });
             }
             let result = CommandResult::Unavailable(node.failure(&error));
@@ -317,8 +312,9 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
 }
 
 /// Makes this node's state hold every entry of its region that may still
-/// commit: an entry of unknown fate is waited for, then a read barrier
-/// applies everything committed before now. In a new term the gate's fence
+/// commit: an entry of unknown fate is settled by an empty entry behind it
+/// (once that one is applied, so is everything before it in the log), then
+/// a read barrier applies everything committed before now. In a new term the gate's fence
 /// moves up to here, so a decision made against a state from before
 /// another leader's entries never goes in.
 async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
@@ -332,12 +328,12 @@ async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
         // In a new term, the new leader's first entry settled it: either it
         // is in the log before that entry or it is gone for good.
         if same_term
-            && node
+            && let Err(error) = node
                 .replica
-                .wait_applied(home, unsettled.last_log, SETTLE_WAIT_MAX)
+                .propose(home, Proposal::Region(Vec::new()))
                 .await
-                .is_err()
         {
+            tracing::info!(%error, "an earlier entry is not settled yet");
             return Err(retry(
                 "the outcome of an earlier entry is not known yet; retry",
             ));
@@ -393,7 +389,8 @@ fn assemble(
             verdicts.push(admit(&mut entry, drops, view, submission.candidate()));
         }
         let mut grants = Vec::new();
-        for mut events in decide_grants(ledger, stamp) {
+        let room = ENTRY_EVENTS_MAX.saturating_sub(entry.admitted());
+        for mut events in decide_grants(ledger, stamp, room) {
             let candidate = Candidate {
                 events: &mut events,
                 epoch: view.epoch,
@@ -428,10 +425,14 @@ fn assemble(
 /// one candidate per source region: a grant that cannot be taken in (its
 /// account would leave the representable range) holds up only the later
 /// releases of its own source, never another's.
-fn decide_grants(ledger: &Ledger, stamp: Stamp) -> Vec<Vec<Event>> {
+fn decide_grants(ledger: &Ledger, stamp: Stamp, mut room: usize) -> Vec<Vec<Event>> {
     let mut candidates = Vec::new();
     for (source, mut items) in ledger.grants_due() {
-        items.truncate(GRANTS_PER_SOURCE_MAX);
+        items.truncate(GRANTS_PER_SOURCE_MAX.min(room));
+        room -= items.len();
+        if items.is_empty() {
+            break;
+        }
         let batch = ledger.decide_batch(&items, stamp);
         if let Some(reject) = batch
             .outcomes
