@@ -6,7 +6,7 @@ use crate::network::{GroupNetwork, Transport};
 use crate::state_machine::{SharedLedger, StateMachine};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
 use ledger_hlc::{Clock, DriftError, Hlc};
-use ledger_reservations::{Item, Ledger, RegionId, Reject};
+use ledger_reservations::{Ledger, RegionId, Reject};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, ReadPolicy, SnapshotPolicy};
@@ -593,34 +593,24 @@ impl ReplicaNode {
         raft.ensure_linearizable(ReadPolicy::ReadIndex)
             .await
             .map_err(|error| GrantError::NotLeader(error.to_string()))?;
-        let (items, last) = self.shared.read(|ledger| {
-            let items: Vec<Item> = ledger
-                .grants_due()
-                .into_iter()
-                .flat_map(|(_, items)| items)
-                .collect();
-            (items, ledger.home_state().last_stamp())
-        });
-        if items.is_empty() {
-            return Ok(0);
-        }
+        let last = self.shared.read(|ledger| ledger.home_state().last_stamp());
         // The region's last stamp may come from another node's clock; merge
         // it so that this node's stamps come after it.
         hlc.observe(last).map_err(GrantError::Drift)?;
         let stamp = hlc.stamp();
-        let batch = self
+        let decided = self
             .shared
-            .read(|ledger| ledger.decide_batch(&items, stamp));
-        if let Some(reject) = batch
-            .outcomes
-            .iter()
-            .find_map(|outcome| outcome.as_ref().err())
-        {
-            return Err(GrantError::Rejected(reject.clone()));
+            .read(|ledger| ledger.decide_grants(stamp, usize::MAX));
+        if let Some(reject) = decided.iter().find_map(|grants| grants.refused.clone()) {
+            return Err(GrantError::Rejected(reject));
         }
-        let granted = batch.events.len();
+        let events: Vec<_> = decided
+            .into_iter()
+            .flat_map(|grants| grants.events)
+            .collect();
+        let granted = events.len();
         if granted > 0 {
-            self.propose(group, Proposal::Region(batch.events))
+            self.propose(group, Proposal::Region(events))
                 .await
                 .map_err(GrantError::Propose)?;
         }

@@ -50,6 +50,16 @@ pub struct Batch {
     pub outcomes: Vec<Result<Outcome, Reject>>,
 }
 
+/// The grants of one source region decided for an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grants {
+    pub source: RegionId,
+    /// `Granted` events, in sequence order.
+    pub events: Vec<Event>,
+    /// Why the grant after the last of `events` could not be decided.
+    pub refused: Option<Reject>,
+}
+
 /// Memory a decider reuses from batch to batch, so that deciding a batch
 /// allocates nothing once the first few batches have sized it.
 #[derive(Debug, Default)]
@@ -277,30 +287,54 @@ impl Ledger {
         }
     }
 
-    /// The grants the home region owes, per source region: for every
-    /// release to it that its replica of the source shows past what it has
-    /// granted, `Grant` commands in sequence order. A grant is decided by
-    /// the region's leader; one source's grants never wait on another's.
-    pub fn grants_due(&self) -> Vec<(RegionId, Vec<Item>)> {
+    /// Decides the grants the home region owes, per source region: for
+    /// every release to it that its replica of the source shows past what
+    /// it has granted, a `Granted` event, in sequence order, up to the first
+    /// that cannot be decided (a grant that would take its account out of
+    /// range), and `max` in all. One source's grants never wait on
+    /// another's. Pure, like [`Self::decide`].
+    pub fn decide_grants(&self, stamp: Stamp, max: usize) -> Vec<Grants> {
         let home = self.home_state();
-        self.regions
+        let mut left = max;
+        let mut decided = Vec::new();
+        for source in self
+            .regions
             .iter()
             .filter(|source| source.id() != home.id())
-            .filter_map(|source| {
-                let granted = home.granted_from(source.id());
-                let items: Vec<Item> = source
-                    .releases_to(home.id())
-                    .filter(|(seq, _)| *seq > granted)
-                    .map(|(seq, _)| {
-                        Item::single(Command::Grant {
-                            from: source.id(),
-                            seq,
-                        })
+        {
+            let granted = home.granted_from(source.id());
+            let items: Vec<Item> = source
+                .releases_to(home.id())
+                .filter(|(seq, _)| *seq > granted)
+                .take(left)
+                .map(|(seq, _)| {
+                    Item::single(Command::Grant {
+                        from: source.id(),
+                        seq,
                     })
-                    .collect();
-                (!items.is_empty()).then_some((source.id(), items))
-            })
-            .collect()
+                })
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
+            left -= items.len();
+            let batch = self.decide_batch(&items, stamp);
+            let refused = batch
+                .outcomes
+                .iter()
+                .find_map(|outcome| outcome.as_ref().err())
+                .cloned();
+            // Every item is past the high-water mark, so each decided one
+            // appended its event, in order; a refused one ends the run.
+            let mut events = batch.events;
+            events.truncate(batch.outcomes.iter().take_while(|o| o.is_ok()).count());
+            decided.push(Grants {
+                source: source.id(),
+                events,
+                refused,
+            });
+        }
+        decided
     }
 
     /// Decides a control command (for the global control log). Pure.

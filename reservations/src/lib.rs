@@ -41,7 +41,7 @@ pub use event::{
 };
 pub use history::{HistoryEntry, Movement};
 pub use ids::{AccountId, Position, RegionId, TransferId};
-pub use ledger::{Balance, Batch, LayoutError, Ledger, Outcome, RegionBalance, Scratch};
+pub use ledger::{Balance, Batch, Grants, LayoutError, Ledger, Outcome, RegionBalance, Scratch};
 pub use ledger_hlc::Stamp;
 pub use money::{
     AMOUNT_UNITS_MAX, AmountError, BALANCE_UNITS_MAX, Currency, CurrencyCode, CurrencyCodeError,

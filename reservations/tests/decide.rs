@@ -921,6 +921,61 @@ fn a_refund_needs_funds_in_the_refunding_account_of_this_region() {
 // ---- releases and grants ----
 
 #[test]
+fn the_grants_a_region_owes_are_decided_in_sequence_per_source_up_to_a_bound() {
+    let mut source = funded();
+    for amount in ["30", "1", "2"] {
+        event_of(source.run(Command::Release {
+            account: account(ALICE),
+            amount: dec(amount),
+            to: region(1),
+        }));
+    }
+    let mut target = Node::new(1, &[0, 1, 2]);
+    for (index, event) in source.control_log.iter().enumerate() {
+        let position = Position::new(index as u64 + 1, 0);
+        target
+            .ledger
+            .apply_control(position, event)
+            .expect("applies");
+    }
+    let stamp = target.stamp();
+    assert_eq!(target.ledger.decide_grants(stamp, 10), vec![]);
+    for (index, event) in source.log.iter().enumerate() {
+        target
+            .ledger
+            .apply(region(0), Position::new(index as u64 + 1, 0), event)
+            .expect("applies");
+    }
+    let seqs = |grants: &[Grants]| -> Vec<(RegionId, Vec<u64>)> {
+        grants
+            .iter()
+            .map(|grants| {
+                let seqs = grants.events.iter().map(|event| match event.body {
+                    EventBody::Granted { seq, .. } => seq,
+                    _ => 0,
+                });
+                (grants.source, seqs.collect())
+            })
+            .collect()
+    };
+    let stamp = target.stamp();
+    assert_eq!(
+        seqs(&target.ledger.decide_grants(stamp, 2)),
+        vec![(region(0), vec![1, 2])]
+    );
+    let all = target.ledger.decide_grants(stamp, 10);
+    assert_eq!(seqs(&all), vec![(region(0), vec![1, 2, 3])]);
+    assert_eq!(all[0].refused, None);
+    target.append(all[0].events[0].clone());
+    let stamp = target.stamp();
+    assert_eq!(
+        seqs(&target.ledger.decide_grants(stamp, 10)),
+        vec![(region(0), vec![2, 3])],
+        "from the high-water mark on"
+    );
+}
+
+#[test]
 fn a_release_leaves_the_pool_and_a_grant_takes_it_in_exactly_once() {
     let mut node = funded();
     let event = event_of(node.run(Command::Release {

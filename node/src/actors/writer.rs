@@ -9,7 +9,7 @@ use super::{Collector, Gate};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_engine::{Candidate, Decider, Drops, Refusal, admit};
 use ledger_replication::{Proposal, ProposeError};
-use ledger_reservations::{AdmissionScratch, Event, Ledger, Stamp};
+use ledger_reservations::{AdmissionScratch, Event, Grants};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,8 +17,6 @@ use tokio::sync::oneshot;
 
 /// Events in one entry, at most.
 const ENTRY_EVENTS_MAX: usize = 8_190;
-/// Grants of one source region decided for one entry, at most.
-const GRANTS_PER_SOURCE_MAX: usize = 1_024;
 /// How often the writer grants releases and wires learners.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
 /// How long a flush waits for its read barrier (a round to the region's
@@ -389,8 +387,18 @@ fn assemble(
             verdicts.push(admit(&mut entry, drops, view, submission.candidate()));
         }
         let mut grants = Vec::new();
+        // One candidate per source region: a grant that cannot be taken in
+        // holds up only the later releases of its own source.
         let room = ENTRY_EVENTS_MAX.saturating_sub(entry.admitted());
-        for mut events in decide_grants(ledger, stamp, room) {
+        for Grants {
+            source,
+            mut events,
+            refused,
+        } in ledger.decide_grants(stamp, room)
+        {
+            if let Some(reject) = refused {
+                tracing::warn!(%source, %reject, "a grant from this region cannot be taken in yet");
+            }
             let candidate = Candidate {
                 events: &mut events,
                 epoch: view.epoch,
@@ -419,42 +427,6 @@ fn assemble(
     }
     entry.append(&mut grants);
     (!entry.is_empty()).then_some((entry, admitted))
-}
-
-/// The grants the region owes, decided against the committed state, as
-/// one candidate per source region: a grant that cannot be taken in (its
-/// account would leave the representable range) holds up only the later
-/// releases of its own source, never another's.
-fn decide_grants(ledger: &Ledger, stamp: Stamp, mut room: usize) -> Vec<Vec<Event>> {
-    let mut candidates = Vec::new();
-    for (source, mut items) in ledger.grants_due() {
-        items.truncate(GRANTS_PER_SOURCE_MAX.min(room));
-        room -= items.len();
-        if items.is_empty() {
-            break;
-        }
-        let batch = ledger.decide_batch(&items, stamp);
-        if let Some(reject) = batch
-            .outcomes
-            .iter()
-            .find_map(|outcome| outcome.as_ref().err())
-        {
-            tracing::warn!(%source, %reject, "a grant from this region cannot be taken in yet");
-        }
-        // Grants of one source apply in sequence: those before the first
-        // refused one.
-        let decided = batch
-            .outcomes
-            .iter()
-            .take_while(|outcome| outcome.is_ok())
-            .count();
-        let mut events = batch.events;
-        events.truncate(decided);
-        if !events.is_empty() {
-            candidates.push(events);
-        }
-    }
-    candidates
 }
 
 /// Wires learners where this node leads.
