@@ -40,6 +40,20 @@ pub enum CommandResult {
     PullTimedOut(Box<Shortfall>),
 }
 
+impl CommandResult {
+    /// The answer of a repeat of a command (the same id and content) that
+    /// was answered `self`: the same, except that it applied nothing new.
+    pub(crate) fn as_repeat(&self) -> Self {
+        match self {
+            CommandResult::Applied { index, .. } => CommandResult::Applied {
+                fresh: false,
+                index: *index,
+            },
+            other => other.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFailure {
     pub code: &'static str,
@@ -193,13 +207,7 @@ impl NodeHandle {
         for (slot, repeats, answer) in answers {
             if let Ok(result) = answer.await {
                 for repeat in repeats {
-                    results[repeat] = match &result {
-                        CommandResult::Applied { index, .. } => CommandResult::Applied {
-                            fresh: false,
-                            index: *index,
-                        },
-                        other => other.clone(),
-                    };
+                    results[repeat] = result.as_repeat();
                 }
                 results[slot] = result;
             }

@@ -377,7 +377,7 @@ fn sort_outcomes(
             Ok(Outcome::Appended(_)) => slots.push(*slot),
         }
     }
-    if !own || batch.events.is_empty() {
+    if !own {
         let failure = CommandResult::Unavailable(retry(not_own.to_owned()));
         answers.extend(
             slots
