@@ -51,9 +51,11 @@ impl Drops {
     }
 
     /// Records that a candidate decided in `epoch` was dropped, while the
-    /// gate is at `gate_epoch`: every drop its decider is told of must be
-    /// counted here, or a later drop would go unnoticed.
-    pub fn dropped(&mut self, gate_epoch: u64, epoch: u64, decider: Option<Decider>) {
+    /// gate is at `gate_epoch`: every drop its decider is told of in the
+    /// gate's epoch must be counted here, or a later drop would go
+    /// unnoticed. (A drop outside admission comes with a reset of the gate,
+    /// which voids the whole epoch instead.)
+    fn dropped(&mut self, gate_epoch: u64, epoch: u64, decider: Option<Decider>) {
         if let Some(decider) = decider
             && epoch == gate_epoch
         {

@@ -82,13 +82,7 @@ pub(crate) struct Submission {
 impl Submission {
     fn answer(self, result: &CommandResult) {
         let committed = matches!(result, CommandResult::Applied { .. });
-        let repeated = match result {
-            CommandResult::Applied { index, .. } => CommandResult::Applied {
-                fresh: false,
-                index: *index,
-            },
-            other => other.clone(),
-        };
+        let repeated = result.as_repeat();
         self.collector.fill(
             self.slots
                 .iter()
@@ -117,16 +111,12 @@ impl Submission {
         self.drop_with(result);
     }
 
-    fn decider(&self) -> Option<Decider> {
-        self.from.as_ref().map(|from| Decider {
-            id: from.id,
-            drops_seen: from.drops_seen,
-        })
-    }
-
     fn candidate(&mut self) -> Candidate<'_> {
         Candidate {
-            decider: self.decider(),
+            decider: self.from.as_ref().map(|from| Decider {
+                id: from.id,
+                drops_seen: from.drops_seen,
+            }),
             events: &mut self.events,
             epoch: self.epoch,
             base: self.base,
@@ -167,15 +157,10 @@ pub(crate) struct WriterState {
     term: Option<u64>,
     drops: Drops,
     scratch: AdmissionScratch,
-    /// An entry of this leader whose fate is unknown: nothing is decided
-    /// again until the state holds it, or a new term has settled it.
-    unsettled: Option<Unsettled>,
-}
-
-/// The term in which a proposal's outcome became unknown.
-#[derive(Debug, Clone, Copy)]
-struct Unsettled {
-    term: u64,
+    /// The term in which an entry of this leader became of unknown fate:
+    /// nothing is decided again until the state holds it, or a new term
+    /// has settled it.
+    unsettled_term: Option<u64>,
 }
 
 impl Actor for Writer {
@@ -197,7 +182,7 @@ impl Actor for Writer {
             term: None,
             drops: Drops::default(),
             scratch: AdmissionScratch::default(),
-            unsettled: None,
+            unsettled_term: None,
         })
     }
 
@@ -267,11 +252,9 @@ fn retry(message: &str) -> NodeFailure {
 /// region owes.
 async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
     if let Err(failure) = prepare(state).await {
-        let epoch = state.gate.epoch();
+        // `prepare` reset the gate: every decision of the epoch they were
+        // made in is void, and their deciders drop what they hold.
         for submission in submissions {
-            state
-                .drops
-                .dropped(epoch, submission.epoch, submission.decider());
             submission.drop_with(CommandResult::Unavailable(failure.clone()));
         }
         return;
@@ -297,9 +280,7 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
             // state holds everything the log held at this moment.
             state.gate.reset();
             if !matches!(error, ProposeError::NotLeader { .. }) {
-                state.unsettled = node.replica.progress(home).map(|progress| Unsettled {
-                    term: progress.term,
-                });
+                state.unsettled_term = node.replica.progress(home).map(|progress| progress.term);
             }
             let result = CommandResult::Unavailable(node.failure(&error));
             for submission in admitted {
@@ -312,17 +293,18 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
 /// Makes this node's state hold every entry of its region that may still
 /// commit: an entry of unknown fate is settled by an empty entry behind it
 /// (once that one is applied, so is everything before it in the log), then
-/// a read barrier applies everything committed before now. In a new term the gate's fence
+/// a read barrier applies everything committed before now. When it fails
+/// it resets the gate. In a new term the gate's fence
 /// moves up to here, so a decision made against a state from before
 /// another leader's entries never goes in.
 async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
     let node = state.node.clone();
     let home = node.home();
-    if let Some(unsettled) = state.unsettled {
+    if let Some(unsettled_term) = state.unsettled_term {
         let same_term = node
             .replica
             .progress(home)
-            .is_some_and(|progress| progress.term == unsettled.term);
+            .is_some_and(|progress| progress.term == unsettled_term);
         // In a new term, the new leader's first entry settled it: either it
         // is in the log before that entry or it is gone for good.
         if same_term
@@ -332,11 +314,12 @@ async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
                 .await
         {
             tracing::info!(%error, "an earlier entry is not settled yet");
+            state.gate.reset();
             return Err(retry(
                 "the outcome of an earlier entry is not known yet; retry",
             ));
         }
-        state.unsettled = None;
+        state.unsettled_term = None;
     }
     match tokio::time::timeout(BARRIER_WAIT_MAX, node.replica.barrier(home)).await {
         Ok(Ok(())) => {}
