@@ -667,11 +667,9 @@ async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
 fn resolve(n: u128, pending: u128, kind: &str, amount: &str) -> api::TransferCommand {
     use api::transfer_command::Kind;
     let pending_id = id(0x10_0000 + pending);
-    api::TransferCommand {
-        id: id(0x10_0000 + n),
-        linked: false,
-        origin: String::new(),
-        kind: Some(match kind {
+    command(
+        n,
+        match kind {
             "post" => Kind::Post(api::Post {
                 pending_id,
                 amount: amount.into(),
@@ -683,8 +681,8 @@ fn resolve(n: u128, pending: u128, kind: &str, amount: &str) -> api::TransferCom
                 reference: String::new(),
                 metadata: Default::default(),
             }),
-        }),
-    }
+        },
+    )
 }
 
 /// Waits until `client`'s node has applied the control entry that gave

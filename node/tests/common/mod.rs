@@ -60,6 +60,16 @@ pub fn account(n: u128, kind: api::AccountKind) -> api::NewAccount {
     account_in(n, kind, USD)
 }
 
+/// Command `n` (transfer id `0x10_0000 + n`), on its own.
+pub fn command(n: u128, kind: api::transfer_command::Kind) -> api::TransferCommand {
+    api::TransferCommand {
+        id: id(0x10_0000 + n),
+        linked: false,
+        origin: String::new(),
+        kind: Some(kind),
+    }
+}
+
 pub fn movement(
     n: u128,
     debit: u128,
@@ -67,19 +77,17 @@ pub fn movement(
     amount: &str,
     currency: &str,
 ) -> api::TransferCommand {
-    api::TransferCommand {
-        id: id(0x10_0000 + n),
-        linked: false,
-        origin: String::new(),
-        kind: Some(api::transfer_command::Kind::Transfer(api::Move {
+    command(
+        n,
+        api::transfer_command::Kind::Transfer(api::Move {
             debit: id(debit),
             credit: id(credit),
             amount: amount.into(),
             currency: currency.into(),
             reference: String::new(),
             metadata: Default::default(),
-        })),
-    }
+        }),
+    )
 }
 
 pub fn transfer(n: u128, debit: u128, credit: u128, amount: &str) -> api::TransferCommand {
@@ -104,14 +112,12 @@ pub fn hold(
 }
 
 pub fn void(n: u128, pending: u128) -> api::TransferCommand {
-    api::TransferCommand {
-        id: id(0x10_0000 + n),
-        linked: false,
-        origin: String::new(),
-        kind: Some(api::transfer_command::Kind::Void(api::Void {
+    command(
+        n,
+        api::transfer_command::Kind::Void(api::Void {
             pending_id: id(0x10_0000 + pending),
-        })),
-    }
+        }),
+    )
 }
 
 pub fn withdrawal(
@@ -121,19 +127,17 @@ pub fn withdrawal(
     destination: &str,
     timeout_ms: u64,
 ) -> api::TransferCommand {
-    api::TransferCommand {
-        id: id(0x10_0000 + n),
-        linked: false,
-        origin: String::new(),
-        kind: Some(api::transfer_command::Kind::Withdrawal(api::Withdrawal {
+    command(
+        n,
+        api::transfer_command::Kind::Withdrawal(api::Withdrawal {
             account: id(account),
             external: id(BANK),
             amount: amount.into(),
             currency: USD.into(),
             destination: destination.into(),
             timeout_ms,
-        })),
-    }
+        }),
+    )
 }
 
 pub fn applied(result: &api::TransferResult) -> Option<&api::Applied> {
