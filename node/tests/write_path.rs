@@ -51,7 +51,8 @@ async fn audit_2_a_transfer_repeated_in_one_call_past_its_pool_pulls_once() {
 
 /// Finding 3: two credits in one call, each deciding against a view without
 /// the other, took an account past the largest balance kept; every node
-/// panicked applying the entry.
+/// panicked applying the entry. (The ceiling a region's credits meet is now
+/// a seventh of the range, decision 0008: the same race, at that ceiling.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_3_two_credits_past_the_balance_ceiling_are_refused_not_applied() {
     const POINTS: &str = "POINTS";
@@ -69,17 +70,16 @@ async fn audit_3_two_credits_past_the_balance_ceiling_are_refused_not_applied() 
         ],
     )
     .await;
-    let most = "10000000000000000000000000000"; // 1e28, the largest amount
-    for n in 1..=6 {
-        let result = submit(&r0, movement(n, BANK, CUSTOMER, most, POINTS)).await;
-        assert!(applied(&result).is_some(), "{result:?}");
-    }
-    let half = "5000000000000000000000000000";
-    assert!(applied(&submit(&r0, movement(7, BANK, CUSTOMER, half, POINTS)).await).is_some());
+    // 1e28, the largest amount; a region may add about 1.13e28 in all.
+    let most = "10000000000000000000000000000";
+    let result = submit(&r0, movement(1, BANK, CUSTOMER, most, POINTS)).await;
+    assert!(applied(&result).is_some(), "{result:?}");
 
+    // 1e27 fits alone; both do not.
+    let tenth = "1000000000000000000000000000";
     let both = vec![
-        movement(8, BANK, CUSTOMER, most, POINTS),
-        movement(9, CARD, CUSTOMER, most, POINTS),
+        movement(8, BANK, CUSTOMER, tenth, POINTS),
+        movement(9, CARD, CUSTOMER, tenth, POINTS),
     ];
     let mut codes: Vec<String> = submit_all(&r0, both).await.iter().map(code).collect();
     codes.sort();

@@ -5,7 +5,7 @@
 use crate::account::AccountKind;
 use crate::event::{Event, EventBody, Release, Transfer, TransferKind};
 use crate::ids::{AccountId, RegionId, TransferId};
-use crate::money::{BALANCE_UNITS_MAX, CurrencyCode};
+use crate::money::{BALANCE_UNITS_MAX, CurrencyCode, REGION_CREDIT_UNITS_MAX};
 use ledger_hlc::Stamp;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -193,6 +193,8 @@ pub(crate) trait Book {
     fn pull(&self, id: TransferId) -> Option<&Pull>;
     /// Whether this region answered `asker`'s pull `id`.
     fn answered(&self, asker: RegionId, id: TransferId) -> bool;
+    /// What this region released and granted of an account.
+    fn flow(&self, account: AccountId) -> Flow;
 
     /// The pool, created empty if the account has none here yet.
     fn pool_mut(
@@ -208,10 +210,22 @@ pub(crate) trait Book {
     fn set_last_stamp(&mut self, stamp: Stamp);
     fn put_pull(&mut self, id: TransferId, pull: Pull);
     fn set_answered(&mut self, asker: RegionId, id: TransferId);
+    fn set_flow(&mut self, account: AccountId, flow: Flow);
 
     /// The available amount of the account here (0 when it has no pool).
     fn available(&self, account: AccountId) -> i128 {
         self.pool(account).map_or(0, |pool| pool.available)
+    }
+
+    /// What this region has added to the account: what its pool holds and
+    /// it sent elsewhere, less what it took in ([`REGION_CREDIT_UNITS_MAX`]
+    /// bounds it for accounts of a bounded kind).
+    fn contributed(&self, account: AccountId) -> i128 {
+        let flow = self.flow(account);
+        let pool = self
+            .pool(account)
+            .map_or(0, |pool| pool.available + pool.held);
+        pool + signed(flow.released) - signed(flow.granted)
     }
 }
 
@@ -284,10 +298,14 @@ fn apply_body<B: Book>(book: &mut B, event: &Event) -> Result<(), ApplyError> {
             change_pools(
                 book,
                 [PoolChange::available(release, -signed(release.units))],
+                false,
             )?;
             if let Some(pull) = pull {
                 book.set_answered(*to, *pull);
             }
+            let mut flow = book.flow(release.account);
+            flow.released += release.units;
+            book.set_flow(release.account, flow);
             book.set_released_to(*to, *seq);
         }
         EventBody::PullRequested {
@@ -320,7 +338,11 @@ fn apply_body<B: Book>(book: &mut B, event: &Event) -> Result<(), ApplyError> {
             change_pools(
                 book,
                 [PoolChange::available(release, signed(release.units))],
+                false,
             )?;
+            let mut flow = book.flow(release.account);
+            flow.granted += release.units;
+            book.set_flow(release.account, flow);
             book.set_granted_from(*from, *seq);
         }
     }
@@ -371,6 +393,7 @@ fn apply_transfer<B: Book>(
                     available: -amount,
                     held: amount,
                 }],
+                false,
             )?;
             pending = Some(PendingState::Open {
                 deadline_ns: deadline_ns(stamp, timeout_ms),
@@ -443,6 +466,7 @@ fn release_hold<B: Book>(
                 held: 0,
             },
         ],
+        true,
     )?;
     if let Some(record) = book.transfer_mut(pending.id) {
         record.pending = Some(state);
@@ -473,6 +497,7 @@ fn move_available<B: Book>(
                 held: 0,
             },
         ],
+        true,
     )
 }
 
@@ -500,10 +525,14 @@ impl PoolChange {
 
 /// Applies changes to pools only if every pool they leave keeps its floor
 /// and stays in range; otherwise changes nothing. Two changes of one
-/// account add up.
+/// account add up. With `credits`, the changes bring money new to this
+/// region (a transfer's credit), and no bounded account may then have got
+/// more from this region than [`REGION_CREDIT_UNITS_MAX`]; a grant or a
+/// hold returned adds nothing new (the flows or the held amount count it).
 fn change_pools<B: Book, const N: usize>(
     book: &mut B,
     changes: [PoolChange; N],
+    credits: bool,
 ) -> Result<(), ApplyError> {
     let region = book.region();
     let mut after: [Option<(AccountId, Pool)>; N] = [None; N];
@@ -522,9 +551,20 @@ fn change_pools<B: Book, const N: usize>(
                 .unwrap_or_else(|| Pool::new(change.currency, change.kind)),
         };
         // Amounts and balances are far inside i128: no overflow here.
+        let added = change.available + change.held;
         pool.available += change.available;
         pool.held += change.held;
         pool.check(region, change.account)?;
+        if credits
+            && added > 0
+            && pool.kind.is_bounded()
+            && book.contributed(change.account) + added > REGION_CREDIT_UNITS_MAX
+        {
+            return Err(ApplyError::OutOfRange {
+                region,
+                account: change.account,
+            });
+        }
         after[slot] = Some((change.account, pool));
     }
     for (account, pool) in after.into_iter().flatten() {
@@ -613,6 +653,7 @@ impl<'a, B: Book> Overlay<'a, B> {
         self.changes.pulls.extend(inner.pulls.drain());
         self.changes.answered.append(&mut inner.answered);
         self.changes.granted_from.append(&mut inner.granted_from);
+        self.changes.flows.extend(inner.flows.drain());
         self.changes.last_stamp = self.changes.last_stamp.max(inner.last_stamp);
     }
 }
@@ -626,6 +667,7 @@ pub(crate) struct Changes {
     granted_from: BTreeMap<RegionId, u64>,
     pulls: FxHashMap<TransferId, Pull>,
     answered: BTreeSet<(RegionId, TransferId)>,
+    flows: FxHashMap<AccountId, Flow>,
     last_stamp: Stamp,
 }
 
@@ -637,6 +679,7 @@ impl Changes {
         self.transfers.clear();
         self.released_to.clear();
         self.granted_from.clear();
+        self.flows.clear();
         self.last_stamp = Stamp::ZERO;
     }
 }
@@ -694,6 +737,18 @@ impl<B: Book> Book for Overlay<'_, B> {
 
     fn set_answered(&mut self, asker: RegionId, id: TransferId) {
         self.changes.answered.insert((asker, id));
+    }
+
+    fn flow(&self, account: AccountId) -> Flow {
+        self.changes
+            .flows
+            .get(&account)
+            .copied()
+            .unwrap_or_else(|| self.base.flow(account))
+    }
+
+    fn set_flow(&mut self, account: AccountId, flow: Flow) {
+        self.changes.flows.insert(account, flow);
     }
 
     fn pool_mut(

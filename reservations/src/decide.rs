@@ -2,14 +2,14 @@
 //! (committed, or committed plus the speculative events of a batch).
 
 use crate::Decision;
-use crate::account::{Account, AccountStatus, Metadata, REFERENCE_BYTES_MAX};
+use crate::account::{Account, AccountKind, AccountStatus, Metadata, REFERENCE_BYTES_MAX};
 use crate::book::{Book, PendingState, TransferRecord, refundable_units, signed};
 use crate::command::{Command, PENDING_TIMEOUT_MS_MAX, TransferRequest};
 use crate::control::{validate_metadata, validate_text};
 use crate::event::{Event, EventBody, Release, Transfer, TransferKind};
 use crate::ids::{AccountId, RegionId, TransferId};
 use crate::ledger::Ledger;
-use crate::money::{BALANCE_UNITS_MAX, Currency, CurrencyCode};
+use crate::money::{BALANCE_UNITS_MAX, Currency, CurrencyCode, REGION_CREDIT_UNITS_MAX};
 use crate::reject::{Reject, Shortfall};
 use ledger_hlc::Stamp;
 use rust_decimal::Decimal;
@@ -152,7 +152,7 @@ impl<'a, B: Book> Decider<'a, B> {
                 return Err(Reject::BalanceOverflow(debit.id));
             }
         } else {
-            self.check_range(credit.id, signed(units))?;
+            self.check_credit(credit.id, credit.kind, signed(units))?;
         }
         Ok(Some(EventBody::Transfer(
             details.transfer(request.id, debit, credit, units, kind),
@@ -211,7 +211,7 @@ impl<'a, B: Book> Decider<'a, B> {
         };
         let transfer = &pending.transfer;
         self.check_range(transfer.debit, signed(held - posted))?;
-        self.check_range(transfer.credit, signed(posted))?;
+        self.check_credit(transfer.credit, transfer.credit_kind, signed(posted))?;
         Ok(Some(EventBody::Transfer(Transfer {
             id,
             debit: transfer.debit,
@@ -290,7 +290,7 @@ impl<'a, B: Book> Decider<'a, B> {
         let credit = self.active_account(payment.transfer.debit)?;
         self.check_funds(debit, currency, units)?;
         self.check_range(debit.id, -signed(units))?;
-        self.check_range(credit.id, signed(units))?;
+        self.check_credit(credit.id, credit.kind, signed(units))?;
         Ok(Some(EventBody::Transfer(
             details.transfer(id, debit, credit, units, kind),
         )))
@@ -493,6 +493,22 @@ impl<'a, B: Book> Decider<'a, B> {
             available_local: currency.money(available),
             available_global: currency.money(self.ledger.available_global(account.id, self.book)),
         })))
+    }
+
+    /// A credit of `delta`, money new to this region, keeps the account in
+    /// range and, for a bounded account, within what one region may add to
+    /// it ([`REGION_CREDIT_UNITS_MAX`]).
+    fn check_credit(
+        &self,
+        account: AccountId,
+        kind: AccountKind,
+        delta: i128,
+    ) -> Result<(), Reject> {
+        self.check_range(account, delta)?;
+        if kind.is_bounded() && self.book.contributed(account) + delta > REGION_CREDIT_UNITS_MAX {
+            return Err(Reject::BalanceOverflow(account));
+        }
+        Ok(())
     }
 
     /// The account's available amount here stays representable after `delta`.

@@ -8,7 +8,7 @@ use crate::control::Control;
 use crate::decide::decide;
 use crate::event::{ControlEvent, Event};
 use crate::ids::{AccountId, Position, RegionId, TransferId};
-use crate::money::{Currency, CurrencyCode, Money};
+use crate::money::{Currency, CurrencyCode, Money, REGIONS_MAX};
 use crate::region::RegionState;
 use crate::reject::Reject;
 use crate::{AccountKind, Command};
@@ -31,6 +31,8 @@ pub enum LayoutError {
     HomeMissing(RegionId),
     #[error("region {0} is listed twice")]
     Duplicate(RegionId),
+    #[error("{0} regions; at most {REGIONS_MAX}")]
+    TooMany(usize),
 }
 
 /// What became of one command of a batch.
@@ -97,6 +99,9 @@ pub struct RegionBalance {
 impl Ledger {
     /// A node's ledger in `home`, for a cluster of `regions`.
     pub fn new(home: RegionId, regions: &[RegionId]) -> Result<Self, LayoutError> {
+        if regions.len() > REGIONS_MAX {
+            return Err(LayoutError::TooMany(regions.len()));
+        }
         let mut ids = regions.to_vec();
         ids.sort_unstable();
         if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -446,7 +451,10 @@ impl Ledger {
             region.validate()?;
         }
         // Every grant matches the release it names, where the source's
-        // replica has reached it; where it has not, the replica is behind.
+        // replica has reached it; where it has not, the replica is behind,
+        // and so may be the credits that funded the release: what the
+        // account spent of the grant has no visible source yet.
+        let mut ahead_of_their_source = std::collections::BTreeSet::new();
         for target in &self.regions {
             for source in &self.regions {
                 if source.id() == target.id() {
@@ -467,13 +475,19 @@ impl Ledger {
                             if source.releases_to(target.id()).count() as u64 >= seq {
                                 return Err(format!("release {seq} missing in {}", source.id()));
                             }
+                            if let Some(release) = granted {
+                                ahead_of_their_source.insert(release.account);
+                            }
                         }
                     }
                 }
             }
         }
         // Double entry over the whole cluster, at any mix of replica
-        // positions: balances plus reservation in flight net to zero.
+        // positions: balances plus reservation in flight net to zero. An
+        // account is never below zero in all, except at a mix where a grant
+        // is seen before its release (the grant's money may be spent while
+        // the credits that funded it are not seen yet).
         let mut per_account: BTreeMap<AccountId, (CurrencyCode, AccountKind, i128)> =
             BTreeMap::new();
         for region in &self.regions {
@@ -491,7 +505,7 @@ impl Ledger {
         }
         let mut sums: BTreeMap<CurrencyCode, i128> = BTreeMap::new();
         for (account, (currency, kind, total)) in &per_account {
-            if kind.is_bounded() && *total < 0 {
+            if kind.is_bounded() && *total < 0 && !ahead_of_their_source.contains(account) {
                 return Err(format!("{account}: global balance {total} below zero"));
             }
             *sums.entry(*currency).or_default() += total;

@@ -45,7 +45,7 @@ pub use ledger::{Balance, Batch, Grants, LayoutError, Ledger, Outcome, RegionBal
 pub use ledger_hlc::Stamp;
 pub use money::{
     AMOUNT_UNITS_MAX, AmountError, BALANCE_UNITS_MAX, Currency, CurrencyCode, CurrencyCodeError,
-    Money, SCALE_MAX,
+    Money, REGION_CREDIT_UNITS_MAX, REGIONS_MAX, SCALE_MAX,
 };
 pub use region::RegionState;
 pub use reject::{Reject, Shortfall};

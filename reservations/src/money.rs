@@ -16,6 +16,16 @@ pub const AMOUNT_UNITS_MAX: u128 = 10u128.pow(28);
 /// mantissa a `Decimal` holds, so every balance converts back exactly.
 pub const BALANCE_UNITS_MAX: i128 = (1i128 << 96) - 1;
 
+/// The most regions a cluster may have.
+pub const REGIONS_MAX: usize = 7;
+
+/// What one region may add, at most, to what an account of a bounded kind
+/// holds there and has sent elsewhere: its credits less its debits there.
+/// With at most [`REGIONS_MAX`] regions, an account's whole balance, and so
+/// any one pool it gathers by grants, stays within [`BALANCE_UNITS_MAX`]:
+/// a grant never overflows, so one source's releases never wait on it.
+pub const REGION_CREDIT_UNITS_MAX: i128 = BALANCE_UNITS_MAX / REGIONS_MAX as i128;
+
 /// A currency code: one to eight characters, `A`-`Z` and `0`-`9`, packed into
 /// an integer so that it is `Copy` and compares in one instruction.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -7,7 +7,7 @@ use crate::book::{
 };
 use crate::event::{Event, EventBody, Release, Transfer, TransferKind};
 use crate::ids::{AccountId, Position, RegionId, TransferId};
-use crate::money::{BALANCE_UNITS_MAX, CurrencyCode};
+use crate::money::{BALANCE_UNITS_MAX, CurrencyCode, REGION_CREDIT_UNITS_MAX};
 use ledger_hlc::Stamp;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -273,11 +273,9 @@ impl RegionState {
                 release, to, seq, ..
             } => {
                 self.releases.insert((*to, *seq), *release);
-                self.flows.entry(release.account).or_default().released += release.units;
             }
             EventBody::Granted { release, from, seq } => {
                 self.grants.insert((*from, *seq), *release);
-                self.flows.entry(release.account).or_default().granted += release.units;
             }
             EventBody::PendingExpired { pending_id } => {
                 self.expired_at.insert(*pending_id, event.stamp);
@@ -333,6 +331,12 @@ impl RegionState {
             }
             if pool.available.abs() > BALANCE_UNITS_MAX || pool.held > BALANCE_UNITS_MAX {
                 return Err(format!("{}: {account} out of range: {pool:?}", self.id));
+            }
+            if pool.kind.is_bounded() && self.contributed(*account) > REGION_CREDIT_UNITS_MAX {
+                return Err(format!(
+                    "{}: {account} got more than one region may add",
+                    self.id
+                ));
             }
             let expected_held = held.remove(account).unwrap_or(0);
             if pool.held != expected_held {
@@ -409,6 +413,14 @@ impl Book for RegionState {
 
     fn set_answered(&mut self, asker: RegionId, id: TransferId) {
         self.answered.insert((asker, id));
+    }
+
+    fn flow(&self, account: AccountId) -> Flow {
+        RegionState::flow(self, account)
+    }
+
+    fn set_flow(&mut self, account: AccountId, flow: Flow) {
+        self.flows.insert(account, flow);
     }
 
     fn pool(&self, account: AccountId) -> Option<&Pool> {

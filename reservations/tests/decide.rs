@@ -289,8 +289,9 @@ fn the_maximum_amount_is_accepted() {
 fn balances_stay_representable() {
     let mut node = node();
     let points = CurrencyCode::new("POINTS").expect("code");
+    // Two outside-world accounts: unbounded, limited by the range alone.
     node.open_in(10, AccountKind::External, points);
-    node.open_in(11, AccountKind::User, points);
+    node.open_in(11, AccountKind::External, points);
     let top_up = |id| {
         let mut request = transfer(id, 10, 11, "10000000000000000000000000000");
         request.currency = points;
@@ -301,6 +302,39 @@ fn balances_stay_representable() {
     }
     // 8e28 is past 2^96 - 1 (about 7.92e28).
     expect_reject(node.run(top_up(8)), Reject::BalanceOverflow(account(10)));
+}
+
+#[test]
+fn one_region_adds_at_most_its_share_of_the_range_to_a_bounded_account() {
+    let mut node = node();
+    let points = CurrencyCode::new("POINTS").expect("code");
+    node.open_in(10, AccountKind::External, points);
+    node.open_in(11, AccountKind::User, points);
+    let top_up = |id, amount: &str| {
+        let mut request = transfer(id, 10, 11, amount);
+        request.currency = points;
+        Command::Transfer(request)
+    };
+    event_of(node.run(top_up(1, "10000000000000000000000000000")));
+    // 2^96 / 7 is about 1.13e28: the next 1e28 is past this region's share,
+    // so that whatever every region adds, the pool a grant fills stays in
+    // range.
+    expect_reject(
+        node.run(top_up(2, "10000000000000000000000000000")),
+        Reject::BalanceOverflow(account(11)),
+    );
+    // Released elsewhere, it still counts as added here.
+    event_of(node.run(Command::Release {
+        account: account(11),
+        amount: dec("10000000000000000000000000000"),
+        to: region(1),
+    }));
+    expect_reject(
+        node.run(top_up(3, "10000000000000000000000000000")),
+        Reject::BalanceOverflow(account(11)),
+    );
+    let spare = REGION_CREDIT_UNITS_MAX - AMOUNT_UNITS_MAX as i128;
+    event_of(node.run(top_up(4, &spare.to_string())));
 }
 
 #[test]

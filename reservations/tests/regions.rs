@@ -685,3 +685,67 @@ proptest! {
         run(&all);
     }
 }
+
+/// Found by the property above: node 2 sees region 1 take in a release and
+/// spend it, but not yet region 0's top-up and release that funded it. The
+/// account is below zero at that mix of replica positions only because the
+/// grant is seen before its release; `validate` must not call it a
+/// violation.
+#[test]
+fn a_grant_seen_before_its_release_may_be_spent_beyond_what_is_seen() {
+    run(&[
+        Action::Submit {
+            region: 0,
+            ops: vec![(
+                Op::TopUp {
+                    user: 1,
+                    cents: 1861,
+                },
+                false,
+            )],
+        },
+        Action::Submit {
+            region: 0,
+            ops: vec![(
+                Op::Release {
+                    user: 1,
+                    cents: 1724,
+                    to: 1,
+                },
+                false,
+            )],
+        },
+        Action::Deliver {
+            node: 1,
+            from: 0,
+            count: 2,
+        },
+        Action::Submit {
+            region: 1,
+            ops: vec![(
+                Op::TopUp {
+                    user: 1,
+                    cents: 2791,
+                },
+                false,
+            )],
+        },
+        Action::Grants { region: 1 },
+        Action::Submit {
+            region: 1,
+            ops: vec![(
+                Op::Pay {
+                    from: 1,
+                    to: 0,
+                    cents: 2792,
+                },
+                false,
+            )],
+        },
+        Action::Deliver {
+            node: 2,
+            from: 1,
+            count: 3,
+        },
+    ]);
+}

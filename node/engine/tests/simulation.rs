@@ -346,8 +346,18 @@ impl Sim {
             }
             75..=84 => {
                 let other = self.other_region(region);
-                let account = AccountId(self.rng.pick(&USERS));
-                let amount = self.amount(10_000);
+                // Also the POINTS user, whose pools sit near the ceiling:
+                // its releases must still be granted.
+                let (account, amount) = if self.rng.chance(25) {
+                    let units = (1 + u128::from(self.rng.below(10))) * 10u128.pow(27);
+                    let amount = i128::try_from(units).unwrap_or(i128::MAX);
+                    (
+                        AccountId(POINTS_USER),
+                        Decimal::from_i128_with_scale(amount, 0),
+                    )
+                } else {
+                    (AccountId(self.rng.pick(&USERS)), self.amount(10_000))
+                };
                 if self.rng.chance(50) {
                     Command::Release {
                         account,

@@ -3,8 +3,9 @@
 
 use super::*;
 use ledger_reservations::{
-    AccountId, AccountKind, AdmissionScratch, BALANCE_UNITS_MAX, CurrencyCode, EventBody, Position,
-    RegionId, RegionState, Release, Stamp, Transfer, TransferId, TransferKind,
+    AccountId, AccountKind, AdmissionScratch, CurrencyCode, EventBody, Position,
+    REGION_CREDIT_UNITS_MAX, RegionId, RegionState, Release, Stamp, Transfer, TransferId,
+    TransferKind,
 };
 
 const BANK: AccountId = AccountId(1);
@@ -155,7 +156,8 @@ fn a_pull_asked_twice_goes_in_once() {
 
 #[test]
 fn two_credits_that_each_fit_alone_do_not_both_go_in() {
-    let near = u128::try_from(BALANCE_UNITS_MAX).expect("positive") / 2 + 1;
+    // Each half of what one region may add to Bob, and a unit more.
+    let near = u128::try_from(REGION_CREDIT_UNITS_MAX).expect("positive") / 2 + 1;
     assemble(20, |assembly| {
         let mut first = [transfer(2, BANK, BOB, near)];
         assert_eq!(assembly.offer_events(&mut first, actor(1, 0)), Ok(()));
