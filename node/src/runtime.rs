@@ -163,7 +163,7 @@ impl NodeHandle {
     /// asked to release the difference, and the command is decided again
     /// once it has arrived, or answered [`CommandResult::PullTimedOut`].
     pub async fn submit(&self, items: Vec<Item>) -> Vec<CommandResult> {
-        let Answers { mut results, pulls } = self.decide_answers(items).await;
+        let Answers { mut results, pulls } = self.decide_answers(items, true).await;
         if pulls.is_empty() {
             return results;
         }
@@ -219,11 +219,15 @@ impl NodeHandle {
     /// commands are decided in order, by that account's actor, against the
     /// committed state and its own commands in flight; a linked chain
     /// succeeds or fails as one. A chain left open at the end is refused.
+    /// For the node's own sagas: they take steps a client may not (the
+    /// post or void of a withdrawal).
     pub async fn decide(&self, items: Vec<Item>) -> Vec<CommandResult> {
-        self.decide_answers(items).await.results
+        self.decide_answers(items, false).await.results
     }
 
-    async fn decide_answers(&self, mut items: Vec<Item>) -> Answers {
+    /// Decides and commits commands, for a client (the API) or for the
+    /// node's own sagas.
+    async fn decide_answers(&self, mut items: Vec<Item>, client: bool) -> Answers {
         let open = items.iter().rev().take_while(|item| item.linked).count();
         items.truncate(items.len() - open);
         let count = items.len();
@@ -246,7 +250,7 @@ impl NodeHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         let (reply, answer) = oneshot::channel();
-        let collector = Collector::new(count, reply, Some(permit));
+        let collector = Collector::new(count, reply, Some(permit), client);
         let mut answers = match router {
             Some(router)
                 if router

@@ -216,3 +216,40 @@ async fn audit_1_a_withdrawal_paid_out_is_posted_whatever_its_timeout() {
     wait_pool(&r0, 10, 0, "0.00").await;
     every_region_commits(&cluster, 10, 1_000).await;
 }
+
+/// Found in review (not in the audit): a client voided a withdrawal hold
+/// while its payout was under way; the rail paid, the void had given the
+/// money back, and the saga's post was refused. Only the payout's answer
+/// resolves a withdrawal hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_void_or_post_a_withdrawal_under_way() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 11_000, dir.path()).await;
+    let [r0, _, _] = region_clients(&cluster).await;
+    open_accounts(&r0, &[10]).await;
+    assert!(applied(&submit(&r0, transfer(1, BANK, 10, "100.00")).await).is_some());
+    let paid = withdrawal(2, 10, "40.00", "slow:iban:DE003", 60_000);
+    assert!(applied(&submit(&r0, paid).await).is_some());
+    let voided = submit(&r0, void(3, 2)).await;
+    assert_eq!(code(&voided), "WITHDRAWAL_IN_PROGRESS", "{voided:?}");
+    let posted = submit(
+        &r0,
+        command(
+            4,
+            api::transfer_command::Kind::Post(api::Post {
+                pending_id: id(0x10_0000 + 2),
+                amount: "1.00".into(),
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(code(&posted), "WITHDRAWAL_IN_PROGRESS", "{posted:?}");
+    // The payout answers, and its saga posts the whole hold: the money left
+    // once.
+    wait_state(&r0, 2, "posted").await;
+    wait_pool(&r0, 10, 0, "60.00").await;
+    // An ordinary hold is still the client's to void.
+    assert!(applied(&submit(&r0, hold(5, 10, SHOP, "10.00", 60_000)).await).is_some());
+    assert!(applied(&submit(&r0, void(6, 5)).await).is_some());
+    wait_pool(&r0, 10, 0, "60.00").await;
+}

@@ -425,6 +425,35 @@ enum Route {
     /// Several accounts, or a command about a transfer this region does
     /// not hold: a coordinator decides it.
     Coordinated(BTreeSet<AccountId>),
+    /// A client's post or void of a withdrawal hold: refused, whole chain.
+    Refused,
+}
+
+/// A client may not post or void a withdrawal hold: only the payout rail's
+/// answer resolves it, through the withdrawal saga, or money the rail paid
+/// would come back. The tag is read from the committed hold: a hold not
+/// committed yet is not routed to an account actor either (its debit is
+/// unknown here), and its post or void is refused as not found.
+fn steps_a_withdrawal(ledger: &Ledger, command: &Command) -> bool {
+    let pending = match command {
+        Command::PostPending { pending_id, .. } | Command::VoidPending { pending_id, .. } => {
+            pending_id
+        }
+        _ => return false,
+    };
+    ledger
+        .home_state()
+        .transfer(*pending)
+        .is_some_and(crate::saga::is_withdrawal)
+}
+
+fn saga_only() -> NodeFailure {
+    NodeFailure {
+        code: "WITHDRAWAL_IN_PROGRESS",
+        message: "a withdrawal hold is posted or voided by its payout alone".into(),
+        retryable: false,
+        redirect: String::new(),
+    }
 }
 
 impl Actor for Router {
@@ -586,6 +615,7 @@ async fn route(
     }
     // Units: a command, or a linked chain (closed: the caller cut off an
     // open tail), with the slot of its first command.
+    let client = collector.is_client();
     let mut units: Vec<(usize, usize, Route)> = Vec::new();
     node.replica.ledger().read(|ledger| {
         let mut start = 0;
@@ -609,7 +639,12 @@ async fn route(
                 )
             });
             let single = keys.iter().all(Option::is_some) && !releases;
+            let refused = client
+                && items[start..=end]
+                    .iter()
+                    .any(|item| steps_a_withdrawal(ledger, &item.command));
             let route = match known.first() {
+                _ if refused => Route::Refused,
                 Some(account) if single && known.len() == 1 => Route::Account(*account),
                 _ => Route::Coordinated(known),
             };
@@ -637,6 +672,10 @@ async fn route(
                 work.1.extend(slots);
             }
             Route::Coordinated(accounts) => coordinated.push((accounts, unit, slots)),
+            Route::Refused => {
+                let failure = CommandResult::Unavailable(saga_only());
+                collector.fill(slots.into_iter().map(|slot| (slot, failure.clone())));
+            }
         }
     }
     for (account, (items, slots)) in per_account {

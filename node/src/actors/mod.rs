@@ -58,6 +58,9 @@ pub(crate) struct PullAsk {
 }
 
 struct Filling {
+    /// Whether the request came from a client (the API) rather than the
+    /// node's own sagas: some steps are the sagas' alone.
+    client: bool,
     results: Vec<Option<CommandResult>>,
     pulls: Vec<PullAsk>,
     missing: usize,
@@ -71,9 +74,11 @@ impl Collector {
         count: usize,
         reply: oneshot::Sender<Answers>,
         permit: Option<OwnedSemaphorePermit>,
+        client: bool,
     ) -> Arc<Self> {
         let collector = Arc::new(Self {
             inner: Mutex::new(Filling {
+                client,
                 results: vec![None; count],
                 pulls: Vec::new(),
                 missing: count,
@@ -83,6 +88,11 @@ impl Collector {
         });
         collector.fill(std::iter::empty());
         collector
+    }
+
+    /// Whether the request came from a client rather than a saga.
+    pub(crate) fn is_client(&self) -> bool {
+        self.lock().client
     }
 
     /// Marks a refused command for a pull saga; call it before filling
@@ -193,7 +203,7 @@ mod tests {
     #[test]
     fn a_collector_answers_once_every_slot_is_filled() {
         let (reply, mut answer) = oneshot::channel();
-        let collector = Collector::new(3, reply, None);
+        let collector = Collector::new(3, reply, None, true);
         collector.fill([(2, applied(7)), (0, applied(5))]);
         assert!(answer.try_recv().is_err(), "slot 1 is still open");
         collector.fill([(0, applied(99)), (1, applied(6))]);
@@ -207,10 +217,10 @@ mod tests {
     #[test]
     fn an_empty_request_is_answered_at_once_and_a_dropped_one_fails() {
         let (reply, mut answer) = oneshot::channel();
-        let _collector = Collector::new(0, reply, None);
+        let _collector = Collector::new(0, reply, None, true);
         assert_eq!(answer.try_recv().expect("answered").results, vec![]);
         let (reply, answer) = oneshot::channel::<Answers>();
-        drop(Collector::new(1, reply, None));
+        drop(Collector::new(1, reply, None, true));
         assert!(answer.blocking_recv().is_err());
     }
 

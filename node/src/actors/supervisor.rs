@@ -375,7 +375,7 @@ fn sweep(state: &SupervisorState, running: &Arc<AtomicBool>, items: Vec<Item>, w
         return;
     }
     let (reply, answer) = oneshot::channel();
-    let collector = Collector::new(items.len(), reply, None);
+    let collector = Collector::new(items.len(), reply, None, false);
     if children
         .router
         .send_message(RouterMsg::Route { items, collector })
