@@ -20,8 +20,16 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     /// The `ledger` binary to run the nodes with (this one by default).
     pub binary: Option<PathBuf>,
-    /// Lets [`Cluster::cut`] partition the nodes (for tests).
+    /// Lets [`Cluster::cut`] partition the nodes and [`Cluster::stall_disk`]
+    /// stall their disks (for tests).
     pub fault_injection: bool,
+    /// How long a proposal waits before its outcome is unknown.
+    pub propose_deadline_ms: u64,
+}
+
+impl DevOptions {
+    /// The nodes' default for how long a proposal waits.
+    pub const PROPOSE_DEADLINE_MS: u64 = 10_000;
 }
 
 #[derive(Debug, Clone)]
@@ -64,9 +72,12 @@ pub fn plan(options: &DevOptions) -> anyhow::Result<Vec<DevNode>> {
     Ok(nodes)
 }
 
-fn settings_text(node: &DevNode, all: &[DevNode], data_dir: &Path, faults: bool) -> String {
+fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> String {
+    let data_dir = &options.data_dir;
+    let faults = options.fault_injection;
+    let propose_deadline_ms = options.propose_deadline_ms;
     let mut text = format!(
-        "api_listen = \"{api}\"\nfault_injection = {faults}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\n",
+        "api_listen = \"{api}\"\nfault_injection = {faults}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\npropose_deadline_ms = {propose_deadline_ms}\n",
         api = node.api,
         id = node.id,
         dir = data_dir.join(format!("node-{}", node.id)).display(),
@@ -121,7 +132,7 @@ impl Cluster {
         };
         let mut children = BTreeMap::new();
         for node in &nodes {
-            let settings = settings_text(node, &nodes, &options.data_dir, options.fault_injection);
+            let settings = settings_text(node, &nodes, options);
             std::fs::write(&node.config, settings)?;
             children.insert(node.id, spawn(&exe, node)?);
         }
@@ -215,6 +226,16 @@ impl Cluster {
             std::fs::create_dir_all(&dir)?;
             std::fs::write(ledger_replication::Faults::file(&dir), text)?;
         }
+        Ok(())
+    }
+
+    /// Makes every append of `node` to its logs wait `delay` (zero ends it),
+    /// as a stalled disk would.
+    pub fn stall_disk(&self, node: u64, delay: std::time::Duration) -> anyhow::Result<()> {
+        let dir = self.data_dir.join(format!("node-{node}"));
+        std::fs::create_dir_all(&dir)?;
+        let file = ledger_replication::Faults::append_delay_file(&dir);
+        std::fs::write(file, delay.as_millis().to_string())?;
         Ok(())
     }
 

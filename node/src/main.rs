@@ -276,6 +276,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 data_dir,
                 binary: None,
                 fault_injection: false,
+                propose_deadline_ms: DevOptions::PROPOSE_DEADLINE_MS,
             };
             println!(
                 "starting {regions} regions x {nodes_per_region} node(s) in {} ...",

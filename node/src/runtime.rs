@@ -21,6 +21,14 @@ use tokio::task::JoinHandle;
 /// actor's mailbox is bounded by it, and callers past it wait.
 const COMMANDS_IN_FLIGHT_MAX: usize = 65_536;
 
+/// This node's proposer of the control log.
+#[derive(Debug, Default)]
+struct ControlProposer {
+    /// The term in which a control entry of this node became of unknown
+    /// fate, until it is settled.
+    unsettled_term: Option<u64>,
+}
+
 /// What became of one command, as the node answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandResult {
@@ -73,7 +81,8 @@ pub struct NodeHandle {
     router: RwLock<Option<ActorRef<RouterMsg>>>,
     sagas: RwLock<Option<ActorRef<crate::saga::SagaMsg>>>,
     in_flight: Arc<Semaphore>,
-    control: Mutex<()>,
+    /// Serializes this node's proposals to the control log.
+    control: Mutex<ControlProposer>,
 }
 
 impl NodeFailure {
@@ -268,9 +277,29 @@ impl NodeHandle {
         answers
     }
 
-    /// As leader of the control group, after a read barrier: a stamp after
-    /// every control event applied so far.
-    async fn control_stamp(&self) -> Result<ledger_hlc::Stamp, NodeFailure> {
+    /// As leader of the control group, once this node's state holds every
+    /// control entry that may still commit (an entry of unknown fate is
+    /// settled by an empty one behind it, as the writer does for its
+    /// region's log; then a read barrier): a stamp after every control event
+    /// applied so far. A decision made before an earlier entry settled
+    /// could create an account twice, which no node could apply.
+    async fn control_stamp(
+        &self,
+        proposer: &mut ControlProposer,
+    ) -> Result<ledger_hlc::Stamp, NodeFailure> {
+        if let Some(term) = proposer.unsettled_term {
+            let same_term = self
+                .replica
+                .progress(Group::Control)
+                .is_some_and(|progress| progress.term == term);
+            if same_term {
+                self.replica
+                    .propose(Group::Control, Proposal::Control(Vec::new()))
+                    .await
+                    .map_err(|error| self.failure(&error))?;
+            }
+            proposer.unsettled_term = None;
+        }
         self.replica
             .barrier(Group::Control)
             .await
@@ -279,16 +308,35 @@ impl NodeHandle {
             .replica
             .ledger()
             .read(|ledger| ledger.control().last_stamp());
-        if let Err(error) = self.hlc.observe(last) {
-            tracing::warn!(%error, "the control log's last stamp is ahead of this node's clock");
+        Ok(self.hlc.stamp_after(last))
+    }
+
+    /// Proposes control events; an outcome that is not known is remembered
+    /// until [`Self::control_stamp`] has settled it.
+    async fn propose_control(
+        &self,
+        proposer: &mut ControlProposer,
+        events: Vec<ledger_reservations::ControlEvent>,
+    ) -> Result<ledger_replication::Applied, ProposeError> {
+        let proposed = self
+            .replica
+            .propose(Group::Control, Proposal::Control(events))
+            .await;
+        if let Err(error) = &proposed
+            && !matches!(error, ProposeError::NotLeader { .. })
+        {
+            proposer.unsettled_term = self
+                .replica
+                .progress(Group::Control)
+                .map(|progress| progress.term);
         }
-        Ok(self.hlc.stamp())
+        proposed
     }
 
     /// Changes an account's status through the global control log.
     pub async fn change_status(&self, command: ControlCommand) -> CommandResult {
-        let _serial = self.control.lock().await;
-        let stamp = match self.control_stamp().await {
+        let mut proposer = self.control.lock().await;
+        let stamp = match self.control_stamp(&mut proposer).await {
             Ok(stamp) => stamp,
             Err(failure) => return CommandResult::Unavailable(failure),
         };
@@ -303,11 +351,7 @@ impl NodeHandle {
             },
             Err(reject) => CommandResult::Rejected(reject),
             Ok(Decision::Append(event)) => {
-                match self
-                    .replica
-                    .propose(Group::Control, Proposal::Control(vec![event]))
-                    .await
-                {
+                match self.propose_control(&mut proposer, vec![event]).await {
                     Ok(applied) => CommandResult::Applied {
                         fresh: true,
                         index: applied.index,
@@ -322,9 +366,9 @@ impl NodeHandle {
     /// node; duplicates within one call are settled before anything is
     /// proposed, so the log never holds one account twice.
     pub async fn create_accounts(&self, accounts: Vec<NewAccount>) -> Vec<CommandResult> {
-        let _serial = self.control.lock().await;
+        let mut proposer = self.control.lock().await;
         let count = accounts.len();
-        let stamp = match self.control_stamp().await {
+        let stamp = match self.control_stamp(&mut proposer).await {
             Ok(stamp) => stamp,
             Err(failure) => return vec![CommandResult::Unavailable(failure); count],
         };
@@ -367,11 +411,7 @@ impl NodeHandle {
         if events.is_empty() {
             return results;
         }
-        match self
-            .replica
-            .propose(Group::Control, Proposal::Control(events))
-            .await
-        {
+        match self.propose_control(&mut proposer, events).await {
             Ok(applied) => results
                 .into_iter()
                 .map(|result| match result {
@@ -458,6 +498,7 @@ where
         replication.timings,
         &replication.data_dir,
         transport,
+        faults.clone(),
     )
     .await?;
     for (group, report) in replica.open_reports() {
@@ -473,10 +514,8 @@ where
         }
     })];
     if settings.fault_injection {
-        tracing::warn!("fault injection is on: peers in blocked-peers are cut off");
-        tasks.push(tokio::spawn(
-            faults.follow(Faults::file(&replication.data_dir)),
-        ));
+        tracing::warn!("fault injection is on: blocked-peers and append-delay-ms are followed");
+        tasks.push(tokio::spawn(faults.follow(replication.data_dir.clone())));
     }
     replica.initialize().await?;
     let hlc = Arc::new(Hlc::new(NodeId(replication.node_id), SystemClock));
@@ -487,7 +526,7 @@ where
         router: RwLock::new(None),
         sagas: RwLock::new(None),
         in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
-        control: Mutex::new(()),
+        control: Mutex::new(ControlProposer::default()),
     });
     let actors = actors::start(handle.clone(), Arc::new(crate::saga::SimulatedPayouts)).await?;
     tasks.push(tokio::spawn(api(handle.clone(), api_listener)));

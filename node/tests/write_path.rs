@@ -253,3 +253,44 @@ async fn a_client_cannot_void_or_post_a_withdrawal_under_way() {
     assert!(applied(&submit(&r0, void(6, 5)).await).is_some());
     wait_pool(&r0, 10, 0, "60.00").await;
 }
+
+/// Finding 4: after a proposal of unknown fate (a disk stall past the
+/// proposal deadline), a retry of the same transfer was decided afresh
+/// against a state without the first entry and appended behind it: both
+/// committed, and every node stopped on the duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_4_a_retry_after_an_unknown_outcome_is_not_decided_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster_with(3, 1, 10_000, dir.path(), 1_500).await;
+    let [r0, _, _] = region_clients(&cluster).await;
+    open_accounts(&r0, &[10, 11]).await;
+    assert!(applied(&submit(&r0, transfer(1, BANK, 10, "100.00")).await).is_some());
+    // Region 0's only node: every append waits 4 s, past the 1.5 s deadline.
+    cluster
+        .stall_disk(1, Duration::from_secs(4))
+        .expect("the stall is set");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = r0
+        .create_transfers(vec![transfer(7, 10, 11, "60.00")])
+        .await
+        .expect("answered");
+    assert_eq!(code(&first.results[0]), "OUTCOME_UNKNOWN", "{first:?}");
+    // The client retries, as it was told to, while the disk still stalls
+    // (whatever it hears: the first entry may commit meanwhile).
+    for _ in 0..2 {
+        let again = r0
+            .create_transfers(vec![transfer(7, 10, 11, "60.00")])
+            .await
+            .expect("answered");
+        eprintln!("retry during the stall: {}", code(&again.results[0]));
+    }
+    cluster
+        .stall_disk(1, Duration::ZERO)
+        .expect("the stall ends");
+    // Once the disk is back, the retry learns the outcome: applied once.
+    let result = submit(&r0, transfer(7, 10, 11, "60.00")).await;
+    assert!(applied(&result).is_some(), "{result:?}");
+    wait_pool(&r0, 10, 0, "40.00").await;
+    wait_pool(&r0, 11, 0, "60.00").await;
+    every_region_commits(&cluster, 11, 100).await;
+}

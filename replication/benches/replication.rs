@@ -124,6 +124,7 @@ async fn group_commit(concurrency: usize) -> f64 {
             timings,
             &dir.path().join(format!("n{id}")),
             transport,
+            ledger_replication::Faults::default(),
         )
         .await
         .expect("starts");

@@ -1,22 +1,43 @@
-//! Partitions injected on purpose, for chaos tests of real processes: a
-//! node told to block a peer neither sends it RPCs nor answers its RPCs.
-//! Nothing blocks unless a test (or an operator rehearsing a failure) says so.
+//! Faults injected on purpose, for chaos tests of real processes: a node
+//! told to block a peer neither sends it RPCs nor answers its RPCs, and a
+//! node told to stall its disk waits that long before every append to its
+//! logs. Nothing is injected unless a test (or an operator rehearsing a
+//! failure) says so.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// How often the blocked-peers file is read.
 const RELOAD_EVERY: Duration = Duration::from_millis(100);
 
-/// The peers this node is cut off from. Clones share the set.
+/// The peers this node is cut off from, and how long its disk stalls.
+/// Clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     blocked: Arc<RwLock<BTreeSet<u64>>>,
+    append_delay_ms: Arc<AtomicU64>,
 }
 
 impl Faults {
+    /// How long every append to a log waits before it is written.
+    pub fn append_delay(&self) -> Duration {
+        Duration::from_millis(self.append_delay_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_append_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.append_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The file a node reads its disk stall from: milliseconds; a missing
+    /// file stalls nothing.
+    pub fn append_delay_file(data_dir: &Path) -> PathBuf {
+        data_dir.join("append-delay-ms")
+    }
+
     pub fn is_blocked(&self, peer: u64) -> bool {
         self.blocked
             .read()
@@ -37,30 +58,52 @@ impl Faults {
         data_dir.join("blocked-peers")
     }
 
-    /// Keeps the set equal to what `file` says, until the task is dropped.
-    /// A file that does not parse is reported and leaves the set alone.
-    pub async fn follow(self, file: PathBuf) {
+    /// Keeps the faults equal to what the files in `data_dir` say
+    /// ([`Self::file`], [`Self::append_delay_file`]), until the task is
+    /// dropped. A file that does not parse is reported and changes nothing.
+    pub async fn follow(self, data_dir: PathBuf) {
+        let (peers_file, delay_file) = (Self::file(&data_dir), Self::append_delay_file(&data_dir));
         let mut every = tokio::time::interval(RELOAD_EVERY);
         loop {
             every.tick().await;
-            let text = match tokio::fs::read_to_string(&file).await {
-                Ok(text) => text,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(error) => {
-                    tracing::warn!(file = %file.display(), %error, "cannot read blocked peers");
-                    continue;
-                }
-            };
-            match text
-                .split_whitespace()
-                .map(str::parse)
-                .collect::<Result<BTreeSet<u64>, _>>()
-            {
-                Ok(peers) => self.set(peers),
-                Err(error) => {
-                    tracing::warn!(file = %file.display(), %error, "blocked peers do not parse")
+            if let Some(text) = read(&peers_file).await {
+                match text
+                    .split_whitespace()
+                    .map(str::parse)
+                    .collect::<Result<BTreeSet<u64>, _>>()
+                {
+                    Ok(peers) => self.set(peers),
+                    Err(error) => {
+                        tracing::warn!(file = %peers_file.display(), %error, "blocked peers do not parse")
+                    }
                 }
             }
+            if let Some(text) = read(&delay_file).await {
+                let text = text.trim();
+                match if text.is_empty() {
+                    Ok(0)
+                } else {
+                    text.parse::<u64>()
+                } {
+                    Ok(ms) => self.set_append_delay(Duration::from_millis(ms)),
+                    Err(error) => {
+                        tracing::warn!(file = %delay_file.display(), %error, "append delay does not parse")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A fault file's text; empty when it is missing, `None` when it cannot be
+/// read.
+async fn read(file: &Path) -> Option<String> {
+    match tokio::fs::read_to_string(file).await {
+        Ok(text) => Some(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(String::new()),
+        Err(error) => {
+            tracing::warn!(file = %file.display(), %error, "cannot read a fault file");
+            None
         }
     }
 }

@@ -8,6 +8,7 @@
 //! bad record anywhere else is an I/O error when read, which stops the node.
 
 use crate::codec::{self, Format};
+use crate::faults::Faults;
 use crate::types::{Group, TypeConfig};
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -36,6 +37,7 @@ pub struct LogStore {
     group: Group,
     log_table: Arc<str>,
     meta_table: Arc<str>,
+    faults: Faults,
 }
 
 fn other<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Error {
@@ -45,12 +47,19 @@ fn other<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Error {
 impl LogStore {
     /// Opens (creating if needed) the log of `group` in `db`, cutting off a
     /// corrupt tail.
+    /// Stalls every append as `faults` says (chaos tests).
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
     pub fn open(db: Arc<Database>, group: Group) -> io::Result<(Self, OpenReport)> {
         let store = Self {
             db,
             group,
             log_table: Arc::from(format!("{}/log", group.name())),
             meta_table: Arc::from(format!("{}/meta", group.name())),
+            faults: Faults::default(),
         };
         let mut report = OpenReport::default();
         let txn = store.db.begin_write().map_err(other)?;
@@ -222,6 +231,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // A disk stall, when a chaos test injects one.
+        let stall = self.faults.append_delay();
+        if !stall.is_zero() {
+            tokio::time::sleep(stall).await;
+        }
         let result = (|| {
             let txn = self.db.begin_write().map_err(other)?;
             {

@@ -1,6 +1,7 @@
 //! One node's groups: a voter of its own region's group, a learner of every
 //! other region's, and a voter or learner of the global control group.
 
+use crate::faults::Faults;
 use crate::log_store::{LogStore, OpenReport};
 use crate::network::{GroupNetwork, Transport};
 use crate::state_machine::{SharedLedger, StateMachine};
@@ -17,10 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) type Raft = openraft::Raft<TypeConfig, StateMachine>;
-
-/// How long a proposal may wait to be committed and applied here. Past it
-/// the outcome is unknown: the entry may still commit.
-const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// How long a shutdown waits for openraft's tasks to release the database.
 const SHUTDOWN_WAIT_MAX: Duration = Duration::from_secs(10);
@@ -148,6 +145,14 @@ pub struct Timings {
     pub snapshot_every_entries: u64,
     /// ...and this many entries before it are kept for followers that lag.
     pub keep_entries_after_snapshot: u64,
+    /// How long a proposal may wait to be committed and applied here. Past
+    /// it the outcome is unknown: the entry may still commit.
+    #[serde(default = "propose_deadline_ms_default")]
+    pub propose_deadline_ms: u64,
+}
+
+fn propose_deadline_ms_default() -> u64 {
+    10_000
 }
 
 impl Default for Timings {
@@ -159,6 +164,7 @@ impl Default for Timings {
             rpc_deadline_ms: 2_000,
             snapshot_every_entries: 5_000,
             keep_entries_after_snapshot: 1_000,
+            propose_deadline_ms: propose_deadline_ms_default(),
         }
     }
 }
@@ -287,6 +293,8 @@ pub struct ReplicaNode {
     shared: SharedLedger,
     rafts: BTreeMap<Group, Raft>,
     reports: BTreeMap<Group, OpenReport>,
+    /// How long a proposal may wait to be committed and applied here.
+    propose_deadline: Duration,
 }
 
 impl ReplicaNode {
@@ -298,6 +306,7 @@ impl ReplicaNode {
         timings: Timings,
         dir: &Path,
         transport: Arc<T>,
+        faults: Faults,
     ) -> Result<Self, NodeError> {
         layout.validate()?;
         let config = layout
@@ -317,6 +326,7 @@ impl ReplicaNode {
         let mut reports = BTreeMap::new();
         for group in layout.groups() {
             let (log, report) = LogStore::open(db.clone(), group)?;
+            let log = log.with_faults(faults.clone());
             let machine = StateMachine::open(db.clone(), group, shared.clone())?;
             let network = GroupNetwork {
                 transport: transport.clone(),
@@ -341,6 +351,7 @@ impl ReplicaNode {
             shared,
             rafts,
             reports,
+            propose_deadline: Duration::from_millis(timings.propose_deadline_ms),
         })
     }
 
@@ -550,7 +561,8 @@ impl ReplicaNode {
             group,
             reason: error.to_string(),
         })?;
-        let written = tokio::time::timeout(PROPOSE_DEADLINE, raft.client_write(proposal)).await;
+        let written =
+            tokio::time::timeout(self.propose_deadline, raft.client_write(proposal)).await;
         let Ok(written) = written else {
             return Err(ProposeError::Unknown { group });
         };

@@ -50,6 +50,7 @@ async fn start(nodes: &[(u64, u16)], dir: &std::path::Path) -> (Layout, BTreeMap
             timings,
             &dir.join(format!("node-{id}")),
             transport,
+            ledger_replication::Faults::default(),
         )
         .await
         .expect("starts");

@@ -23,6 +23,25 @@ pub async fn cluster(
     base_port: u16,
     dir: &std::path::Path,
 ) -> Cluster {
+    cluster_with(
+        regions,
+        nodes_per_region,
+        base_port,
+        dir,
+        DevOptions::PROPOSE_DEADLINE_MS,
+    )
+    .await
+}
+
+/// [`cluster`] whose proposals wait `propose_deadline_ms` before their
+/// outcome is unknown.
+pub async fn cluster_with(
+    regions: u16,
+    nodes_per_region: u16,
+    base_port: u16,
+    dir: &std::path::Path,
+    propose_deadline_ms: u64,
+) -> Cluster {
     let options = DevOptions {
         regions,
         nodes_per_region,
@@ -30,6 +49,7 @@ pub async fn cluster(
         data_dir: dir.to_owned(),
         binary: Some(env!("CARGO_BIN_EXE_ledger").into()),
         fault_injection: true,
+        propose_deadline_ms,
     };
     Cluster::start(&options).await.expect("the cluster starts")
 }

@@ -89,6 +89,7 @@ impl Cluster {
             self.timings,
             &self.dirs[&id],
             self.transport.clone(),
+            ledger_replication::Faults::default(),
         )
         .await
         .expect("node starts");
