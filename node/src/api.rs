@@ -320,8 +320,7 @@ impl Ledger for Api {
                         };
                     let events: Vec<api::TransferEvent> = match account {
                         Some(account) => state
-                            .records_of(account)
-                            .filter(|(offset, _)| *offset >= next)
+                            .records_of_since(account, next)
                             .take(STREAM_CHUNK)
                             .map(event)
                             .collect(),

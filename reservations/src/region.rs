@@ -176,6 +176,17 @@ impl RegionState {
     /// The transfer records that move `account`'s money, with their offsets
     /// in this region's log of transfers, in log order.
     pub fn records_of(&self, account: AccountId) -> impl Iterator<Item = (usize, &TransferRecord)> {
+        self.records_of_since(account, 0)
+    }
+
+    /// [`Self::records_of`] from offset `from` on: the chain is walked back
+    /// from the newest record only as far as `from`, so a reader that
+    /// follows an account's new records pays for those alone.
+    pub fn records_of_since(
+        &self,
+        account: AccountId,
+        from: usize,
+    ) -> impl Iterator<Item = (usize, &TransferRecord)> {
         let mut chain = Vec::new();
         let mut next = self
             .pools
@@ -185,6 +196,9 @@ impl RegionState {
             self.transfers.get(next as usize),
             self.links.get(next as usize),
         ) {
+            if (next as usize) < from {
+                break;
+            }
             chain.push(next as usize);
             next = if record.transfer.debit == account {
                 link.0

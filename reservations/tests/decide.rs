@@ -1619,6 +1619,37 @@ fn commands_are_routed_by_the_account_they_take_from() {
 // ---- history ----
 
 #[test]
+fn an_account_s_records_since_an_offset_are_the_tail_of_its_chain() {
+    let mut node = funded();
+    for n in 0..6 {
+        let (from, to) = if n % 2 == 0 {
+            (ALICE, BOB)
+        } else {
+            (BANK, BOB)
+        };
+        event_of(node.run(Command::Transfer(transfer(20 + n, from, to, "1"))));
+    }
+    let home = node.ledger.home_state();
+    let all: Vec<usize> = home
+        .records_of(account(ALICE))
+        .map(|(offset, _)| offset)
+        .collect();
+    assert_eq!(all.len(), 4, "the top-up and three payments");
+    for from in 0..=home.transfer_count() + 1 {
+        let since: Vec<usize> = home
+            .records_of_since(account(ALICE), from)
+            .map(|(offset, _)| offset)
+            .collect();
+        let expected: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|offset| *offset >= from)
+            .collect();
+        assert_eq!(since, expected, "from {from}");
+    }
+}
+
+#[test]
 fn history_lists_every_movement_in_stamp_order_with_the_balance_after() {
     let mut node = funded();
     event_of(node.run(Command::Transfer(transfer(8, ALICE, BOB, "30"))));
