@@ -18,7 +18,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const SNAPSHOT_META: &str = "meta";
 const SNAPSHOT_DATA: &str = "data";
@@ -38,26 +38,34 @@ struct Inner {
 /// A node's ledger, shared by the state machines of all its groups and read
 /// by the rest of the node. The lock is never held across an await.
 #[derive(Clone)]
-pub struct SharedLedger(Arc<Mutex<Inner>>);
+pub struct SharedLedger(Arc<RwLock<Inner>>);
 
 impl SharedLedger {
     pub fn new(ledger: Ledger) -> Self {
-        Self(Arc::new(Mutex::new(Inner {
+        Self(Arc::new(RwLock::new(Inner {
             ledger,
             progress: BTreeMap::new(),
         })))
     }
 
-    /// Reads the ledger as applied so far.
+    /// Reads the ledger as applied so far. Readers (deciders, the writer's
+    /// admission, the API) read at once; applying waits for them, and they
+    /// for it.
     pub fn read<R>(&self, read: impl FnOnce(&Ledger) -> R) -> R {
-        read(&self.lock().ledger)
+        read(&self.shared().ledger)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while applying leaves the ledger in an unknown state; the
-        // node stops on it (apply errors are fatal), so poison is not read past.
+    // A panic while applying leaves the ledger in an unknown state; the node
+    // stops on it (apply errors are fatal), so poison is not read past.
+    fn shared(&self) -> RwLockReadGuard<'_, Inner> {
         self.0
-            .lock()
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn exclusive(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.0
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -145,7 +153,7 @@ impl StateMachine {
     /// Replaces this group's part of the ledger with a snapshot's.
     fn restore(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
         let state: GroupState = codec::decode(Format::Postcard, data)?;
-        let mut inner = self.shared.lock();
+        let mut inner = self.shared.exclusive();
         match (self.group, state) {
             (Group::Region(region), GroupState::Region(state)) if state.id() == region => {
                 inner.ledger.install_region(*state).map_err(other)?;
@@ -215,7 +223,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> io::Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>)> {
-        let inner = self.shared.lock();
+        let inner = self.shared.shared();
         let progress = inner.progress.get(&self.group).cloned().unwrap_or_default();
         Ok((progress.applied, progress.membership))
     }
@@ -229,7 +237,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let applied = {
-                let mut inner = self.shared.lock();
+                let mut inner = self.shared.exclusive();
                 self.apply_entry(&mut inner, entry.log_id, &entry.payload)?
             };
             if let Some(responder) = responder {
@@ -269,7 +277,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<TypeConfig, Vec<u8>>> {
         let (meta, data) = {
-            let inner = self.shared.lock();
+            let inner = self.shared.shared();
             let progress = inner.progress.get(&self.group).cloned().unwrap_or_default();
             let state = match self.group {
                 Group::Region(region) => GroupState::Region(

@@ -63,16 +63,28 @@ impl Admission<'_> {
     /// release numbered next in its destination's sequence. On an error
     /// nothing of them is taken and the error says why.
     pub fn admit(&mut self, events: &mut [Event]) -> Result<(), ApplyError> {
-        let mut candidate = Overlay::new(&self.entry, self.candidate, events.len());
-        for event in events.iter_mut() {
-            event.stamp = self.stamp;
-            if let EventBody::Released { to, seq, .. } = &mut event.body {
-                *seq = candidate.released_to(*to) + 1;
+        if let [event] = events {
+            // One event needs no layer of its own: `apply_event` checks
+            // everything before it changes anything.
+            admit_into(&mut self.entry, self.stamp, event)?;
+        } else {
+            let mut candidate = Overlay::new(&self.entry, self.candidate, events.len());
+            for event in events.iter_mut() {
+                admit_into(&mut candidate, self.stamp, event)?;
             }
-            apply_event(&mut candidate, event)?;
+            self.entry.absorb(self.candidate);
         }
-        self.entry.absorb(self.candidate);
         self.admitted += events.len();
         Ok(())
     }
+}
+
+/// Stamps an event with the entry's stamp, numbers a release next in its
+/// destination's sequence, and applies it.
+fn admit_into<B: Book>(book: &mut B, stamp: Stamp, event: &mut Event) -> Result<(), ApplyError> {
+    event.stamp = stamp;
+    if let EventBody::Released { to, seq, .. } = &mut event.body {
+        *seq = book.released_to(*to) + 1;
+    }
+    apply_event(book, event)
 }

@@ -46,8 +46,11 @@ impl Drops {
     }
 
     /// How many candidates of `decider` were dropped in `epoch`.
-    pub fn told(&mut self, epoch: u64, decider: u64) -> u64 {
-        *self.of(epoch, decider)
+    pub fn told(&self, epoch: u64, decider: u64) -> u64 {
+        if epoch != self.epoch {
+            return 0;
+        }
+        self.told.get(&decider).copied().unwrap_or(0)
     }
 
     /// Records that a candidate decided in `epoch` was dropped, while the
