@@ -15,7 +15,16 @@ pub struct NodeSettings {
     /// `<data_dir>/blocked-peers`. Off unless set; never for production.
     #[serde(default)]
     pub fault_injection: bool,
+    /// How long an account actor parked by a linked chain waits to be
+    /// resumed before it decides again (and resets the gate, so that nothing
+    /// decided from then on counts on the chain either way).
+    #[serde(default = "park_deadline_ms_default")]
+    pub park_deadline_ms: u64,
     pub replication: ReplicaConfig,
+}
+
+fn park_deadline_ms_default() -> u64 {
+    NodeSettings::PARK_DEADLINE_MS
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +38,19 @@ pub enum SettingsError {
     Parse(#[from] toml::de::Error),
     #[error(transparent)]
     Replication(#[from] ConfigError),
+    #[error("invalid configuration: {field} {reason}")]
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl NodeSettings {
+    /// The default of [`NodeSettings::park_deadline_ms`].
+    pub const PARK_DEADLINE_MS: u64 = 30_000;
+    /// The longest park deadline accepted: an hour.
+    const PARK_DEADLINE_MS_MAX: u64 = 3_600_000;
+
     /// Parses settings, then applies overrides from `env` (a lookup, so
     /// tests need not touch the process environment).
     pub fn from_toml(
@@ -49,6 +68,12 @@ impl NodeSettings {
             settings.replication.data_dir = PathBuf::from(value);
         }
         settings.replication.validate()?;
+        if !(1..=Self::PARK_DEADLINE_MS_MAX).contains(&settings.park_deadline_ms) {
+            return Err(SettingsError::Invalid {
+                field: "park_deadline_ms",
+                reason: "must be from 1 ms to an hour",
+            });
+        }
         Ok(settings)
     }
 
@@ -100,6 +125,10 @@ api = "127.0.0.1:7101"
                 "not in the layout",
             ),
             (format!("{TEXT}\nextra = 1"), "unknown field"),
+            (
+                format!("park_deadline_ms = 0\n{TEXT}"),
+                "park_deadline_ms must be",
+            ),
         ] {
             let error = NodeSettings::from_toml(&text, |_| None)
                 .expect_err("refused")

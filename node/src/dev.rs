@@ -1,6 +1,7 @@
 //! `ledger dev`: a whole cluster on this machine, one process per node.
 
 use crate::client::Client;
+use crate::config::NodeSettings;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,11 +26,28 @@ pub struct DevOptions {
     pub fault_injection: bool,
     /// How long a proposal waits before its outcome is unknown.
     pub propose_deadline_ms: u64,
+    /// How long a parked account actor waits to be resumed.
+    pub park_deadline_ms: u64,
 }
 
 impl DevOptions {
     /// The nodes' default for how long a proposal waits.
     pub const PROPOSE_DEADLINE_MS: u64 = 10_000;
+
+    /// `regions` × `nodes_per_region` nodes from `base_port`, with the
+    /// nodes' default settings and no fault injection.
+    pub fn new(regions: u16, nodes_per_region: u16, base_port: u16, data_dir: PathBuf) -> Self {
+        Self {
+            regions,
+            nodes_per_region,
+            base_port,
+            data_dir,
+            binary: None,
+            fault_injection: false,
+            propose_deadline_ms: Self::PROPOSE_DEADLINE_MS,
+            park_deadline_ms: NodeSettings::PARK_DEADLINE_MS,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -76,8 +94,9 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
     let data_dir = &options.data_dir;
     let faults = options.fault_injection;
     let propose_deadline_ms = options.propose_deadline_ms;
+    let park_deadline_ms = options.park_deadline_ms;
     let mut text = format!(
-        "api_listen = \"{api}\"\nfault_injection = {faults}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\npropose_deadline_ms = {propose_deadline_ms}\n",
+        "api_listen = \"{api}\"\nfault_injection = {faults}\npark_deadline_ms = {park_deadline_ms}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\npropose_deadline_ms = {propose_deadline_ms}\n",
         api = node.api,
         id = node.id,
         dir = data_dir.join(format!("node-{}", node.id)).display(),

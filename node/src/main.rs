@@ -269,15 +269,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
             let data_dir = data_dir
                 .or_else(|| temporary.clone())
                 .context("a data directory")?;
-            let options = DevOptions {
-                regions,
-                nodes_per_region,
-                base_port,
-                data_dir,
-                binary: None,
-                fault_injection: false,
-                propose_deadline_ms: DevOptions::PROPOSE_DEADLINE_MS,
-            };
+            let options = DevOptions::new(regions, nodes_per_region, base_port, data_dir);
             println!(
                 "starting {regions} regions x {nodes_per_region} node(s) in {} ...",
                 options.data_dir.display()

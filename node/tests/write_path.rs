@@ -261,7 +261,10 @@ async fn a_client_cannot_void_or_post_a_withdrawal_under_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_4_a_retry_after_an_unknown_outcome_is_not_decided_again() {
     let dir = tempfile::tempdir().expect("dir");
-    let cluster = cluster_with(3, 1, 10_000, dir.path(), 1_500).await;
+    let cluster = cluster_with(3, 1, 10_000, dir.path(), |options| {
+        options.propose_deadline_ms = 1_500;
+    })
+    .await;
     let [r0, _, _] = region_clients(&cluster).await;
     open_accounts(&r0, &[10, 11]).await;
     assert!(applied(&submit(&r0, transfer(1, BANK, 10, "100.00")).await).is_some());
@@ -293,4 +296,163 @@ async fn audit_4_a_retry_after_an_unknown_outcome_is_not_decided_again() {
     wait_pool(&r0, 10, 0, "40.00").await;
     wait_pool(&r0, 11, 0, "60.00").await;
     every_region_commits(&cluster, 11, 100).await;
+}
+
+/// Finding 8: a grant that took its account past the largest balance kept
+/// was refused on every round, and with it every other grant into that
+/// region, for good. Now a region adds at most a seventh of the range to a
+/// bounded account (decision 0008): the top-ups past that share are
+/// refused, so whatever the other regions release into it, the grant fits,
+/// and grants of other accounts keep flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_8_a_grant_near_the_balance_ceiling_lands_and_others_keep_flowing() {
+    const POINTS: &str = "POINTS";
+    const CUSTOMER: u128 = 10;
+    const OTHER: u128 = 20;
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 1, 29_000, dir.path()).await;
+    let [r0, r1, r2] = region_clients(&cluster).await;
+    create(
+        &r0,
+        vec![
+            account_in(BANK, api::AccountKind::External, POINTS),
+            account_in(CUSTOMER, api::AccountKind::User, POINTS),
+            account_in(OTHER, api::AccountKind::User, POINTS),
+        ],
+    )
+    .await;
+    let most = "10000000000000000000000000000"; // 1e28, the largest amount
+    let result = submit(&r0, movement(1, BANK, CUSTOMER, most, POINTS)).await;
+    assert!(applied(&result).is_some(), "{result:?}");
+    let result = submit(&r2, movement(2, BANK, OTHER, "5", POINTS)).await;
+    assert!(applied(&result).is_some(), "{result:?}");
+    // Region 1 tops the customer up as far as it will go: seven times 1e28
+    // would be 7e28, within 2^96 (about 7.92e28) on its own.
+    let mut codes = Vec::new();
+    for n in 0..7 {
+        let result = submit(&r1, movement(10 + n, BANK, CUSTOMER, most, POINTS)).await;
+        codes.push(code(&result));
+    }
+    eprintln!("top-ups in region 1: {codes:?}");
+
+    // Region 0 moves its 1e28 to region 1: the grant takes the pool there
+    // to 2e28. Then an unrelated account's grant into region 1.
+    for (client, account, amount) in [(&r0, CUSTOMER, most), (&r2, OTHER, "5")] {
+        let response = client
+            .rebalance(api::RebalanceRequest {
+                account: id(account),
+                amount: amount.into(),
+                to_region: 1,
+            })
+            .await
+            .expect("answered");
+        assert!(
+            matches!(
+                response.result,
+                Some(api::rebalance_response::Result::Applied(_))
+            ),
+            "{response:?}"
+        );
+    }
+    wait_pool(&r1, OTHER, 1, "5").await;
+    assert_eq!(codes[0], "APPLIED", "{codes:?}");
+    assert!(
+        codes[1..].iter().all(|code| code == "BALANCE_OVERFLOW"),
+        "a region adds at most its share: {codes:?}"
+    );
+    wait_pool(&r1, CUSTOMER, 1, "20000000000000000000000000000").await;
+    for (n, client) in [&r0, &r1, &r2].into_iter().enumerate() {
+        let result = submit(client, movement(100 + n as u128, BANK, OTHER, "1", POINTS)).await;
+        assert!(applied(&result).is_some(), "region {n} commits: {result:?}");
+    }
+}
+
+/// Finding 7: an actor parked by a linked chain went on deciding after its
+/// park deadline while the chain's entry was still on its way to the log,
+/// against a state without the chain's debit: both were admitted, the
+/// account was overdrawn, and every node stopped. Here the deadline is 1 s
+/// and every append of region 0 takes 2 s, so the actor always resumes
+/// early; it resets the gate, and the engine admits only what applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_7_an_actor_parked_past_its_deadline_does_not_overdraw() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster_with(3, 1, 30_000, dir.path(), |options| {
+        options.park_deadline_ms = 1_000;
+    })
+    .await;
+    let [r0, _, _] = region_clients(&cluster).await;
+    open_accounts(&r0, &[10, 11, 12]).await;
+    for (n, account) in [(1, 10), (2, 11)] {
+        assert!(applied(&submit(&r0, transfer(n, BANK, account, "100.00")).await).is_some());
+    }
+    wait_pool(&r0, 10, 0, "100.00").await;
+    wait_pool(&r0, 11, 0, "100.00").await;
+    cluster
+        .stall_disk(1, Duration::from_secs(2))
+        .expect("the stall is set");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The chain parks 10 and 11; three spends of 10 queue behind the park.
+    let mut first = transfer(10, 10, 12, "60.00");
+    first.linked = true;
+    let chain = vec![first, transfer(11, 11, 12, "10.00")];
+    let chain = {
+        let client = r0.clone();
+        tokio::spawn(async move { submit_all(&client, chain).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let singles: Vec<_> = (0..3u128)
+        .map(|n| {
+            let client = r0.clone();
+            tokio::spawn(async move { submit(&client, transfer(20 + n, 10, 12, "30.00")).await })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for result in chain.await.expect("the chain's call") {
+        answered.push(result);
+    }
+    for single in singles {
+        answered.push(single.await.expect("a single's call"));
+    }
+    let codes: Vec<String> = answered.iter().map(code).collect();
+    eprintln!("chain, then singles: {codes:?}");
+    cluster
+        .stall_disk(1, Duration::ZERO)
+        .expect("the stall ends");
+    every_region_commits(&cluster, 11, 100).await;
+
+    // The log holds every transfer answered applied, and took from 10 no
+    // more than it had; 10's total is what the log took.
+    let ids = [10, 11, 20, 21, 22];
+    let found = r0
+        .lookup_transfers(ids.iter().map(|n| id(0x10_0000 + n)).collect())
+        .await
+        .expect("answered");
+    for (n, result) in ids.iter().zip(&answered) {
+        if applied(result).is_some() {
+            assert!(
+                found.transfers.iter().any(|t| t.id == id(0x10_0000 + n)),
+                "transfer {n} was answered applied: {found:?}"
+            );
+        }
+    }
+    let from_10: u32 = found
+        .transfers
+        .iter()
+        .filter(|t| t.debit == id(10))
+        .map(|t| {
+            t.amount
+                .trim_end_matches(".00")
+                .parse::<u32>()
+                .expect("whole")
+        })
+        .sum();
+    assert!(from_10 <= 100, "10 spent {from_10}.00 of 100.00: {found:?}");
+    assert_eq!(total(&r0, 10).await, format!("{}.00", 100 - from_10));
+    // The scenario happened: an actor resumed at its deadline.
+    let log = std::fs::read_to_string(&cluster.nodes[0].log).expect("node 1's log");
+    assert!(
+        log.contains("parked past the deadline"),
+        "no park timed out"
+    );
 }

@@ -30,8 +30,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long a coordinator or a retiring actor waits for an account's
 /// events in flight to commit.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a parked actor waits to be resumed.
-const PARK_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Commands of one request for one decider, with their answer slots.
 pub(crate) struct Work {
@@ -209,7 +207,8 @@ impl Actor for AccountActor {
             AccountMsg::Park { parked, resume } => {
                 if drain(state).await {
                     let _ = parked.send(());
-                    if tokio::time::timeout(PARK_DEADLINE, resume).await.is_err() {
+                    let deadline = Duration::from_millis(state.args.node.settings.park_deadline_ms);
+                    if tokio::time::timeout(deadline, resume).await.is_err() {
                         // The coordinator's decision may still be on its way
                         // to the log: nothing decided from now on may count
                         // on it either way.

@@ -23,34 +23,22 @@ pub async fn cluster(
     base_port: u16,
     dir: &std::path::Path,
 ) -> Cluster {
-    cluster_with(
-        regions,
-        nodes_per_region,
-        base_port,
-        dir,
-        DevOptions::PROPOSE_DEADLINE_MS,
-    )
-    .await
+    cluster_with(regions, nodes_per_region, base_port, dir, |_| {}).await
 }
 
-/// [`cluster`] whose proposals wait `propose_deadline_ms` before their
-/// outcome is unknown.
+/// [`cluster`] with its options changed by `tune` (how long a proposal or a
+/// parked actor waits, say).
 pub async fn cluster_with(
     regions: u16,
     nodes_per_region: u16,
     base_port: u16,
     dir: &std::path::Path,
-    propose_deadline_ms: u64,
+    tune: impl FnOnce(&mut DevOptions),
 ) -> Cluster {
-    let options = DevOptions {
-        regions,
-        nodes_per_region,
-        base_port,
-        data_dir: dir.to_owned(),
-        binary: Some(env!("CARGO_BIN_EXE_ledger").into()),
-        fault_injection: true,
-        propose_deadline_ms,
-    };
+    let mut options = DevOptions::new(regions, nodes_per_region, base_port, dir.to_owned());
+    options.binary = Some(env!("CARGO_BIN_EXE_ledger").into());
+    options.fault_injection = true;
+    tune(&mut options);
     Cluster::start(&options).await.expect("the cluster starts")
 }
 
