@@ -8,7 +8,7 @@ use ledger_proto::v1::admin_server::{Admin, AdminServer};
 use ledger_proto::v1::ledger_server::{Ledger, LedgerServer};
 use ledger_replication::Group;
 use ledger_reservations::{Command, ControlCommand, Item, RegionId};
-use ledger_reservations::{HistoryEntry, Money, Stamp};
+use ledger_reservations::{HistoryEntry, HistoryRead, Money, Stamp};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -218,48 +218,15 @@ impl Ledger for Api {
             )
         });
         let to_ns = (request.to_ns > 0).then_some(request.to_ns);
-        let response = self.node.replica.ledger().read(|ledger| {
+        // The history is read a slice at a time, so that a long one never
+        // holds the state that apply needs; it is the history as of the
+        // first slice, which is also where the watermarks are read.
+        let mut read = HistoryRead::new(account);
+        let (scale, watermarks, mut done) = self.node.replica.ledger().read(|ledger| {
             let account = ledger
                 .control()
                 .account(account)
                 .ok_or_else(|| Status::not_found(format!("UNKNOWN_ACCOUNT: {account}")))?;
-            let scale = account.currency.scale;
-            let money = |units: i128| Money { units, scale }.to_string();
-            let history = ledger.history(account.id);
-            let upto: Vec<&HistoryEntry> = history
-                .iter()
-                .take_while(|entry| as_of.is_none_or(|as_of| entry.stamp <= as_of))
-                .collect();
-            let (balance, held) = upto
-                .last()
-                .map_or((0, 0), |entry| (entry.balance, entry.held));
-            let matching: Vec<&HistoryEntry> = upto
-                .into_iter()
-                .filter(|entry| {
-                    let ns = entry.stamp.physical_ns();
-                    ns >= request.from_ns && to_ns.is_none_or(|to| ns <= to)
-                })
-                .collect();
-            let truncated = matching.len() > limit;
-            let entries = matching[matching.len().saturating_sub(limit)..]
-                .iter()
-                .map(|entry| {
-                    let (stamp_ns, stamp_logical, stamp_node) = entry.stamp.to_parts();
-                    api::HistoryEntry {
-                        stamp_ns,
-                        stamp_logical,
-                        stamp_node,
-                        region: u32::from(entry.region.0),
-                        transfer_id: crate::ids::format(entry.transfer.0),
-                        movement: entry.movement.name().into(),
-                        counterparty: crate::ids::format(entry.counterparty.0),
-                        balance_change: money(entry.balance_change),
-                        held_change: money(entry.held_change),
-                        balance: money(entry.balance),
-                        held: money(entry.held),
-                    }
-                })
-                .collect();
             let watermarks = ledger
                 .regions()
                 .iter()
@@ -268,15 +235,45 @@ impl Ledger for Api {
                     applied_index: region.applied().map_or(0, |position| position.index),
                 })
                 .collect();
-            Ok::<_, Status>(api::AccountHistoryResponse {
-                entries,
-                balance: money(balance),
-                held: money(held),
-                watermarks,
-                truncated,
-            })
+            let done = read.step(ledger, HISTORY_SLICE);
+            Ok::<_, Status>((account.currency.scale, watermarks, done))
         })?;
-        Ok(Response::new(response))
+        while !done {
+            tokio::task::yield_now().await;
+            done = self
+                .node
+                .replica
+                .ledger()
+                .read(|ledger| read.step(ledger, HISTORY_SLICE));
+        }
+        let history = read.finish();
+        let upto: Vec<&HistoryEntry> = history
+            .iter()
+            .take_while(|entry| as_of.is_none_or(|as_of| entry.stamp <= as_of))
+            .collect();
+        let (balance, held) = upto
+            .last()
+            .map_or((0, 0), |entry| (entry.balance, entry.held));
+        let matching: Vec<&HistoryEntry> = upto
+            .into_iter()
+            .filter(|entry| {
+                let ns = entry.stamp.physical_ns();
+                ns >= request.from_ns && to_ns.is_none_or(|to| ns <= to)
+            })
+            .collect();
+        let truncated = matching.len() > limit;
+        let money = |units: i128| Money { units, scale }.to_string();
+        let entries = matching[matching.len().saturating_sub(limit)..]
+            .iter()
+            .map(|entry| history_entry(entry, &money))
+            .collect();
+        Ok(Response::new(api::AccountHistoryResponse {
+            entries,
+            balance: money(balance),
+            held: money(held),
+            watermarks,
+            truncated,
+        }))
     }
 
     type StreamTransfersStream =
@@ -386,6 +383,8 @@ impl Ledger for Api {
 
 /// Movements an account history answers, by default and at most.
 const HISTORY_LIMIT_DEFAULT: usize = 1_000;
+/// Records of an account's history read per hold of the state.
+const HISTORY_SLICE: usize = 4_096;
 const HISTORY_LIMIT_MAX: usize = 10_000;
 /// How often a stream looks for new transfers, and how many it sends from
 /// one look.
@@ -634,4 +633,21 @@ impl Api {
 /// The group name a client sees for a region.
 pub fn region_group(region: RegionId) -> String {
     Group::Region(region).name()
+}
+
+fn history_entry(entry: &HistoryEntry, money: &impl Fn(i128) -> String) -> api::HistoryEntry {
+    let (stamp_ns, stamp_logical, stamp_node) = entry.stamp.to_parts();
+    api::HistoryEntry {
+        stamp_ns,
+        stamp_logical,
+        stamp_node,
+        region: u32::from(entry.region.0),
+        transfer_id: crate::ids::format(entry.transfer.0),
+        movement: entry.movement.name().into(),
+        counterparty: crate::ids::format(entry.counterparty.0),
+        balance_change: money(entry.balance_change),
+        held_change: money(entry.held_change),
+        balance: money(entry.balance),
+        held: money(entry.held),
+    }
 }

@@ -95,10 +95,13 @@ async fn wire(nodes: &BTreeMap<u64, Served>, layout: &Layout) {
         let mut complete = true;
         for group in layout.groups() {
             let leader = leader(nodes, group).await;
-            let members = nodes[&leader].node.applied_index(group);
-            complete &= nodes
-                .values()
-                .all(|served| served.node.applied_index(group) >= members);
+            // A leader just elected may not have applied anything yet (nor
+            // added a learner): then no node has, and that is not complete.
+            let applied = nodes[&leader].node.applied_index(group);
+            complete &= applied.is_some()
+                && nodes
+                    .values()
+                    .all(|served| served.node.applied_index(group) >= applied);
         }
         if added == 0 && complete {
             return;

@@ -10,7 +10,7 @@ use crate::region::RegionState;
 use ledger_hlc::Stamp;
 
 /// What moved an account's money.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Movement {
     /// A transfer, posted at once.
     Transfer,
@@ -61,12 +61,79 @@ impl Ledger {
     /// running totals from the first. Releases and grants between regions
     /// move no money of the account's and are not listed.
     pub fn history(&self, account: AccountId) -> Vec<HistoryEntry> {
-        let mut entries: Vec<HistoryEntry> = self
-            .regions()
-            .iter()
-            .flat_map(|region| movements(region, account))
-            .collect();
-        entries.sort_by_key(|entry| (entry.stamp, entry.region, entry.transfer));
+        let mut read = HistoryRead::new(account);
+        while !read.step(self, usize::MAX) {}
+        read.finish()
+    }
+}
+
+/// An account's history ([`Ledger::history`]) read a slice at a time, so
+/// that no reader holds the state for long, however long the history: it
+/// is the history as of the first step (per region, the chain from the
+/// newest record then, and the expiries stamped by then), whatever is
+/// applied between steps.
+#[derive(Debug)]
+pub struct HistoryRead {
+    account: AccountId,
+    /// Per region, from the first step on.
+    cursors: Option<Vec<Cursor>>,
+    entries: Vec<HistoryEntry>,
+}
+
+/// Where a read of one region's chain is.
+#[derive(Debug)]
+struct Cursor {
+    /// The region's last stamp at the first step: later expiries are not
+    /// counted.
+    last: Stamp,
+    /// The next record to read, walking back.
+    next: Option<usize>,
+}
+
+impl HistoryRead {
+    pub fn new(account: AccountId) -> Self {
+        Self {
+            account,
+            cursors: None,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Reads at most `budget` records (at least one, while any is left).
+    /// True once every region's chain is read.
+    pub fn step(&mut self, ledger: &Ledger, budget: usize) -> bool {
+        let account = self.account;
+        let cursors = self.cursors.get_or_insert_with(|| {
+            ledger
+                .regions()
+                .iter()
+                .map(|region| Cursor {
+                    last: region.last_stamp(),
+                    next: region.last_record_of(account),
+                })
+                .collect()
+        });
+        let mut budget = budget.max(1);
+        for (region, cursor) in ledger.regions().iter().zip(cursors.iter_mut()) {
+            while budget > 0
+                && let Some(offset) = cursor.next
+            {
+                budget -= 1;
+                let Some((record, before)) = region.chain_at(account, offset) else {
+                    cursor.next = None;
+                    break;
+                };
+                movements(region, account, record, cursor.last, &mut self.entries);
+                cursor.next = before;
+            }
+        }
+        cursors.iter().all(|cursor| cursor.next.is_none())
+    }
+
+    /// The entries read, ordered by stamp, with running totals.
+    pub fn finish(self) -> Vec<HistoryEntry> {
+        let mut entries = self.entries;
+        entries.sort_by_key(|entry| (entry.stamp, entry.region, entry.transfer, entry.movement));
         let (mut balance, mut held) = (0i128, 0i128);
         for entry in &mut entries {
             balance += entry.balance_change;
@@ -78,57 +145,60 @@ impl Ledger {
     }
 }
 
-/// The movements of `account` in one region, in log order, without totals.
-fn movements(region: &RegionState, account: AccountId) -> Vec<HistoryEntry> {
-    let mut found = Vec::new();
-    for (_, record) in region.records_of(account) {
-        let transfer = &record.transfer;
-        let debit = transfer.debit == account;
-        let counterparty = if debit {
-            transfer.credit
-        } else {
-            transfer.debit
-        };
-        let sign = if debit { -1 } else { 1 };
-        let entry = |movement, balance_change, held_change| HistoryEntry {
-            stamp: record.stamp,
-            region: region.id(),
-            transfer: transfer.id,
-            movement,
-            counterparty,
-            balance_change,
-            held_change,
-            balance: 0,
-            held: 0,
-        };
-        let units = signed(transfer.units);
-        match transfer.kind {
-            TransferKind::Posted => found.push(entry(Movement::Transfer, sign * units, 0)),
-            TransferKind::Refund { .. } => found.push(entry(Movement::Refund, sign * units, 0)),
-            TransferKind::Pending { .. } => {
-                if debit {
-                    found.push(entry(Movement::Hold, 0, units));
-                    if let Some(at) = region.expired_at(transfer.id) {
-                        found.push(HistoryEntry {
-                            stamp: at,
-                            ..entry(Movement::HoldExpired, 0, -units)
-                        });
-                    }
-                }
-            }
-            TransferKind::PostPending { pending_id } => {
-                let held = held_by(region, pending_id);
-                let held_change = if debit { -held } else { 0 };
-                found.push(entry(Movement::HoldPosted, sign * units, held_change));
-            }
-            TransferKind::VoidPending { pending_id } => {
-                if debit {
-                    found.push(entry(Movement::HoldVoided, 0, -held_by(region, pending_id)));
+/// The movements of `account` by one of its records in `region`, counting
+/// an expiry only if it was stamped by `last`.
+fn movements(
+    region: &RegionState,
+    account: AccountId,
+    record: &TransferRecord,
+    last: Stamp,
+    found: &mut Vec<HistoryEntry>,
+) {
+    let transfer = &record.transfer;
+    let debit = transfer.debit == account;
+    let counterparty = if debit {
+        transfer.credit
+    } else {
+        transfer.debit
+    };
+    let sign = if debit { -1 } else { 1 };
+    let entry = |movement, balance_change, held_change| HistoryEntry {
+        stamp: record.stamp,
+        region: region.id(),
+        transfer: transfer.id,
+        movement,
+        counterparty,
+        balance_change,
+        held_change,
+        balance: 0,
+        held: 0,
+    };
+    let units = signed(transfer.units);
+    match transfer.kind {
+        TransferKind::Posted => found.push(entry(Movement::Transfer, sign * units, 0)),
+        TransferKind::Refund { .. } => found.push(entry(Movement::Refund, sign * units, 0)),
+        TransferKind::Pending { .. } => {
+            if debit {
+                found.push(entry(Movement::Hold, 0, units));
+                if let Some(at) = region.expired_at(transfer.id).filter(|at| *at <= last) {
+                    found.push(HistoryEntry {
+                        stamp: at,
+                        ..entry(Movement::HoldExpired, 0, -units)
+                    });
                 }
             }
         }
+        TransferKind::PostPending { pending_id } => {
+            let held = held_by(region, pending_id);
+            let held_change = if debit { -held } else { 0 };
+            found.push(entry(Movement::HoldPosted, sign * units, held_change));
+        }
+        TransferKind::VoidPending { pending_id } => {
+            if debit {
+                found.push(entry(Movement::HoldVoided, 0, -held_by(region, pending_id)));
+            }
+        }
     }
-    found
 }
 
 /// What a pending transfer held.

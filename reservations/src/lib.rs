@@ -39,7 +39,7 @@ pub use control::Control;
 pub use event::{
     ControlEvent, ControlEventBody, Event, EventBody, Release, Transfer, TransferKind,
 };
-pub use history::{HistoryEntry, Movement};
+pub use history::{HistoryEntry, HistoryRead, Movement};
 pub use ids::{AccountId, Position, RegionId, TransferId};
 pub use ledger::{Balance, Batch, Grants, LayoutError, Ledger, Outcome, RegionBalance, Scratch};
 pub use ledger_hlc::Stamp;

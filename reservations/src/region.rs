@@ -188,28 +188,39 @@ impl RegionState {
         from: usize,
     ) -> impl Iterator<Item = (usize, &TransferRecord)> {
         let mut chain = Vec::new();
-        let mut next = self
-            .pools
-            .get(&account)
-            .map_or(NO_RECORD, |pool| pool.last_record);
-        while let (Some(record), Some(link)) = (
-            self.transfers.get(next as usize),
-            self.links.get(next as usize),
-        ) {
-            if (next as usize) < from {
+        let mut next = self.last_record_of(account);
+        while let Some(offset) = next.filter(|offset| *offset >= from) {
+            let Some((record, before)) = self.chain_at(account, offset) else {
                 break;
-            }
-            chain.push(next as usize);
-            next = if record.transfer.debit == account {
-                link.0
-            } else {
-                link.1
             };
+            chain.push((offset, record));
+            next = before;
         }
-        chain
-            .into_iter()
-            .rev()
-            .filter_map(|offset| Some((offset, self.transfers.get(offset)?)))
+        chain.into_iter().rev()
+    }
+
+    /// The offset of `account`'s newest transfer record, if it has one.
+    pub fn last_record_of(&self, account: AccountId) -> Option<usize> {
+        self.pools
+            .get(&account)
+            .and_then(|pool| offset_of(pool.last_record))
+    }
+
+    /// The record at `offset` of `account`'s chain and the offset of the one
+    /// before it. `None` if there is no record there.
+    pub fn chain_at(
+        &self,
+        account: AccountId,
+        offset: usize,
+    ) -> Option<(&TransferRecord, Option<usize>)> {
+        let record = self.transfers.get(offset)?;
+        let (debit, credit) = *self.links.get(offset)?;
+        let before = if record.transfer.debit == account {
+            debit
+        } else {
+            credit
+        };
+        Some((record, offset_of(before)))
     }
 
     /// When a pending transfer expired, if it did.
@@ -496,4 +507,9 @@ impl Book for RegionState {
     fn set_last_stamp(&mut self, stamp: Stamp) {
         self.last_stamp = stamp;
     }
+}
+
+/// The offset a chain link names, if it names one.
+fn offset_of(link: u32) -> Option<usize> {
+    (link != NO_RECORD).then_some(link as usize)
 }

@@ -1709,6 +1709,45 @@ fn history_lists_every_movement_in_stamp_order_with_the_balance_after() {
     assert_eq!(bob, vec![3000, 2800]);
 }
 
+/// A history read in slices, with transfers, a post and an expiry applied
+/// between the slices, is the history as of its first slice.
+#[test]
+fn a_history_read_in_slices_is_the_history_as_of_its_first_slice() {
+    let mut node = funded();
+    // The hold is older than the transfers: a read walking back meets it
+    // only after its expiry.
+    event_of(node.run(Command::CreatePending {
+        transfer: transfer(30, ALICE, REVENUE, "5"),
+        timeout_ms: 1,
+    }));
+    for n in 0..6 {
+        event_of(node.run(Command::Transfer(transfer(20 + n, ALICE, BOB, "1"))));
+    }
+    let before = node.ledger.history(account(ALICE));
+    let mut read = HistoryRead::new(account(ALICE));
+    assert!(!read.step(&node.ledger, 1), "more than one record");
+    event_of(node.run(Command::Transfer(transfer(40, ALICE, BOB, "1"))));
+    node.now_ms += 10;
+    event_of(node.run(Command::ExpirePending {
+        pending_id: tid(30),
+    }));
+    let mut steps: usize = 1;
+    while !read.step(&node.ledger, 1) {
+        event_of(node.run(Command::Transfer(transfer(
+            50 + steps as u128,
+            BOB,
+            ALICE,
+            "1",
+        ))));
+        steps += 1;
+    }
+    assert_eq!(read.finish(), before);
+    assert!(steps >= before.len() - 1, "one record a step: {steps}");
+    // And a read begun now sees all of it.
+    let after = node.ledger.history(account(ALICE));
+    assert_eq!(after.len(), before.len() + 2 + steps - 1);
+}
+
 // ---- control ----
 
 #[test]
