@@ -111,8 +111,16 @@ fn parse_ids<T>(
         .collect()
 }
 
+/// A request refused as a whole, its code first.
+fn refused(error: wire::WireError) -> Status {
+    Status::invalid_argument(format!("{}: {error}", error.code()))
+}
+
 fn at(index: usize, error: wire::WireError) -> Status {
-    Status::invalid_argument(format!("command {index}: {error}; nothing was applied"))
+    Status::invalid_argument(format!(
+        "{}: command {index}: {error}; nothing was applied",
+        error.code()
+    ))
 }
 
 #[tonic::async_trait]
@@ -199,8 +207,7 @@ impl Ledger for Api {
         request: Request<api::AccountHistoryRequest>,
     ) -> Result<Response<api::AccountHistoryResponse>, Status> {
         let request = request.into_inner();
-        let account = wire::account_id("account", &request.account)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let account = wire::account_id("account", &request.account).map_err(refused)?;
         let limit = match request.limit {
             0 => HISTORY_LIMIT_DEFAULT,
             limit => usize::try_from(limit).unwrap_or(usize::MAX),
@@ -293,10 +300,7 @@ impl Ledger for Api {
             })?;
         let account = match request.account.as_str() {
             "" => None,
-            text => Some(
-                wire::account_id("account", text)
-                    .map_err(|error| Status::invalid_argument(error.to_string()))?,
-            ),
+            text => Some(wire::account_id("account", text).map_err(refused)?),
         };
         let mut next = usize::try_from(request.from_offset).unwrap_or(usize::MAX);
         let node = self.node.clone();
@@ -521,10 +525,8 @@ impl Admin for Api {
         request: Request<api::SetPoolPolicyRequest>,
     ) -> Result<Response<api::ChangeAccountStatusResponse>, Status> {
         let request = request.into_inner();
-        let account = wire::account_id("account", &request.account)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        let floor = wire::amount("floor", &request.floor)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let account = wire::account_id("account", &request.account).map_err(refused)?;
+        let floor = wire::amount("floor", &request.floor).map_err(refused)?;
         Ok(Response::new(
             self.control_change(ControlCommand::SetPoolPolicy { account, floor })
                 .await,
@@ -564,13 +566,8 @@ impl Admin for Api {
         request: Request<api::RebalanceRequest>,
     ) -> Result<Response<api::RebalanceResponse>, Status> {
         let request = request.into_inner();
-        let account = wire::account_id("account", &request.account)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        let amount = request
-            .amount
-            .trim()
-            .parse()
-            .map_err(|error| Status::invalid_argument(format!("amount: {error}")))?;
+        let account = wire::account_id("account", &request.account).map_err(refused)?;
+        let amount = wire::amount("amount", &request.amount).map_err(refused)?;
         let to = u16::try_from(request.to_region)
             .map(RegionId)
             .map_err(|_| Status::invalid_argument("to_region out of range"))?;
@@ -603,8 +600,7 @@ impl Api {
         &self,
         request: api::ChangeAccountStatusRequest,
     ) -> Result<api::ChangeAccountStatusResponse, Status> {
-        let account = wire::account_id("account", &request.account)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let account = wire::account_id("account", &request.account).map_err(refused)?;
         let command = match api::AccountStatus::try_from(request.status) {
             Ok(api::AccountStatus::Active) => ControlCommand::Unfreeze { account },
             Ok(api::AccountStatus::Frozen) => ControlCommand::Freeze { account },

@@ -8,7 +8,6 @@ use ledger_reservations::{
     Metadata, Money, NewAccount, PENDING_TIMEOUT_MS_MAX, PendingState, RegionId, Reject,
     TransferId, TransferKind, TransferRecord, TransferRequest,
 };
-use std::str::FromStr;
 
 /// Metadata that marks a pending transfer as a step of a saga.
 pub const SAGA_KEY: &str = "saga";
@@ -26,6 +25,24 @@ pub const BATCH_COMMANDS_MAX: usize = 8_190;
 pub enum WireError {
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// An amount that is not a plain decimal string, or not one a decimal
+    /// holds exactly.
+    #[error("{field}: {text:?} is not an amount: {reason}")]
+    InvalidAmount {
+        field: String,
+        text: String,
+        reason: &'static str,
+    },
+}
+
+impl WireError {
+    /// The code a client reads, as for a command's own refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WireError::Invalid { .. } => "INVALID_REQUEST",
+            WireError::InvalidAmount { .. } => "INVALID_AMOUNT",
+        }
+    }
 }
 
 fn invalid(field: impl Into<String>, reason: impl ToString) -> WireError {
@@ -51,8 +68,29 @@ fn currency(field: &str, text: &str) -> Result<CurrencyCode, WireError> {
     CurrencyCode::new(text).map_err(|error| invalid(field, error))
 }
 
+/// An amount, taken exactly: digits, at most one point with digits on
+/// both sides, and an optional leading minus (which the core refuses with
+/// its own reason). No exponent, separator, sign `+` or space, and nothing
+/// is ever rounded: a string a decimal cannot hold exactly is refused.
+/// Whether the currency allows that many places is the core's to say.
 pub fn amount(field: &str, text: &str) -> Result<Decimal, WireError> {
-    Decimal::from_str(text.trim()).map_err(|error| invalid(field, format!("{text:?}: {error}")))
+    let refuse = |reason| WireError::InvalidAmount {
+        field: field.to_owned(),
+        text: text.chars().take(64).collect(),
+        reason,
+    };
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (digits, None),
+    };
+    let plain = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
+    if !plain(whole) || fraction.is_some_and(|fraction| !plain(fraction)) {
+        return Err(refuse(
+            "an amount is digits with at most one decimal point, like 12.50",
+        ));
+    }
+    Decimal::from_str_exact(text).map_err(|_| refuse("more digits than an amount can hold exactly"))
 }
 
 fn optional(text: &str) -> Option<String> {
@@ -284,10 +322,6 @@ pub fn pull_timed_out(shortfall: &ledger_reservations::Shortfall) -> api::Error 
     }
 }
 
-pub fn wire_error(error: &WireError) -> api::Error {
-    node_error("INVALID_REQUEST", error, false, String::new())
-}
-
 pub fn account_view(
     account: &ledger_reservations::Account,
     balance: &Balance,
@@ -401,7 +435,7 @@ mod tests {
         );
         for (amount, field) in [("twelve", "amount"), ("", "amount")] {
             let error = super::item(&transfer_command(amount)).expect_err("refused");
-            assert!(matches!(error, WireError::Invalid { field: ref f, .. } if f == field));
+            assert!(matches!(error, WireError::InvalidAmount { field: ref f, .. } if f == field));
         }
         let mut no_kind = transfer_command("1");
         no_kind.kind = None;
@@ -409,5 +443,60 @@ mod tests {
         let mut bad_origin = transfer_command("1");
         bad_origin.origin = "eu".into();
         assert!(super::item(&bad_origin).is_err());
+    }
+
+    /// Audit finding 12 and issue 9: an amount is a plain decimal string,
+    /// taken exactly or refused, never rounded or read another way.
+    #[test]
+    fn amounts_are_taken_exactly_or_refused_as_invalid_amounts() {
+        for text in [
+            "0.99999999999999999999999999999",
+            "0.999999999999999999999999999999",
+            "1.000000000000000000000000000001",
+            "1e2",
+            "1E2",
+            "1_0.00",
+            "1,000.00",
+            "+1.00",
+            " 1.00",
+            "1.00 ",
+            "1.",
+            ".5",
+            ".",
+            "-",
+            "",
+            "--1",
+            "1..0",
+            "1.0.0",
+            "0x10",
+            "NaN",
+            "inf",
+            "\u{0661}",
+            "1\u{0}",
+            "99999999999999999999999999999999",
+        ] {
+            let error = amount("amount", text).expect_err(text);
+            assert_eq!(error.code(), "INVALID_AMOUNT", "{text:?}: {error}");
+            let refused = super::item(&transfer_command(text)).expect_err(text);
+            assert_eq!(refused.code(), "INVALID_AMOUNT", "{text:?}");
+        }
+        for (text, mantissa, scale) in [
+            ("12.50", 1250, 2),
+            ("0.001", 1, 3),
+            ("007", 7, 0),
+            ("-1.00", -100, 2),
+            (
+                "10000000000000000000000000000",
+                10_000_000_000_000_000_000_000_000_000,
+                0,
+            ),
+        ] {
+            let taken = amount("amount", text).expect(text);
+            assert_eq!(
+                (taken.mantissa(), taken.scale()),
+                (mantissa, scale),
+                "{text}"
+            );
+        }
     }
 }

@@ -773,6 +773,36 @@ async fn every_rejection_reaches_the_client_with_its_code() {
             .await
             .expect("answered");
         assert_eq!(code(&response.results[0]), expected, "{command:?}");
+        if expected == "UNKNOWN_CURRENCY" {
+            // A typo stays a typo: retrying it cannot help.
+            let refused = error(&response.results[0]).expect("an error");
+            assert!(!refused.retryable, "{refused:?}");
+        }
+    }
+    // An amount is a plain decimal string, taken exactly: anything else is
+    // refused whole, never rounded or read another way.
+    for (n, text) in [
+        "0.99999999999999999999999999999",
+        "1e2",
+        "1_0.00",
+        "1.",
+        " 1.00",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let whole = r0
+            .create_transfers(vec![transfer(70 + n as u128, BANK, 10, text)])
+            .await;
+        assert!(
+            matches!(
+                whole,
+                Err(ledger_node::client::ClientError::Status(ref status))
+                    if status.code() == tonic::Code::InvalidArgument
+                        && status.message().starts_with("INVALID_AMOUNT")
+            ),
+            "{text:?}: {whole:?}"
+        );
     }
     // Resolved pending transfers, and linked chains.
     assert_eq!(

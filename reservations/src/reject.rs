@@ -184,7 +184,6 @@ impl Reject {
                 | Reject::StaleStamp { .. }
                 | Reject::LinkedChainFailed { .. }
                 | Reject::PendingNotExpired { .. }
-                | Reject::UnknownCurrency(_)
         )
     }
 }

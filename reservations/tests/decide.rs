@@ -408,6 +408,8 @@ fn accounts_must_exist_be_distinct_active_and_of_the_currency() {
         node.run(Command::Transfer(unknown)),
         Reject::UnknownCurrency(CurrencyCode::new("XYZ").expect("code")),
     );
+    // Audit finding 12: a typo in a currency is not retried for ever.
+    assert!(!Reject::UnknownCurrency(CurrencyCode::new("XYZ").expect("code")).is_retryable());
     node.control(ControlCommand::Freeze {
         account: account(BOB),
     })
