@@ -1,6 +1,7 @@
 //! The public (`Ledger`) and operators' (`Admin`) gRPC services.
 
 use crate::client::Client;
+use crate::forward::{self, Forwarder};
 use crate::runtime::{CommandResult, NodeHandle};
 use crate::wire::{self, BATCH_COMMANDS_MAX};
 use ledger_proto::v1 as api;
@@ -20,11 +21,15 @@ pub const API_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Api {
     node: Arc<NodeHandle>,
+    forwarder: Arc<Forwarder>,
 }
 
 impl Api {
     pub fn new(node: Arc<NodeHandle>) -> Self {
-        Self { node }
+        Self {
+            forwarder: Arc::new(Forwarder::new(node.clone())),
+            node,
+        }
     }
 
     /// Serves both services on `listener` until the task is dropped.
@@ -157,6 +162,7 @@ impl Ledger for Api {
         &self,
         request: Request<api::CreateTransfersRequest>,
     ) -> Result<Response<api::CreateTransfersResponse>, Status> {
+        let forwarded = request.metadata().contains_key(forward::FORWARDED);
         let commands = request.into_inner().commands;
         if commands.len() > BATCH_COMMANDS_MAX {
             return Err(too_many(commands.len()));
@@ -166,13 +172,32 @@ impl Ledger for Api {
             .enumerate()
             .map(|(index, command)| wire::item(command).map_err(|error| at(index, error)))
             .collect::<Result<Vec<Item>, Status>>()?;
-        let results = self.node.submit(items).await;
-        Ok(Response::new(api::CreateTransfersResponse {
-            results: results
+        let (home, origins) = self.node.replica.ledger().read(|ledger| {
+            let origins: Vec<RegionId> = items
                 .iter()
-                .map(|result| self.transfer_result(result))
-                .collect(),
-        }))
+                .map(|item| {
+                    item.command
+                        .transfer_id()
+                        .map_or(ledger.home(), |id| ledger.origin_of(id))
+                })
+                .collect();
+            (ledger.home(), origins)
+        });
+        let split =
+            forward::split(&items, &origins, home).map_err(|(index, error)| at(index, error))?;
+        // A call sent on by another node is decided here whatever it holds:
+        // what is not this region's is refused (NOT_ORIGIN), never sent on.
+        if forwarded || split.elsewhere.is_empty() {
+            let results = self.node.submit(items).await;
+            return Ok(Response::new(api::CreateTransfersResponse {
+                results: results
+                    .iter()
+                    .map(|result| self.transfer_result(result))
+                    .collect(),
+            }));
+        }
+        let results = self.decide_split(commands, items, split).await;
+        Ok(Response::new(api::CreateTransfersResponse { results }))
     }
 
     async fn lookup_accounts(
@@ -444,6 +469,52 @@ impl Api {
                 .map_err(|error| unavailable(error.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Decides this region's commands here and sends the others on to
+    /// their regions, at once, and answers each in its place.
+    async fn decide_split(
+        &self,
+        commands: Vec<api::TransferCommand>,
+        items: Vec<Item>,
+        split: forward::Split,
+    ) -> Vec<api::TransferResult> {
+        let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();
+        let mine: Vec<Item> = split
+            .home
+            .iter()
+            .filter_map(|index| items.get_mut(*index).and_then(Option::take))
+            .collect();
+        let local = async {
+            if mine.is_empty() {
+                Vec::new()
+            } else {
+                self.node.submit(mine).await
+            }
+        };
+        let sent_on =
+            futures_util::future::join_all(split.elsewhere.iter().map(|(region, indexes)| {
+                let commands = indexes
+                    .iter()
+                    .filter_map(|index| commands.get(*index).cloned())
+                    .collect();
+                self.forwarder.forward(*region, commands)
+            }));
+        let (local, sent_on) = tokio::join!(local, sent_on);
+        let mut results = vec![api::TransferResult::default(); commands.len()];
+        for (index, result) in split.home.iter().zip(&local) {
+            if let Some(slot) = results.get_mut(*index) {
+                *slot = self.transfer_result(result);
+            }
+        }
+        for ((_, indexes), answers) in split.elsewhere.iter().zip(sent_on) {
+            for (index, answer) in indexes.iter().zip(answers) {
+                if let Some(slot) = results.get_mut(*index) {
+                    *slot = answer;
+                }
+            }
+        }
+        results
     }
 
     fn transfer_result(&self, result: &CommandResult) -> api::TransferResult {

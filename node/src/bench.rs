@@ -2,7 +2,7 @@
 //! people measuring a cluster. Creates and funds accounts, then sends
 //! batches of random transfers between them from several clients at once.
 
-use crate::client::Client;
+use crate::client::{Client, Minter};
 use crate::ids;
 use anyhow::Context;
 use ledger_proto::v1 as api;
@@ -19,6 +19,9 @@ pub struct BenchOptions {
     pub concurrency: u64,
     /// Stops sending after this long, whatever is left.
     pub seconds_max: u64,
+    /// Ids of this region instead of the node's: the node sends every
+    /// transfer on to it (decision 0009), which measures what that costs.
+    pub ids_of_region: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,8 +50,9 @@ fn account_id(run: u64, n: u64) -> String {
     ids::format((u128::from(run) << 64) | u128::from(n) | (1 << 63))
 }
 
-fn transfer_id(run: u64, n: u64) -> String {
-    ids::format((u128::from(run) << 64) | u128::from(n))
+/// A transfer id of this run that the region benchmarked decides.
+fn transfer_id(minter: Minter, run: u64, n: u64) -> String {
+    minter.id((u128::from(run) << 64) | u128::from(n))
 }
 
 pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
@@ -61,6 +65,12 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let run =
         u64::from(std::process::id()) << 32 | u64::from(Instant::now().elapsed().subsec_nanos());
     let client = Client::connect(&options.api).await?;
+    let status = client.status().await?;
+    let minter = match options.ids_of_region {
+        Some(region) => Minter::of_region(&status, region)
+            .with_context(|| format!("region {region} is not in the cluster"))?,
+        None => Minter::of(&status),
+    };
     let bank = account_id(run, 0);
 
     let mut accounts = vec![api::NewAccount {
@@ -88,7 +98,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let funding: Vec<api::TransferCommand> = (1..=options.accounts)
         .map(|n| {
             transfer(
-                transfer_id(run, u64::MAX - n),
+                transfer_id(minter, run, u64::MAX - n),
                 &bank,
                 &account_id(run, n),
                 "1000.00",
@@ -139,7 +149,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
                         let cents = 1 + random() % 100;
                         let amount = format!("{}.{:02}", cents / 100, cents % 100);
                         transfer(
-                            transfer_id(run, n),
+                            transfer_id(minter, run, n),
                             &account_id(run, debit),
                             &account_id(run, credit),
                             &amount,
@@ -179,7 +189,6 @@ fn transfer(id: String, debit: &str, credit: &str, amount: &str) -> api::Transfe
     api::TransferCommand {
         id,
         linked: false,
-        origin: String::new(),
         kind: Some(api::transfer_command::Kind::Transfer(api::Move {
             debit: debit.to_owned(),
             credit: credit.to_owned(),

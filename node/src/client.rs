@@ -24,6 +24,45 @@ pub enum ClientError {
     Status(#[from] tonic::Status),
 }
 
+/// Mints transfer ids that the region of one node decides (decision 0009:
+/// an id's high half names its region), so that a client's transfers are
+/// decided where it sends them, never sent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Minter {
+    index: usize,
+    regions: usize,
+}
+
+impl Minter {
+    /// For the node that answered `status`.
+    pub fn of(status: &api::ClusterStatusResponse) -> Self {
+        Self::of_region(status, status.region).unwrap_or(Self {
+            index: 0,
+            regions: 1,
+        })
+    }
+
+    /// For `region` of the cluster that `status` describes, if it has it.
+    pub fn of_region(status: &api::ClusterStatusResponse, region: u32) -> Option<Self> {
+        let mut regions: Vec<u32> = status.nodes.iter().map(|node| node.region).collect();
+        regions.sort_unstable();
+        regions.dedup();
+        Some(Self {
+            index: regions.binary_search(&region).ok()?,
+            regions: regions.len(),
+        })
+    }
+
+    /// The id nearest `raw` that the node's region decides.
+    pub fn id(&self, raw: u128) -> String {
+        crate::ids::format(
+            ledger_reservations::TransferId(raw)
+                .minted_for(self.index, self.regions)
+                .0,
+        )
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     address: String,
@@ -54,6 +93,11 @@ impl Client {
 
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// A [`Minter`] of this node's region.
+    pub async fn minter(&self) -> Result<Minter, ClientError> {
+        Ok(Minter::of(&self.status().await?))
     }
 
     pub async fn status(&self) -> Result<api::ClusterStatusResponse, ClientError> {
@@ -144,16 +188,40 @@ impl Client {
         .await
     }
 
-    /// Submits transfers to this node's region; follows a NOT_LEADER
-    /// redirect to the region's leader.
+    /// Submits transfers through this node; follows a NOT_LEADER redirect
+    /// to the region's leader. The node sends on the commands of ids that
+    /// another region decides (decision 0009).
     pub async fn create_transfers(
         &self,
         commands: Vec<api::TransferCommand>,
     ) -> Result<api::CreateTransfersResponse, ClientError> {
+        self.create_transfers_marked(commands, false).await
+    }
+
+    /// [`Client::create_transfers`] from a node that sends a call on: the
+    /// node receiving it decides what is its own and sends nothing further.
+    pub async fn create_transfers_forwarded(
+        &self,
+        commands: Vec<api::TransferCommand>,
+    ) -> Result<api::CreateTransfersResponse, ClientError> {
+        self.create_transfers_marked(commands, true).await
+    }
+
+    async fn create_transfers_marked(
+        &self,
+        commands: Vec<api::TransferCommand>,
+        forwarded: bool,
+    ) -> Result<api::CreateTransfersResponse, ClientError> {
         let call = |client: Client| {
-            let request = api::CreateTransfersRequest {
+            let mut request = tonic::Request::new(api::CreateTransfersRequest {
                 commands: commands.clone(),
-            };
+            });
+            if forwarded {
+                request.metadata_mut().insert(
+                    crate::forward::FORWARDED,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+            }
             async move {
                 let mut ledger = client.ledger;
                 Ok(ledger.create_transfers(request).await?.into_inner())

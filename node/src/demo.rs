@@ -36,11 +36,26 @@ fn movement(debit: u128, credit: u128, amount: &str, reference: &str) -> api::Mo
     }
 }
 
+/// The region that decides transfer `n` of the demonstration: the one it is
+/// sent to first.
+fn region_of(n: u128) -> u128 {
+    match n {
+        2 | 5 | 10 | 11 => 1,
+        3 | 6 | 12 => 2,
+        _ => 0,
+    }
+}
+
+/// The id of transfer `n`: its high half names its region (decision 0009;
+/// with fewer regions, the high half modulo their number).
+fn transfer_id(n: u128) -> String {
+    ids::format((region_of(n) << 64) | 0xDE00_0000_0000_1000 | n)
+}
+
 fn command(transfer: u128, kind: api::transfer_command::Kind) -> api::TransferCommand {
     api::TransferCommand {
-        id: id(0x1000 + transfer),
+        id: transfer_id(transfer),
         linked: false,
-        origin: String::new(),
         kind: Some(kind),
     }
 }
@@ -95,7 +110,7 @@ async fn run(
 /// transfers, wherever they were decided: replicas lag by a few
 /// milliseconds.
 async fn caught_up(client: &Client, transfers: &[u128]) -> Result<(), ClientError> {
-    let ids: Vec<String> = transfers.iter().map(|n| id(0x1000 + n)).collect();
+    let ids: Vec<String> = transfers.iter().map(|n| transfer_id(*n)).collect();
     for _ in 0..50 {
         if client
             .lookup_transfers(ids.clone())
@@ -233,6 +248,16 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
         )],
     )
     .await?;
+    // Its id is region 0's: region 1 sends it there, never decides it.
+    run(
+        &r1,
+        "region 1: the same transfer (a hedged request)",
+        vec![command(
+            4,
+            Kind::Transfer(movement(ALICE, BOB, "10.00", "lunch")),
+        )],
+    )
+    .await?;
 
     println!("\n== a payment with capture, then a refund (region 0)");
     let hold = api::Hold {
@@ -246,7 +271,7 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
     )
     .await?;
     let capture = api::Post {
-        pending_id: id(0x1000 + 7),
+        pending_id: transfer_id(7),
         amount: "25.00".into(),
     };
     run(
@@ -256,7 +281,7 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
     )
     .await?;
     let refund = api::Refund {
-        payment_id: id(0x1000 + 7),
+        payment_id: transfer_id(7),
         amount: "10.00".into(),
         reference: "one item returned".into(),
         metadata: Default::default(),

@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod dev;
+pub mod forward;
 pub mod ids;
 pub mod runtime;
 pub mod saga;

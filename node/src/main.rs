@@ -66,12 +66,14 @@ enum Commands {
     /// Accounts.
     #[command(subcommand)]
     Account(AccountCommand),
-    /// One transfer, decided in the region of the node it is sent to.
+    /// One transfer. It is decided by the region its id names (decision
+    /// 0009): without `--id`, a fresh id of the region of the node it is
+    /// sent to; a retry gives the id printed the first time.
     Transfer {
         #[arg(long, default_value = "127.0.0.1:27100")]
         api: String,
         #[arg(long)]
-        id: String,
+        id: Option<String>,
         #[arg(long)]
         from: String,
         #[arg(long)]
@@ -105,6 +107,10 @@ enum Commands {
         /// Stop sending after this many seconds.
         #[arg(long, default_value_t = 60)]
         seconds_max: u64,
+        /// Send ids of this region instead of the node's own: the node
+        /// sends every transfer on to it (what that costs).
+        #[arg(long)]
+        ids_of_region: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -312,6 +318,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
             batch,
             concurrency,
             seconds_max,
+            ids_of_region,
             json,
         } => {
             let options = ledger_node::bench::BenchOptions {
@@ -321,6 +328,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 batch,
                 concurrency,
                 seconds_max,
+                ids_of_region,
             };
             let report = ledger_node::bench::run(&options).await?;
             let summary = serde_json::json!({
@@ -638,10 +646,14 @@ async fn run(command: Commands) -> anyhow::Result<()> {
             reference,
             json,
         } => {
+            let client = Client::connect(&api).await?;
+            let id = match id {
+                Some(id) => id,
+                None => client.minter().await?.id(fresh_id()),
+            };
             let command = api::TransferCommand {
-                id,
+                id: id.clone(),
                 linked: false,
-                origin: String::new(),
                 kind: Some(api::transfer_command::Kind::Transfer(api::Move {
                     debit: from,
                     credit: to,
@@ -651,10 +663,7 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                     metadata: Default::default(),
                 })),
             };
-            let response = Client::connect(&api)
-                .await?
-                .create_transfers(vec![command])
-                .await?;
+            let response = client.create_transfers(vec![command]).await?;
             match response
                 .results
                 .into_iter()
@@ -662,11 +671,11 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 .and_then(|result| result.result)
             {
                 Some(api::transfer_result::Result::Applied(applied)) if json => print_json(
-                    &serde_json::json!({ "new": applied.new, "region": applied.region, "index": applied.index }),
+                    &serde_json::json!({ "id": id, "new": applied.new, "region": applied.region, "index": applied.index }),
                 ),
                 Some(api::transfer_result::Result::Applied(applied)) => {
                     println!(
-                        "committed in region {} at index {}{}",
+                        "{id} committed in region {} at index {}{}",
                         applied.region,
                         applied.index,
                         if applied.new {
@@ -682,6 +691,25 @@ async fn run(command: Commands) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// A fresh 128-bit id: the clock's nanoseconds and the process id, mixed
+/// by the standard library's randomly keyed hasher.
+fn fresh_id() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut halves = [0u64; 2];
+    for (salt, half) in halves.iter_mut().enumerate() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos()),
+        );
+        hasher.write_u32(std::process::id());
+        hasher.write_usize(salt);
+        *half = hasher.finish();
+    }
+    (u128::from(halves[0]) << 64) | u128::from(halves[1])
 }
 
 async fn change_status(

@@ -83,6 +83,9 @@ pub struct NodeHandle {
     in_flight: Arc<Semaphore>,
     /// Serializes this node's proposals to the control log.
     control: Mutex<ControlProposer>,
+    /// The peers a test cut this node off from (fault injection only): the
+    /// API sends nothing on to them either.
+    pub faults: Faults,
 }
 
 impl NodeFailure {
@@ -124,7 +127,7 @@ impl NodeHandle {
             },
             ProposeError::Unknown { .. } => NodeFailure {
                 code: "OUTCOME_UNKNOWN",
-                message: format!("{error}; retry with the same id and origin to learn it"),
+                message: format!("{error}; retry with the same id to learn it"),
                 retryable: true,
                 redirect: String::new(),
             },
@@ -515,7 +518,9 @@ where
     })];
     if settings.fault_injection {
         tracing::warn!("fault injection is on: blocked-peers and append-delay-ms are followed");
-        tasks.push(tokio::spawn(faults.follow(replication.data_dir.clone())));
+        tasks.push(tokio::spawn(
+            faults.clone().follow(replication.data_dir.clone()),
+        ));
     }
     replica.initialize().await?;
     let hlc = Arc::new(Hlc::new(NodeId(replication.node_id), SystemClock));
@@ -527,6 +532,7 @@ where
         sagas: RwLock::new(None),
         in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
         control: Mutex::new(ControlProposer::default()),
+        faults,
     });
     let actors = actors::start(handle.clone(), Arc::new(crate::saga::SimulatedPayouts)).await?;
     tasks.push(tokio::spawn(api(handle.clone(), api_listener)));

@@ -91,7 +91,9 @@ impl PayoutConnector for SimulatedPayouts {
 }
 
 /// The id of a saga's own step: derived from the withdrawal's id, so the
-/// same step asked for again is an idempotent retry.
+/// same step asked for again is an idempotent retry. Its high half is the
+/// withdrawal's, so the region that decided the withdrawal decides its
+/// steps (decision 0009).
 pub fn step_id(withdrawal: TransferId, step: u8) -> TransferId {
     // splitmix64 on each half, keyed by the step: spread, and deterministic.
     let mix = |mut z: u64| {
@@ -103,8 +105,7 @@ pub fn step_id(withdrawal: TransferId, step: u8) -> TransferId {
     let high = (withdrawal.0 >> 64) as u64;
     let low = withdrawal.0 as u64;
     let key = u64::from(step).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    let high = mix(high ^ key);
-    let low = mix(low ^ high ^ key);
+    let low = mix(low ^ mix(high ^ key) ^ key);
     TransferId((u128::from(high) << 64) | u128::from(low))
 }
 
@@ -360,14 +361,12 @@ async fn drive<C: PayoutConnector>(node: &NodeHandle, connector: &C, payout: &Pa
             id: step_id(withdrawal, POST_STEP),
             pending_id: withdrawal,
             amount: None,
-            origin: None,
         },
         Ok(Err(failed)) => {
             tracing::info!(%withdrawal, %failed, "payout failed: voiding the withdrawal");
             Command::VoidPending {
                 id: step_id(withdrawal, VOID_STEP),
                 pending_id: withdrawal,
-                origin: None,
             }
         }
         Err(_) => {
@@ -573,5 +572,13 @@ mod tests {
         assert_ne!(step_id(withdrawal, 1), step_id(withdrawal, 2));
         assert_ne!(step_id(withdrawal, 1), step_id(TransferId(43), 1));
         assert_ne!(step_id(withdrawal, 1), withdrawal);
+        // Decided where the withdrawal was: the same region for any count.
+        let elsewhere = TransferId((5u128 << 64) | 42);
+        for regions in 1..=7 {
+            assert_eq!(
+                step_id(elsewhere, 2).origin_index(regions),
+                elsewhere.origin_index(regions)
+            );
+        }
     }
 }

@@ -5,8 +5,8 @@ use crate::ids;
 use ledger_proto::v1 as api;
 use ledger_reservations::{
     AccountId, AccountKind, AccountStatus, Balance, Command, Control, CurrencyCode, Decimal, Item,
-    Metadata, Money, NewAccount, PENDING_TIMEOUT_MS_MAX, PendingState, RegionId, Reject,
-    TransferId, TransferKind, TransferRecord, TransferRequest,
+    Metadata, Money, NewAccount, PENDING_TIMEOUT_MS_MAX, PendingState, Reject, TransferId,
+    TransferKind, TransferRecord, TransferRequest,
 };
 
 /// Metadata that marks a pending transfer as a step of a saga.
@@ -150,20 +150,7 @@ pub fn new_account(account: &api::NewAccount) -> Result<NewAccount, WireError> {
     })
 }
 
-fn origin(text: &str) -> Result<Option<RegionId>, WireError> {
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse::<u16>()
-        .map(|region| Some(RegionId(region)))
-        .map_err(|_| invalid("origin", "a region number"))
-}
-
-fn movement(
-    id: TransferId,
-    origin: Option<RegionId>,
-    body: &api::Move,
-) -> Result<TransferRequest, WireError> {
+fn movement(id: TransferId, body: &api::Move) -> Result<TransferRequest, WireError> {
     Ok(TransferRequest {
         id,
         debit: account_id("debit", &body.debit)?,
@@ -172,7 +159,6 @@ fn movement(
         currency: currency("currency", &body.currency)?,
         reference: optional(&body.reference),
         metadata: client_metadata("metadata", &body.metadata)?,
-        origin,
     })
 }
 
@@ -180,16 +166,15 @@ fn movement(
 pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
     use api::transfer_command::Kind;
     let id = transfer_id("id", &command.id)?;
-    let origin = origin(&command.origin)?;
     let command_body = match &command.kind {
-        Some(Kind::Transfer(body)) => Command::Transfer(movement(id, origin, body)?),
+        Some(Kind::Transfer(body)) => Command::Transfer(movement(id, body)?),
         Some(Kind::Pending(hold)) => {
             let body = hold
                 .transfer
                 .as_ref()
                 .ok_or_else(|| invalid("pending.transfer", "missing"))?;
             Command::CreatePending {
-                transfer: movement(id, origin, body)?,
+                transfer: movement(id, body)?,
                 timeout_ms: hold.timeout_ms,
             }
         }
@@ -200,12 +185,10 @@ pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
                 "" => None,
                 text => Some(amount("post.amount", text)?),
             },
-            origin,
         },
         Some(Kind::Void(void)) => Command::VoidPending {
             id,
             pending_id: transfer_id("void.pending_id", &void.pending_id)?,
-            origin,
         },
         Some(Kind::Refund(refund)) => Command::Refund {
             id,
@@ -213,7 +196,6 @@ pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
             amount: amount("refund.amount", &refund.amount)?,
             reference: optional(&refund.reference),
             metadata: client_metadata("refund.metadata", &refund.metadata)?,
-            origin,
         },
         Some(Kind::Withdrawal(withdrawal)) => {
             if withdrawal.destination.is_empty() {
@@ -244,7 +226,6 @@ pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
                     currency: currency("withdrawal.currency", &withdrawal.currency)?,
                     reference: Some(format!("withdrawal to {}", withdrawal.destination)),
                     metadata,
-                    origin,
                 },
                 // Once the payout may have started, only the rail's answer
                 // resolves the hold: the ledger never expires it (it would
@@ -415,7 +396,6 @@ mod tests {
         api::TransferCommand {
             id: "1".into(),
             linked: false,
-            origin: String::new(),
             kind: Some(api::transfer_command::Kind::Transfer(api::Move {
                 debit: "a".into(),
                 credit: "b".into(),
@@ -440,9 +420,6 @@ mod tests {
         let mut no_kind = transfer_command("1");
         no_kind.kind = None;
         assert!(super::item(&no_kind).is_err());
-        let mut bad_origin = transfer_command("1");
-        bad_origin.origin = "eu".into();
-        assert!(super::item(&bad_origin).is_err());
     }
 
     /// Audit finding 12 and issue 9: an amount is a plain decimal string,

@@ -132,48 +132,6 @@ async fn serves_health_and_reflection(address: &str) {
     }
 }
 
-async fn totals(client: &Client, accounts: &[u128]) -> Vec<String> {
-    let response = client
-        .lookup_accounts(accounts.iter().map(|n| id(*n)).collect())
-        .await
-        .expect("answered");
-    // An account this node has not heard of yet shows as missing, so views
-    // with and without it differ until the control log reaches the node.
-    let mut totals: Vec<String> = response
-        .accounts
-        .iter()
-        .map(|view| view.total.clone())
-        .collect();
-    totals.extend(response.missing.iter().map(|id| format!("missing {id}")));
-    totals
-}
-
-/// Waits until every node reports the same totals.
-async fn converged(cluster: &Cluster, nodes: &[u64], accounts: &[u128]) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut views = Vec::new();
-        for node in nodes {
-            let address = &cluster
-                .nodes
-                .iter()
-                .find(|known| known.id == *node)
-                .expect("node")
-                .api;
-            let client = Client::connect(address).await.expect("connects");
-            views.push(totals(&client, accounts).await);
-        }
-        if views.windows(2).all(|pair| pair[0] == pair[1]) {
-            return views.remove(0);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "views differ: {views:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_regions_decide_locally_and_converge() {
     let dir = tempfile::tempdir().expect("dir");
@@ -188,16 +146,17 @@ async fn three_regions_decide_locally_and_converge() {
 
     // Top-ups and transfers in every region.
     for (n, (region, user)) in [(&r0, 10), (&r1, 11), (&r2, 12)].into_iter().enumerate() {
-        let result = submit(region, transfer(n as u128, BANK, user, "100.00")).await;
+        let command = of_region(n, transfer(n as u128, BANK, user, "100.00"));
+        let result = submit(region, command).await;
         assert!(applied(&result).is_some(), "{result:?}");
     }
-    let result = submit(&r1, transfer(10, 11, 12, "30.00")).await;
+    let result = submit(&r1, of_region(1, transfer(10, 11, 12, "30.00"))).await;
     assert_eq!(applied(&result).map(|a| a.region), Some(1));
 
     // An idempotent retry, and the same id with other content.
-    let retry = submit(&r1, transfer(10, 11, 12, "30.00")).await;
+    let retry = submit(&r1, of_region(1, transfer(10, 11, 12, "30.00"))).await;
     assert_eq!(applied(&retry).map(|a| a.new), Some(false));
-    let conflict = submit(&r1, transfer(10, 11, 12, "31.00")).await;
+    let conflict = submit(&r1, of_region(1, transfer(10, 11, 12, "31.00"))).await;
     assert_eq!(
         error(&conflict).map(|e| e.code.as_str()),
         Some("IDEMPOTENCY_CONFLICT")
@@ -269,9 +228,8 @@ async fn three_regions_decide_locally_and_converge() {
     // A payment held for 1 s whose capture never comes: the ledger voids it
     // by its timeout, and the money is back.
     let hold = api::TransferCommand {
-        id: id(0x10_0000 + 20),
+        id: id_of_region(2, 20),
         linked: false,
-        origin: String::new(),
         kind: Some(api::transfer_command::Kind::Pending(api::Hold {
             transfer: Some(api::Move {
                 debit: id(12),
@@ -289,7 +247,7 @@ async fn three_regions_decide_locally_and_converge() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let found = r2
-            .lookup_transfers(vec![id(0x10_0000 + 20)])
+            .lookup_transfers(vec![id_of_region(2, 20)])
             .await
             .expect("answered");
         if found
@@ -307,11 +265,10 @@ async fn three_regions_decide_locally_and_converge() {
     }
     wait_pool(&r2, 12, 2, "100.00").await;
     let capture = api::TransferCommand {
-        id: id(0x10_0000 + 21),
+        id: id_of_region(2, 21),
         linked: false,
-        origin: String::new(),
         kind: Some(api::transfer_command::Kind::Post(api::Post {
-            pending_id: id(0x10_0000 + 20),
+            pending_id: id_of_region(2, 20),
             amount: String::new(),
         })),
     };
@@ -377,9 +334,7 @@ async fn killing_a_leader_mid_load_loses_no_acknowledged_transfer() {
             .map(|node| node.api.clone())
             .expect("a survivor");
         let client = Client::connect(&address).await.expect("connects");
-        let mut command = transfer(100 + n, BANK, 10, "1.00");
-        command.origin = "0".into();
-        let result = submit(&client, command).await;
+        let result = submit(&client, transfer(100 + n, BANK, 10, "1.00")).await;
         if applied(&result).is_some() {
             acknowledged.insert(id(0x10_0000 + 100 + n));
         }
@@ -439,7 +394,8 @@ async fn a_region_cut_off_keeps_spending_its_pool_and_converges_after_the_heal()
         .expect("r1");
     open_accounts(&r0, &[10, 11]).await;
     assert!(applied(&submit(&r0, transfer(1, BANK, 10, "100.00")).await).is_some());
-    assert!(applied(&submit(&r1, transfer(2, BANK, 10, "100.00")).await).is_some());
+    let top_up = of_region(1, transfer(2, BANK, 10, "100.00"));
+    assert!(applied(&submit(&r1, top_up).await).is_some());
     // Node 2 (region 1) sees region 0's top-up before the cut.
     wait_pool(&r1, 10, 0, "100.00").await;
 
@@ -449,10 +405,20 @@ async fn a_region_cut_off_keeps_spending_its_pool_and_converges_after_the_heal()
     // Region 1, alone, spends within its pool and refuses past it: it asks
     // region 0 for the difference (a pull), which cannot arrive during the
     // cut, and says what is available here and in all.
-    let spent = submit(&r1, transfer(3, 10, 11, "60.00")).await;
+    let spent = submit(&r1, of_region(1, transfer(3, 10, 11, "60.00"))).await;
     assert_eq!(applied(&spent).map(|a| a.region), Some(1), "{spent:?}");
+    // A transfer of region 0's id sent to region 1 during the cut (a
+    // hedged request, a gateway failing over) is not decided there: region
+    // 1 cannot reach region 0 and says so, retryably.
+    let hedged = r1
+        .create_transfers(vec![transfer(5, 10, 11, "30.00")])
+        .await
+        .expect("answered");
+    let hedged = error(&hedged.results[0]).expect("not decided in region 1");
+    assert_eq!(hedged.code, "REGION_UNAVAILABLE", "{hedged:?}");
+    assert!(hedged.retryable);
     let refused = r1
-        .create_transfers(vec![transfer(4, 10, 11, "50.00")])
+        .create_transfers(vec![of_region(1, transfer(4, 10, 11, "50.00"))])
         .await
         .expect("answered");
     let refused = error(&refused.results[0]).expect("refused");
@@ -463,7 +429,7 @@ async fn a_region_cut_off_keeps_spending_its_pool_and_converges_after_the_heal()
         "region 0's 100.00 as last seen"
     );
     let short = r1
-        .create_transfers(vec![transfer(6, 10, 11, "500.00")])
+        .create_transfers(vec![of_region(1, transfer(6, 10, 11, "500.00"))])
         .await
         .expect("answered");
     let short = error(&short.results[0]).expect("refused");
@@ -505,8 +471,18 @@ async fn a_region_cut_off_keeps_spending_its_pool_and_converges_after_the_heal()
     // releases the 10.00 asked, region 1 grants it.
     wait_pool(&r1, 10, 1, "50.00").await;
     wait_pool(&r1, 10, 0, "60.00").await;
+    // The hedge, retried in region 1 after the heal, is answered by region
+    // 0 with what it decided: the money moved once.
+    let retried = submit(&r1, transfer(5, 10, 11, "30.00")).await;
+    let retried = applied(&retried).expect("applied");
+    assert_eq!((retried.region, retried.new), (0, false));
     // Every node holds every region's log.
-    let decided: Vec<String> = [1u128, 2, 3, 5].iter().map(|n| id(0x10_0000 + n)).collect();
+    let decided = vec![
+        id(0x10_0000 + 1),
+        id_of_region(1, 2),
+        id_of_region(1, 3),
+        id(0x10_0000 + 5),
+    ];
     for node in &cluster.nodes {
         let client = Client::connect(&node.api).await.expect("connects");
         let found = client
@@ -743,10 +719,9 @@ async fn every_rejection_reaches_the_client_with_its_code() {
     if let Some(api::transfer_command::Kind::Transfer(body)) = &mut long_reference.kind {
         body.reference = "x".repeat(300);
     }
-    let mut elsewhere = transfer(41, BANK, 10, "1.00");
-    elsewhere.origin = "1".into();
-    let mut unknown_region = transfer(42, BANK, 10, "1.00");
-    unknown_region.origin = "9".into();
+    // A void of region 0's hold with an id of region 1's: refused the same
+    // way wherever it is decided (decision 0009).
+    let elsewhere = of_region(1, resolve(41, 2, "void", ""));
     let cases: Vec<(&str, api::TransferCommand)> = vec![
         ("UNKNOWN_ACCOUNT", transfer(30, 10, 99, "1.00")),
         ("SAME_ACCOUNT", transfer(31, 10, 10, "1.00")),
@@ -758,8 +733,7 @@ async fn every_rejection_reaches_the_client_with_its_code() {
         ("IDEMPOTENCY_CONFLICT", transfer(1, BANK, 10, "100.01")),
         ("INSUFFICIENT_FUNDS", transfer(37, 10, 11, "1000.00")),
         ("INVALID_FIELD", long_reference),
-        ("NOT_ORIGIN", elsewhere),
-        ("UNKNOWN_REGION", unknown_region),
+        ("TARGET_IN_OTHER_REGION", elsewhere),
         ("TRANSFER_NOT_FOUND", resolve(50, 999, "post", "")),
         ("NOT_PENDING", resolve(51, 3, "post", "")),
         ("POST_EXCEEDS_PENDING", resolve(52, 2, "post", "10.01")),
@@ -1066,7 +1040,8 @@ async fn a_debit_past_the_local_pool_pulls_the_difference_from_other_regions() {
     let [r0, r1, r2] = region_clients(&cluster).await;
     open_accounts(&r0, &[10, 11]).await;
     for (n, region) in [(1, &r0), (2, &r1), (3, &r2)] {
-        let result = submit(region, transfer(n, BANK, 10, "30.00")).await;
+        let command = of_region(n as usize - 1, transfer(n, BANK, 10, "30.00"));
+        let result = submit(region, command).await;
         assert!(applied(&result).is_some(), "{result:?}");
     }
     // Region 0 sees the other regions' pools before it decides.
@@ -1105,7 +1080,7 @@ async fn history_stream_and_strong_reads() {
     for (command, region) in [
         (transfer(1, BANK, 10, "100.00"), &r0),
         (transfer(2, 10, 11, "30.00"), &r0),
-        (transfer(3, BANK, 11, "50.00"), &r1),
+        (of_region(1, transfer(3, BANK, 11, "50.00")), &r1),
     ] {
         let result = submit(region, command).await;
         assert!(applied(&result).is_some(), "{result:?}");
@@ -1189,7 +1164,7 @@ async fn history_stream_and_strong_reads() {
     // The nodes read their blocked peers every 100 ms: let the cut take
     // effect before region 2 commits.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let result = submit(&r2, transfer(6, BANK, 11, "1.00")).await;
+    let result = submit(&r2, of_region(2, transfer(6, BANK, 11, "1.00"))).await;
     assert!(applied(&result).is_some(), "{result:?}");
     let refused = r0.lookup_accounts_with(vec![id(11)], true).await;
     let message = format!("{:?}", refused.expect_err("refused"));

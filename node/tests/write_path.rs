@@ -33,7 +33,8 @@ async fn audit_2_a_transfer_repeated_in_one_call_past_its_pool_pulls_once() {
     let cluster = cluster(3, 1, 16_000, dir.path()).await;
     let [r0, r1, _] = region_clients(&cluster).await;
     open_accounts(&r0, &[10, 11]).await;
-    assert!(applied(&submit(&r1, transfer(1, BANK, 10, "30.00")).await).is_some());
+    let top_up = of_region(1, transfer(1, BANK, 10, "30.00"));
+    assert!(applied(&submit(&r1, top_up).await).is_some());
     wait_pool(&r0, 10, 1, "30.00").await;
 
     let twice = vec![transfer(7, 10, 11, "20.00"), transfer(7, 10, 11, "20.00")];
@@ -324,13 +325,14 @@ async fn audit_8_a_grant_near_the_balance_ceiling_lands_and_others_keep_flowing(
     let most = "10000000000000000000000000000"; // 1e28, the largest amount
     let result = submit(&r0, movement(1, BANK, CUSTOMER, most, POINTS)).await;
     assert!(applied(&result).is_some(), "{result:?}");
-    let result = submit(&r2, movement(2, BANK, OTHER, "5", POINTS)).await;
+    let result = submit(&r2, of_region(2, movement(2, BANK, OTHER, "5", POINTS))).await;
     assert!(applied(&result).is_some(), "{result:?}");
     // Region 1 tops the customer up as far as it will go: seven times 1e28
     // would be 7e28, within 2^96 (about 7.92e28) on its own.
     let mut codes = Vec::new();
     for n in 0..7 {
-        let result = submit(&r1, movement(10 + n, BANK, CUSTOMER, most, POINTS)).await;
+        let top_up = of_region(1, movement(10 + n, BANK, CUSTOMER, most, POINTS));
+        let result = submit(&r1, top_up).await;
         codes.push(code(&result));
     }
     eprintln!("top-ups in region 1: {codes:?}");

@@ -127,7 +127,6 @@ async fn releases_are_granted_exactly_once_across_leader_changes_and_partitions(
             currency: CurrencyCode::new("USD").expect("code"),
             reference: None,
             metadata: Metadata::new(),
-            origin: None,
         }),
     )
     .await;

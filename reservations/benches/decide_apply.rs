@@ -100,7 +100,6 @@ impl Bench {
             currency: self.usd,
             reference: None,
             metadata: Metadata::new(),
-            origin: None,
         }))
     }
 

@@ -20,10 +20,6 @@ pub struct TransferRequest {
     pub currency: CurrencyCode,
     pub reference: Option<String>,
     pub metadata: Metadata,
-    /// The region that decides this transfer; `None` on a first submission
-    /// means the region that receives it. A retry names the region of the
-    /// first attempt, so that no other region ever decides it a second time.
-    pub origin: Option<RegionId>,
 }
 
 /// A money command, decided by one region against its own pools.
@@ -43,13 +39,11 @@ pub enum Command {
         id: TransferId,
         pending_id: TransferId,
         amount: Option<Decimal>,
-        origin: Option<RegionId>,
     },
     /// Cancels a pending transfer; the held amount returns to the debit account.
     VoidPending {
         id: TransferId,
         pending_id: TransferId,
-        origin: Option<RegionId>,
     },
     /// Voids a pending transfer whose timeout has passed (by the stamp it is
     /// decided with). Sent by the ledger itself.
@@ -62,7 +56,6 @@ pub enum Command {
         amount: Decimal,
         reference: Option<String>,
         metadata: Metadata,
-        origin: Option<RegionId>,
     },
     /// Moves spending power of an account from this region's pool to another
     /// region's. Money does not move; reservation does.

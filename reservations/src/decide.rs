@@ -54,13 +54,10 @@ pub(crate) fn decide<B: Book>(
             id,
             pending_id,
             amount,
-            origin,
-        } => decider.resolve(*id, *pending_id, Resolution::Post(*amount), *origin)?,
-        Command::VoidPending {
-            id,
-            pending_id,
-            origin,
-        } => decider.resolve(*id, *pending_id, Resolution::Void, *origin)?,
+        } => decider.resolve(*id, *pending_id, Resolution::Post(*amount))?,
+        Command::VoidPending { id, pending_id } => {
+            decider.resolve(*id, *pending_id, Resolution::Void)?
+        }
         Command::ExpirePending { pending_id } => decider.expire(*pending_id)?,
         Command::Refund {
             id,
@@ -68,7 +65,6 @@ pub(crate) fn decide<B: Book>(
             amount,
             reference,
             metadata,
-            origin,
         } => decider.refund(
             *id,
             *payment_id,
@@ -77,7 +73,6 @@ pub(crate) fn decide<B: Book>(
                 reference: reference.as_deref(),
                 metadata,
             },
-            *origin,
         )?,
         Command::Release {
             account,
@@ -107,7 +102,7 @@ struct Decider<'a, B: Book> {
 
 impl<'a, B: Book> Decider<'a, B> {
     fn transfer(&self, request: &TransferRequest, kind: TransferKind) -> Decided {
-        self.check_origin(request.origin)?;
+        self.check_origin(request.id)?;
         let currency = self.currency(request.currency)?;
         let units = currency
             .units(request.amount)
@@ -160,14 +155,9 @@ impl<'a, B: Book> Decider<'a, B> {
     }
 
     /// Posts or voids an open pending transfer of this region.
-    fn resolve(
-        &self,
-        id: TransferId,
-        pending_id: TransferId,
-        resolution: Resolution,
-        origin: Option<RegionId>,
-    ) -> Decided {
-        self.check_origin(origin)?;
+    fn resolve(&self, id: TransferId, pending_id: TransferId, resolution: Resolution) -> Decided {
+        self.check_target(id, pending_id)?;
+        self.check_origin(id)?;
         let pending = self.pending(pending_id)?;
         let held = pending.transfer.units;
         let currency = self.currency(pending.transfer.currency)?;
@@ -253,9 +243,9 @@ impl<'a, B: Book> Decider<'a, B> {
         payment_id: TransferId,
         amount: Decimal,
         details: Details<'_>,
-        origin: Option<RegionId>,
     ) -> Decided {
-        self.check_origin(origin)?;
+        self.check_target(id, payment_id)?;
+        self.check_origin(id)?;
         details.validate()?;
         let payment = self.lookup(payment_id)?;
         let currency = self.currency(payment.transfer.currency)?;
@@ -403,16 +393,22 @@ impl<'a, B: Book> Decider<'a, B> {
         }))
     }
 
-    fn check_origin(&self, origin: Option<RegionId>) -> Result<(), Reject> {
-        match origin {
-            Some(origin) if origin != self.book.region() => {
-                if self.ledger.region(origin).is_none() {
-                    Err(Reject::UnknownRegion(origin))
-                } else {
-                    Err(Reject::NotOrigin { origin })
-                }
-            }
+    /// Only the region an id belongs to decides it (decision 0009).
+    fn check_origin(&self, id: TransferId) -> Result<(), Reject> {
+        match self.ledger.origin_of(id) {
+            origin if origin != self.book.region() => Err(Reject::NotOrigin { origin }),
             _ => Ok(()),
+        }
+    }
+
+    /// A post, void or refund is decided where its target was, so its own
+    /// id must be one of that region's: the same answer in every region.
+    fn check_target(&self, id: TransferId, target: TransferId) -> Result<(), Reject> {
+        let region = self.ledger.origin_of(target);
+        if self.ledger.origin_of(id) == region {
+            Ok(())
+        } else {
+            Err(Reject::TargetInOtherRegion { target, region })
         }
     }
 

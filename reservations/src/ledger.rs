@@ -137,6 +137,18 @@ impl Ledger {
             .map(|index| &self.regions[index])
     }
 
+    /// The region that decides transfer `id` (decision 0009).
+    pub fn origin_of(&self, id: TransferId) -> RegionId {
+        self.regions
+            .get(id.origin_index(self.regions.len()))
+            .map_or(self.home, RegionState::id)
+    }
+
+    /// The id nearest `id` that this node's region decides.
+    pub fn mint(&self, id: TransferId) -> TransferId {
+        id.minted_for(self.home_index, self.regions.len())
+    }
+
     pub fn regions(&self) -> &[RegionState] {
         &self.regions
     }

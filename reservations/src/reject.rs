@@ -47,8 +47,16 @@ pub enum Reject {
     BalanceOverflow(AccountId),
     #[error("transfer id {0} was already used with other content")]
     IdempotencyConflict(TransferId),
-    #[error("this is decided by region {origin}; send it there")]
+    #[error("this id is decided by region {origin}; send it there")]
     NotOrigin { origin: RegionId },
+    #[error(
+        "{target} is decided by region {region}: a post, void or refund of it takes an id \
+         of that region"
+    )]
+    TargetInOtherRegion {
+        target: TransferId,
+        region: RegionId,
+    },
     #[error("transfer {0} not found")]
     TransferNotFound(TransferId),
     #[error("{0} is not a pending transfer")]
@@ -113,6 +121,7 @@ impl Reject {
         "BALANCE_OVERFLOW",
         "IDEMPOTENCY_CONFLICT",
         "NOT_ORIGIN",
+        "TARGET_IN_OTHER_REGION",
         "TRANSFER_NOT_FOUND",
         "NOT_PENDING",
         "PENDING_ALREADY_RESOLVED",
@@ -149,6 +158,7 @@ impl Reject {
             Reject::BalanceOverflow(_) => "BALANCE_OVERFLOW",
             Reject::IdempotencyConflict(_) => "IDEMPOTENCY_CONFLICT",
             Reject::NotOrigin { .. } => "NOT_ORIGIN",
+            Reject::TargetInOtherRegion { .. } => "TARGET_IN_OTHER_REGION",
             Reject::TransferNotFound(_) => "TRANSFER_NOT_FOUND",
             Reject::NotPending(_) => "NOT_PENDING",
             Reject::PendingAlreadyResolved { .. } => "PENDING_ALREADY_RESOLVED",

@@ -80,7 +80,6 @@ fn refund(id: u128, payment: u128, amount: &str) -> Command {
         amount: dec(amount),
         reference: None,
         metadata: Metadata::new(),
-        origin: None,
     }
 }
 
@@ -163,12 +162,6 @@ fn a_retry_with_the_same_content_returns_the_first_result() {
     request.amount = dec("30.000");
     assert_eq!(
         node.run(Command::Transfer(request.clone())),
-        Ok(Decision::AlreadyApplied)
-    );
-    // Naming this region as the origin is the same request too.
-    request.origin = Some(region(0));
-    assert_eq!(
-        node.run(Command::Transfer(request)),
         Ok(Decision::AlreadyApplied)
     );
     assert_eq!(node.available(ALICE), 7000, "applied once");
@@ -435,38 +428,67 @@ fn accounts_must_exist_be_distinct_active_and_of_the_currency() {
 
 #[test]
 fn a_transfer_decided_elsewhere_is_sent_to_its_origin() {
+    // Decision 0009: an id is decided by the region its high half names,
+    // whatever region it is sent to; here, regions 0, 1 and 2.
     let mut node = funded();
-    let mut retry = transfer(9, BANK, ALICE, "1");
-    retry.origin = Some(region(2));
-    expect_reject(
-        node.run(Command::Transfer(retry.clone())),
-        Reject::NotOrigin { origin: region(2) },
-    );
-    retry.origin = Some(region(7));
-    expect_reject(
-        node.run(Command::Transfer(retry)),
-        Reject::UnknownRegion(region(7)),
-    );
-    // A retry without an origin, of a transfer that region 1's replica holds.
-    let elsewhere = Event {
-        stamp: at(1),
-        body: EventBody::Transfer(expected(
-            9,
-            (BANK, EXT),
-            (ALICE, USER),
-            100,
-            TransferKind::Posted,
-        )),
+    for (region_index, high) in [(1, 1u128), (2, 2), (1, 4), (0, 3)] {
+        let id = (high << 64) | 9;
+        assert_eq!(node.ledger.origin_of(TransferId(id)), region(region_index));
+        let request = transfer(id, BANK, ALICE, "1");
+        let result = node.run(Command::Transfer(request));
+        if region_index == 0 {
+            event_of(result);
+        } else {
+            expect_reject(
+                result,
+                Reject::NotOrigin {
+                    origin: region(region_index),
+                },
+            );
+        }
+    }
+    // A post, void or refund is decided where its target was: its own id
+    // must be one of that region's, or it is refused the same way in every
+    // region, never sent on.
+    let hold = event_of(node.run(Command::CreatePending {
+        transfer: transfer(10, ALICE, BOB, "1"),
+        timeout_ms: 60_000,
+    }));
+    let EventBody::Transfer(hold) = hold.body else {
+        panic!("a transfer");
     };
-    assert!(
-        node.ledger
-            .apply(region(1), Position::new(1, 0), &elsewhere)
-            .expect("applies")
-    );
+    let other = TransferId(11).minted_for(1, 3);
     expect_reject(
-        node.run(Command::Transfer(transfer(9, BANK, ALICE, "1"))),
-        Reject::NotOrigin { origin: region(1) },
+        node.run(Command::VoidPending {
+            id: other,
+            pending_id: hold.id,
+        }),
+        Reject::TargetInOtherRegion {
+            target: hold.id,
+            region: region(0),
+        },
     );
+    let mut elsewhere = Node::new(1, &[0, 1, 2]);
+    expect_reject(
+        elsewhere.run(Command::VoidPending {
+            id: other,
+            pending_id: hold.id,
+        }),
+        Reject::TargetInOtherRegion {
+            target: hold.id,
+            region: region(0),
+        },
+    );
+    // Minting moves an id to the nearest one of a region, and keeps one
+    // that is already that region's.
+    for raw in [0u128, 9, u128::MAX, (u128::from(u64::MAX) << 64) | 5] {
+        for index in 0..3 {
+            let minted = TransferId(raw).minted_for(index, 3);
+            assert_eq!(minted.origin_index(3), index, "{raw:x} for {index}");
+            assert_eq!(minted.minted_for(index, 3), minted);
+            assert_eq!(minted.0 & u128::from(u64::MAX), raw & u128::from(u64::MAX));
+        }
+    }
 }
 
 #[test]
@@ -549,7 +571,6 @@ fn posting_in_part_returns_the_rest() {
         id: tid(21),
         pending_id: tid(20),
         amount: Some(dec("25")),
-        origin: None,
     };
     let event = event_of(node.run(post.clone()));
     assert_eq!(
@@ -589,7 +610,6 @@ fn posting_in_part_returns_the_rest() {
             id: tid(21),
             pending_id: tid(20),
             amount: Some(dec("26")),
-            origin: None,
         }),
         Reject::IdempotencyConflict(tid(21)),
     );
@@ -598,7 +618,6 @@ fn posting_in_part_returns_the_rest() {
             id: tid(22),
             pending_id: tid(20),
             amount: None,
-            origin: None,
         }),
         Reject::PendingAlreadyResolved {
             id: tid(20),
@@ -615,7 +634,6 @@ fn posting_the_whole_moves_all_of_it() {
         id: tid(21),
         pending_id: tid(20),
         amount: None,
-        origin: None,
     }));
     let EventBody::Transfer(transfer) = event.body else {
         panic!("a transfer")
@@ -640,7 +658,6 @@ fn posting_more_than_held_is_refused() {
             id: tid(21),
             pending_id: tid(20),
             amount: Some(dec("40.01")),
-            origin: None,
         }),
         Reject::PostExceedsPending {
             requested: Money {
@@ -662,7 +679,6 @@ fn voiding_returns_everything() {
     let void = Command::VoidPending {
         id: tid(21),
         pending_id: tid(20),
-        origin: None,
     };
     let event = event_of(node.run(void.clone()));
     assert_eq!(
@@ -691,7 +707,6 @@ fn voiding_returns_everything() {
             id: tid(22),
             pending_id: tid(20),
             amount: None,
-            origin: None,
         }),
         Reject::PendingAlreadyResolved {
             id: tid(20),
@@ -707,7 +722,6 @@ fn resolving_needs_a_pending_transfer_of_this_region() {
         node.run(Command::VoidPending {
             id: tid(21),
             pending_id: tid(99),
-            origin: None,
         }),
         Reject::TransferNotFound(tid(99)),
     );
@@ -716,18 +730,19 @@ fn resolving_needs_a_pending_transfer_of_this_region() {
             id: tid(21),
             pending_id: tid(100),
             amount: None,
-            origin: None,
         }),
         Reject::NotPending(tid(100)),
     );
     expect_reject(
         node.run(Command::PostPending {
-            id: tid(21),
+            id: tid(21).minted_for(1, 3),
             pending_id: tid(100),
             amount: None,
-            origin: Some(region(1)),
         }),
-        Reject::NotOrigin { origin: region(1) },
+        Reject::TargetInOtherRegion {
+            target: tid(100),
+            region: region(0),
+        },
     );
 }
 
@@ -765,7 +780,6 @@ fn a_pending_transfer_expires_by_its_deadline_only() {
                 id: tid(21),
                 pending_id: tid(20),
                 amount: None,
-                origin: None,
             },
             due,
         ),
@@ -800,7 +814,6 @@ fn a_pending_transfer_expires_by_its_deadline_only() {
         node.run(Command::VoidPending {
             id: tid(22),
             pending_id: tid(20),
-            origin: None,
         }),
         Reject::PendingExpired(tid(20)),
     );
@@ -820,7 +833,6 @@ fn a_resolved_pending_transfer_does_not_expire() {
         Command::VoidPending {
             id: tid(21),
             pending_id: tid(20),
-            origin: None,
         },
         at(node.now_ms),
     ));
@@ -850,7 +862,6 @@ fn a_refund_reverses_part_of_a_payment_and_never_more_than_is_left() {
         amount: dec(amount),
         reference: Some("damaged".into()),
         metadata: Metadata::new(),
-        origin: None,
     };
     let event = event_of(node.run(refund(31, "20")));
     let mut refund_transfer = expected(
@@ -920,7 +931,6 @@ fn a_two_phase_payment_is_refunded_up_to_what_was_posted() {
         id: tid(21),
         pending_id: tid(20),
         amount: Some(dec("25")),
-        origin: None,
     }));
     expect_reject(
         node.run(refund(31, 20, "25.01")),
@@ -1168,7 +1178,9 @@ fn a_pull_is_asked_in_the_log_answered_once_by_a_release_and_granted() {
     // Alice has 100.00 in region 1 and nothing in region 0.
     let mut asker = node();
     let mut giver = peer_of(&asker, 1);
-    event_of(giver.run(Command::Transfer(transfer(100, BANK, ALICE, "100.00"))));
+    let mut top_up = transfer(100, BANK, ALICE, "100.00");
+    top_up.id = giver.ledger.mint(top_up.id);
+    event_of(giver.run(Command::Transfer(top_up)));
     let pull = |id, amount: &str, from| Command::RequestPull {
         id: tid(id),
         account: account(ALICE),
@@ -1354,7 +1366,6 @@ fn a_batch_is_decided_in_order_each_command_seeing_the_ones_before() {
             id: tid(5),
             pending_id: tid(4),
             amount: None,
-            origin: None,
         }),
     ];
     let batch = node.ledger.decide_batch(&items, at(100));
@@ -1544,7 +1555,6 @@ fn holds_in_flight_can_be_posted_and_expiries_in_flight_are_seen() {
         id: tid(21),
         pending_id: tid(20),
         amount: None,
-        origin: None,
     };
     let after = decide_over(&mut node, &expiry.events, vec![post.clone()]);
     assert!(
@@ -1611,7 +1621,6 @@ fn commands_are_routed_by_the_account_they_take_from() {
         of(&Command::VoidPending {
             id: tid(3),
             pending_id: tid(31),
-            origin: None
         }),
         Some(BOB)
     );
@@ -1663,7 +1672,6 @@ fn history_lists_every_movement_in_stamp_order_with_the_balance_after() {
         id: tid(10),
         pending_id: tid(9),
         amount: Some(dec("4")),
-        origin: None,
     }));
     event_of(node.run(Command::CreatePending {
         transfer: transfer(11, ALICE, REVENUE, "5"),

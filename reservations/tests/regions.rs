@@ -226,21 +226,27 @@ impl Sim {
         a == b || !self.cut.contains(&(a.min(b), a.max(b)))
     }
 
-    fn id(&mut self) -> TransferId {
+    /// A fresh id of `region`'s (decision 0009: only it may decide it).
+    fn id(&mut self, region: usize) -> TransferId {
         self.next_id += 1;
-        TransferId(self.next_id)
+        TransferId(self.next_id).minted_for(region, REGIONS)
     }
 
-    fn transfer(&mut self, debit: u128, credit: u128, value: u64) -> TransferRequest {
+    fn transfer(
+        &mut self,
+        region: usize,
+        debit: u128,
+        credit: u128,
+        value: u64,
+    ) -> TransferRequest {
         TransferRequest {
-            id: self.id(),
+            id: self.id(region),
             debit: AccountId(debit),
             credit: AccountId(credit),
             amount: cents(value),
             currency: usd(),
             reference: None,
             metadata: Metadata::new(),
-            origin: None,
         }
     }
 
@@ -265,24 +271,26 @@ impl Sim {
         let pick_from =
             |ids: Vec<TransferId>, pick: usize| (!ids.is_empty()).then(|| ids[pick % ids.len()]);
         Some(match *op {
-            Op::TopUp { user, cents } => Command::Transfer(self.transfer(BANK, USERS[user], cents)),
+            Op::TopUp { user, cents } => {
+                Command::Transfer(self.transfer(region, BANK, USERS[user], cents))
+            }
             Op::Pay { from, to, cents } => {
                 // `to` picks one of the other users, so payments are never to oneself.
                 let to = (from + 1 + to % (USERS.len() - 1)) % USERS.len();
-                Command::Transfer(self.transfer(USERS[from], USERS[to], cents))
+                Command::Transfer(self.transfer(region, USERS[from], USERS[to], cents))
             }
             Op::Purchase { user, cents } => {
-                Command::Transfer(self.transfer(USERS[user], SHOP, cents))
+                Command::Transfer(self.transfer(region, USERS[user], SHOP, cents))
             }
             Op::Withdraw { user, cents } => {
-                Command::Transfer(self.transfer(USERS[user], BANK, cents))
+                Command::Transfer(self.transfer(region, USERS[user], BANK, cents))
             }
             Op::Hold {
                 user,
                 cents,
                 timeout_ms,
             } => Command::CreatePending {
-                transfer: self.transfer(USERS[user], SHOP, cents),
+                transfer: self.transfer(region, USERS[user], SHOP, cents),
                 timeout_ms,
             },
             Op::Post {
@@ -293,30 +301,27 @@ impl Sim {
                 let source = if anywhere { pick % REGIONS } else { region };
                 let pending_id = pick_from(self.records(source, true), pick)?;
                 Command::PostPending {
-                    id: self.id(),
+                    id: self.id(region),
                     pending_id,
                     amount: value.map(cents),
-                    origin: None,
                 }
             }
             Op::Void { pick, anywhere } => {
                 let source = if anywhere { pick % REGIONS } else { region };
                 let pending_id = pick_from(self.records(source, true), pick)?;
                 Command::VoidPending {
-                    id: self.id(),
+                    id: self.id(region),
                     pending_id,
-                    origin: None,
                 }
             }
             Op::Refund { pick, cents: value } => {
                 let payment_id = pick_from(self.records(region, false), pick)?;
                 Command::Refund {
-                    id: self.id(),
+                    id: self.id(region),
                     payment_id,
                     amount: cents(value),
                     reference: None,
                     metadata: Metadata::new(),
-                    origin: None,
                 }
             }
             Op::Release {
@@ -341,7 +346,7 @@ impl Sim {
                 cents: value,
                 from,
             } => Command::RequestPull {
-                id: self.id(),
+                id: self.id(region),
                 account: AccountId(USERS[user]),
                 amount: cents(value),
                 // Now and then this region itself, which is refused.

@@ -290,9 +290,16 @@ impl Sim {
 
     fn command(&mut self, r: usize) -> Command {
         let region = self.regions[r].id;
-        // Ids are the region's own (issue 9 takes ids sent to two regions),
-        // from a small space, so that ids come back for other content.
-        let id = TransferId(u128::from(region.0) * 1_000_000 + u128::from(self.rng.below(300)));
+        // Ids from a small space, so that ids come back for other content;
+        // mostly the region's own, now and then another region's, which
+        // only that region may decide (decision 0009).
+        let regions = self.regions.len();
+        let owner = if self.rng.chance(5) {
+            self.rng.below(regions as u64) as usize
+        } else {
+            r
+        };
+        let id = TransferId(u128::from(self.rng.below(300))).minted_for(owner, regions);
         let sent = &self.regions[r].sent;
         if !sent.is_empty() && self.rng.chance(10) {
             let again = sent[self.rng.below(sent.len() as u64) as usize].clone();
@@ -306,7 +313,6 @@ impl Sim {
             currency,
             reference: None,
             metadata: Metadata::new(),
-            origin: None,
         };
         match self.rng.below(100) {
             0..=19 => {
@@ -330,17 +336,12 @@ impl Sim {
                 let holds = &self.regions[r].holds;
                 let pending_id = holds[self.rng.below(holds.len() as u64) as usize];
                 if self.rng.chance(50) {
-                    Command::VoidPending {
-                        id,
-                        pending_id,
-                        origin: None,
-                    }
+                    Command::VoidPending { id, pending_id }
                 } else {
                     Command::PostPending {
                         id,
                         pending_id,
                         amount: None,
-                        origin: None,
                     }
                 }
             }

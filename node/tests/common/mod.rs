@@ -7,6 +7,7 @@ use ledger_node::client::Client;
 use ledger_node::dev::{Cluster, DevOptions};
 use ledger_node::ids;
 use ledger_proto::v1 as api;
+use ledger_reservations::TransferId;
 use std::time::Duration;
 
 pub const USD: &str = "USD";
@@ -73,9 +74,22 @@ pub fn command(n: u128, kind: api::transfer_command::Kind) -> api::TransferComma
     api::TransferCommand {
         id: id(0x10_0000 + n),
         linked: false,
-        origin: String::new(),
         kind: Some(kind),
     }
+}
+
+/// The id of command `n` moved to the nearest one that `region` of three
+/// decides (decision 0009: only that region ever decides it).
+pub fn id_of_region(region: usize, n: u128) -> String {
+    ids::format(TransferId(0x10_0000 + n).minted_for(region, 3).0)
+}
+
+/// `command` with its id moved to the nearest one that `region` of three
+/// decides.
+pub fn of_region(region: usize, mut command: api::TransferCommand) -> api::TransferCommand {
+    let raw = ids::parse(&command.id).expect("an id");
+    command.id = ids::format(TransferId(raw).minted_for(region, 3).0);
+    command
 }
 
 pub fn movement(
@@ -293,5 +307,48 @@ pub async fn every_region_commits(cluster: &Cluster, account: u128, first_id: u1
             applied(&result).is_some(),
             "region {region} commits: {result:?}"
         );
+    }
+}
+
+/// The totals of `accounts` as `client`'s node sees them.
+pub async fn totals(client: &Client, accounts: &[u128]) -> Vec<String> {
+    let response = client
+        .lookup_accounts(accounts.iter().map(|n| id(*n)).collect())
+        .await
+        .expect("answered");
+    // An account this node has not heard of yet shows as missing, so views
+    // with and without it differ until the control log reaches the node.
+    let mut totals: Vec<String> = response
+        .accounts
+        .iter()
+        .map(|view| view.total.clone())
+        .collect();
+    totals.extend(response.missing.iter().map(|id| format!("missing {id}")));
+    totals
+}
+
+/// Waits until every node reports the same totals.
+pub async fn converged(cluster: &Cluster, nodes: &[u64], accounts: &[u128]) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut views = Vec::new();
+        for node in nodes {
+            let address = &cluster
+                .nodes
+                .iter()
+                .find(|known| known.id == *node)
+                .expect("node")
+                .api;
+            let client = Client::connect(address).await.expect("connects");
+            views.push(totals(&client, accounts).await);
+        }
+        if views.windows(2).all(|pair| pair[0] == pair[1]) {
+            return views.remove(0);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "views differ: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

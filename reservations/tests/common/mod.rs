@@ -131,7 +131,6 @@ pub fn transfer(id: u128, debit: u128, credit: u128, amount: &str) -> TransferRe
         currency: usd(),
         reference: None,
         metadata: Metadata::new(),
-        origin: None,
     }
 }
 

@@ -1,0 +1,168 @@
+//! A transfer id is decided by one region, ever: the one its high half
+//! names (decision 0009). A node that receives commands of other regions'
+//! ids sends them on to those regions and relays their answers; it never
+//! decides them, whatever the client sent where.
+
+use crate::client::Client;
+use crate::runtime::NodeHandle;
+use crate::wire::WireError;
+use ledger_proto::v1 as api;
+use ledger_replication::Group;
+use ledger_reservations::{Item, RegionId};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Marks a call a node sent on: the node that receives it decides what is
+/// its own and refuses the rest, so a call never goes round.
+pub const FORWARDED: &str = "x-ledger-forwarded";
+/// How long a call sent on may take, redirects to that region's leader
+/// included.
+const FORWARD_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The commands of one call, by the region that decides them, with their
+/// places in the call.
+pub struct Split {
+    pub home: Vec<usize>,
+    pub elsewhere: BTreeMap<RegionId, Vec<usize>>,
+}
+
+/// Splits a call's commands by the region that decides them. A linked
+/// chain is decided whole by one region, so its ids must all be of one.
+pub fn split(
+    items: &[Item],
+    origins: &[RegionId],
+    home: RegionId,
+) -> Result<Split, (usize, WireError)> {
+    let mut split = Split {
+        home: Vec::new(),
+        elsewhere: BTreeMap::new(),
+    };
+    let mut chain_origin: Option<RegionId> = None;
+    for (index, (item, origin)) in items.iter().zip(origins).enumerate() {
+        if chain_origin.is_some_and(|chain| chain != *origin) {
+            return Err((
+                index,
+                WireError::Invalid {
+                    field: "id".into(),
+                    reason: "a linked chain's ids must all be of one region (decision 0009)".into(),
+                },
+            ));
+        }
+        chain_origin = item.linked.then_some(*origin);
+        if *origin == home {
+            split.home.push(index);
+        } else {
+            split.elsewhere.entry(*origin).or_default().push(index);
+        }
+    }
+    Ok(split)
+}
+
+/// Sends calls on to other regions, with a client per region kept between
+/// calls.
+pub struct Forwarder {
+    node: Arc<NodeHandle>,
+    clients: tokio::sync::Mutex<BTreeMap<RegionId, Client>>,
+}
+
+impl Forwarder {
+    pub fn new(node: Arc<NodeHandle>) -> Self {
+        Self {
+            node,
+            clients: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Sends `commands` to `region` and answers each: that region's answer,
+    /// or, if it cannot be reached, a retryable `REGION_UNAVAILABLE` that
+    /// names it (the client retries the same id; only that region decides
+    /// it).
+    pub async fn forward(
+        &self,
+        region: RegionId,
+        commands: Vec<api::TransferCommand>,
+    ) -> Vec<api::TransferResult> {
+        let count = commands.len();
+        let answer = tokio::time::timeout(FORWARD_DEADLINE, self.call(region, commands)).await;
+        let failure = match answer {
+            Ok(Ok(response)) if response.results.len() == count => return response.results,
+            Ok(Ok(response)) => format!(
+                "region {region} answered {} of {count} commands",
+                response.results.len()
+            ),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {FORWARD_DEADLINE:?}"),
+        };
+        self.clients.lock().await.remove(&region);
+        let error = api::Error {
+            code: "REGION_UNAVAILABLE".into(),
+            message: format!(
+                "these ids are decided by region {region} only, which did not answer ({failure}); \
+                 retry the same ids"
+            ),
+            retryable: true,
+            redirect: self.address_of(region).unwrap_or_default(),
+            ..api::Error::default()
+        };
+        let result = api::TransferResult {
+            result: Some(api::transfer_result::Result::Error(error)),
+        };
+        vec![result; count]
+    }
+
+    async fn call(
+        &self,
+        region: RegionId,
+        commands: Vec<api::TransferCommand>,
+    ) -> Result<api::CreateTransfersResponse, String> {
+        let client = self.client(region).await?;
+        client
+            .create_transfers_forwarded(commands)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn client(&self, region: RegionId) -> Result<Client, String> {
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(&region) {
+            // A client kept from before a cut is not used across it.
+            if self.address_of(region).is_some() {
+                return Ok(client.clone());
+            }
+            clients.remove(&region);
+        }
+        let address = self
+            .address_of(region)
+            .ok_or_else(|| format!("no node of region {region} can be reached"))?;
+        let client = Client::connect(&address)
+            .await
+            .map_err(|error| error.to_string())?;
+        clients.insert(region, client.clone());
+        Ok(client)
+    }
+
+    /// The API of `region`'s leader as this node knows it, else of any of
+    /// its nodes; none this node is cut off from (fault injection).
+    fn address_of(&self, region: RegionId) -> Option<String> {
+        let layout = self.node.replica.layout();
+        let faults = &self.node.faults;
+        let leader = self
+            .node
+            .replica
+            .progress(Group::Region(region))
+            .and_then(|progress| progress.leader);
+        let nodes: Vec<_> = layout
+            .nodes
+            .iter()
+            .filter(|node| {
+                node.region == region && !node.api.is_empty() && !faults.is_blocked(node.id)
+            })
+            .collect();
+        nodes
+            .iter()
+            .find(|node| Some(node.id) == leader)
+            .or_else(|| nodes.first())
+            .map(|node| node.api.clone())
+    }
+}
