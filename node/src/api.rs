@@ -210,20 +210,25 @@ impl Ledger for Api {
         if request.strong {
             self.strong_read().await?;
         }
-        // One read of the ledger: every account at the same applied position.
-        let response =
-            self.node.replica.ledger().read(|ledger| {
-                let mut response = api::LookupAccountsResponse::default();
-                for (text, id) in ids.iter().zip(parsed) {
-                    match (ledger.control().account(id), ledger.balance(id)) {
+        // One read of the ledger, at one consistent cut of every region.
+        let now_ns = self.now_ns();
+        let response = self
+            .consistent(|ledger| {
+                let mut response = api::LookupAccountsResponse {
+                    watermarks: watermarks(ledger, now_ns),
+                    ..Default::default()
+                };
+                for (text, id) in ids.iter().zip(&parsed) {
+                    match (ledger.control().account(*id), ledger.balance(*id)) {
                         (Some(account), Some(balance)) => response.accounts.push(
-                            wire::account_view(account, &balance, ledger.control().policy(id)),
+                            wire::account_view(account, &balance, ledger.control().policy(*id)),
                         ),
                         _ => response.missing.push(text.clone()),
                     }
                 }
                 response
-            });
+            })
+            .await?;
         Ok(Response::new(response))
     }
 
@@ -254,22 +259,17 @@ impl Ledger for Api {
         // holds the state that apply needs; it is the history as of the
         // first slice, which is also where the watermarks are read.
         let mut read = HistoryRead::new(account);
-        let (scale, watermarks, mut done) = self.node.replica.ledger().read(|ledger| {
-            let account = ledger
-                .control()
-                .account(account)
-                .ok_or_else(|| Status::not_found(format!("UNKNOWN_ACCOUNT: {account}")))?;
-            let watermarks = ledger
-                .regions()
-                .iter()
-                .map(|region| api::Watermark {
-                    region: u32::from(region.id().0),
-                    applied_index: region.applied().map_or(0, |position| position.index),
-                })
-                .collect();
-            let done = read.step(ledger, HISTORY_SLICE);
-            Ok::<_, Status>((account.currency.scale, watermarks, done))
-        })?;
+        let now_ns = self.now_ns();
+        let (scale, watermarks, mut done) = self
+            .consistent(|ledger| {
+                let account = ledger
+                    .control()
+                    .account(account)
+                    .ok_or_else(|| Status::not_found(format!("UNKNOWN_ACCOUNT: {account}")))?;
+                let done = read.step(ledger, HISTORY_SLICE);
+                Ok::<_, Status>((account.currency.scale, watermarks(ledger, now_ns), done))
+            })
+            .await??;
         while !done {
             tokio::task::yield_now().await;
             done = self
@@ -412,6 +412,10 @@ impl Ledger for Api {
 
 /// Movements an account history answers, by default and at most.
 const HISTORY_LIMIT_DEFAULT: usize = 1_000;
+/// How long a plain read waits for this node's replicas to form a
+/// consistent cut, and how often it looks.
+const CONSISTENT_READ_WAIT: Duration = Duration::from_secs(2);
+const CONSISTENT_READ_POLL: Duration = Duration::from_millis(20);
 /// Records of an account's history read per hold of the state.
 const HISTORY_SLICE: usize = 4_096;
 const HISTORY_LIMIT_MAX: usize = 10_000;
@@ -426,6 +430,45 @@ const STRONG_READ_DEADLINE: Duration = Duration::from_secs(5);
 impl Api {
     /// Waits until this node has applied, in every region's log, everything
     /// committed before now, as each region's leader confirms it.
+    fn now_ns(&self) -> u64 {
+        ledger_hlc::Clock::now_ns(self.node.clock().clock())
+    }
+
+    /// Runs `read` once this node's replicas form a consistent cut
+    /// ([`ledger_reservations::Ledger::behind`]: every grant counted has its
+    /// release counted), waiting a little for a replica that lags; refuses,
+    /// retryably, if one stays behind (a node cut off from a region's
+    /// leader), rather than answer with figures that never were together.
+    async fn consistent<T>(
+        &self,
+        mut read: impl FnMut(&ledger_reservations::Ledger) -> T,
+    ) -> Result<T, Status> {
+        let deadline = tokio::time::Instant::now() + CONSISTENT_READ_WAIT;
+        loop {
+            let answer = self.node.replica.ledger().read(|ledger| {
+                let behind = ledger.behind();
+                if behind.is_empty() {
+                    Ok(read(ledger))
+                } else {
+                    Err(behind)
+                }
+            });
+            match answer {
+                Ok(value) => return Ok(value),
+                Err(behind) if tokio::time::Instant::now() >= deadline => {
+                    let regions: Vec<String> = behind.iter().map(ToString::to_string).collect();
+                    return Err(Status::unavailable(format!(
+                        "STALE_REPLICA: this node's replica of {} is behind what the other \
+                         regions it holds already reflect; retry, here or at another node, \
+                         or read strong",
+                        regions.join(", ")
+                    )));
+                }
+                Err(_) => tokio::time::sleep(CONSISTENT_READ_POLL).await,
+            }
+        }
+    }
+
     async fn strong_read(&self) -> Result<(), Status> {
         let replica = &self.node.replica;
         for region in replica.layout().regions() {
@@ -700,6 +743,25 @@ impl Api {
 /// The group name a client sees for a region.
 pub fn region_group(region: RegionId) -> String {
     Group::Region(region).name()
+}
+
+/// Per region, the position of its log this node's figures are as of, and
+/// how old that region's newest entry applied here is.
+fn watermarks(ledger: &ledger_reservations::Ledger, now_ns: u64) -> Vec<api::Watermark> {
+    ledger
+        .regions()
+        .iter()
+        .map(|region| {
+            let applied = region.applied();
+            api::Watermark {
+                region: u32::from(region.id().0),
+                applied_index: applied.map_or(0, |position| position.index),
+                age_ms: applied.map_or(0, |_| {
+                    now_ns.saturating_sub(region.last_stamp().physical_ns()) / 1_000_000
+                }),
+            }
+        })
+        .collect()
 }
 
 fn history_entry(entry: &HistoryEntry, money: &impl Fn(i128) -> String) -> api::HistoryEntry {

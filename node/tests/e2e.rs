@@ -179,21 +179,7 @@ async fn three_regions_decide_locally_and_converge() {
     );
 
     // Rebalance 50.00 of user 11 from region 1 to region 0, then spend it there.
-    let rebalanced = r1
-        .rebalance(api::RebalanceRequest {
-            account: id(11),
-            amount: "50.00".into(),
-            to_region: 0,
-        })
-        .await
-        .expect("answered");
-    assert!(
-        matches!(
-            rebalanced.result,
-            Some(api::rebalance_response::Result::Applied(_))
-        ),
-        "{rebalanced:?}"
-    );
+    rebalanced(&r1, 11, "50.00", 0).await;
     wait_pool(&r0, 11, 0, "50.00").await;
     let spent = submit(&r0, transfer(12, 11, 10, "40.00")).await;
     assert!(

@@ -340,21 +340,7 @@ async fn audit_8_a_grant_near_the_balance_ceiling_lands_and_others_keep_flowing(
     // Region 0 moves its 1e28 to region 1: the grant takes the pool there
     // to 2e28. Then an unrelated account's grant into region 1.
     for (client, account, amount) in [(&r0, CUSTOMER, most), (&r2, OTHER, "5")] {
-        let response = client
-            .rebalance(api::RebalanceRequest {
-                account: id(account),
-                amount: amount.into(),
-                to_region: 1,
-            })
-            .await
-            .expect("answered");
-        assert!(
-            matches!(
-                response.result,
-                Some(api::rebalance_response::Result::Applied(_))
-            ),
-            "{response:?}"
-        );
+        rebalanced(client, account, amount, 1).await;
     }
     wait_pool(&r1, OTHER, 1, "5").await;
     assert_eq!(codes[0], "APPLIED", "{codes:?}");

@@ -427,6 +427,29 @@ impl Ledger {
 
     /// The balance of an account as this node sees it, or `None` when the
     /// control log has not told this node of the account yet.
+    /// The regions whose replica here is behind what another region's
+    /// replica here already reflects: that region has granted a release of
+    /// theirs that this node has not applied yet. Figures read across them
+    /// may combine a grant, and what was spent of it, with a source that
+    /// has neither the release nor the credits that funded it: a total that
+    /// never was, even below zero. With none, every grant counted has its
+    /// release counted, so the regions' positions here are a consistent cut
+    /// (a state the cluster could have been in): no bounded account's total
+    /// is below zero, and each account's total is the sum of its movements.
+    pub fn behind(&self) -> Vec<RegionId> {
+        let mut behind = Vec::new();
+        for source in &self.regions {
+            let ahead = self.regions.iter().any(|target| {
+                target.id() != source.id()
+                    && target.granted_from(source.id()) > source.released_to(target.id())
+            });
+            if ahead {
+                behind.push(source.id());
+            }
+        }
+        behind
+    }
+
     pub fn balance(&self, account: AccountId) -> Option<Balance> {
         let currency = self.control.account(account)?.currency;
         let mut regions = Vec::with_capacity(self.regions.len());

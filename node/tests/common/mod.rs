@@ -276,6 +276,26 @@ pub async fn wait_pool(client: &Client, account: u128, region: u32, available: &
     }
 }
 
+/// Moves `amount` of `account`'s reservation from the region of `client`'s
+/// node to region `to`, and checks that the release was applied.
+pub async fn rebalanced(client: &Client, account: u128, amount: &str, to: u32) {
+    let response = client
+        .rebalance(api::RebalanceRequest {
+            account: id(account),
+            amount: amount.into(),
+            to_region: to,
+        })
+        .await
+        .expect("answered");
+    assert!(
+        matches!(
+            response.result,
+            Some(api::rebalance_response::Result::Applied(_))
+        ),
+        "{response:?}"
+    );
+}
+
 /// Waits until transfer `n` is in `state` as `client` sees it.
 pub async fn wait_state(client: &Client, n: u128, state: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
