@@ -9,7 +9,7 @@ use ledger_proto::v1::admin_server::{Admin, AdminServer};
 use ledger_proto::v1::ledger_server::{Ledger, LedgerServer};
 use ledger_replication::Group;
 use ledger_reservations::{Command, ControlCommand, Item, RegionId};
-use ledger_reservations::{HistoryEntry, HistoryRead, Money, Stamp};
+use ledger_reservations::{HistoryEntry, HistoryRead, Money, RecordsSince, Stamp};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -327,53 +327,32 @@ impl Ledger for Api {
             "" => None,
             text => Some(wire::account_id("account", text).map_err(refused)?),
         };
-        let mut next = usize::try_from(request.from_offset).unwrap_or(usize::MAX);
+        let mut feed = TransferFeed {
+            region,
+            account,
+            next: usize::try_from(request.from_offset).unwrap_or(usize::MAX),
+            walk: None,
+            found: Default::default(),
+        };
         let node = self.node.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(STREAM_CHUNK);
         // Polls the region's transfers; ends when the client goes away.
         tokio::spawn(async move {
             loop {
-                let (events, reached) = node.replica.ledger().read(|ledger| {
-                    let Some(state) = ledger.region(region) else {
-                        return (Vec::new(), next);
-                    };
-                    let event =
-                        |(offset, record): (usize, &ledger_reservations::TransferRecord)| {
-                            api::TransferEvent {
-                                offset: offset as u64,
-                                transfer: Some(wire::transfer_view(record, ledger.control())),
-                            }
-                        };
-                    let events: Vec<api::TransferEvent> = match account {
-                        Some(account) => state
-                            .records_of_since(account, next)
-                            .take(STREAM_CHUNK)
-                            .map(event)
-                            .collect(),
-                        None => state
-                            .transfers()
-                            .iter()
-                            .enumerate()
-                            .skip(next)
-                            .take(STREAM_CHUNK)
-                            .map(event)
-                            .collect(),
-                    };
-                    let reached = events.last().map_or(next, |last| last.offset as usize + 1);
-                    (events, reached)
-                });
-                let quiet = events.is_empty();
+                let events = node.replica.ledger().read(|ledger| feed.poll(ledger));
+                let quiet = events.is_empty() && feed.walk.is_none();
                 for event in events {
                     if sender.send(Ok(event)).await.is_err() {
                         return;
                     }
                 }
-                next = reached;
                 if quiet {
                     if sender.is_closed() {
                         return;
                     }
                     tokio::time::sleep(STREAM_POLL).await;
+                } else {
+                    tokio::task::yield_now().await;
                 }
             }
         });
@@ -423,6 +402,8 @@ const HISTORY_LIMIT_MAX: usize = 10_000;
 /// one look.
 const STREAM_POLL: Duration = Duration::from_millis(50);
 const STREAM_CHUNK: usize = 1_024;
+/// Records of an account's chain walked per hold of the state.
+const STREAM_WALK_SLICE: usize = 4_096;
 /// How long a strong read waits for a region's leader and for this node to
 /// apply up to its index.
 const STRONG_READ_DEADLINE: Duration = Duration::from_secs(5);
@@ -743,6 +724,62 @@ impl Api {
 /// The group name a client sees for a region.
 pub fn region_group(region: RegionId) -> String {
     Group::Region(region).name()
+}
+
+/// Where a stream of a region's transfers is: the next offset, and, with an
+/// account filter, the walk back along the account's chain (a slice per
+/// hold of the state, so a long chain never holds what apply needs) and the
+/// offsets it found, not yet sent.
+struct TransferFeed {
+    region: RegionId,
+    account: Option<ledger_reservations::AccountId>,
+    next: usize,
+    walk: Option<RecordsSince>,
+    found: std::collections::VecDeque<usize>,
+}
+
+impl TransferFeed {
+    /// The next events, at most a chunk; none while a walk is under way or
+    /// nothing is new.
+    fn poll(&mut self, ledger: &ledger_reservations::Ledger) -> Vec<api::TransferEvent> {
+        let Some(state) = ledger.region(self.region) else {
+            return Vec::new();
+        };
+        let event = |offset: usize| {
+            let record = state.transfers().get(offset)?;
+            Some(api::TransferEvent {
+                offset: offset as u64,
+                transfer: Some(wire::transfer_view(record, ledger.control())),
+            })
+        };
+        let events: Vec<api::TransferEvent> = match self.account {
+            Some(account) => {
+                if self.found.is_empty() {
+                    let next = self.next;
+                    let step = self
+                        .walk
+                        .get_or_insert_with(|| RecordsSince::new(account, next))
+                        .step(state, STREAM_WALK_SLICE);
+                    if let Some(offsets) = step {
+                        self.found.extend(offsets);
+                        self.walk = None;
+                    }
+                }
+                let count = self.found.len().min(STREAM_CHUNK);
+                self.found.drain(..count).filter_map(event).collect()
+            }
+            None => {
+                let end = state
+                    .transfer_count()
+                    .min(self.next.saturating_add(STREAM_CHUNK));
+                (self.next..end).filter_map(event).collect()
+            }
+        };
+        if let Some(last) = events.last() {
+            self.next = last.offset as usize + 1;
+        }
+        events
+    }
 }
 
 /// Per region, the position of its log this node's figures are as of, and

@@ -74,72 +74,77 @@ impl Forwarder {
         }
     }
 
-    /// Sends `commands` to `region` and answers each: that region's answer,
-    /// or, if it cannot be reached, a retryable `REGION_UNAVAILABLE` that
-    /// names it (the client retries the same id; only that region decides
-    /// it).
+    /// Sends `commands` to `region` and answers each with that region's
+    /// answer. If the region cannot be reached, nothing was sent:
+    /// `REGION_UNAVAILABLE`, naming it. If the call was sent and no answer
+    /// came, the region may have decided them: `OUTCOME_UNKNOWN`. Both are
+    /// retried with the same ids; only that region ever decides them, and a
+    /// client must not take either for a refusal and pay under a new id.
     pub async fn forward(
         &self,
         region: RegionId,
         commands: Vec<api::TransferCommand>,
     ) -> Vec<api::TransferResult> {
         let count = commands.len();
-        let answer = tokio::time::timeout(FORWARD_DEADLINE, self.call(region, commands)).await;
+        let client = match self.client(region).await {
+            Ok(client) => client,
+            Err(reason) => {
+                return failed(
+                    count,
+                    "REGION_UNAVAILABLE",
+                    format!(
+                        "these ids are decided by region {region} only, which cannot be \
+                         reached ({reason}); nothing was sent; retry the same ids"
+                    ),
+                    self.address_of(region).unwrap_or_default(),
+                );
+            }
+        };
+        let answer = tokio::time::timeout(
+            FORWARD_DEADLINE,
+            client.create_transfers_forwarded(commands),
+        )
+        .await;
         let failure = match answer {
             Ok(Ok(response)) if response.results.len() == count => return response.results,
-            Ok(Ok(response)) => format!(
-                "region {region} answered {} of {count} commands",
-                response.results.len()
-            ),
+            Ok(Ok(response)) => {
+                format!("it answered {} of {count} commands", response.results.len())
+            }
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {FORWARD_DEADLINE:?}"),
         };
-        self.clients.lock().await.remove(&region);
-        let error = api::Error {
-            code: "REGION_UNAVAILABLE".into(),
-            message: format!(
-                "these ids are decided by region {region} only, which did not answer ({failure}); \
-                 retry the same ids"
+        self.forget(region).await;
+        failed(
+            count,
+            "OUTCOME_UNKNOWN",
+            format!(
+                "sent to region {region}, which decides these ids, and {failure}: they may \
+                 have been decided; retry the same ids to learn it"
             ),
-            retryable: true,
-            redirect: self.address_of(region).unwrap_or_default(),
-            ..api::Error::default()
-        };
-        let result = api::TransferResult {
-            result: Some(api::transfer_result::Result::Error(error)),
-        };
-        vec![result; count]
+            String::new(),
+        )
     }
 
-    async fn call(
-        &self,
-        region: RegionId,
-        commands: Vec<api::TransferCommand>,
-    ) -> Result<api::CreateTransfersResponse, String> {
-        let client = self.client(region).await?;
-        client
-            .create_transfers_forwarded(commands)
-            .await
-            .map_err(|error| error.to_string())
-    }
-
+    /// A client of `region`, connected outside the lock, so that a region
+    /// that does not answer delays only the calls sent to it.
     async fn client(&self, region: RegionId) -> Result<Client, String> {
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(&region) {
-            // A client kept from before a cut is not used across it.
-            if self.address_of(region).is_some() {
-                return Ok(client.clone());
-            }
-            clients.remove(&region);
-        }
         let address = self
             .address_of(region)
             .ok_or_else(|| format!("no node of region {region} can be reached"))?;
+        if let Some(client) = self.clients.lock().await.get(&region)
+            && client.address() == address
+        {
+            return Ok(client.clone());
+        }
         let client = Client::connect(&address)
             .await
             .map_err(|error| error.to_string())?;
-        clients.insert(region, client.clone());
+        self.clients.lock().await.insert(region, client.clone());
         Ok(client)
+    }
+
+    async fn forget(&self, region: RegionId) {
+        self.clients.lock().await.remove(&region);
     }
 
     /// The API of `region`'s leader as this node knows it, else of any of
@@ -165,4 +170,19 @@ impl Forwarder {
             .or_else(|| nodes.first())
             .map(|node| node.api.clone())
     }
+}
+
+/// The same failure for each of `count` commands.
+fn failed(count: usize, code: &str, message: String, redirect: String) -> Vec<api::TransferResult> {
+    let error = api::Error {
+        code: code.into(),
+        message,
+        retryable: true,
+        redirect,
+        ..api::Error::default()
+    };
+    let result = api::TransferResult {
+        result: Some(api::transfer_result::Result::Error(error)),
+    };
+    vec![result; count]
 }

@@ -500,15 +500,16 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
     // A load on region 1 while its only node is killed: a request cut off
     // by the kill has an unknown outcome, never a failed one.
     // First, one transfer retried until region 1 knows the accounts.
-    let warm_up = submit(&r1, transfer(199, BANK, 10, "1.00")).await;
+    // Ids of region 1's, so that region 1 decides them (decision 0009).
+    let warm_up = submit(&r1, of_region(1, transfer(199, BANK, 10, "1.00"))).await;
     assert!(applied(&warm_up).is_some(), "{warm_up:?}");
     let load = tokio::spawn(async move {
-        let (mut acknowledged, mut unknown) = (vec![id(0x10_0000 + 199)], 0usize);
+        let (mut acknowledged, mut unknown) = (vec![id_of_region(1, 199)], 0usize);
         for n in 0..400u128 {
-            let command = transfer(200 + n, BANK, 10, "1.00");
+            let command = of_region(1, transfer(200 + n, BANK, 10, "1.00"));
             match r1.create_transfers(vec![command]).await {
                 Ok(response) if response.results.first().and_then(applied).is_some() => {
-                    acknowledged.push(id(0x10_0000 + 200 + n));
+                    acknowledged.push(id_of_region(1, 200 + n));
                 }
                 _ => {
                     unknown += 1;
@@ -542,7 +543,8 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
         found.missing
     );
     // And region 1 decides again.
-    assert!(applied(&submit(&r1, transfer(1_001, BANK, 10, "1.00")).await).is_some());
+    let again = of_region(1, transfer(1_001, BANK, 10, "1.00"));
+    assert!(applied(&submit(&r1, again).await).is_some());
     let views = converged(&cluster, &cluster.running(), &[BANK, 10]).await;
     // 5.00 from region 0 and 1.00 after the restart, plus every acknowledged
     // top-up and possibly the one whose answer the kill cut off.

@@ -350,7 +350,8 @@ async fn audit_8_a_grant_near_the_balance_ceiling_lands_and_others_keep_flowing(
     );
     wait_pool(&r1, CUSTOMER, 1, "20000000000000000000000000000").await;
     for (n, client) in [&r0, &r1, &r2].into_iter().enumerate() {
-        let result = submit(client, movement(100 + n as u128, BANK, OTHER, "1", POINTS)).await;
+        let command = of_region(n, movement(100 + n as u128, BANK, OTHER, "1", POINTS));
+        let result = submit(client, command).await;
         assert!(applied(&result).is_some(), "region {n} commits: {result:?}");
     }
 }

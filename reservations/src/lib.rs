@@ -47,7 +47,7 @@ pub use money::{
     AMOUNT_UNITS_MAX, AmountError, BALANCE_UNITS_MAX, Currency, CurrencyCode, CurrencyCodeError,
     Money, REGION_CREDIT_UNITS_MAX, REGIONS_MAX, SCALE_MAX,
 };
-pub use region::RegionState;
+pub use region::{RecordsSince, RegionState};
 pub use reject::{Reject, Shortfall};
 pub use rust_decimal::Decimal;
 

@@ -192,16 +192,15 @@ impl RegionState {
         account: AccountId,
         from: usize,
     ) -> impl Iterator<Item = (usize, &TransferRecord)> {
-        let mut chain = Vec::new();
-        let mut next = self.last_record_of(account);
-        while let Some(offset) = next.filter(|offset| *offset >= from) {
-            let Some((record, before)) = self.chain_at(account, offset) else {
-                break;
-            };
-            chain.push((offset, record));
-            next = before;
-        }
-        chain.into_iter().rev()
+        let mut walk = RecordsSince::new(account, from);
+        let offsets = loop {
+            if let Some(offsets) = walk.step(self, usize::MAX) {
+                break offsets;
+            }
+        };
+        offsets
+            .into_iter()
+            .filter_map(|offset| Some((offset, self.transfers.get(offset)?)))
     }
 
     /// The offset of `account`'s newest transfer record, if it has one.
@@ -517,4 +516,57 @@ impl Book for RegionState {
 /// The offset a chain link names, if it names one.
 fn offset_of(link: u32) -> Option<usize> {
     (link != NO_RECORD).then_some(link as usize)
+}
+
+/// The offsets of an account's records from an offset on, in log order,
+/// found by walking its chain back from the newest record a slice at a
+/// time: a reader can let go of the state between slices, however long the
+/// chain, and gets the records as of its first slice.
+#[derive(Debug, Clone)]
+pub struct RecordsSince {
+    account: AccountId,
+    from: usize,
+    /// `None` before the first slice; then the next record to look at.
+    cursor: Option<Option<usize>>,
+    found: Vec<usize>,
+}
+
+impl RecordsSince {
+    pub fn new(account: AccountId, from: usize) -> Self {
+        Self {
+            account,
+            from,
+            cursor: None,
+            found: Vec::new(),
+        }
+    }
+
+    /// Walks at most `budget` records (at least one). Once the walk has
+    /// reached `from`, the offsets found, in log order.
+    pub fn step(&mut self, state: &RegionState, budget: usize) -> Option<Vec<usize>> {
+        let from = self.from;
+        let mut cursor = match self.cursor {
+            Some(cursor) => cursor,
+            None => state.last_record_of(self.account),
+        };
+        for _ in 0..budget.max(1) {
+            let Some(offset) = cursor.filter(|offset| *offset >= from) else {
+                break;
+            };
+            match state.chain_at(self.account, offset) {
+                Some((_, before)) => {
+                    self.found.push(offset);
+                    cursor = before;
+                }
+                None => cursor = None,
+            }
+        }
+        self.cursor = Some(cursor);
+        if cursor.is_some_and(|offset| offset >= from) {
+            return None;
+        }
+        let mut found = std::mem::take(&mut self.found);
+        found.reverse();
+        Some(found)
+    }
 }

@@ -1658,6 +1658,20 @@ fn an_account_s_records_since_an_offset_are_the_tail_of_its_chain() {
             .collect();
         assert_eq!(since, expected, "from {from}");
     }
+    // Walked one record a slice, with payments applied between the slices:
+    // the records as of the first slice.
+    let mut walk = RecordsSince::new(account(ALICE), 1);
+    let mut n = 0;
+    let walked = loop {
+        if let Some(offsets) = walk.step(node.ledger.home_state(), 1) {
+            break offsets;
+        }
+        event_of(node.run(Command::Transfer(transfer(40 + n, ALICE, BOB, "1"))));
+        n += 1;
+    };
+    assert!(n >= 2, "one record a slice: {n}");
+    let expected: Vec<usize> = all.into_iter().filter(|offset| *offset >= 1).collect();
+    assert_eq!(walked, expected);
 }
 
 #[test]

@@ -322,9 +322,12 @@ pub async fn every_region_commits(cluster: &Cluster, account: u128, first_id: u1
     let clients = region_clients(cluster).await;
     for (region, client) in clients.iter().enumerate() {
         let n = first_id + region as u128;
-        let result = submit(client, transfer(n, BANK, account, "1.00")).await;
-        assert!(
-            applied(&result).is_some(),
+        // An id of that region's, so that it decides it (decision 0009).
+        let command = of_region(region, transfer(n, BANK, account, "1.00"));
+        let result = submit(client, command).await;
+        assert_eq!(
+            applied(&result).map(|done| done.region),
+            Some(region as u32),
             "region {region} commits: {result:?}"
         );
     }
