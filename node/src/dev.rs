@@ -258,6 +258,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sets `node`'s clock `offset_ms` off the machine's (zero ends it), as
+    /// a clock that was stepped or runs fast would be.
+    pub fn skew_clock(&self, node: u64, offset_ms: i64) -> anyhow::Result<()> {
+        let dir = self.data_dir.join(format!("node-{node}"));
+        std::fs::create_dir_all(&dir)?;
+        let file = ledger_replication::Faults::clock_offset_file(&dir);
+        std::fs::write(file, offset_ms.to_string())?;
+        Ok(())
+    }
+
     /// Restores every link.
     pub fn heal(&self) -> anyhow::Result<()> {
         for node in &self.nodes {

@@ -3,7 +3,7 @@
 
 use crate::actors::{self, Actors, Answers, Collector, PullAsk, RouterMsg};
 use crate::config::NodeSettings;
-use ledger_hlc::{Hlc, NodeId, SystemClock};
+use ledger_hlc::{Clock, Hlc, NodeId, SystemClock};
 use ledger_replication::{
     Faults, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
 };
@@ -72,10 +72,24 @@ pub struct NodeFailure {
 }
 
 /// What the API handlers share with the actors.
+/// The machine's clock, set off by the offset a chaos test injects (none
+/// unless fault injection is on and a test sets one).
+pub struct NodeClock {
+    faults: Faults,
+}
+
+impl Clock for NodeClock {
+    fn now_ns(&self) -> u64 {
+        let now = SystemClock.now_ns();
+        let offset_ns = self.faults.clock_offset_ms().saturating_mul(1_000_000);
+        now.saturating_add_signed(offset_ns)
+    }
+}
+
 pub struct NodeHandle {
     pub replica: Arc<ReplicaNode>,
     pub settings: NodeSettings,
-    hlc: Arc<Hlc<SystemClock>>,
+    hlc: Arc<Hlc<NodeClock>>,
     /// Where commands go in; set by the actors' supervisor, which restarts
     /// the router when it must.
     router: RwLock<Option<ActorRef<RouterMsg>>>,
@@ -101,7 +115,7 @@ impl NodeFailure {
 
 impl NodeHandle {
     /// This node's hybrid logical clock.
-    pub fn clock(&self) -> &Hlc<SystemClock> {
+    pub fn clock(&self) -> &Hlc<NodeClock> {
         &self.hlc
     }
 
@@ -523,7 +537,12 @@ where
         ));
     }
     replica.initialize().await?;
-    let hlc = Arc::new(Hlc::new(NodeId(replication.node_id), SystemClock));
+    let hlc = Arc::new(Hlc::new(
+        NodeId(replication.node_id),
+        NodeClock {
+            faults: faults.clone(),
+        },
+    ));
     let handle = Arc::new(NodeHandle {
         replica: replica.clone(),
         settings: settings.clone(),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ const RELOAD_EVERY: Duration = Duration::from_millis(100);
 pub struct Faults {
     blocked: Arc<RwLock<BTreeSet<u64>>>,
     append_delay_ms: Arc<AtomicU64>,
+    clock_offset_ms: Arc<AtomicI64>,
 }
 
 impl Faults {
@@ -36,6 +37,22 @@ impl Faults {
     /// file stalls nothing.
     pub fn append_delay_file(data_dir: &Path) -> PathBuf {
         data_dir.join("append-delay-ms")
+    }
+
+    /// How far this node's clock is set off the machine's, in ms (a clock
+    /// that runs fast or slow, or was stepped).
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// The file a node reads its clock offset from: signed milliseconds; a
+    /// missing file sets none.
+    pub fn clock_offset_file(data_dir: &Path) -> PathBuf {
+        data_dir.join("clock-offset-ms")
     }
 
     pub fn is_blocked(&self, peer: u64) -> bool {
@@ -75,6 +92,19 @@ impl Faults {
                     Ok(peers) => self.set(peers),
                     Err(error) => {
                         tracing::warn!(file = %peers_file.display(), %error, "blocked peers do not parse")
+                    }
+                }
+            }
+            if let Some(text) = read(&Self::clock_offset_file(&data_dir)).await {
+                let text = text.trim();
+                match if text.is_empty() {
+                    Ok(0)
+                } else {
+                    text.parse::<i64>()
+                } {
+                    Ok(ms) => self.set_clock_offset_ms(ms),
+                    Err(error) => {
+                        tracing::warn!(%error, "clock offset does not parse")
                     }
                 }
             }

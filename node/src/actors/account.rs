@@ -267,10 +267,10 @@ fn decide(myself: &ActorRef<AccountMsg>, state: &mut AccountState, work: Work) {
     let decided = node.replica.ledger().read(|ledger| {
         in_flight.prune(ledger, epoch);
         let home = ledger.home_state();
-        if let Err(error) = node.clock().observe(home.last_stamp()) {
-            tracing::warn!(%error, "the region's last stamp is ahead of this node's clock");
-        }
-        let stamp = node.clock().stamp();
+        // Past the region's last stamp, even one a faster clock (an earlier
+        // leader's) put ahead of this node's: the drift limit is for stamps
+        // from other nodes, not for extending this region's own log.
+        let stamp = node.clock().stamp_after(home.last_stamp());
         let base = home.applied().map_or(0, |position| position.index);
         let decided =
             ledger.decide_batch_over(&in_flight.events, &work.items, stamp, scratch, batch);
@@ -765,10 +765,10 @@ pub(crate) async fn coordinate(
     let mut batch = Batch::default();
     let (base, own) = node.replica.ledger().read(|ledger| {
         let home = ledger.home_state();
-        if let Err(error) = node.clock().observe(home.last_stamp()) {
-            tracing::warn!(%error, "the region's last stamp is ahead of this node's clock");
-        }
-        let stamp = node.clock().stamp();
+        // Past the region's last stamp, even one a faster clock (an earlier
+        // leader's) put ahead of this node's: the drift limit is for stamps
+        // from other nodes, not for extending this region's own log.
+        let stamp = node.clock().stamp_after(home.last_stamp());
         ledger.decide_batch_into(&work.items, stamp, &mut Scratch::default(), &mut batch);
         // Events that take from a pool take from a parked account's; an ask
         // for a pull takes from none.

@@ -247,11 +247,17 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
 /// Routes the expiry of every due hold to the actor of its account (the
 /// one that would post or void it).
 fn expire_due(state: &SupervisorState) {
-    let now = state.node.clock().stamp().physical_ns();
     // Withdrawal holds are resolved by their sagas alone (the rail may have
     // paid): never expired here.
     let due: Vec<TransferId> = state.node.replica.ledger().read(|ledger| {
         let home = ledger.home_state();
+        // By the time the expiries will be decided at: the region's log
+        // time, never behind its last stamp.
+        let now = state
+            .node
+            .clock()
+            .stamp_after(home.last_stamp())
+            .physical_ns();
         home.due(now)
             .filter(|id| {
                 home.transfer(*id)
