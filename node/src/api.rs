@@ -592,6 +592,8 @@ impl Admin for Api {
             groups,
             clock_ns: now_ns,
             drift_refused: clock.refused_count(),
+            clock_offset_ms: self.node.clock_offset_ms(),
+            refuses_to_lead: self.node.clock_off(),
             nodes: replica
                 .layout()
                 .nodes

@@ -347,6 +347,11 @@ fn control_redirect(response: &api::ChangeAccountStatusResponse) -> Redirect {
     )
 }
 
+/// An answer that says to send the call to another node of the region.
+fn moves_on(error: &api::Error) -> bool {
+    error.code == "NOT_LEADER" || error.code == "CLOCK_DRIFT"
+}
+
 enum Redirect {
     None,
     To(String),
@@ -358,9 +363,8 @@ enum Redirect {
 /// little later. Any other answer is the answer.
 fn redirect_of<'a>(mut errors: impl Iterator<Item = &'a api::Error>) -> Redirect {
     match errors.next() {
-        Some(error)
-            if error.code == "NOT_LEADER" && errors.all(|other| other.code == "NOT_LEADER") =>
-        {
+        // A node whose clock is off is not leading either.
+        Some(error) if moves_on(error) && errors.all(|other| other.code == error.code) => {
             if error.redirect.is_empty() {
                 Redirect::Wait
             } else {

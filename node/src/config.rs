@@ -20,7 +20,16 @@ pub struct NodeSettings {
     /// decided from then on counts on the chain either way).
     #[serde(default = "park_deadline_ms_default")]
     pub park_deadline_ms: u64,
+    /// Compares this node's clock with its peers' every second and refuses
+    /// to lead while it is off past the drift limit (on by default; tests
+    /// of a leader whose clock jumped turn it off).
+    #[serde(default = "clock_watch_default")]
+    pub clock_watch: bool,
     pub replication: ReplicaConfig,
+}
+
+fn clock_watch_default() -> bool {
+    true
 }
 
 fn park_deadline_ms_default() -> u64 {

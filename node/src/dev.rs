@@ -28,6 +28,8 @@ pub struct DevOptions {
     pub propose_deadline_ms: u64,
     /// How long a parked account actor waits to be resumed.
     pub park_deadline_ms: u64,
+    /// Whether nodes compare their clocks and refuse to lead when off.
+    pub clock_watch: bool,
 }
 
 impl DevOptions {
@@ -46,6 +48,7 @@ impl DevOptions {
             fault_injection: false,
             propose_deadline_ms: Self::PROPOSE_DEADLINE_MS,
             park_deadline_ms: NodeSettings::PARK_DEADLINE_MS,
+            clock_watch: true,
         }
     }
 }
@@ -95,8 +98,9 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
     let faults = options.fault_injection;
     let propose_deadline_ms = options.propose_deadline_ms;
     let park_deadline_ms = options.park_deadline_ms;
+    let clock_watch = options.clock_watch;
     let mut text = format!(
-        "api_listen = \"{api}\"\nfault_injection = {faults}\npark_deadline_ms = {park_deadline_ms}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\npropose_deadline_ms = {propose_deadline_ms}\n",
+        "api_listen = \"{api}\"\nfault_injection = {faults}\npark_deadline_ms = {park_deadline_ms}\nclock_watch = {clock_watch}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\npropose_deadline_ms = {propose_deadline_ms}\n",
         api = node.api,
         id = node.id,
         dir = data_dir.join(format!("node-{}", node.id)).display(),

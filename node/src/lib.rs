@@ -14,6 +14,7 @@ mod actors;
 pub mod api;
 pub mod bench;
 pub mod client;
+pub mod clock_watch;
 pub mod config;
 pub mod demo;
 pub mod dev;

@@ -370,6 +370,8 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                     "region": status.region,
                     "clock_ns": status.clock_ns,
                     "drift_refused": status.drift_refused,
+                    "clock_offset_ms": status.clock_offset_ms,
+                    "refuses_to_lead": status.refuses_to_lead,
                     "groups": status.groups.iter().map(|group| serde_json::json!({
                         "group": group.group, "leader": group.leader,
                         "committed_index": group.committed_index,
@@ -381,8 +383,17 @@ async fn run(command: Commands) -> anyhow::Result<()> {
                 }));
             }
             println!(
-                "node {} in region {}; clock {} ns; stamps refused for drift: {}",
-                status.node, status.region, status.clock_ns, status.drift_refused
+                "node {} in region {}; clock {} ns, {} ms off its peers'{}; stamps refused for drift: {}",
+                status.node,
+                status.region,
+                status.clock_ns,
+                status.clock_offset_ms,
+                if status.refuses_to_lead {
+                    " (past the drift limit: it refuses to lead)"
+                } else {
+                    ""
+                },
+                status.drift_refused
             );
             println!(
                 "{:<10} {:>7} {:>10} {:>10} {:>8} {:>14}  voters",
@@ -736,21 +747,23 @@ async fn clock_offsets(nodes: &[api::NodeInfo]) -> Vec<(api::NodeInfo, Option<(f
     let now_ns = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_nanos() as f64)
+            .map_or(0, |since| {
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+            })
     };
     let mut measured = Vec::with_capacity(nodes.len());
     for node in nodes {
-        let asked = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-            let client = Client::connect(&node.api).await.ok()?;
-            let before = now_ns();
-            let status = client.status().await.ok()?;
-            let after = now_ns();
-            let offset_ms = (status.clock_ns as f64 - (before + after) / 2.0) / 1e6;
-            Some((offset_ms, (after - before) / 1e6))
-        })
+        let asked = match tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            Client::connect(&node.api),
+        )
         .await
-        .ok()
-        .flatten();
+        {
+            Ok(Ok(client)) => ledger_node::clock_watch::measure(&client, now_ns)
+                .await
+                .map(|offset| (offset.peer_minus_own_ms, offset.round_trip_ms)),
+            _ => None,
+        };
         measured.push((node.clone(), asked));
     }
     measured

@@ -12,6 +12,7 @@ use ledger_reservations::{
 };
 use ractor::ActorRef;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore, oneshot};
@@ -100,6 +101,10 @@ pub struct NodeHandle {
     /// The peers a test cut this node off from (fault injection only): the
     /// API sends nothing on to them either.
     pub faults: Faults,
+    /// This node's clock against its peers' (ms, ahead positive), and
+    /// whether that is past the drift limit ([`crate::clock_watch`]).
+    clock_offset_ms: AtomicI64,
+    clock_off: AtomicBool,
 }
 
 impl NodeFailure {
@@ -124,6 +129,41 @@ impl NodeHandle {
     }
 
     /// The API address of a node, from the layout.
+    /// How far this node's clock is off its peers' (ms, ahead positive), as
+    /// last measured.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node's clock is off its peers' past the drift limit: it
+    /// then refuses to lead and to decide.
+    pub fn clock_off(&self) -> bool {
+        self.clock_off.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_clock_offset(&self, offset_ms: f64, off: bool) {
+        self.clock_offset_ms
+            .store(offset_ms.round() as i64, Ordering::Relaxed);
+        self.clock_off.store(off, Ordering::Relaxed);
+    }
+
+    /// The answer to every command while this node's clock is off: decided
+    /// nowhere, retried at the region's leader (named if known).
+    fn clock_drift(&self) -> NodeFailure {
+        let leader = self.replica.progress(self.home()).and_then(|p| p.leader);
+        let leader = leader.filter(|leader| *leader != self.replica.id());
+        NodeFailure {
+            code: "CLOCK_DRIFT",
+            message: format!(
+                "this node's clock is {} ms off its peers', past the drift limit: it neither \
+                 leads nor decides until that is fixed; retry at the region's leader",
+                self.clock_offset_ms()
+            ),
+            retryable: true,
+            redirect: self.api_address(leader),
+        }
+    }
+
     pub fn api_address(&self, node: Option<u64>) -> String {
         let layout: Layout = self.replica.layout();
         node.and_then(|id| layout.nodes.iter().find(|known| known.id == id))
@@ -266,6 +306,12 @@ impl NodeHandle {
             ],
             pulls: Vec::new(),
         };
+        if self.clock_off() {
+            return Answers {
+                results: vec![CommandResult::Unavailable(self.clock_drift()); count + open],
+                pulls: Vec::new(),
+            };
+        }
         let permits = u32::try_from(count.clamp(1, COMMANDS_IN_FLIGHT_MAX)).unwrap_or(u32::MAX);
         let Ok(permit) = self.in_flight.clone().acquire_many_owned(permits).await else {
             return unavailable(count + open);
@@ -552,9 +598,14 @@ where
         in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
         control: Mutex::new(ControlProposer::default()),
         faults,
+        clock_offset_ms: AtomicI64::new(0),
+        clock_off: AtomicBool::new(false),
     });
     let actors = actors::start(handle.clone(), Arc::new(crate::saga::SimulatedPayouts)).await?;
     tasks.push(tokio::spawn(api(handle.clone(), api_listener)));
+    if settings.clock_watch {
+        tasks.push(tokio::spawn(crate::clock_watch::watch(handle.clone())));
+    }
     Ok(RunningNode {
         handle,
         actors,

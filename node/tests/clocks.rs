@@ -29,22 +29,35 @@ async fn region_0_leader(client: &Client, not: u64) -> u64 {
     }
 }
 
+/// The leader of region 0 after `fast`, as another node of region 0 sees it.
+async fn next_leader(cluster: &ledger_node::dev::Cluster, fast: u64) -> u64 {
+    let peer = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != fast)
+        .expect("a peer");
+    let peer = Client::connect(&api_of(cluster, peer))
+        .await
+        .expect("connects");
+    region_0_leader(&peer, fast).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_60_s_fast_does_not_freeze_its_region_or_expire_holds_early() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut cluster = cluster(3, 3, 35_000, dir.path()).await;
-    let nodes = cluster.nodes.clone();
-    let api_of = |id: u64| {
-        nodes
-            .iter()
-            .find(|node| node.id == id)
-            .map(|node| node.api.clone())
-            .expect("a node")
-    };
-    let entry = Client::connect(&api_of(1)).await.expect("connects");
+    // Without the clock watch, which would make the fast leader step down
+    // by itself (the next test): here it leads until it dies.
+    let mut cluster = cluster_with(3, 3, 35_000, dir.path(), |options| {
+        options.clock_watch = false;
+    })
+    .await;
+    let entry = Client::connect(&api_of(&cluster, 1))
+        .await
+        .expect("connects");
     open_accounts(&entry, &[10, 11]).await;
     let fast = region_0_leader(&entry, 0).await;
-    let r0 = Client::connect(&api_of(fast)).await.expect("connects");
+    let r0 = Client::connect(&api_of(&cluster, fast))
+        .await
+        .expect("connects");
     assert!(applied(&submit(&r0, transfer(1, BANK, 10, "100.00")).await).is_some());
     // A hold with 120 s to run, decided by a correct clock.
     let long = hold(2, 10, SHOP, "5.00", 120_000);
@@ -59,14 +72,11 @@ async fn a_leader_60_s_fast_does_not_freeze_its_region_or_expire_holds_early() {
     // It loses leadership (here: it dies). The next leader, with a correct
     // clock, decides at once: within an election, not after a minute.
     cluster.kill(fast).await.expect("killed");
-    let peer = [1, 2, 3]
-        .into_iter()
-        .find(|id| *id != fast)
-        .expect("a peer");
-    let peer = Client::connect(&api_of(peer)).await.expect("connects");
-    let next = region_0_leader(&peer, fast).await;
+    let next = next_leader(&cluster, fast).await;
     let elected = Instant::now();
-    let r0 = Client::connect(&api_of(next)).await.expect("connects");
+    let r0 = Client::connect(&api_of(&cluster, next))
+        .await
+        .expect("connects");
     let after = submit(&r0, transfer(4, 10, 11, "1.00")).await;
     let waited = elected.elapsed();
     assert!(applied(&after).is_some(), "{after:?} after {waited:?}");
@@ -86,4 +96,53 @@ async fn a_leader_60_s_fast_does_not_freeze_its_region_or_expire_holds_early() {
         .first()
         .map(|transfer| transfer.state.clone());
     assert_eq!(state.as_deref(), Some("open"), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_clock_is_off_refuses_to_lead_and_says_so() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(3, 3, 36_000, dir.path()).await;
+    let entry = Client::connect(&api_of(&cluster, 1))
+        .await
+        .expect("connects");
+    open_accounts(&entry, &[10]).await;
+    let fast = region_0_leader(&entry, 0).await;
+    let skewed = Client::connect(&api_of(&cluster, fast))
+        .await
+        .expect("connects");
+    cluster.skew_clock(fast, 60_000).expect("skewed");
+
+    // It finds its clock 60 s ahead of its peers', says so, and hands over.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = skewed.status().await.expect("status");
+        if status.refuses_to_lead {
+            assert!(status.clock_offset_ms > 59_000, "{status:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let next = next_leader(&cluster, fast).await;
+    assert_ne!(next, fast);
+    // A command sent to it is not decided there: CLOCK_DRIFT sends the
+    // client on to the leader, which decides it.
+    let result = submit(&skewed, transfer(1, BANK, 10, "1.00")).await;
+    let done = applied(&result).unwrap_or_else(|| panic!("{result:?}"));
+    assert_eq!(done.region, 0);
+    let status = skewed.status().await.expect("status");
+    let leader = status
+        .groups
+        .iter()
+        .find(|group| group.group == "region-0")
+        .map(|group| group.leader);
+    assert_ne!(leader, Some(fast), "it does not lead again");
+
+    // Its clock set right, it may lead again.
+    cluster.skew_clock(fast, 0).expect("set right");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while skewed.status().await.expect("status").refuses_to_lead {
+        assert!(tokio::time::Instant::now() < deadline, "still refuses");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -38,15 +38,9 @@ async fn a_leader_cut_from_its_region_never_reads_a_total_that_never_was() {
     const BOB: u128 = 11;
     let dir = tempfile::tempdir().expect("dir");
     let cluster = cluster(3, 3, 32_000, dir.path()).await;
-    let api_of = |id: u64| {
-        cluster
-            .nodes
-            .iter()
-            .find(|node| node.id == id)
-            .map(|node| node.api.clone())
-            .expect("a node")
-    };
-    let any = Client::connect(&api_of(1)).await.expect("connects");
+    let any = Client::connect(&api_of(&cluster, 1))
+        .await
+        .expect("connects");
     open_accounts(&any, &[ALICE, BOB]).await;
     converged(&cluster, &cluster.running(), &[ALICE, BOB]).await;
 
@@ -55,7 +49,9 @@ async fn a_leader_cut_from_its_region_never_reads_a_total_that_never_was() {
     let stale = leader_of(&any, "region-0").await;
     let peers: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != stale).collect();
     cluster.cut(&[stale], &peers).expect("cut");
-    let peer = Client::connect(&api_of(peers[0])).await.expect("connects");
+    let peer = Client::connect(&api_of(&cluster, peers[0]))
+        .await
+        .expect("connects");
     let fresh = loop {
         let leader = leader_of(&peer, "region-0").await;
         if leader != stale {
@@ -63,8 +59,10 @@ async fn a_leader_cut_from_its_region_never_reads_a_total_that_never_was() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let r0 = Client::connect(&api_of(fresh)).await.expect("connects");
-    let r1 = Client::connect(&api_of(leader_of(&any, "region-1").await))
+    let r0 = Client::connect(&api_of(&cluster, fresh))
+        .await
+        .expect("connects");
+    let r1 = Client::connect(&api_of(&cluster, leader_of(&any, "region-1").await))
         .await
         .expect("connects");
 
@@ -79,7 +77,9 @@ async fn a_leader_cut_from_its_region_never_reads_a_total_that_never_was() {
 
     // The cut-off node holds region 1's grant and spend, not region 0's
     // top-up and release.
-    let cut_off = Client::connect(&api_of(stale)).await.expect("connects");
+    let cut_off = Client::connect(&api_of(&cluster, stale))
+        .await
+        .expect("connects");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !cut_off
         .lookup_transfers(vec![spend.id.clone()])

@@ -515,6 +515,26 @@ impl ReplicaNode {
         Ok(())
     }
 
+    /// Lets this node lead its groups, or not: a node whose clock is off
+    /// its peers' must extend no log. Without leave it stops standing for
+    /// election, and where it leads it hands leadership to another voter
+    /// (a group with no other voter keeps it; its node then decides
+    /// nothing).
+    pub async fn set_may_lead(&self, may: bool) {
+        for (group, raft) in &self.rafts {
+            raft.runtime_config().elect(may);
+            if may || !raft.is_leader() {
+                continue;
+            }
+            let Some(to) = self.voters(*group).into_iter().find(|id| *id != self.id()) else {
+                continue;
+            };
+            if let Err(error) = raft.trigger().transfer_leader(to).await {
+                tracing::warn!(%group, to, %error, "leadership not handed over");
+            }
+        }
+    }
+
     /// Where this node leads a group, adds every learner the layout names and
     /// the membership lacks. Returns how many it added.
     pub async fn wire_learners(&self) -> Result<usize, NodeError> {

@@ -43,6 +43,16 @@ pub async fn cluster_with(
     Cluster::start(&options).await.expect("the cluster starts")
 }
 
+/// The API address of node `id`.
+pub fn api_of(cluster: &Cluster, id: u64) -> String {
+    cluster
+        .nodes
+        .iter()
+        .find(|node| node.id == id)
+        .map(|node| node.api.clone())
+        .expect("a node")
+}
+
 /// A client of each of the three regions' first node.
 pub async fn region_clients(cluster: &Cluster) -> [Client; 3] {
     let mut clients = Vec::new();
