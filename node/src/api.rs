@@ -409,8 +409,6 @@ const STREAM_WALK_SLICE: usize = 4_096;
 const STRONG_READ_DEADLINE: Duration = Duration::from_secs(5);
 
 impl Api {
-    /// Waits until this node has applied, in every region's log, everything
-    /// committed before now, as each region's leader confirms it.
     fn now_ns(&self) -> u64 {
         ledger_hlc::Clock::now_ns(self.node.clock().clock())
     }
@@ -450,6 +448,8 @@ impl Api {
         }
     }
 
+    /// Waits until this node has applied, in every region's log, everything
+    /// committed before now, as each region's leader confirms it.
     async fn strong_read(&self) -> Result<(), Status> {
         let replica = &self.node.replica;
         for region in replica.layout().regions() {

@@ -228,15 +228,17 @@ impl Client {
             }
         };
         self.following_leader(call, |response: &api::CreateTransfersResponse| {
-            redirect_of(
-                response
-                    .results
-                    .iter()
-                    .filter_map(|result| match &result.result {
-                        Some(api::transfer_result::Result::Error(error)) => Some(error),
-                        _ => None,
-                    }),
-            )
+            // Sent again only if no command was answered: one applied (by
+            // the region it was sent on to) stays answered.
+            let errors: Option<Vec<&api::Error>> = response
+                .results
+                .iter()
+                .map(|result| match &result.result {
+                    Some(api::transfer_result::Result::Error(error)) => Some(error),
+                    _ => None,
+                })
+                .collect();
+            errors.map_or(Redirect::None, |errors| redirect_of(errors.into_iter()))
         })
         .await
     }

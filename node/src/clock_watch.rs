@@ -41,12 +41,14 @@ pub async fn measure(client: &Client, now_ns: impl Fn() -> u64) -> Option<Offset
     })
 }
 
-/// How far our clock is off the peers' (ms; positive: ours is ahead): the
-/// median of what the peers that answered say, so that one peer with a
-/// wrong clock does not move it. `None` without any answer.
+/// How far our clock is off the cluster's (ms; positive: ours is ahead):
+/// the median of every clock that answered, ours (at 0) included, so that
+/// one node with a wrong clock moves no one else's. `None` with fewer than
+/// three clocks: with two, neither can tell which one is wrong.
 pub fn own_offset_ms(offsets: &[Offset]) -> Option<f64> {
     let mut readings: Vec<f64> = offsets.iter().map(|o| -o.peer_minus_own_ms).collect();
-    if readings.is_empty() {
+    readings.push(0.0);
+    if readings.len() < 3 {
         return None;
     }
     readings.sort_by(f64::total_cmp);
@@ -147,12 +149,19 @@ mod tests {
         // Every peer reads 60 s behind us: we are 60 s fast.
         let fast = [offset(-60_000.0, 2.0), offset(-60_001.0, 3.0)];
         let own = own_offset_ms(&fast).expect("answers");
-        assert!((own - 60_000.5).abs() < 1e-9);
+        assert!((own - 60_000.0).abs() < 1e-9, "{own}");
         assert!(is_off(own, &fast, limit));
-        // One peer with a wrong clock does not make us wrong.
-        let one_wrong = [offset(1.0, 2.0), offset(-90_000.0, 2.0), offset(-2.0, 2.0)];
-        let own = own_offset_ms(&one_wrong).expect("answers");
-        assert!(!is_off(own, &one_wrong, limit), "{own}");
+        // One node with a wrong clock does not make us wrong, with two
+        // peers or with three.
+        for one_wrong in [
+            vec![offset(1.0, 2.0), offset(-90_000.0, 2.0)],
+            vec![offset(1.0, 2.0), offset(-90_000.0, 2.0), offset(-2.0, 2.0)],
+        ] {
+            let own = own_offset_ms(&one_wrong).expect("answers");
+            assert!(!is_off(own, &one_wrong, limit), "{own}");
+        }
+        // With one peer, no one can tell which clock is wrong.
+        assert_eq!(own_offset_ms(&[offset(-60_000.0, 1.0)]), None);
         // 600 ms off, measured over calls of 400 ms: not beyond doubt.
         let slow_calls = [offset(-600.0, 400.0)];
         assert!(!is_off(600.0, &slow_calls, limit));

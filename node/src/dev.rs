@@ -172,40 +172,51 @@ impl Cluster {
     async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + READY_WAIT;
         loop {
-            if self.ready().await {
+            let waiting = self.waiting_for().await;
+            if waiting.is_empty() {
                 return Ok(());
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "the cluster has no leader in every group after {READY_WAIT:?}; see the logs in {}",
-                self.nodes
-                    .first()
-                    .map(|node| node.log.display().to_string())
-                    .unwrap_or_default()
+                "the cluster is not ready after {READY_WAIT:?}: {}; see the logs in {}",
+                waiting.join("; "),
+                self.data_dir.display()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
-    /// Every node answers, every group has a leader and every node is in
-    /// every group.
-    async fn ready(&self) -> bool {
+    /// What the cluster still waits for: a node that does not answer, a
+    /// group without a leader or that a node has applied nothing of. Empty
+    /// once every group has a leader and every node is in every group.
+    async fn waiting_for(&self) -> Vec<String> {
+        let mut waiting = Vec::new();
         for node in &self.nodes {
             let Ok(client) = Client::connect(&node.api).await else {
-                return false;
+                waiting.push(format!("node {} does not answer", node.id));
+                continue;
             };
             let Ok(status) = client.status().await else {
-                return false;
+                waiting.push(format!("node {} gives no status", node.id));
+                continue;
             };
-            let complete = status
-                .groups
-                .iter()
-                .all(|group| group.leader != 0 && group.applied_index > 0);
-            if !complete || status.groups.len() != usize::from(self.regions()) + 1 {
-                return false;
+            for group in &status.groups {
+                if group.leader == 0 || group.applied_index == 0 {
+                    waiting.push(format!(
+                        "node {}: {} (leader {}, applied {})",
+                        node.id, group.group, group.leader, group.applied_index
+                    ));
+                }
+            }
+            if status.groups.len() != usize::from(self.regions()) + 1 {
+                waiting.push(format!(
+                    "node {} runs {} groups",
+                    node.id,
+                    status.groups.len()
+                ));
             }
         }
-        true
+        waiting
     }
 
     fn regions(&self) -> u16 {

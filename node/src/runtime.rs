@@ -72,7 +72,6 @@ pub struct NodeFailure {
     pub redirect: String,
 }
 
-/// What the API handlers share with the actors.
 /// The machine's clock, set off by the offset a chaos test injects (none
 /// unless fault injection is on and a test sets one).
 pub struct NodeClock {
@@ -87,6 +86,7 @@ impl Clock for NodeClock {
     }
 }
 
+/// What the API handlers share with the actors.
 pub struct NodeHandle {
     pub replica: Arc<ReplicaNode>,
     pub settings: NodeSettings,

@@ -425,8 +425,6 @@ impl Ledger {
         total
     }
 
-    /// The balance of an account as this node sees it, or `None` when the
-    /// control log has not told this node of the account yet.
     /// The regions whose replica here is behind what another region's
     /// replica here already reflects: that region has granted a release of
     /// theirs that this node has not applied yet. Figures read across them
@@ -441,7 +439,7 @@ impl Ledger {
         for source in &self.regions {
             let ahead = self.regions.iter().any(|target| {
                 target.id() != source.id()
-                    && target.granted_from(source.id()) > source.released_to(target.id())
+                    && target.granted_from(source.id()) > source.last_release_to(target.id())
             });
             if ahead {
                 behind.push(source.id());
@@ -450,6 +448,8 @@ impl Ledger {
         behind
     }
 
+    /// The balance of an account as this node sees it, or `None` when the
+    /// control log has not told this node of the account yet.
     pub fn balance(&self, account: AccountId) -> Option<Balance> {
         let currency = self.control.account(account)?.currency;
         let mut regions = Vec::with_capacity(self.regions.len());

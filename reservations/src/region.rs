@@ -165,11 +165,6 @@ impl RegionState {
     }
 
     /// The highest sequence number of the releases from `from` taken in here.
-    /// How many releases this region has made to `to`.
-    pub fn released_to(&self, to: RegionId) -> u64 {
-        Book::released_to(self, to)
-    }
-
     pub fn granted_from(&self, from: RegionId) -> u64 {
         Book::granted_from(self, from)
     }

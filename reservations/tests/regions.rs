@@ -692,6 +692,14 @@ fn read_at(sim: &Sim, prefixes: &[usize]) -> bool {
     if !ledger.behind().is_empty() {
         return false;
     }
+    // Money is neither made nor lost at the cut: every currency sums to zero.
+    let sum: i128 = [BANK, SHOP]
+        .iter()
+        .chain(USERS.iter())
+        .filter_map(|id| ledger.balance(AccountId(*id)))
+        .map(|balance| balance.total.units)
+        .sum();
+    assert_eq!(sum, 0, "at positions {prefixes:?}");
     for user in USERS {
         let balance = ledger.balance(AccountId(user)).expect("known");
         for (what, figure) in [
@@ -728,6 +736,9 @@ proptest! {
         mixes in proptest::collection::vec(proptest::collection::vec(0..=100usize, REGIONS), 1..12),
     ) {
         let sim = run(&actions);
+        // Every log applied whole is a consistent cut.
+        let whole: Vec<usize> = sim.logs.iter().map(Vec::len).collect();
+        prop_assert!(read_at(&sim, &whole));
         for mix in mixes {
             let prefixes: Vec<usize> = mix
                 .iter()

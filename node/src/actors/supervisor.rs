@@ -247,6 +247,10 @@ impl<C: PayoutConnector> Actor for NodeSupervisor<C> {
 /// Routes the expiry of every due hold to the actor of its account (the
 /// one that would post or void it).
 fn expire_due(state: &SupervisorState) {
+    // A node whose clock is off its peers' judges no deadline.
+    if state.node.clock_off() {
+        return;
+    }
     // Withdrawal holds are resolved by their sagas alone (the rail may have
     // paid): never expired here.
     let due: Vec<TransferId> = state.node.replica.ledger().read(|ledger| {
