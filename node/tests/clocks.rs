@@ -46,7 +46,7 @@ async fn a_leader_60_s_fast_does_not_freeze_its_region_or_expire_holds_early() {
     let dir = tempfile::tempdir().expect("dir");
     // Without the clock watch, which would make the fast leader step down
     // by itself (the next test): here it leads until it dies.
-    let mut cluster = cluster_with(3, 3, 35_000, dir.path(), |options| {
+    let mut cluster = cluster_with(3, 3, 28_000, dir.path(), |options| {
         options.clock_watch = false;
     })
     .await;
@@ -103,7 +103,7 @@ async fn a_node_whose_clock_is_off_refuses_to_lead_and_says_so() {
     let dir = tempfile::tempdir().expect("dir");
     // One region of three nodes: the fast one sees two clocks 60 s behind
     // its own; each other sees one clock 60 s ahead and one with it.
-    let cluster = cluster(1, 3, 36_000, dir.path()).await;
+    let cluster = cluster(1, 3, 28_500, dir.path()).await;
     let entry = Client::connect(&api_of(&cluster, 1))
         .await
         .expect("connects");

@@ -688,7 +688,7 @@ async fn every_rejection_reaches_the_client_with_its_code() {
         owner: "e".into(),
         metadata: Default::default(),
     };
-    r0.create_accounts(vec![euro]).await.expect("created");
+    create(&r0, vec![euro]).await;
     wait_status(&r0, 20, api::AccountStatus::Active).await;
     assert_eq!(
         code(&submit(&r0, transfer(1, BANK, 10, "100.00")).await),

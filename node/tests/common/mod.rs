@@ -27,6 +27,12 @@ pub async fn cluster(
     cluster_with(regions, nodes_per_region, base_port, dir, |_| {}).await
 }
 
+/// Every test's cluster takes its own ports: `base_port` to `base_port + 8`
+/// for Raft and 100 above for the API. All stay below 32768, where the
+/// kernel's range of ephemeral ports begins: a port in that range can be
+/// taken by any outgoing connection of the machine, and a node that cannot
+/// bind it never starts.
+///
 /// [`cluster`] with its options changed by `tune` (how long a proposal or a
 /// parked actor waits, say).
 pub async fn cluster_with(
@@ -194,14 +200,29 @@ pub fn code(result: &api::TransferResult) -> String {
     }
 }
 
-/// Creates accounts and checks each was created.
+/// Creates accounts and checks each was created, retrying the call while
+/// an answer is retryable (a change of the control log's leader leaves an
+/// outcome unknown): a retry of the same accounts is answered as created.
 pub async fn create(client: &Client, accounts: Vec<api::NewAccount>) {
-    let response = client.create_accounts(accounts).await.expect("answered");
-    for result in response.results {
-        assert!(
-            matches!(result.result, Some(api::account_result::Result::Created(_))),
-            "{result:?}"
-        );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = client
+            .create_accounts(accounts.clone())
+            .await
+            .expect("answered");
+        let retry = response.results.iter().any(|result| {
+            matches!(&result.result, Some(api::account_result::Result::Error(error)) if error.retryable)
+        });
+        if !retry || tokio::time::Instant::now() > deadline {
+            for result in response.results {
+                assert!(
+                    matches!(result.result, Some(api::account_result::Result::Created(_))),
+                    "{result:?}"
+                );
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
