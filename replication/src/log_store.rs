@@ -116,19 +116,6 @@ impl LogStore {
         self.group
     }
 
-    /// Runs `work` on a thread for blocking I/O: a slow disk (redb's write
-    /// lock, an fsync) then holds that thread, never one of the runtime's
-    /// workers, so other groups' heartbeats and the API keep going.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&LogStore) -> io::Result<T> + Send + 'static,
-    ) -> io::Result<T> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|error| io::Error::other(format!("log I/O task failed: {error}")))?
-    }
-
     fn log(&self) -> TableDefinition<'_, u64, &'static [u8]> {
         TableDefinition::new(&self.log_table)
     }
@@ -146,11 +133,12 @@ impl LogStore {
         }
     }
 
-    fn write_meta(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> io::Result<()> {
+        let bytes = codec::encode(Format::Json, value)?;
         let txn = self.db.begin_write().map_err(other)?;
         {
             let mut table = txn.open_table(self.meta()).map_err(other)?;
-            table.insert(key, bytes).map_err(other)?;
+            table.insert(key, bytes.as_slice()).map_err(other)?;
         }
         txn.commit().map_err(other)
     }
@@ -193,22 +181,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
-        let range = (range.start_bound().cloned(), range.end_bound().cloned());
-        self.blocking(move |store| {
-            let txn = store.db.begin_read().map_err(other)?;
-            let table = txn.open_table(store.log()).map_err(other)?;
-            let mut entries = Vec::new();
-            for row in table.range::<u64>(range).map_err(other)? {
-                let (_, record) = row.map_err(other)?;
-                entries.push(codec::decode(Format::Json, record.value())?);
-            }
-            Ok(entries)
-        })
-        .await
+        let txn = self.db.begin_read().map_err(other)?;
+        let table = txn.open_table(self.log()).map_err(other)?;
+        let mut entries = Vec::new();
+        for row in table.range::<u64>(range).map_err(other)? {
+            let (_, record) = row.map_err(other)?;
+            entries.push(codec::decode(Format::Json, record.value())?);
+        }
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<VoteOf<TypeConfig>>> {
-        self.blocking(|store| store.read_meta(VOTE)).await
+        self.read_meta(VOTE)
     }
 }
 
@@ -216,15 +200,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
-        self.blocking(|store| {
-            let last_purged_log_id: Option<LogIdOf<TypeConfig>> = store.read_meta(PURGED)?;
-            let last_log_id = store.last_entry_log_id()?.or(last_purged_log_id);
-            Ok(LogState {
-                last_purged_log_id,
-                last_log_id,
-            })
+        let last_purged_log_id: Option<LogIdOf<TypeConfig>> = self.read_meta(PURGED)?;
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
         })
-        .await
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -232,24 +213,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> io::Result<()> {
-        let bytes = codec::encode(Format::Json, vote)?;
-        self.blocking(move |store| store.write_meta(VOTE, &bytes))
-            .await
+        self.write_meta(VOTE, vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> io::Result<()> {
-        let bytes = codec::encode(Format::Json, &committed)?;
-        self.blocking(move |store| store.write_meta(COMMITTED, &bytes))
-            .await
+        self.write_meta(COMMITTED, &committed)
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogIdOf<TypeConfig>>> {
-        self.blocking(|store| {
-            Ok(store
-                .read_meta::<Option<LogIdOf<TypeConfig>>>(COMMITTED)?
-                .flatten())
-        })
-        .await
+        Ok(self
+            .read_meta::<Option<LogIdOf<TypeConfig>>>(COMMITTED)?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -262,27 +236,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if !stall.is_zero() {
             tokio::time::sleep(stall).await;
         }
-        let records = entries
-            .into_iter()
-            .map(|entry| Ok((entry.log_id.index, codec::encode(Format::Json, &entry)?)))
-            .collect::<io::Result<Vec<(u64, Vec<u8>)>>>();
-        let result = match records {
-            Ok(records) => {
-                self.blocking(move |store| {
-                    let txn = store.db.begin_write().map_err(other)?;
-                    {
-                        let mut log = txn.open_table(store.log()).map_err(other)?;
-                        for (index, bytes) in &records {
-                            log.insert(*index, bytes.as_slice()).map_err(other)?;
-                        }
-                    }
-                    // One fsync for the whole batch.
-                    txn.commit().map_err(other)
-                })
-                .await
+        let result = (|| {
+            let txn = self.db.begin_write().map_err(other)?;
+            {
+                let mut log = txn.open_table(self.log()).map_err(other)?;
+                for entry in entries {
+                    let bytes = codec::encode(Format::Json, &entry)?;
+                    log.insert(entry.log_id.index, bytes.as_slice())
+                        .map_err(other)?;
+                }
             }
-            Err(error) => Err(error),
-        };
+            // One fsync for the whole batch.
+            txn.commit().map_err(other)
+        })();
         match result {
             Ok(()) => {
                 callback.io_completed(Ok(()));
@@ -300,18 +266,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(log_id) => Bound::Excluded(log_id.index),
             None => Bound::Unbounded,
         };
-        self.blocking(move |store| store.remove_range((start, Bound::Unbounded), None))
-            .await
+        self.remove_range((start, Bound::Unbounded), None)
     }
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> io::Result<()> {
         let purged = codec::encode(Format::Json, &log_id)?;
-        self.blocking(move |store| {
-            store.remove_range(
-                (Bound::Unbounded, Bound::Included(log_id.index)),
-                Some((PURGED, purged)),
-            )
-        })
-        .await
+        self.remove_range(
+            (Bound::Unbounded, Bound::Included(log_id.index)),
+            Some((PURGED, purged)),
+        )
     }
 }
