@@ -10,25 +10,6 @@ use common::*;
 use ledger_node::client::Client;
 use std::time::{Duration, Instant};
 
-/// The leader of region 0 as `client`'s node sees it, once it is not `not`.
-async fn region_0_leader(client: &Client, not: u64) -> u64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(status) = client.status().await
-            && let Some(leader) = status
-                .groups
-                .iter()
-                .find(|group| group.group == "region-0")
-                .map(|group| group.leader)
-                .filter(|leader| *leader != 0 && *leader != not)
-        {
-            return leader;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no new leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The leader of region 0 after `fast`, as another node of region 0 sees it.
 async fn next_leader(cluster: &ledger_node::dev::Cluster, fast: u64) -> u64 {
     let peer = [1, 2, 3]
@@ -38,7 +19,7 @@ async fn next_leader(cluster: &ledger_node::dev::Cluster, fast: u64) -> u64 {
     let peer = Client::connect(&api_of(cluster, peer))
         .await
         .expect("connects");
-    region_0_leader(&peer, fast).await
+    leader_other_than(&peer, "region-0", fast).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +35,7 @@ async fn a_leader_60_s_fast_does_not_freeze_its_region_or_expire_holds_early() {
         .await
         .expect("connects");
     open_accounts(&entry, &[10, 11]).await;
-    let fast = region_0_leader(&entry, 0).await;
+    let fast = leader_other_than(&entry, "region-0", 0).await;
     let r0 = Client::connect(&api_of(&cluster, fast))
         .await
         .expect("connects");
@@ -108,7 +89,7 @@ async fn a_node_whose_clock_is_off_refuses_to_lead_and_says_so() {
         .await
         .expect("connects");
     open_accounts(&entry, &[10]).await;
-    let fast = region_0_leader(&entry, 0).await;
+    let fast = leader_other_than(&entry, "region-0", 0).await;
     let skewed = Client::connect(&api_of(&cluster, fast))
         .await
         .expect("connects");

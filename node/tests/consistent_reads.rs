@@ -10,28 +10,6 @@ use ledger_node::client::{Client, ClientError};
 use ledger_proto::v1 as api;
 use std::time::Duration;
 
-/// The node that `client`'s node says leads `group`.
-async fn leader_of(client: &Client, group: &str) -> u64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(status) = client.status().await
-            && let Some(leader) = status
-                .groups
-                .iter()
-                .find(|known| known.group == group)
-                .map(|known| known.leader)
-                .filter(|leader| *leader != 0)
-        {
-            return leader;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no leader of {group}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_from_its_region_never_reads_a_total_that_never_was() {
     const ALICE: u128 = 10;
@@ -46,25 +24,22 @@ async fn a_leader_cut_from_its_region_never_reads_a_total_that_never_was() {
 
     // Region 0's leader is cut from the two other nodes of its region; it
     // still hears regions 1 and 2.
-    let stale = leader_of(&any, "region-0").await;
+    let stale = leader_other_than(&any, "region-0", 0).await;
     let peers: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != stale).collect();
     cluster.cut(&[stale], &peers).expect("cut");
     let peer = Client::connect(&api_of(&cluster, peers[0]))
         .await
         .expect("connects");
-    let fresh = loop {
-        let leader = leader_of(&peer, "region-0").await;
-        if leader != stale {
-            break leader;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let fresh = leader_other_than(&peer, "region-0", stale).await;
     let r0 = Client::connect(&api_of(&cluster, fresh))
         .await
         .expect("connects");
-    let r1 = Client::connect(&api_of(&cluster, leader_of(&any, "region-1").await))
-        .await
-        .expect("connects");
+    let r1 = Client::connect(&api_of(
+        &cluster,
+        leader_other_than(&any, "region-1", 0).await,
+    ))
+    .await
+    .expect("connects");
 
     // The new leader of region 0 tops Alice up and moves it to region 1,
     // which takes it in and spends most of it.

@@ -59,6 +59,29 @@ pub fn api_of(cluster: &Cluster, id: u64) -> String {
         .expect("a node")
 }
 
+/// The node that `client`'s node says leads `group`, once one does that is
+/// not `not` (0: any).
+pub async fn leader_other_than(client: &Client, group: &str, not: u64) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(status) = client.status().await
+            && let Some(leader) = status
+                .groups
+                .iter()
+                .find(|known| known.group == group)
+                .map(|known| known.leader)
+                .filter(|leader| *leader != 0 && *leader != not)
+        {
+            return leader;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader of {group} but {not}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A client of each of the three regions' first node.
 pub async fn region_clients(cluster: &Cluster) -> [Client; 3] {
     let mut clients = Vec::new();
