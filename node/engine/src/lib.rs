@@ -2,10 +2,15 @@
 //! what to do out; no tokio, no actors, no Raft, no clock reads (DESIGN
 //! section 2, decision 0008).
 //!
-//! So far it holds the rule every other part of the write path rests on,
-//! **a committed entry always applies**: [`admit`] decides what enters an
-//! entry of the region's log.
+//! It holds the rule every other part of the write path rests on, **a
+//! committed entry always applies**: [`admit`] decides what enters an entry
+//! of the region's log, and [`EntryWriter`] decides when the next entry may
+//! be assembled (an entry of unknown fate settled first, the fence closed in
+//! a new term) and assembles it from the candidates gathered and the grants
+//! the region owes.
 
 mod admit;
+mod writer;
 
 pub use admit::{Candidate, Decider, Drops, GateView, Refusal, admit};
+pub use writer::{Assembled, EntryWriter, GrantHeld, ProposalFailure, entry_batch};

@@ -24,12 +24,12 @@
 //! `LEDGER_SIM_SEED=42 cargo test -p ledger-engine --test simulation --
 //! --nocapture`.
 
-use ledger_engine::{Candidate, Decider, Drops, GateView, admit};
+use ledger_engine::{Candidate, Decider, EntryWriter, GateView, ProposalFailure, entry_batch};
 use ledger_hlc::{Hlc, ManualClock, NodeId, Stamp};
 use ledger_reservations::{
-    AccountId, AccountKind, AdmissionScratch, Batch, Command, ControlCommand, CurrencyCode,
-    Decimal, Decision, Event, EventBody, Grants, Item, Ledger, Metadata, NewAccount, Outcome,
-    Position, RegionId, Scratch, TransferId, TransferRequest,
+    AccountId, AccountKind, Batch, Command, ControlCommand, CurrencyCode, Decimal, Decision, Event,
+    EventBody, Item, Ledger, Metadata, NewAccount, Outcome, Position, RegionId, Scratch,
+    TransferId, TransferRequest,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -123,12 +123,14 @@ struct Region {
     log: Vec<Vec<Event>>,
     /// How many entries of each region's log this node has applied.
     applied: BTreeMap<RegionId, usize>,
+    /// The leader's term: a lost leadership starts a new one.
+    term: u64,
     epoch: u64,
     fence: Option<u64>,
     deciders: BTreeMap<AccountId, DeciderState>,
     gathered: Vec<Submission>,
-    drops: Drops,
-    scratch: AdmissionScratch,
+    /// The engine's writer, as the node's writer actor holds it.
+    writer: EntryWriter,
     unsettled: Option<Unsettled>,
     /// Commands sent here, to be sent again (retries, conflicts).
     sent: Vec<Command>,
@@ -173,12 +175,12 @@ impl Sim {
                     clock,
                     log: Vec::new(),
                     applied: BTreeMap::new(),
+                    term: 1,
                     epoch: 1,
                     fence: None,
                     deciders: BTreeMap::new(),
                     gathered: Vec::new(),
-                    drops: Drops::default(),
-                    scratch: AdmissionScratch::default(),
+                    writer: EntryWriter::default(),
                     unsettled: None,
                     sent: Vec::new(),
                     holds: Vec::new(),
@@ -538,16 +540,24 @@ impl Sim {
         });
     }
 
-    /// The writer of region `r`: settles first, then admits what applies
-    /// and the grants owed into one entry, and proposes it to a log that
-    /// commits it, refuses it, or leaves its fate unknown.
+    /// The writer of region `r`, on the engine's [`EntryWriter`]: settles
+    /// an entry of unknown fate first, then assembles what applies of the
+    /// candidates gathered and the grants owed into one entry, and proposes
+    /// it to a log that commits it, refuses it, or leaves its fate unknown.
     fn flush(&mut self, r: usize) {
-        if self.regions[r].unsettled.is_some() {
-            // Nothing is decided again until the unknown entry is settled.
-            self.reset(r);
-            return;
-        }
         let region = &mut self.regions[r];
+        let term = Some(region.term);
+        if region.writer.must_settle(term) {
+            if region.unsettled.is_some() {
+                // The empty entry proposed behind it is not applied yet.
+                self.reset(r);
+                return;
+            }
+            region.writer.settled();
+        }
+        if region.writer.barrier_passed(term) {
+            region.fence = None;
+        }
         let home = region.ledger.home_state();
         let applied = home.applied().map_or(0, |position| position.index);
         let fence = *region.fence.get_or_insert(applied);
@@ -556,65 +566,52 @@ impl Sim {
             fence,
         };
         let stamp = region.hlc.stamp_after(home.last_stamp());
-        let mut entry = home.admission(stamp, &mut region.scratch);
+        // Past the entry's size submissions wait for the next entry.
+        let sizes = region
+            .gathered
+            .iter()
+            .map(|submission| submission.events.len());
+        let take = entry_batch(sizes, ENTRY_EVENTS_MAX);
+        let mut taken: Vec<Submission> = region.gathered.drain(..take).collect();
+        let candidates = taken.iter_mut().map(|submission| Candidate {
+            events: &mut submission.events,
+            epoch: submission.epoch,
+            base: submission.base,
+            decider: submission.from.map(|(account, _, drops_seen)| Decider {
+                id: account.0 as u64,
+                drops_seen,
+            }),
+        });
+        let assembled =
+            region
+                .writer
+                .assemble(&region.ledger, view, stamp, ENTRY_EVENTS_MAX, candidates);
         let mut events = Vec::new();
         let mut acks = Vec::new();
-        let mut refused = Vec::new();
-        let mut later = Vec::new();
-        for mut submission in std::mem::take(&mut region.gathered) {
-            if events.len() + submission.events.len() > ENTRY_EVENTS_MAX {
-                // Past the entry's size it waits for the next one, as the
-                // writer's batches do.
-                later.push(submission);
+        for (mut submission, verdict) in taken.into_iter().zip(assembled.verdicts) {
+            if verdict.is_ok() {
+                events.append(&mut submission.events);
+                acks.append(&mut submission.acks);
                 continue;
             }
-            let candidate = Candidate {
-                events: &mut submission.events,
-                epoch: submission.epoch,
-                base: submission.base,
-                decider: submission.from.map(|(account, _, drops_seen)| Decider {
-                    id: account.0 as u64,
-                    drops_seen,
-                }),
-            };
-            match admit(&mut entry, &mut region.drops, view, candidate) {
-                Ok(()) => {
-                    events.append(&mut submission.events);
-                    acks.append(&mut submission.acks);
-                }
-                Err(_) => refused.push((submission.from, submission.epoch)),
-            }
-        }
-        let room = ENTRY_EVENTS_MAX.saturating_sub(events.len());
-        for Grants {
-            events: mut grants, ..
-        } in region.ledger.decide_grants(stamp, room)
-        {
-            let candidate = Candidate {
-                events: &mut grants,
-                epoch: view.epoch,
-                base: applied,
-                decider: None,
-            };
-            if admit(&mut entry, &mut region.drops, view, candidate).is_ok() {
-                events.append(&mut grants);
-            }
-        }
-        self.regions[r].gathered = later;
-        for (from, epoch) in refused {
             self.counts.refused_by_admission += 1;
-            if let Some((account, seq, _)) = from {
+            if let Some((account, seq, _)) = submission.from {
                 let decider = self.regions[r].deciders.entry(account).or_default();
-                decider.told.push((seq, epoch));
+                decider.told.push((seq, submission.epoch));
             }
         }
+        events.extend(assembled.grants);
         if events.is_empty() {
             return;
         }
+        let term = Some(self.regions[r].term);
         match self.rng.below(100) {
             0..=79 => self.commit(r, events, acks),
             80..=89 => {
                 // Refused by the log (not the leader): nothing appended.
+                self.regions[r]
+                    .writer
+                    .proposal_failed(ProposalFailure::NotAppended, term);
                 self.reset(r);
             }
             _ => {
@@ -625,6 +622,9 @@ impl Sim {
                     acks,
                     commits,
                 });
+                self.regions[r]
+                    .writer
+                    .proposal_failed(ProposalFailure::Unknown, term);
                 self.reset(r);
             }
         }
@@ -676,9 +676,13 @@ impl Sim {
         }
     }
 
+    /// A new term: its leader's first entry settles an entry of unknown fate
+    /// (holds it, or it is gone for good).
     fn lose_leadership(&mut self, r: usize) {
         let id = self.regions[r].id;
         self.note(|| format!("{id} loses leadership"));
+        self.settle(r);
+        self.regions[r].term += 1;
         self.reset(r);
         self.regions[r].deciders.clear();
     }

@@ -1,15 +1,18 @@
 //! The writer: the only proposer of its region's log on the leader. It
 //! gathers the events that deciders (account actors, coordinators) decided
-//! while the previous entry was being committed, decides the grants the
-//! region owes, admits what applies ([`ledger_engine::admit`]) and proposes
-//! it as one entry (one fsync per group commit). Between entries it wires
-//! learners and takes in releases granted to the region.
+//! while the previous entry was being committed and proposes them as one
+//! entry (one fsync per group commit). What goes in, and when, the engine
+//! decides ([`ledger_engine::EntryWriter`]): this actor carries it out
+//! (proposes, waits for the read barrier, resets the gate, answers). Between
+//! entries it wires learners.
 
 use super::{Collector, Gate};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
-use ledger_engine::{Candidate, Decider, Drops, Refusal, admit};
+use ledger_engine::{
+    Candidate, Decider, EntryWriter, GrantHeld, ProposalFailure, Refusal, entry_batch,
+};
 use ledger_replication::{Proposal, ProposeError};
-use ledger_reservations::{AdmissionScratch, Event, Grants};
+use ledger_reservations::Event;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -153,14 +156,7 @@ pub(crate) struct WriterState {
     gate: Arc<Gate>,
     gathered: Vec<Submission>,
     flush_queued: bool,
-    /// The Raft term of the last entry: a new term opens the gate anew.
-    term: Option<u64>,
-    drops: Drops,
-    scratch: AdmissionScratch,
-    /// The term in which an entry of this leader became of unknown fate:
-    /// nothing is decided again until the state holds it, or a new term
-    /// has settled it.
-    unsettled_term: Option<u64>,
+    engine: EntryWriter,
 }
 
 impl Actor for Writer {
@@ -179,10 +175,7 @@ impl Actor for Writer {
             gate,
             gathered: Vec::new(),
             flush_queued: false,
-            term: None,
-            drops: Drops::default(),
-            scratch: AdmissionScratch::default(),
-            unsettled_term: None,
+            engine: EntryWriter::default(),
         })
     }
 
@@ -204,17 +197,11 @@ impl Actor for Writer {
             }
             WriterMsg::Flush => {
                 state.flush_queued = false;
-                let mut events = 0;
-                let take = state
+                let sizes = state
                     .gathered
                     .iter()
-                    .take_while(|submission| {
-                        events += submission.events.len();
-                        events <= ENTRY_EVENTS_MAX
-                    })
-                    .count()
-                    .max(1)
-                    .min(state.gathered.len());
+                    .map(|submission| submission.events.len());
+                let take = entry_batch(sizes, ENTRY_EVENTS_MAX);
                 let submissions: Vec<Submission> = state.gathered.drain(..take).collect();
                 if !state.gathered.is_empty() {
                     state.flush_queued = true;
@@ -279,9 +266,12 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
             // count on it either way, and nothing is decided again until the
             // state holds everything the log held at this moment.
             state.gate.reset();
-            if !matches!(error, ProposeError::NotLeader { .. }) {
-                state.unsettled_term = node.replica.progress(home).map(|progress| progress.term);
-            }
+            let failure = match error {
+                ProposeError::NotLeader { .. } => ProposalFailure::NotAppended,
+                _ => ProposalFailure::Unknown,
+            };
+            let term = node.replica.progress(home).map(|progress| progress.term);
+            state.engine.proposal_failed(failure, term);
             let result = CommandResult::Unavailable(node.failure(&error));
             for submission in admitted {
                 submission.answer(&result);
@@ -300,18 +290,12 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
 async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
     let node = state.node.clone();
     let home = node.home();
-    if let Some(unsettled_term) = state.unsettled_term {
-        let same_term = node
+    let term = |node: &NodeHandle| node.replica.progress(home).map(|progress| progress.term);
+    if state.engine.must_settle(term(&node)) {
+        if let Err(error) = node
             .replica
-            .progress(home)
-            .is_some_and(|progress| progress.term == unsettled_term);
-        // In a new term, the new leader's first entry settled it: either it
-        // is in the log before that entry or it is gone for good.
-        if same_term
-            && let Err(error) = node
-                .replica
-                .propose(home, Proposal::Region(Vec::new()))
-                .await
+            .propose(home, Proposal::Region(Vec::new()))
+            .await
         {
             tracing::info!(%error, "an earlier entry is not settled yet");
             state.gate.reset();
@@ -319,7 +303,7 @@ async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
                 "the outcome of an earlier entry is not known yet; retry",
             ));
         }
-        state.unsettled_term = None;
+        state.engine.settled();
     }
     match tokio::time::timeout(BARRIER_WAIT_MAX, node.replica.barrier(home)).await {
         Ok(Ok(())) => {}
@@ -334,72 +318,44 @@ async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
             ));
         }
     }
-    let term = node.replica.progress(home).map(|progress| progress.term);
-    if term != state.term {
-        state.term = term;
+    if state.engine.barrier_passed(term(&node)) {
         state.gate.close();
     }
     Ok(())
 }
 
-/// Admits what applies of `submissions` and the grants the region owes
-/// into one entry, answers what was refused, and returns the entry with
-/// the submissions it holds; `None` when it would be empty.
+/// Assembles the next entry from `submissions` and the grants the region
+/// owes, answers what was refused, and returns the entry with the
+/// submissions it holds; `None` when it would be empty.
 fn assemble(
     state: &mut WriterState,
     mut submissions: Vec<Submission>,
 ) -> Option<(Vec<Event>, Vec<Submission>)> {
     let WriterState {
-        node,
-        gate,
-        drops,
-        scratch,
-        ..
+        node, gate, engine, ..
     } = state;
-    let mut verdicts = Vec::with_capacity(submissions.len());
-    let mut grants = node.replica.ledger().read(|ledger| {
+    let assembled = node.replica.ledger().read(|ledger| {
         let region = ledger.home_state();
-        let applied = region.applied().map_or(0, |position| position.index);
         if gate.is_closed() {
-            gate.open_at(applied);
+            gate.open_at(region.applied().map_or(0, |position| position.index));
         }
-        let view = gate.view();
         let stamp = node.clock().stamp_after(region.last_stamp());
-        let mut entry = region.admission(stamp, scratch);
-        for submission in &mut submissions {
-            verdicts.push(admit(&mut entry, drops, view, submission.candidate()));
-        }
-        let mut grants = Vec::new();
-        // One candidate per source region: a grant that cannot be taken in
-        // holds up only the later releases of its own source.
-        let room = ENTRY_EVENTS_MAX.saturating_sub(entry.admitted());
-        for Grants {
-            source,
-            mut events,
-            refused,
-        } in ledger.decide_grants(stamp, room)
-        {
-            if let Some(reject) = refused {
-                tracing::warn!(%source, %reject, "a grant from this region cannot be taken in yet");
-            }
-            let candidate = Candidate {
-                events: &mut events,
-                epoch: view.epoch,
-                base: applied,
-                decider: None,
-            };
-            match admit(&mut entry, drops, view, candidate) {
-                Ok(()) => grants.append(&mut events),
-                Err(refusal) => {
-                    tracing::warn!(reason = %refusal.reason(), "grants not taken in")
-                }
-            }
-        }
-        grants
+        let candidates = submissions.iter_mut().map(Submission::candidate);
+        engine.assemble(ledger, gate.view(), stamp, ENTRY_EVENTS_MAX, candidates)
     });
+    for (source, held) in &assembled.held {
+        match held {
+            GrantHeld::Undecided(reject) => {
+                tracing::warn!(%source, %reject, "a grant from this region cannot be taken in yet")
+            }
+            GrantHeld::Refused(refusal) => {
+                tracing::warn!(%source, reason = %refusal.reason(), "grants not taken in")
+            }
+        }
+    }
     let mut admitted = Vec::with_capacity(submissions.len());
     let mut entry = Vec::new();
-    for (mut submission, verdict) in submissions.into_iter().zip(verdicts) {
+    for (mut submission, verdict) in submissions.into_iter().zip(assembled.verdicts) {
         match verdict {
             Ok(()) => {
                 entry.append(&mut submission.events);
@@ -408,7 +364,7 @@ fn assemble(
             Err(refusal) => submission.refuse(&refusal),
         }
     }
-    entry.append(&mut grants);
+    entry.extend(assembled.grants);
     (!entry.is_empty()).then_some((entry, admitted))
 }
 
