@@ -1,7 +1,7 @@
 //! Faults injected on purpose, for chaos tests of real processes: a node
 //! told to block a peer neither sends it RPCs nor answers its RPCs, and a
-//! node told to stall its disk waits that long before every append to its
-//! logs. Nothing is injected unless a test (or an operator rehearsing a
+//! node told to stall its disk takes that much longer over every append to
+//! its logs, holding its database's write lock as a slow fsync would. Nothing is injected unless a test (or an operator rehearsing a
 //! failure) says so.
 
 use std::collections::BTreeSet;

@@ -116,6 +116,19 @@ impl LogStore {
         self.group
     }
 
+    /// Runs `work` on a thread for blocking I/O: a slow disk (redb's write
+    /// lock, an fsync) then holds that thread, never one of the runtime's
+    /// workers, so other groups' heartbeats and the API keep going.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&LogStore) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|error| io::Error::other(format!("log I/O task failed: {error}")))?
+    }
+
     fn log(&self) -> TableDefinition<'_, u64, &'static [u8]> {
         TableDefinition::new(&self.log_table)
     }
@@ -133,12 +146,11 @@ impl LogStore {
         }
     }
 
-    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> io::Result<()> {
-        let bytes = codec::encode(Format::Json, value)?;
+    fn write_meta(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
         let txn = self.db.begin_write().map_err(other)?;
         {
             let mut table = txn.open_table(self.meta()).map_err(other)?;
-            table.insert(key, bytes.as_slice()).map_err(other)?;
+            table.insert(key, bytes).map_err(other)?;
         }
         txn.commit().map_err(other)
     }
@@ -181,18 +193,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
-        let txn = self.db.begin_read().map_err(other)?;
-        let table = txn.open_table(self.log()).map_err(other)?;
-        let mut entries = Vec::new();
-        for row in table.range::<u64>(range).map_err(other)? {
-            let (_, record) = row.map_err(other)?;
-            entries.push(codec::decode(Format::Json, record.value())?);
-        }
-        Ok(entries)
+        let range = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.blocking(move |store| {
+            let txn = store.db.begin_read().map_err(other)?;
+            let table = txn.open_table(store.log()).map_err(other)?;
+            let mut entries = Vec::new();
+            for row in table.range::<u64>(range).map_err(other)? {
+                let (_, record) = row.map_err(other)?;
+                entries.push(codec::decode(Format::Json, record.value())?);
+            }
+            Ok(entries)
+        })
+        .await
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<VoteOf<TypeConfig>>> {
-        self.read_meta(VOTE)
+        self.blocking(|store| store.read_meta(VOTE)).await
     }
 }
 
@@ -200,12 +216,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogIdOf<TypeConfig>> = self.read_meta(PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
+        self.blocking(|store| {
+            let last_purged_log_id: Option<LogIdOf<TypeConfig>> = store.read_meta(PURGED)?;
+            let last_log_id = store.last_entry_log_id()?.or(last_purged_log_id);
+            Ok(LogState {
+                last_purged_log_id,
+                last_log_id,
+            })
         })
+        .await
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -213,17 +232,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> io::Result<()> {
-        self.write_meta(VOTE, vote)
+        let bytes = codec::encode(Format::Json, vote)?;
+        self.blocking(move |store| store.write_meta(VOTE, &bytes))
+            .await
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> io::Result<()> {
-        self.write_meta(COMMITTED, &committed)
+        let bytes = codec::encode(Format::Json, &committed)?;
+        self.blocking(move |store| store.write_meta(COMMITTED, &bytes))
+            .await
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogIdOf<TypeConfig>>> {
-        Ok(self
-            .read_meta::<Option<LogIdOf<TypeConfig>>>(COMMITTED)?
-            .flatten())
+        self.blocking(|store| {
+            Ok(store
+                .read_meta::<Option<LogIdOf<TypeConfig>>>(COMMITTED)?
+                .flatten())
+        })
+        .await
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -231,24 +257,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = EntryOf<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // A disk stall, when a chaos test injects one.
+        // A disk stall, when a chaos test injects one: it holds the write
+        // transaction (and so redb's write lock), as a slow fsync would.
         let stall = self.faults.append_delay();
-        if !stall.is_zero() {
-            tokio::time::sleep(stall).await;
-        }
-        let result = (|| {
-            let txn = self.db.begin_write().map_err(other)?;
-            {
-                let mut log = txn.open_table(self.log()).map_err(other)?;
-                for entry in entries {
-                    let bytes = codec::encode(Format::Json, &entry)?;
-                    log.insert(entry.log_id.index, bytes.as_slice())
-                        .map_err(other)?;
-                }
+        let records = entries
+            .into_iter()
+            .map(|entry| Ok((entry.log_id.index, codec::encode(Format::Json, &entry)?)))
+            .collect::<io::Result<Vec<(u64, Vec<u8>)>>>();
+        let result = match records {
+            Ok(records) => {
+                self.blocking(move |store| {
+                    let txn = store.db.begin_write().map_err(other)?;
+                    {
+                        let mut log = txn.open_table(store.log()).map_err(other)?;
+                        for (index, bytes) in &records {
+                            log.insert(*index, bytes.as_slice()).map_err(other)?;
+                        }
+                    }
+                    if !stall.is_zero() {
+                        std::thread::sleep(stall);
+                    }
+                    // One fsync for the whole batch.
+                    txn.commit().map_err(other)
+                })
+                .await
             }
-            // One fsync for the whole batch.
-            txn.commit().map_err(other)
-        })();
+            Err(error) => Err(error),
+        };
         match result {
             Ok(()) => {
                 callback.io_completed(Ok(()));
@@ -266,14 +301,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(log_id) => Bound::Excluded(log_id.index),
             None => Bound::Unbounded,
         };
-        self.remove_range((start, Bound::Unbounded), None)
+        self.blocking(move |store| store.remove_range((start, Bound::Unbounded), None))
+            .await
     }
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> io::Result<()> {
         let purged = codec::encode(Format::Json, &log_id)?;
-        self.remove_range(
-            (Bound::Unbounded, Bound::Included(log_id.index)),
-            Some((PURGED, purged)),
-        )
+        self.blocking(move |store| {
+            store.remove_range(
+                (Bound::Unbounded, Bound::Included(log_id.index)),
+                Some((PURGED, purged)),
+            )
+        })
+        .await
     }
 }

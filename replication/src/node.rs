@@ -225,6 +225,31 @@ pub enum NodeError {
     },
 }
 
+/// How long a membership change may take to commit (and a new learner to
+/// catch up) before the caller is told it is not confirmed.
+const MEMBERSHIP_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Waits for a membership change of `group`, for at most
+/// [`MEMBERSHIP_WAIT_MAX`].
+async fn membership_change<T, E: std::fmt::Display>(
+    group: Group,
+    change: impl Future<Output = Result<T, E>>,
+) -> Result<T, NodeError> {
+    match tokio::time::timeout(MEMBERSHIP_WAIT_MAX, change).await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(error)) => Err(NodeError::Membership {
+            group,
+            reason: error.to_string(),
+        }),
+        Err(_) => Err(NodeError::Membership {
+            group,
+            reason: format!(
+                "the change was not confirmed within {MEMBERSHIP_WAIT_MAX:?}; it may still commit"
+            ),
+        }),
+    }
+}
+
 /// Why a proposal was not committed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
@@ -431,18 +456,12 @@ impl ReplicaNode {
             if !raft.is_leader() {
                 continue;
             }
-            let membership_error = |error: String| NodeError::Membership {
-                group: *group,
-                reason: error,
-            };
-            raft.add_learner(node.id, BasicNode::new(&node.addr), true)
-                .await
-                .map_err(|error| membership_error(error.to_string()))?;
+            let learner = raft.add_learner(node.id, BasicNode::new(&node.addr), true);
+            membership_change(*group, learner).await?;
             if layout.is_voter(*group, &node) {
                 let voters = BTreeSet::from([node.id]);
-                raft.change_membership(ChangeMembers::AddVoterIds(voters), false)
-                    .await
-                    .map_err(|error| membership_error(error.to_string()))?;
+                let change = raft.change_membership(ChangeMembers::AddVoterIds(voters), false);
+                membership_change(*group, change).await?;
             }
             changed.push(*group);
         }
@@ -451,7 +470,9 @@ impl ReplicaNode {
 
     /// Removes a node from the running cluster, in every group this node
     /// leads: as a voter if it is one, and as a learner. Call it on every
-    /// node, as `add_member`. Returns the groups changed here.
+    /// node, as `add_member`; calling it again finishes what a change of
+    /// leader left (a leader that removed itself stays a learner). Returns
+    /// the groups changed here.
     pub async fn remove_member(&self, id: u64) -> Result<Vec<Group>, NodeError> {
         {
             let mut layout = self
@@ -476,12 +497,14 @@ impl ReplicaNode {
             } else {
                 continue;
             };
-            raft.change_membership(change, false)
-                .await
-                .map_err(|error| NodeError::Membership {
-                    group: *group,
-                    reason: error.to_string(),
-                })?;
+            // A leader that removes itself stays a learner. It no longer
+            // counts itself once the final membership is appended, so
+            // another voter may be elected before it learns that the change
+            // committed; as a learner it still hears from that leader, and
+            // its call returns. Dropped outright, it would hear nothing and
+            // wait for ever. The next leader's `remove_member` drops it.
+            let retain = id == self.config.id;
+            membership_change(*group, raft.change_membership(change, retain)).await?;
             changed.push(*group);
         }
         Ok(changed)

@@ -150,6 +150,22 @@ impl StateMachine {
         txn.commit().map_err(other)
     }
 
+    /// Stores a snapshot on a thread for blocking I/O, never on one of the
+    /// runtime's workers (redb's write lock and its fsync can wait long).
+    async fn store_snapshot_blocking(
+        &self,
+        meta: SnapshotMetaOf<TypeConfig>,
+        data: Vec<u8>,
+    ) -> io::Result<Vec<u8>> {
+        let machine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            machine.store_snapshot(&meta, &data)?;
+            Ok(data)
+        })
+        .await
+        .map_err(|error| io::Error::other(format!("snapshot I/O task failed: {error}")))?
+    }
+
     /// Replaces this group's part of the ledger with a snapshot's.
     fn restore(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
         let state: GroupState = codec::decode(Format::Postcard, data)?;
@@ -260,15 +276,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Self::SnapshotData,
     ) -> io::Result<()> {
         self.restore(meta, &snapshot)?;
-        self.store_snapshot(meta, &snapshot)
+        self.store_snapshot_blocking(meta.clone(), snapshot)
+            .await
+            .map(|_| ())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> io::Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>> {
-        Ok(self
-            .stored_snapshot()?
-            .map(|(meta, snapshot)| SnapshotOf::<TypeConfig, Vec<u8>> { meta, snapshot }))
+        let machine = self.clone();
+        let stored = tokio::task::spawn_blocking(move || machine.stored_snapshot())
+            .await
+            .map_err(|error| io::Error::other(format!("snapshot I/O task failed: {error}")))??;
+        Ok(stored.map(|(meta, snapshot)| SnapshotOf::<TypeConfig, Vec<u8>> { meta, snapshot }))
     }
 }
 
@@ -298,7 +318,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             (meta, state)
         };
         let data = codec::encode(Format::Postcard, &state)?;
-        self.store_snapshot(&meta, &data)?;
+        let data = self.store_snapshot_blocking(meta.clone(), data).await?;
         Ok(SnapshotOf::<TypeConfig, Vec<u8>> {
             meta,
             snapshot: data,

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use ledger_replication::*;
 use ledger_reservations::*;
+use std::time::Duration;
 
 /// Region 0 on three voters, region 1 on one node that learns region 0's log.
 const NODES: &[(u64, u16)] = &[(1, 0), (2, 0), (3, 0), (4, 1)];
@@ -165,6 +166,40 @@ async fn a_node_joins_and_another_leaves_a_region_while_it_runs() {
             .expect("applied");
         assert_eq!(cluster.balance(node.id()), 175, "node {}", node.id());
     }
+}
+
+/// Finding 13 of the 2026-12-01 write-path audit: the log's I/O ran on the
+/// Raft cores' tasks, so a node whose disk stalled held the runtime's
+/// workers, and every group of the process waited with it. Here the three
+/// nodes of region 0 stall (each append holds the database for 15 s) while
+/// they learn region 1's log, on a runtime of two workers: region 1's own
+/// node still commits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_disk_holds_up_its_own_appends_and_nothing_else() {
+    let cluster = Cluster::start(layout(NODES), Timings::local()).await;
+    let stall = Duration::from_secs(15);
+    for node in [1, 2, 3] {
+        cluster.faults[&node].set_append_delay(stall);
+    }
+    let region1 = Group::Region(RegionId(1));
+    let started = std::time::Instant::now();
+    for id in 1..=5 {
+        let event = top_up(id, 10, 2_000 + id as u64);
+        cluster.nodes[&4]
+            .propose(region1, Proposal::Region(vec![event]))
+            .await
+            .expect("region 1 commits");
+        // Time for the learners' appends to start, and stall.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed();
+    for node in [1, 2, 3] {
+        cluster.faults[&node].set_append_delay(Duration::ZERO);
+    }
+    assert!(
+        took < stall / 2,
+        "region 1 took {took:?} to commit five entries while region 0's disks stalled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,8 @@ pub struct Cluster {
     pub transport: Arc<LocalTransport>,
     pub dirs: BTreeMap<u64, PathBuf>,
     pub nodes: BTreeMap<u64, ReplicaNode>,
+    /// Each node's injected faults (a disk stall).
+    pub faults: BTreeMap<u64, Faults>,
     _root: tempfile::TempDir,
     next_stamp: u64,
 }
@@ -67,6 +69,7 @@ impl Cluster {
             transport: Arc::new(LocalTransport::default()),
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            faults: BTreeMap::new(),
             next_stamp: 1_000,
             _root: root,
         };
@@ -83,13 +86,15 @@ impl Cluster {
     }
 
     pub async fn boot(&mut self, id: u64) {
+        let faults = Faults::default();
+        self.faults.insert(id, faults.clone());
         let node = ReplicaNode::start(
             id,
             &self.layout,
             self.timings,
             &self.dirs[&id],
             self.transport.clone(),
-            ledger_replication::Faults::default(),
+            faults,
         )
         .await
         .expect("node starts");
