@@ -1,6 +1,7 @@
 //! A seeded simulation of the leader's write path: several regions, their
-//! core, deciders that decide concurrently over their own events in flight
-//! (as account actors do), the writer's admission (`ledger_engine::admit`),
+//! core, the engine's account deciders deciding concurrently over their own
+//! events in flight (as account actors do), the engine's writer
+//! (`ledger_engine::EntryWriter`: settling, admission, assembly),
 //! and a simulated log that commits, fails, or loses proposals and replicates
 //! them with delays and partitions, under hostile clients: repeats within
 //! and across calls, ids reused for other content, holds voided and spent at
@@ -24,12 +25,14 @@
 //! `LEDGER_SIM_SEED=42 cargo test -p ledger-engine --test simulation --
 //! --nocapture`.
 
-use ledger_engine::{Candidate, Decider, EntryWriter, GateView, ProposalFailure, entry_batch};
+use ledger_engine::{
+    AccountDecider, Candidate, Decider, EntryWriter, GateView, ProposalFailure, Verdict,
+    entry_batch,
+};
 use ledger_hlc::{Hlc, ManualClock, NodeId, Stamp};
 use ledger_reservations::{
     AccountId, AccountKind, Batch, Command, ControlCommand, CurrencyCode, Decimal, Decision, Event,
-    EventBody, Item, Ledger, Metadata, NewAccount, Outcome, Position, RegionId, Scratch,
-    TransferId, TransferRequest,
+    EventBody, Item, Ledger, Metadata, NewAccount, Position, RegionId, TransferId, TransferRequest,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -86,16 +89,20 @@ fn points() -> CurrencyCode {
     CurrencyCode::new("POINTS").expect("a valid code")
 }
 
-/// An account actor's state: its events handed to the writer and not yet
-/// seen committed, of one epoch.
-#[derive(Default)]
-struct DeciderState {
-    epoch: u64,
-    in_flight: Vec<(u64, Vec<Event>)>,
-    next_seq: u64,
-    drops_seen: u64,
-    /// Drops the writer told of, as (submission, epoch), not yet taken.
+/// An account actor: the engine's decider of its account, and the drops
+/// the writer told it of, as (submission, epoch), not yet taken.
+struct Actor {
+    decider: AccountDecider,
     told: Vec<(u64, u64)>,
+}
+
+impl Actor {
+    fn new(account: AccountId) -> Self {
+        Self {
+            decider: AccountDecider::new(account, account.0 as u64),
+            told: Vec::new(),
+        }
+    }
 }
 
 /// A decided candidate waiting for the writer, with the commands it answers.
@@ -127,7 +134,7 @@ struct Region {
     term: u64,
     epoch: u64,
     fence: Option<u64>,
-    deciders: BTreeMap<AccountId, DeciderState>,
+    deciders: BTreeMap<AccountId, Actor>,
     gathered: Vec<Submission>,
     /// The engine's writer, as the node's writer actor holds it.
     writer: EntryWriter,
@@ -424,8 +431,13 @@ impl Sim {
         let region = &mut self.regions[r];
         let epoch = region.epoch;
         if let Some(account) = account {
-            let decider = region.deciders.entry(account).or_default();
-            if decider.epoch == epoch && !decider.in_flight.is_empty() {
+            let actor = region
+                .deciders
+                .entry(account)
+                .or_insert_with(|| Actor::new(account));
+            let told = std::mem::take(&mut actor.told);
+            actor.decider.prune(&region.ledger, epoch, told);
+            if actor.decider.in_flight() > 0 {
                 self.counts.retried += 1;
                 return;
             }
@@ -439,80 +451,48 @@ impl Sim {
         self.submit(r, batch, vec![command], None);
     }
 
+    /// An account actor decides, on the engine's [`AccountDecider`].
     fn decide_for(&mut self, r: usize, account: AccountId, commands: Vec<Command>) {
         let region = &mut self.regions[r];
         let epoch = region.epoch;
-        let home = region.ledger.home_state();
-        let decider = region.deciders.entry(account).or_default();
-        // What an actor does before it decides: forget another epoch, take
-        // the drops it was told of, forget what is committed.
-        if decider.epoch != epoch {
-            *decider = DeciderState {
-                epoch,
-                ..DeciderState::default()
-            };
-        }
-        for (seq, of) in std::mem::take(&mut decider.told) {
-            if of == epoch {
-                decider.drops_seen += 1;
-                decider.in_flight.retain(|(held, _)| *held != seq);
-            }
-        }
-        decider
-            .in_flight
-            .retain(|(_, events)| !events.iter().all(|event| home.holds(event)));
-        let in_flight: Vec<Event> = decider
-            .in_flight
-            .iter()
-            .flat_map(|(_, events)| events.iter().cloned())
-            .collect();
+        let actor = region
+            .deciders
+            .entry(account)
+            .or_insert_with(|| Actor::new(account));
         let items: Vec<Item> = commands.iter().cloned().map(Item::single).collect();
-        let stamp = region.hlc.stamp_after(home.last_stamp());
-        let mut batch = Batch::default();
-        let fits = region.ledger.decide_batch_over(
-            &in_flight,
-            &items,
-            stamp,
-            &mut Scratch::default(),
-            &mut batch,
-        );
-        if fits.is_err() {
-            decider.in_flight.clear();
+        let stamp = region
+            .hlc
+            .stamp_after(region.ledger.home_state().last_stamp());
+        let told = std::mem::take(&mut actor.told);
+        let Ok(decided) = actor
+            .decider
+            .decide(&region.ledger, epoch, told, stamp, &items)
+        else {
             self.counts.retried += commands.len() as u64;
             return;
-        }
-        // Answered at once: rejections, and repeats of commands committed
-        // before. Repeats of commands in flight are retried; repeats within
-        // this batch stand with their original.
+        };
         let mut acks = Vec::new();
-        for (outcome, command) in batch.outcomes.iter().zip(&commands) {
-            match outcome {
-                Err(_) => self.counts.rejected += 1,
-                Ok(Outcome::Appended(_)) => acks.push(command.clone()),
-                Ok(Outcome::AlreadyApplied) => {
-                    let decided_by =
-                        |events: &[Event]| events.iter().any(|event| command.is_decided_by(event));
-                    if decided_by(&batch.events) {
-                        acks.push(command.clone());
-                    } else if decided_by(&in_flight) {
-                        self.counts.retried += 1;
-                    } else {
-                        let answer = format!("region {} answers {command:?}: applied before", r);
-                        self.check_acknowledged(r, command, &answer);
-                        self.counts.applied += 1;
-                    }
+        for (verdict, command) in decided.verdicts.iter().zip(&commands) {
+            match verdict {
+                Verdict::Rejected(_) => self.counts.rejected += 1,
+                Verdict::InEntry | Verdict::RepeatInEntry => acks.push(command.clone()),
+                Verdict::BeingCommitted | Verdict::NotOwn => self.counts.retried += 1,
+                Verdict::CommittedBefore => {
+                    let answer = format!("region {r} answers {command:?}: applied before");
+                    self.check_acknowledged(r, command, &answer);
+                    self.counts.applied += 1;
                 }
             }
         }
-        let from = {
-            let decider = self.regions[r].deciders.entry(account).or_default();
-            decider.next_seq += 1;
-            decider
-                .in_flight
-                .push((decider.next_seq, batch.events.clone()));
-            Some((account, decider.next_seq, decider.drops_seen))
-        };
-        self.submit(r, batch, acks, from);
+        if let Some(submitted) = decided.submission {
+            self.regions[r].gathered.push(Submission {
+                events: submitted.events,
+                epoch: submitted.epoch,
+                base: submitted.base,
+                from: Some((account, submitted.seq, submitted.decider.drops_seen)),
+                acks,
+            });
+        }
     }
 
     fn submit(
@@ -596,8 +576,11 @@ impl Sim {
             }
             self.counts.refused_by_admission += 1;
             if let Some((account, seq, _)) = submission.from {
-                let decider = self.regions[r].deciders.entry(account).or_default();
-                decider.told.push((seq, submission.epoch));
+                let actor = self.regions[r]
+                    .deciders
+                    .entry(account)
+                    .or_insert_with(|| Actor::new(account));
+                actor.told.push((seq, submission.epoch));
             }
         }
         events.extend(assembled.grants);

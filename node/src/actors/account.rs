@@ -11,10 +11,11 @@
 use super::writer::{self, Dropped, FromActor, Submission, WriterMsg};
 use super::{Collector, Gate, PullAsk};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
-use ledger_reservations::{AccountId, Batch, Command, Event, Item, Ledger, Outcome, Scratch};
+use ledger_engine::{AccountDecider, Verdict};
+use ledger_reservations::{AccountId, Batch, Command, Item, Ledger, Scratch};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use rustc_hash::FxHashMap;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -96,78 +97,12 @@ pub(crate) struct AccountArgs {
     _gone: watch::Sender<()>,
 }
 
-/// Events handed to the writer and not yet seen committed, all of one
-/// epoch of the gate.
-#[derive(Default)]
-struct InFlight {
-    epoch: u64,
-    events: Vec<Event>,
-    /// (submission number, how many events), in order.
-    marks: VecDeque<(u64, usize)>,
-    /// How many of this epoch's submissions the writer dropped, as far as
-    /// this actor has heard: every submission says it, so that the writer
-    /// drops those decided counting on one it dropped.
-    drops_seen: u64,
-    dropped: Arc<Dropped>,
-}
-
-impl InFlight {
-    fn clear(&mut self) {
-        self.events.clear();
-        self.marks.clear();
-    }
-
-    /// Forgets everything of an earlier epoch, the submissions the writer
-    /// dropped and, from the front, those the committed state already
-    /// holds (the writer commits them in order).
-    fn prune(&mut self, ledger: &Ledger, epoch: u64) {
-        if self.epoch != epoch {
-            self.clear();
-            self.drops_seen = 0;
-            self.epoch = epoch;
-        }
-        for (seq, of) in self.dropped.take() {
-            if of == self.epoch {
-                self.drops_seen += 1;
-                self.drop_submission(seq);
-            }
-        }
-        let home = ledger.home_state();
-        let mut done = 0;
-        let mut events = 0;
-        for (_, count) in &self.marks {
-            if !self.events[events..events + count]
-                .iter()
-                .all(|event| home.holds(event))
-            {
-                break;
-            }
-            done += 1;
-            events += count;
-        }
-        self.marks.drain(..done);
-        self.events.drain(..events);
-    }
-
-    fn drop_submission(&mut self, seq: u64) {
-        let mut start = 0;
-        for (index, (of, count)) in self.marks.iter().enumerate() {
-            if *of == seq {
-                self.events.drain(start..start + count);
-                self.marks.remove(index);
-                return;
-            }
-            start += count;
-        }
-    }
-}
-
 pub(crate) struct AccountState {
     args: AccountArgs,
-    in_flight: InFlight,
-    submissions: u64,
-    scratch: Scratch,
-    batch: Batch,
+    /// The engine's decider of this account: its events in flight.
+    decider: AccountDecider,
+    /// Where the writer tells it of a submission it dropped.
+    dropped: Arc<Dropped>,
 }
 
 impl Actor for AccountActor {
@@ -177,15 +112,13 @@ impl Actor for AccountActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<AccountMsg>,
+        myself: ActorRef<AccountMsg>,
         args: AccountArgs,
     ) -> Result<AccountState, ActorProcessingErr> {
         Ok(AccountState {
+            decider: AccountDecider::new(args.account, myself.get_id().pid()),
             args,
-            in_flight: InFlight::default(),
-            submissions: 0,
-            scratch: Scratch::default(),
-            batch: Batch::default(),
+            dropped: Arc::default(),
         })
     }
 
@@ -202,7 +135,7 @@ impl Actor for AccountActor {
         match message {
             AccountMsg::Decide(work) => {
                 state.args.queued.fetch_sub(1, Ordering::SeqCst);
-                decide(&myself, state, work);
+                decide(state, work);
             }
             AccountMsg::Park { parked, resume } => {
                 if drain(state).await {
@@ -236,14 +169,16 @@ async fn drain(state: &mut AccountState) -> bool {
     let deadline = Instant::now() + DRAIN_DEADLINE;
     loop {
         let epoch = state.args.gate.epoch();
-        let in_flight = &mut state.in_flight;
-        state
-            .args
-            .node
+        let AccountState {
+            args,
+            decider,
+            dropped,
+        } = state;
+        args.node
             .replica
             .ledger()
-            .read(|ledger| in_flight.prune(ledger, epoch));
-        if in_flight.marks.is_empty() {
+            .read(|ledger| decider.prune(ledger, epoch, dropped.take()));
+        if decider.in_flight() == 0 {
             return true;
         }
         if Instant::now() > deadline {
@@ -253,68 +188,53 @@ async fn drain(state: &mut AccountState) -> bool {
     }
 }
 
-fn decide(myself: &ActorRef<AccountMsg>, state: &mut AccountState, work: Work) {
+fn decide(state: &mut AccountState, work: Work) {
     let AccountState {
         args,
-        in_flight,
-        submissions,
-        scratch,
-        batch,
+        decider,
+        dropped,
     } = state;
     let epoch = args.gate.epoch();
     let node = &args.node;
     let account = args.account;
     let decided = node.replica.ledger().read(|ledger| {
-        in_flight.prune(ledger, epoch);
-        let home = ledger.home_state();
         // Past the region's last stamp, even one a faster clock (an earlier
         // leader's) put ahead of this node's: the drift limit is for stamps
         // from other nodes, not for extending this region's own log.
-        let stamp = node.clock().stamp_after(home.last_stamp());
-        let base = home.applied().map_or(0, |position| position.index);
-        let decided =
-            ledger.decide_batch_over(&in_flight.events, &work.items, stamp, scratch, batch);
-        // Only this actor takes from this account: a decision that takes
-        // from another (a routing mistake) must not reach the log.
-        let own = batch
-            .events
-            .iter()
-            .all(|event| home.debit_of(event) == Some(account));
-        (base, decided, own)
+        let stamp = node.clock().stamp_after(ledger.home_state().last_stamp());
+        decider.decide(ledger, epoch, dropped.take(), stamp, &work.items)
     });
-    let (base, decided, own) = decided;
-    if let Err(error) = decided {
-        tracing::warn!(%account, %error, "in-flight events no longer fit; dropped");
-        in_flight.clear();
-        work.fail(&retry(format!("account {account}: {error}; retry")));
-        return;
-    }
+    let decided = match decided {
+        Ok(decided) => decided,
+        Err(error) => {
+            tracing::warn!(%account, %error, "in-flight events no longer fit; dropped");
+            work.fail(&retry(format!("account {account}: {error}; retry")));
+            return;
+        }
+    };
     let not_own = format!("a command routed to account {account} takes from another; retry");
-    let Sorted { slots, repeats } = sort_outcomes(&work, batch, &in_flight.events, own, &not_own);
-    if slots.is_empty() {
+    let Sorted { slots, repeats } = answer(&work, &decided.verdicts, &not_own);
+    let Some(submitted) = decided.submission else {
         return;
-    }
-    *submissions += 1;
-    let seq = *submissions;
-    in_flight.events.extend(batch.events.iter().cloned());
-    in_flight.marks.push_back((seq, batch.events.len()));
+    };
+    let seq = submitted.seq;
     let submission = Submission {
-        events: std::mem::take(&mut batch.events),
+        events: submitted.events,
         slots,
         repeats,
         collector: work.collector,
-        epoch,
-        base,
+        epoch: submitted.epoch,
+        base: submitted.base,
         from: Some(FromActor {
-            id: myself.get_id().pid(),
+            id: submitted.decider.id,
             seq,
-            drops_seen: in_flight.drops_seen,
-            dropped: in_flight.dropped.clone(),
+            drops_seen: submitted.decider.drops_seen,
+            dropped: dropped.clone(),
         }),
         done: None,
     };
     if !writer::submit(&args.writer, submission) {
-        in_flight.drop_submission(seq);
+        decider.drop_submission(seq);
     }
 }
 
@@ -326,28 +246,26 @@ struct Sorted {
     repeats: Vec<usize>,
 }
 
-/// Answers at once what a decided batch settles by itself (rejections,
-/// commands committed before, commands of one's own still in flight) and
-/// sorts the rest. A refused transfer or hold that the account's global
-/// balance covers is marked for a pull. When the batch's events are not
-/// all `own`, nothing of it goes to the log: its commands are answered
-/// `not_own`, to be retried.
-fn sort_outcomes(
-    work: &Work,
-    batch: &Batch,
-    in_flight: &[Event],
-    own: bool,
-    not_own: &str,
-) -> Sorted {
+/// Answers at once what the engine's verdicts settle by themselves
+/// (rejections, commands committed before or still in flight, a batch that
+/// is not the decider's own, answered `not_own`) and sorts the rest. A
+/// refused transfer or hold that the account's global balance covers is
+/// marked for a pull.
+fn answer(work: &Work, verdicts: &[Verdict], not_own: &str) -> Sorted {
     let mut answers = Vec::with_capacity(work.items.len());
     let mut slots = Vec::new();
     let mut repeats = Vec::new();
-    let decided_by = |events: &[Event], item: &Item| {
-        events.iter().any(|event| item.command.is_decided_by(event))
-    };
-    for ((outcome, slot), item) in batch.outcomes.iter().zip(&work.slots).zip(&work.items) {
-        match outcome {
-            Err(reject) => {
+    for ((verdict, slot), item) in verdicts.iter().zip(&work.slots).zip(&work.items) {
+        let answer = match verdict {
+            Verdict::InEntry => {
+                slots.push(*slot);
+                continue;
+            }
+            Verdict::RepeatInEntry => {
+                repeats.push(*slot);
+                continue;
+            }
+            Verdict::Rejected(reject) => {
                 if let Some(shortfall) = crate::saga::pull_for(item, reject) {
                     work.collector.ask_pull(PullAsk {
                         slot: *slot,
@@ -355,35 +273,18 @@ fn sort_outcomes(
                         shortfall,
                     });
                 }
-                answers.push((*slot, CommandResult::Rejected(reject.clone())));
+                CommandResult::Rejected(reject.clone())
             }
-            // A repeat of a command of this very batch: it stands or falls
-            // with that one, so it is answered with it.
-            Ok(Outcome::AlreadyApplied) if decided_by(&batch.events, item) => repeats.push(*slot),
-            Ok(Outcome::AlreadyApplied) if decided_by(in_flight, item) => answers.push((
-                *slot,
-                CommandResult::Unavailable(retry(
-                    "the same command is being committed; retry to learn its outcome".into(),
-                )),
+            Verdict::BeingCommitted => CommandResult::Unavailable(retry(
+                "the same command is being committed; retry to learn its outcome".into(),
             )),
-            Ok(Outcome::AlreadyApplied) => answers.push((
-                *slot,
-                CommandResult::Applied {
-                    fresh: false,
-                    index: 0,
-                },
-            )),
-            Ok(Outcome::Appended(_)) => slots.push(*slot),
-        }
-    }
-    if !own {
-        let failure = CommandResult::Unavailable(retry(not_own.to_owned()));
-        answers.extend(
-            slots
-                .drain(..)
-                .chain(repeats.drain(..))
-                .map(|slot| (slot, failure.clone())),
-        );
+            Verdict::CommittedBefore => CommandResult::Applied {
+                fresh: false,
+                index: 0,
+            },
+            Verdict::NotOwn => CommandResult::Unavailable(retry(not_own.to_owned())),
+        };
+        answers.push((*slot, answer));
     }
     work.collector.fill(answers);
     Sorted { slots, repeats }
@@ -781,11 +682,10 @@ pub(crate) async fn coordinate(
         });
         (home.applied().map_or(0, |position| position.index), own)
     });
-    let Sorted { slots, repeats } = sort_outcomes(
+    let verdicts = ledger_engine::verdicts(&work.items, &batch, &[], own);
+    let Sorted { slots, repeats } = answer(
         &work,
-        &batch,
-        &[],
-        own,
+        &verdicts,
         "the accounts of the chain changed while it was decided; retry",
     );
     if !slots.is_empty() {
