@@ -7,13 +7,16 @@
 //! of the region's log, and [`EntryWriter`] decides when the next entry may
 //! be assembled (an entry of unknown fate settled first, the fence closed in
 //! a new term) and assembles it from the candidates gathered and the grants
-//! the region owes. An [`AccountDecider`] decides one account's commands
-//! over its own events in flight and keeps track of them.
+//! the region owes. [`route`] says which decider decides each unit of a
+//! request, and an [`AccountDecider`] decides one account's commands over
+//! its own events in flight and keeps track of them.
 
 mod admit;
 mod decider;
+mod route;
 mod writer;
 
 pub use admit::{Candidate, Decider, Drops, GateView, Refusal, admit};
 pub use decider::{AccountDecider, Decided, Submitted, Verdict, verdicts};
+pub use route::{Route, Unit, route};
 pub use writer::{Assembled, EntryWriter, GrantHeld, ProposalFailure, entry_batch};

@@ -26,8 +26,8 @@
 //! --nocapture`.
 
 use ledger_engine::{
-    AccountDecider, Candidate, Decider, EntryWriter, GateView, ProposalFailure, Verdict,
-    entry_batch,
+    AccountDecider, Candidate, Decider, EntryWriter, GateView, ProposalFailure, Route, Verdict,
+    entry_batch, route,
 };
 use ledger_hlc::{Hlc, ManualClock, NodeId, Stamp};
 use ledger_reservations::{
@@ -400,23 +400,19 @@ impl Sim {
         }
     }
 
-    /// Routes commands as the router does: by the account they take from,
-    /// each account's in order to its decider; a release to a coordinator
-    /// that decides against the committed state once the account's decider
-    /// has nothing in flight.
+    /// Routes commands as the router does, by the engine's [`route`]: each
+    /// account's in order to its decider; a release, an answer or an ask of
+    /// a pull, or a command about a transfer the region does not hold, to a
+    /// coordinator.
     fn decide(&mut self, r: usize, commands: Vec<Command>) {
+        let items: Vec<Item> = commands.iter().cloned().map(Item::single).collect();
+        let units = route(&self.regions[r].ledger, &items, |_| false);
         let mut per_account: BTreeMap<AccountId, Vec<Command>> = BTreeMap::new();
-        for command in commands {
-            let coordinated = matches!(
-                command,
-                Command::Release { .. } | Command::AnswerPull { .. } | Command::RequestPull { .. }
-            );
-            match self.regions[r].ledger.debit_of(&command) {
-                Some(account) if !coordinated => {
-                    per_account.entry(account).or_default().push(command)
-                }
-                account if coordinated => self.coordinate(r, account, command),
-                _ => self.counts.rejected += 1,
+        for (unit, command) in units.into_iter().zip(commands) {
+            match unit.route {
+                Route::Account(account) => per_account.entry(account).or_default().push(command),
+                Route::Coordinated(accounts) => self.coordinate(r, accounts, command),
+                Route::Refused => self.counts.rejected += 1,
             }
         }
         for (account, commands) in per_account {
@@ -424,13 +420,12 @@ impl Sim {
         }
     }
 
-    /// A coordinator: parks the account's decider (none for an ask of a
-    /// pull), so decides only while it holds nothing in flight, against the
-    /// committed state.
-    fn coordinate(&mut self, r: usize, account: Option<AccountId>, command: Command) {
+    /// A coordinator: parks the accounts' deciders, so decides only while
+    /// they hold nothing in flight, against the committed state.
+    fn coordinate(&mut self, r: usize, accounts: BTreeSet<AccountId>, command: Command) {
         let region = &mut self.regions[r];
         let epoch = region.epoch;
-        if let Some(account) = account {
+        for account in accounts {
             let actor = region
                 .deciders
                 .entry(account)

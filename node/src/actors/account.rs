@@ -11,7 +11,7 @@
 use super::writer::{self, Dropped, FromActor, Submission, WriterMsg};
 use super::{Collector, Gate, PullAsk};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
-use ledger_engine::{AccountDecider, Verdict};
+use ledger_engine::{AccountDecider, Route, Unit, Verdict};
 use ledger_reservations::{AccountId, Batch, Command, Item, Ledger, Scratch};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use rustc_hash::FxHashMap;
@@ -319,16 +319,6 @@ pub(crate) struct RouterState {
     retiring: FxHashMap<AccountId, watch::Receiver<()>>,
 }
 
-/// Which decider a unit (a command, or a closed linked chain) goes to.
-enum Route {
-    Account(AccountId),
-    /// Several accounts, or a command about a transfer this region does
-    /// not hold: a coordinator decides it.
-    Coordinated(BTreeSet<AccountId>),
-    /// A client's post or void of a withdrawal hold: refused, whole chain.
-    Refused,
-}
-
 /// A client may not post or void a withdrawal hold: only the payout rail's
 /// answer resolves it, through the withdrawal saga, or money the rail paid
 /// would come back. The tag is read from the committed hold: a hold not
@@ -513,44 +503,12 @@ async fn route(
             .fill((0..items.len()).map(|slot| (slot, CommandResult::Unavailable(failure.clone()))));
         return;
     }
-    // Units: a command, or a linked chain (closed: the caller cut off an
-    // open tail), with the slot of its first command.
+    // A client's post or void of a withdrawal hold is refused, whole chain.
     let client = collector.is_client();
-    let mut units: Vec<(usize, usize, Route)> = Vec::new();
-    node.replica.ledger().read(|ledger| {
-        let mut start = 0;
-        while start < items.len() {
-            let end = items[start..]
-                .iter()
-                .position(|item| !item.linked)
-                .map_or(items.len() - 1, |offset| start + offset);
-            let keys: Vec<Option<AccountId>> = items[start..=end]
-                .iter()
-                .map(|item| ledger.debit_of(&item.command))
-                .collect();
-            let known: BTreeSet<AccountId> = keys.iter().flatten().copied().collect();
-            // A release (also one answering a pull) is numbered in its
-            // destination's sequence, which no account actor owns: a
-            // coordinator decides it.
-            let releases = items[start..=end].iter().any(|item| {
-                matches!(
-                    item.command,
-                    Command::Release { .. } | Command::AnswerPull { .. }
-                )
-            });
-            let single = keys.iter().all(Option::is_some) && !releases;
-            let refused = client
-                && items[start..=end]
-                    .iter()
-                    .any(|item| steps_a_withdrawal(ledger, &item.command));
-            let route = match known.first() {
-                _ if refused => Route::Refused,
-                Some(account) if single && known.len() == 1 => Route::Account(*account),
-                _ => Route::Coordinated(known),
-            };
-            units.push((start, end, route));
-            start = end + 1;
-        }
+    let units = node.replica.ledger().read(|ledger| {
+        ledger_engine::route(ledger, &items, |command| {
+            client && steps_a_withdrawal(ledger, command)
+        })
     });
     let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();
     let mut take = |start: usize, end: usize| -> (Vec<Item>, Vec<usize>) {
@@ -563,7 +521,7 @@ async fn route(
     };
     let mut per_account: BTreeMap<AccountId, (Vec<Item>, Vec<usize>)> = BTreeMap::new();
     let mut coordinated = Vec::new();
-    for (start, end, route) in units {
+    for Unit { start, end, route } in units {
         let (unit, slots) = take(start, end);
         match route {
             Route::Account(account) => {
