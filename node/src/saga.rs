@@ -10,10 +10,10 @@
 //! timeout is the rail's deadline: a payout not made by then is refused.
 
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
-use crate::wire::{DESTINATION_KEY, PAYOUT_TIMEOUT_KEY, SAGA_KEY, WITHDRAWAL};
+use crate::wire::{DESTINATION_KEY, PAYOUT_TIMEOUT_KEY};
+use ledger_engine::is_withdrawal;
 use ledger_reservations::{
-    AccountId, Command, Item, Ledger, Money, PendingState, RegionId, Reject, Shortfall, TransferId,
-    TransferKind,
+    AccountId, Command, Item, Ledger, Money, RegionId, Reject, Shortfall, TransferId,
 };
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
@@ -325,21 +325,6 @@ fn open_withdrawals(node: &NodeHandle) -> Vec<Payout> {
             })
             .collect()
     })
-}
-
-/// Whether a transfer record is an open withdrawal hold: resolved by its
-/// saga alone, never expired by the ledger.
-pub(crate) fn is_withdrawal(record: &ledger_reservations::TransferRecord) -> bool {
-    let tagged = record
-        .transfer
-        .metadata
-        .as_deref()
-        .and_then(|metadata| metadata.get(SAGA_KEY))
-        .is_some_and(|saga| saga == WITHDRAWAL);
-    tagged
-        && record.transfer.credit_kind == ledger_reservations::AccountKind::External
-        && matches!(record.transfer.kind, TransferKind::Pending { .. })
-        && matches!(record.pending, Some(PendingState::Open { .. }))
 }
 
 /// One withdrawal's payout, then its post or void through the writer. A

@@ -10,8 +10,7 @@ use ledger_reservations::{
 };
 
 /// Metadata that marks a pending transfer as a step of a saga.
-pub const SAGA_KEY: &str = "saga";
-pub const WITHDRAWAL: &str = "withdrawal";
+pub use ledger_engine::{SAGA_KEY, WITHDRAWAL};
 pub const DESTINATION_KEY: &str = "destination";
 /// How long the payout rail has to pay a withdrawal, in its hold's metadata.
 pub const PAYOUT_TIMEOUT_KEY: &str = "payout_timeout_ms";
@@ -211,29 +210,22 @@ pub fn item(command: &api::TransferCommand) -> Result<Item, WireError> {
                 ));
             }
             let mut metadata = Metadata::new();
-            metadata.insert(SAGA_KEY.to_owned(), WITHDRAWAL.to_owned());
             metadata.insert(DESTINATION_KEY.to_owned(), withdrawal.destination.clone());
             metadata.insert(
                 PAYOUT_TIMEOUT_KEY.to_owned(),
                 withdrawal.timeout_ms.to_string(),
             );
-            Command::CreatePending {
-                transfer: TransferRequest {
-                    id,
-                    debit: account_id("withdrawal.account", &withdrawal.account)?,
-                    credit: account_id("withdrawal.external", &withdrawal.external)?,
-                    amount: amount("withdrawal.amount", &withdrawal.amount)?,
-                    currency: currency("withdrawal.currency", &withdrawal.currency)?,
-                    reference: Some(format!("withdrawal to {}", withdrawal.destination)),
-                    metadata,
-                },
-                // Once the payout may have started, only the rail's answer
-                // resolves the hold: the ledger never expires it (it would
-                // give back money the rail may have paid). The client's
-                // timeout is the rail's: a payout not made by then is
-                // refused by the rail, and the hold is voided.
-                timeout_ms: PENDING_TIMEOUT_MS_MAX,
-            }
+            // The client's timeout is the rail's: a payout not made by then
+            // is refused by the rail, and the hold is voided.
+            ledger_engine::withdrawal_hold(TransferRequest {
+                id,
+                debit: account_id("withdrawal.account", &withdrawal.account)?,
+                credit: account_id("withdrawal.external", &withdrawal.external)?,
+                amount: amount("withdrawal.amount", &withdrawal.amount)?,
+                currency: currency("withdrawal.currency", &withdrawal.currency)?,
+                reference: Some(format!("withdrawal to {}", withdrawal.destination)),
+                metadata,
+            })
         }
         None => {
             return Err(invalid(

@@ -9,14 +9,20 @@
 //! a new term) and assembles it from the candidates gathered and the grants
 //! the region owes. [`route`] says which decider decides each unit of a
 //! request, and an [`AccountDecider`] decides one account's commands over
-//! its own events in flight and keeps track of them.
+//! its own events in flight and keeps track of them. [`due_expiries`] and
+//! [`pulls_to_answer`] are the leader's own commands between calls.
 
 mod admit;
 mod decider;
+mod housekeeping;
 mod route;
 mod writer;
 
 pub use admit::{Candidate, Decider, Drops, GateView, Refusal, admit};
 pub use decider::{AccountDecider, Decided, Submitted, Verdict, verdicts};
+pub use housekeeping::{
+    SAGA_KEY, WITHDRAWAL, due_expiries, is_withdrawal, pulls_to_answer, steps_a_withdrawal,
+    withdrawal_hold,
+};
 pub use route::{Route, Unit, route};
 pub use writer::{Assembled, EntryWriter, GrantHeld, ProposalFailure, entry_batch};

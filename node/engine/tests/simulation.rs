@@ -6,7 +6,9 @@
 //! them with delays and partitions, under hostile clients: repeats within
 //! and across calls, ids reused for other content, holds voided and spent at
 //! once, credits near the balance ceiling, releases between regions, clock
-//! jumps, lost leadership.
+//! jumps, lost leadership; and withdrawals, whose payout rail pays or refuses
+//! at any time (often past the client's deadline) and whose sagas post or
+//! void them, while clients try to post and void them too.
 //!
 //! One seed decides everything. Checkers, one invariant each:
 //! - every committed entry applies, on its region's leader and on every
@@ -15,6 +17,8 @@
 //!   node ([`Sim::check_states`]);
 //! - every command answered "applied" is in its region's log with the content
 //!   asked ([`Sim::check_acknowledged`]);
+//! - a withdrawal paid out is never expired or voided, and ends posted
+//!   ([`Sim::check_withdrawals`]);
 //! - once the logs have reached each other, every release is granted exactly
 //!   once and every node holds the same state of every region
 //!   ([`Sim::check_converged`]).
@@ -27,12 +31,14 @@
 
 use ledger_engine::{
     AccountDecider, Candidate, Decider, EntryWriter, GateView, ProposalFailure, Route, Verdict,
-    entry_batch, route,
+    due_expiries, entry_batch, is_withdrawal, pulls_to_answer, route, steps_a_withdrawal,
+    withdrawal_hold,
 };
 use ledger_hlc::{Hlc, ManualClock, NodeId, Stamp};
 use ledger_reservations::{
     AccountId, AccountKind, Batch, Command, ControlCommand, CurrencyCode, Decimal, Decision, Event,
-    EventBody, Item, Ledger, Metadata, NewAccount, Position, RegionId, TransferId, TransferRequest,
+    EventBody, Item, Ledger, Metadata, NewAccount, PendingState, Position, RegionId, TransferId,
+    TransferRequest,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -142,6 +148,11 @@ struct Region {
     /// Commands sent here, to be sent again (retries, conflicts).
     sent: Vec<Command>,
     holds: Vec<TransferId>,
+    /// Withdrawal holds asked here.
+    withdrawals: Vec<TransferId>,
+    /// Withdrawals the payout rail answered: paid (its saga posts the hold)
+    /// or refused (its saga voids it).
+    payouts: BTreeMap<TransferId, bool>,
 }
 
 #[derive(Default, Debug)]
@@ -157,6 +168,8 @@ struct Counts {
     pulls_asked: u64,
     pulls_answered: u64,
     grants: u64,
+    withdrawals_paid: u64,
+    withdrawals_refused: u64,
 }
 
 struct Sim {
@@ -191,6 +204,8 @@ impl Sim {
                     unsettled: None,
                     sent: Vec::new(),
                     holds: Vec::new(),
+                    withdrawals: Vec::new(),
+                    payouts: BTreeMap::new(),
                 }
             })
             .collect();
@@ -258,7 +273,8 @@ impl Sim {
             0..=39 => self.request(r),
             40..=59 => self.flush(r),
             60..=79 => self.replicate(),
-            80..=82 => self.expire(r),
+            80..=81 => self.expire(r),
+            82 => self.payout(r),
             83..=84 => self.answer_pulls(r),
             85..=87 => self.settle(r),
             88..=91 if faults => self.lose_leadership(r),
@@ -267,6 +283,7 @@ impl Sim {
             _ => self.flush(r),
         }
         self.check_states();
+        self.check_withdrawals(false);
     }
 
     /// A hostile client's call to region `r`: a few commands, some of them
@@ -285,7 +302,7 @@ impl Sim {
             self.regions[r].sent.push(command.clone());
         }
         self.counts.commands += commands.len() as u64;
-        self.decide(r, commands);
+        self.decide(r, commands, true);
     }
 
     fn other_region(&mut self, region: RegionId) -> RegionId {
@@ -335,7 +352,14 @@ impl Sim {
             45..=59 => {
                 let user = self.rng.pick(&USERS);
                 let timeout_ms = 50 + self.rng.below(2_000);
+                // Hostile clients post and void withdrawals' holds too.
                 self.regions[r].holds.push(id);
+                if self.rng.chance(30) {
+                    // A withdrawal, as the API asks for one: its payout
+                    // may well come after the client's timeout.
+                    self.regions[r].withdrawals.push(id);
+                    return withdrawal_hold(request(user, BANK, self.amount(20_000), usd()));
+                }
                 Command::CreatePending {
                     transfer: request(user, SHOP, self.amount(20_000), usd()),
                     timeout_ms,
@@ -404,9 +428,12 @@ impl Sim {
     /// account's in order to its decider; a release, an answer or an ask of
     /// a pull, or a command about a transfer the region does not hold, to a
     /// coordinator.
-    fn decide(&mut self, r: usize, commands: Vec<Command>) {
+    fn decide(&mut self, r: usize, commands: Vec<Command>, client: bool) {
         let items: Vec<Item> = commands.iter().cloned().map(Item::single).collect();
-        let units = route(&self.regions[r].ledger, &items, |_| false);
+        let ledger = &self.regions[r].ledger;
+        let units = route(ledger, &items, |command| {
+            client && steps_a_withdrawal(ledger, command)
+        });
         let mut per_account: BTreeMap<AccountId, Vec<Command>> = BTreeMap::new();
         for (unit, command) in units.into_iter().zip(commands) {
             match unit.route {
@@ -688,46 +715,92 @@ impl Sim {
         }
     }
 
-    /// The leader answers the pulls addressed to its region that its
-    /// replicas show unanswered (some of them twice, as two sweeps might).
+    /// The leader answers the pulls addressed to its region
+    /// ([`pulls_to_answer`]), now and then one of them twice.
     fn answer_pulls(&mut self, r: usize) {
-        let region = &self.regions[r];
-        let me = region.id;
-        let mut answers = Vec::new();
-        for asker in region.ledger.regions() {
-            for (id, pull) in asker.pulls() {
-                if pull.from == me && !region.ledger.home_state().answered(asker.id(), *id) {
-                    answers.push(Command::AnswerPull {
-                        asker: asker.id(),
-                        pull: *id,
-                    });
-                }
-            }
-        }
+        let items = pulls_to_answer(&self.regions[r].ledger, 8);
+        let mut answers: Vec<Command> = items.into_iter().map(|item| item.command).collect();
         if let Some(first) = answers.first().cloned()
             && self.rng.chance(30)
         {
             answers.push(first);
         }
-        answers.truncate(8);
         if !answers.is_empty() {
-            self.decide(r, answers);
+            self.decide(r, answers, false);
         }
     }
 
-    /// The leader's expiry sweep: due holds go to their payers' deciders.
+    /// The leader's expiry sweep ([`due_expiries`], by the log's time):
+    /// due holds go to their payers' deciders.
     fn expire(&mut self, r: usize) {
         let region = &self.regions[r];
-        let now = region.hlc.stamp().physical_ns();
-        let due: Vec<Command> = region
-            .ledger
-            .home_state()
-            .due(now)
-            .take(8)
-            .map(|pending_id| Command::ExpirePending { pending_id })
+        let now = region
+            .hlc
+            .stamp_after(region.ledger.home_state().last_stamp())
+            .physical_ns();
+        let due: Vec<Command> = due_expiries(&region.ledger, now, 8)
+            .into_iter()
+            .map(|item| item.command)
             .collect();
         if !due.is_empty() {
-            self.decide(r, due);
+            self.decide(r, due, false);
+        }
+    }
+
+    /// The payout rail answers one open withdrawal of region `r`, at any
+    /// time (often past its hold's timeout): it pays, or refuses. The
+    /// withdrawal sagas then post what was paid and void what was refused,
+    /// asking again each time until the hold is resolved.
+    fn payout(&mut self, r: usize) {
+        let region = &self.regions[r];
+        let home = region.ledger.home_state();
+        let open: Vec<TransferId> = region
+            .withdrawals
+            .iter()
+            .copied()
+            .filter(|id| !region.payouts.contains_key(id))
+            .filter(|id| home.transfer(*id).is_some_and(is_withdrawal))
+            .collect();
+        if !open.is_empty() {
+            let id = open[self.rng.below(open.len() as u64) as usize];
+            let paid = self.rng.chance(80);
+            if paid {
+                self.counts.withdrawals_paid += 1;
+            } else {
+                self.counts.withdrawals_refused += 1;
+            }
+            self.regions[r].payouts.insert(id, paid);
+        }
+        self.saga_steps(r);
+    }
+
+    /// Each answered withdrawal whose hold is still open is posted (paid)
+    /// or voided (refused) under an id of its own region.
+    fn saga_steps(&mut self, r: usize) {
+        let region = &self.regions[r];
+        let home = region.ledger.home_state();
+        let steps: Vec<Command> = region
+            .payouts
+            .iter()
+            .filter(|(id, _)| home.transfer(**id).is_some_and(is_withdrawal))
+            .map(|(pending_id, paid)| {
+                let pending_id = *pending_id;
+                if *paid {
+                    Command::PostPending {
+                        id: TransferId(pending_id.0 ^ (1 << 40)),
+                        pending_id,
+                        amount: None,
+                    }
+                } else {
+                    Command::VoidPending {
+                        id: TransferId(pending_id.0 ^ (2 << 40)),
+                        pending_id,
+                    }
+                }
+            })
+            .collect();
+        if !steps.is_empty() {
+            self.decide(r, steps, false);
         }
     }
 
@@ -775,6 +848,29 @@ impl Sim {
         }
     }
 
+    /// A withdrawal the rail paid is never expired or voided: its hold
+    /// stays open until its saga posts it, and once `settled`, it is posted.
+    fn check_withdrawals(&mut self, settled: bool) {
+        for region in &self.regions {
+            let home = region.ledger.home_state();
+            for (id, _) in region.payouts.iter().filter(|(_, paid)| **paid) {
+                let state = home.transfer(*id).and_then(|record| record.pending);
+                let fine = match state {
+                    Some(PendingState::Posted { .. }) => true,
+                    Some(PendingState::Open { .. }) => !settled,
+                    _ => false,
+                };
+                if !fine {
+                    let state = state.map_or("missing", |state| state.name());
+                    self.fail(format!(
+                        "withdrawal {id} of region {} was paid out, and its hold is {state}",
+                        region.id
+                    ));
+                }
+            }
+        }
+    }
+
     /// A command answered "applied" by region `r` is in its log as asked:
     /// deciding it again against the committed state finds it applied.
     fn check_acknowledged(&mut self, r: usize, command: &Command, answer: &str) {
@@ -800,6 +896,15 @@ impl Sim {
             self.settle(r);
             self.reset(r);
         }
+        // The withdrawal sagas run to their end.
+        for _ in 0..64 {
+            for r in 0..self.regions.len() {
+                self.saga_steps(r);
+                self.flush(r);
+                self.settle(r);
+            }
+        }
+        self.check_withdrawals(true);
         for _ in 0..64 {
             let before: usize = self.regions.iter().map(|region| region.log.len()).sum();
             for source in 0..self.regions.len() {
@@ -937,11 +1042,14 @@ fn every_seed_keeps_every_invariant() {
         total.pulls_asked += counts.pulls_asked;
         total.pulls_answered += counts.pulls_answered;
         total.grants += counts.grants;
+        total.withdrawals_paid += counts.withdrawals_paid;
+        total.withdrawals_refused += counts.withdrawals_refused;
     }
     println!("seeds {first}..{}: {total:?}", first + seeds);
     // The workload reaches what it is for.
     assert!(total.applied > 0 && total.refused_by_admission > 0 && total.lost > 0);
     assert!(total.pulls_answered > 0 && total.grants > 0);
+    assert!(total.withdrawals_paid > 0 && total.withdrawals_refused > 0);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use super::writer::{self, Dropped, FromActor, Submission, WriterMsg};
 use super::{Collector, Gate, PullAsk};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_engine::{AccountDecider, Route, Unit, Verdict};
-use ledger_reservations::{AccountId, Batch, Command, Item, Ledger, Scratch};
+use ledger_reservations::{AccountId, Batch, Item, Scratch};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -319,24 +319,6 @@ pub(crate) struct RouterState {
     retiring: FxHashMap<AccountId, watch::Receiver<()>>,
 }
 
-/// A client may not post or void a withdrawal hold: only the payout rail's
-/// answer resolves it, through the withdrawal saga, or money the rail paid
-/// would come back. The tag is read from the committed hold: a hold not
-/// committed yet is not routed to an account actor either (its debit is
-/// unknown here), and its post or void is refused as not found.
-fn steps_a_withdrawal(ledger: &Ledger, command: &Command) -> bool {
-    let pending = match command {
-        Command::PostPending { pending_id, .. } | Command::VoidPending { pending_id, .. } => {
-            pending_id
-        }
-        _ => return false,
-    };
-    ledger
-        .home_state()
-        .transfer(*pending)
-        .is_some_and(crate::saga::is_withdrawal)
-}
-
 fn saga_only() -> NodeFailure {
     NodeFailure {
         code: "WITHDRAWAL_IN_PROGRESS",
@@ -503,11 +485,13 @@ async fn route(
             .fill((0..items.len()).map(|slot| (slot, CommandResult::Unavailable(failure.clone()))));
         return;
     }
-    // A client's post or void of a withdrawal hold is refused, whole chain.
+    // A client may not post or void a withdrawal hold (only the payout
+    // rail's answer resolves it, or money the rail paid would come back):
+    // refused, whole chain.
     let client = collector.is_client();
     let units = node.replica.ledger().read(|ledger| {
         ledger_engine::route(ledger, &items, |command| {
-            client && steps_a_withdrawal(ledger, command)
+            client && ledger_engine::steps_a_withdrawal(ledger, command)
         })
     });
     let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();

@@ -253,27 +253,13 @@ fn expire_due(state: &SupervisorState) {
     }
     // Withdrawal holds are resolved by their sagas alone (the rail may have
     // paid): never expired here.
-    let due: Vec<TransferId> = state.node.replica.ledger().read(|ledger| {
-        let home = ledger.home_state();
+    let items = state.node.replica.ledger().read(|ledger| {
         // By the time the expiries will be decided at: the region's log
         // time, never behind its last stamp.
-        let now = state
-            .node
-            .clock()
-            .stamp_after(home.last_stamp())
-            .physical_ns();
-        home.due(now)
-            .filter(|id| {
-                home.transfer(*id)
-                    .is_none_or(|record| !crate::saga::is_withdrawal(record))
-            })
-            .take(SWEEP_COMMANDS_MAX)
-            .collect()
+        let last = ledger.home_state().last_stamp();
+        let now = state.node.clock().stamp_after(last).physical_ns();
+        ledger_engine::due_expiries(ledger, now, SWEEP_COMMANDS_MAX)
     });
-    let items = due
-        .into_iter()
-        .map(|pending_id| Item::single(Command::ExpirePending { pending_id }))
-        .collect();
     sweep(state, &state.expiring, items, "pending transfers expired");
 }
 
@@ -281,32 +267,11 @@ fn expire_due(state: &SupervisorState) {
 /// answered yet, as this node's replicas of their logs show them. A pull
 /// this region has nothing for stays unanswered and is tried again.
 fn answer_pulls(state: &SupervisorState) {
-    let items = state.node.replica.ledger().read(|ledger| {
-        let home = ledger.home_state();
-        ledger
-            .regions()
-            .iter()
-            .filter(|asker| asker.id() != home.id())
-            .flat_map(|asker| {
-                asker
-                    .pulls()
-                    .filter(|(id, pull)| {
-                        pull.from == home.id()
-                            && !home.answered(asker.id(), **id)
-                            && home
-                                .pool(pull.account)
-                                .is_some_and(|pool| pool.available > 0)
-                    })
-                    .map(|(id, _)| {
-                        Item::single(Command::AnswerPull {
-                            asker: asker.id(),
-                            pull: *id,
-                        })
-                    })
-            })
-            .take(SWEEP_COMMANDS_MAX)
-            .collect()
-    });
+    let items = state
+        .node
+        .replica
+        .ledger()
+        .read(|ledger| ledger_engine::pulls_to_answer(ledger, SWEEP_COMMANDS_MAX));
     sweep(state, &state.answering, items, "pulls answered");
 }
 
