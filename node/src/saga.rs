@@ -12,9 +12,7 @@
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use crate::wire::{DESTINATION_KEY, PAYOUT_TIMEOUT_KEY};
 use ledger_engine::is_withdrawal;
-use ledger_reservations::{
-    AccountId, Command, Item, Ledger, Money, RegionId, Reject, Shortfall, TransferId,
-};
+use ledger_reservations::{Command, Item, Money, Reject, Shortfall, TransferId};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -90,27 +88,7 @@ impl PayoutConnector for SimulatedPayouts {
     }
 }
 
-/// The id of a saga's own step: derived from the withdrawal's id, so the
-/// same step asked for again is an idempotent retry. Its high half is the
-/// withdrawal's, so the region that decided the withdrawal decides its
-/// steps (decision 0009).
-pub fn step_id(withdrawal: TransferId, step: u8) -> TransferId {
-    // splitmix64 on each half, keyed by the step: spread, and deterministic.
-    let mix = |mut z: u64| {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let high = (withdrawal.0 >> 64) as u64;
-    let low = withdrawal.0 as u64;
-    let key = u64::from(step).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    let low = mix(low ^ mix(high ^ key) ^ key);
-    TransferId((u128::from(high) << 64) | u128::from(low))
-}
-
-const POST_STEP: u8 = 1;
-const VOID_STEP: u8 = 2;
+pub use ledger_engine::step_id;
 
 /// What the saga supervisor is told.
 pub(crate) enum SagaMsg {
@@ -342,17 +320,10 @@ async fn drive<C: PayoutConnector>(node: &NodeHandle, connector: &C, payout: &Pa
     )
     .await;
     let command = match paid {
-        Ok(Ok(())) => Command::PostPending {
-            id: step_id(withdrawal, POST_STEP),
-            pending_id: withdrawal,
-            amount: None,
-        },
+        Ok(Ok(())) => ledger_engine::withdrawal_answer(withdrawal, true),
         Ok(Err(failed)) => {
             tracing::info!(%withdrawal, %failed, "payout failed: voiding the withdrawal");
-            Command::VoidPending {
-                id: step_id(withdrawal, VOID_STEP),
-                pending_id: withdrawal,
-            }
+            ledger_engine::withdrawal_answer(withdrawal, false)
         }
         Err(_) => {
             tracing::warn!(%withdrawal, "payout did not answer in time; asked again later");
@@ -378,43 +349,6 @@ async fn drive<C: PayoutConnector>(node: &NodeHandle, connector: &C, payout: &Pa
 const PULL_DEADLINE: Duration = Duration::from_secs(5);
 /// How often it looks whether they have arrived.
 const PULL_POLL: Duration = Duration::from_millis(20);
-/// The saga step numbers of a pull's asks start here (one per region asked).
-const PULL_STEP_BASE: u8 = 16;
-
-/// Which regions to ask for `need` of an account's reservation, and for how
-/// much: the other regions with more than `keep` available (as this node's
-/// replicas show them), the most first, each for at most what it has above
-/// `keep`.
-pub(crate) fn plan_pulls(
-    ledger: &Ledger,
-    account: AccountId,
-    need: i128,
-    keep: i128,
-) -> Vec<(RegionId, i128)> {
-    let home = ledger.home();
-    let mut sources: Vec<(RegionId, i128)> = ledger
-        .regions()
-        .iter()
-        .filter(|region| region.id() != home)
-        .map(|region| {
-            let available = region.pool(account).map_or(0, |pool| pool.available);
-            (region.id(), available - keep)
-        })
-        .filter(|(_, spare)| *spare > 0)
-        .collect();
-    sources.sort_by_key(|(_, spare)| std::cmp::Reverse(*spare));
-    let mut left = need;
-    let mut plan = Vec::new();
-    for (from, spare) in sources {
-        if left <= 0 {
-            break;
-        }
-        let units = left.min(spare);
-        left -= units;
-        plan.push((from, units));
-    }
-    plan
-}
 
 /// Whether a pull saga may carry out a refused command, and for what: a
 /// transfer or a hold on its own (a chain's members are decided together,
@@ -485,25 +419,10 @@ async fn pull(node: &NodeHandle, item: Item, shortfall: Shortfall) -> CommandRes
     };
     let account = shortfall.account;
     let scale = shortfall.requested.scale;
-    let need = shortfall.requested.units - shortfall.available_local.units;
-    // Ask the regions with the most first, each for what it seems to have,
-    // until the shortfall is covered.
-    let asks: Vec<Item> = node.replica.ledger().read(|ledger| {
-        let mut asks = Vec::new();
-        for (from, units) in plan_pulls(ledger, account, need, 0) {
-            let Some(amount) = (Money { units, scale }).to_decimal() else {
-                continue;
-            };
-            let step = PULL_STEP_BASE.saturating_add(u8::try_from(from.0).unwrap_or(u8::MAX));
-            asks.push(Item::single(Command::RequestPull {
-                id: step_id(id, step),
-                account,
-                amount,
-                from,
-            }));
-        }
-        asks
-    });
+    let asks = node
+        .replica
+        .ledger()
+        .read(|ledger| ledger_engine::pull_asks(ledger, id, &shortfall));
     for result in node.decide(asks).await {
         if let CommandResult::Unavailable(_) | CommandResult::Rejected(_) = result {
             tracing::info!(%account, ?result, "a pull was not asked");
@@ -543,27 +462,5 @@ async fn pull(node: &NodeHandle, item: Item, shortfall: Shortfall) -> CommandRes
             }));
         }
         tokio::time::sleep(PULL_POLL).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_ids_are_stable_and_distinct() {
-        let withdrawal = TransferId(42);
-        assert_eq!(step_id(withdrawal, 1), step_id(withdrawal, 1));
-        assert_ne!(step_id(withdrawal, 1), step_id(withdrawal, 2));
-        assert_ne!(step_id(withdrawal, 1), step_id(TransferId(43), 1));
-        assert_ne!(step_id(withdrawal, 1), withdrawal);
-        // Decided where the withdrawal was: the same region for any count.
-        let elsewhere = TransferId((5u128 << 64) | 42);
-        for regions in 1..=7 {
-            assert_eq!(
-                step_id(elsewhere, 2).origin_index(regions),
-                elsewhere.origin_index(regions)
-            );
-        }
     }
 }

@@ -10,12 +10,15 @@
 //! the region owes. [`route`] says which decider decides each unit of a
 //! request, and an [`AccountDecider`] decides one account's commands over
 //! its own events in flight and keeps track of them. [`due_expiries`] and
-//! [`pulls_to_answer`] are the leader's own commands between calls.
+//! [`pulls_to_answer`] are the leader's own commands between calls, and
+//! the sagas' steps are decided here too ([`withdrawal_answer`],
+//! [`pull_asks`], [`floor_pulls`]).
 
 mod admit;
 mod decider;
 mod housekeeping;
 mod route;
+mod sagas;
 mod writer;
 
 pub use admit::{Candidate, Decider, Drops, GateView, Refusal, admit};
@@ -25,4 +28,5 @@ pub use housekeeping::{
     withdrawal_hold,
 };
 pub use route::{Route, Unit, route};
+pub use sagas::{floor_pulls, plan_pulls, pull_asks, step_id, withdrawal_answer};
 pub use writer::{Assembled, EntryWriter, GrantHeld, ProposalFailure, entry_batch};

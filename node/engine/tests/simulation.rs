@@ -32,7 +32,7 @@
 use ledger_engine::{
     AccountDecider, Candidate, Decider, EntryWriter, GateView, ProposalFailure, Route, Verdict,
     due_expiries, entry_batch, is_withdrawal, pulls_to_answer, route, steps_a_withdrawal,
-    withdrawal_hold,
+    withdrawal_answer, withdrawal_hold,
 };
 use ledger_hlc::{Hlc, ManualClock, NodeId, Stamp};
 use ledger_reservations::{
@@ -775,7 +775,7 @@ impl Sim {
     }
 
     /// Each answered withdrawal whose hold is still open is posted (paid)
-    /// or voided (refused) under an id of its own region.
+    /// or voided (refused), by the engine's [`withdrawal_answer`].
     fn saga_steps(&mut self, r: usize) {
         let region = &self.regions[r];
         let home = region.ledger.home_state();
@@ -783,21 +783,7 @@ impl Sim {
             .payouts
             .iter()
             .filter(|(id, _)| home.transfer(**id).is_some_and(is_withdrawal))
-            .map(|(pending_id, paid)| {
-                let pending_id = *pending_id;
-                if *paid {
-                    Command::PostPending {
-                        id: TransferId(pending_id.0 ^ (1 << 40)),
-                        pending_id,
-                        amount: None,
-                    }
-                } else {
-                    Command::VoidPending {
-                        id: TransferId(pending_id.0 ^ (2 << 40)),
-                        pending_id,
-                    }
-                }
-            })
+            .map(|(pending_id, paid)| withdrawal_answer(*pending_id, *paid))
             .collect();
         if !steps.is_empty() {
             self.decide(r, steps, false);

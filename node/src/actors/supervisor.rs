@@ -7,7 +7,7 @@ use super::writer::{Writer, WriterMsg};
 use super::{Collector, Gate};
 use crate::runtime::{CommandResult, NodeHandle};
 use crate::saga::{PayoutConnector, SagaMsg, SagaSupervisor};
-use ledger_reservations::{AccountId, Command, Item, Money, RegionId, TransferId};
+use ledger_reservations::Item;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -275,69 +275,14 @@ fn answer_pulls(state: &SupervisorState) {
     sweep(state, &state.answering, items, "pulls answered");
 }
 
-/// The pool policies, as a saga of pulls: where an account with a policy
-/// has less than its floor available in this region, and no pull of it from
-/// here is still unanswered, ask the regions above their floor for the
-/// difference (never taking them below it). The answers and grants are the
-/// pull's own steps.
+/// The pool policies, as pulls (`ledger_engine::floor_pulls`).
 fn keep_floors(state: &SupervisorState) {
-    let items = state.node.replica.ledger().read(|ledger| {
-        let home = ledger.home_state();
-        let me = home.id();
-        let mut items = Vec::new();
-        for (account, floor) in ledger.control().policies() {
-            let Some(scale) = ledger.control().account(account).map(|a| a.currency.scale) else {
-                continue;
-            };
-            let floor = i128::try_from(floor).unwrap_or(i128::MAX);
-            let available = |region: &ledger_reservations::RegionState| {
-                region.pool(account).map_or(0, |pool| pool.available)
-            };
-            let here = available(home);
-            if here >= floor {
-                continue;
-            }
-            let mine: Vec<(&TransferId, &ledger_reservations::Pull)> = home
-                .pulls()
-                .filter(|(_, pull)| pull.account == account)
-                .collect();
-            let unanswered = mine.iter().any(|(id, pull)| {
-                ledger
-                    .region(pull.from)
-                    .is_some_and(|from| !from.answered(me, **id))
-            });
-            if unanswered {
-                continue;
-            }
-            let mut asked = mine.len();
-            for (from, units) in crate::saga::plan_pulls(ledger, account, floor - here, floor) {
-                let Some(amount) = (Money { units, scale }).to_decimal() else {
-                    continue;
-                };
-                asked += 1;
-                items.push(Item::single(Command::RequestPull {
-                    id: policy_pull_id(account, me, asked),
-                    account,
-                    amount,
-                    from,
-                }));
-            }
-            if items.len() >= SWEEP_COMMANDS_MAX {
-                break;
-            }
-        }
-        items
-    });
+    let items = state
+        .node
+        .replica
+        .ledger()
+        .read(|ledger| ledger_engine::floor_pulls(ledger, SWEEP_COMMANDS_MAX));
     sweep(state, &state.balancing, items, "pool policy pulls asked");
-}
-
-/// The id of the `n`th pull a region asks for an account: the account's
-/// whole id is mixed first, so that no two accounts share a pull id.
-fn policy_pull_id(account: AccountId, region: RegionId, n: usize) -> TransferId {
-    let per_account = crate::saga::step_id(TransferId(account.0), 200);
-    let n = u128::try_from(n).unwrap_or(u128::MAX);
-    let which = (u128::from(region.0) << 64) | (n & u128::from(u64::MAX));
-    crate::saga::step_id(TransferId(per_account.0 ^ which), 201)
 }
 
 /// Routes housekeeping commands like any others, one sweep of a kind at a
@@ -373,30 +318,4 @@ fn sweep(state: &SupervisorState, running: &Arc<AtomicBool>, items: Vec<Item>, w
         }
         running.store(false, Ordering::SeqCst);
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn policy_pull_ids_of_accounts_that_differ_only_in_high_bits_differ() {
-        // Finding 2 of the 2026-12-01 audit: the old id XORed `n << 32` into
-        // the account id, so these two collided.
-        let region = RegionId(1);
-        let low = AccountId(5);
-        let high = AccountId(5 ^ (1 << 32));
-        assert_ne!(
-            policy_pull_id(low, region, 1),
-            policy_pull_id(high, region, 0)
-        );
-        let mut seen = std::collections::BTreeSet::new();
-        for account in [low, high, AccountId(u128::MAX)] {
-            for region in [RegionId(0), RegionId(1)] {
-                for n in 0..64 {
-                    assert!(seen.insert(policy_pull_id(account, region, n)));
-                }
-            }
-        }
-    }
 }
