@@ -16,6 +16,7 @@
 
 mod admit;
 mod decider;
+mod gate;
 mod housekeeping;
 mod route;
 mod sagas;
@@ -23,6 +24,7 @@ mod writer;
 
 pub use admit::{Candidate, Decider, Drops, GateView, Refusal, admit};
 pub use decider::{AccountDecider, Decided, Submitted, Verdict, verdicts};
+pub use gate::Gate;
 pub use housekeeping::{
     SAGA_KEY, WITHDRAWAL, due_expiries, is_withdrawal, pulls_to_answer, steps_a_withdrawal,
     withdrawal_hold,

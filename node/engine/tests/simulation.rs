@@ -30,7 +30,7 @@
 //! --nocapture`.
 
 use ledger_engine::{
-    AccountDecider, Candidate, Decider, EntryWriter, GateView, ProposalFailure, Route, Verdict,
+    AccountDecider, Candidate, Decider, EntryWriter, Gate, ProposalFailure, Route, Verdict,
     due_expiries, entry_batch, is_withdrawal, pulls_to_answer, route, steps_a_withdrawal,
     withdrawal_answer, withdrawal_hold,
 };
@@ -138,8 +138,8 @@ struct Region {
     applied: BTreeMap<RegionId, usize>,
     /// The leader's term: a lost leadership starts a new one.
     term: u64,
-    epoch: u64,
-    fence: Option<u64>,
+    /// The engine's gate, as the node's writer and deciders share it.
+    gate: Gate,
     deciders: BTreeMap<AccountId, Actor>,
     gathered: Vec<Submission>,
     /// The engine's writer, as the node's writer actor holds it.
@@ -196,8 +196,7 @@ impl Sim {
                     log: Vec::new(),
                     applied: BTreeMap::new(),
                     term: 1,
-                    epoch: 1,
-                    fence: None,
+                    gate: Gate::default(),
                     deciders: BTreeMap::new(),
                     gathered: Vec::new(),
                     writer: EntryWriter::default(),
@@ -451,7 +450,7 @@ impl Sim {
     /// they hold nothing in flight, against the committed state.
     fn coordinate(&mut self, r: usize, accounts: BTreeSet<AccountId>, command: Command) {
         let region = &mut self.regions[r];
-        let epoch = region.epoch;
+        let epoch = region.gate.epoch();
         for account in accounts {
             let actor = region
                 .deciders
@@ -476,7 +475,7 @@ impl Sim {
     /// An account actor decides, on the engine's [`AccountDecider`].
     fn decide_for(&mut self, r: usize, account: AccountId, commands: Vec<Command>) {
         let region = &mut self.regions[r];
-        let epoch = region.epoch;
+        let epoch = region.gate.epoch();
         let actor = region
             .deciders
             .entry(account)
@@ -535,7 +534,7 @@ impl Sim {
             .map_or(0, |position| position.index);
         region.gathered.push(Submission {
             events: batch.events,
-            epoch: region.epoch,
+            epoch: region.gate.epoch(),
             base,
             from,
             acks,
@@ -558,15 +557,11 @@ impl Sim {
             region.writer.settled();
         }
         if region.writer.barrier_passed(term) {
-            region.fence = None;
+            region.gate.close();
         }
         let home = region.ledger.home_state();
         let applied = home.applied().map_or(0, |position| position.index);
-        let fence = *region.fence.get_or_insert(applied);
-        let view = GateView {
-            epoch: region.epoch,
-            fence,
-        };
+        let view = region.gate.view_for_entry(applied);
         let stamp = region.hlc.stamp_after(home.last_stamp());
         // Past the entry's size submissions wait for the next entry.
         let sizes = region
@@ -638,8 +633,7 @@ impl Sim {
     /// A new epoch: every decision made before is void.
     fn reset(&mut self, r: usize) {
         let region = &mut self.regions[r];
-        region.epoch += 1;
-        region.fence = None;
+        region.gate.reset();
         self.counts.retried += region.gathered.len() as u64;
         region.gathered.clear();
     }

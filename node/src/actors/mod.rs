@@ -25,11 +25,11 @@ mod supervisor;
 mod writer;
 
 pub(crate) use account::RouterMsg;
+pub(crate) use ledger_engine::Gate;
 pub(crate) use supervisor::{Actors, start};
 
 use crate::runtime::CommandResult;
 use ledger_reservations::{Item, Shortfall};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -130,67 +130,6 @@ impl Collector {
     }
 }
 
-/// When decisions may go into the log.
-///
-/// A decision records the gate's epoch and the index of the region's log
-/// its state held. The writer admits it only if the epoch is current and the
-/// index is at or past the fence: the applied index after the writer's read
-/// barrier that followed the last reset ([`ledger_engine::admit`]). [`Gate::reset`] (a failed proposal,
-/// a crashed actor, a change of leader) bumps the epoch, so actors drop what
-/// they hold in flight, and closes the fence until the writer has a state
-/// that holds every earlier entry that will ever commit.
-#[derive(Debug)]
-pub(crate) struct Gate {
-    epoch: AtomicU64,
-    fence: AtomicU64,
-}
-
-const CLOSED: u64 = u64::MAX;
-
-impl Default for Gate {
-    fn default() -> Self {
-        Self {
-            epoch: AtomicU64::new(1),
-            fence: AtomicU64::new(CLOSED),
-        }
-    }
-}
-
-impl Gate {
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
-    }
-
-    /// Everything decided before now must be decided again.
-    pub(crate) fn reset(&self) {
-        self.fence.store(CLOSED, Ordering::SeqCst);
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.fence.load(Ordering::SeqCst) == CLOSED
-    }
-
-    /// Closes the fence without voiding current decisions: in a new term
-    /// it reopens at the state the barrier left.
-    fn close(&self) {
-        self.fence.store(CLOSED, Ordering::SeqCst);
-    }
-
-    /// Opens the gate at `applied`, read after a barrier.
-    fn open_at(&self, applied: u64) {
-        self.fence.store(applied, Ordering::SeqCst);
-    }
-
-    /// The gate as admission reads it.
-    fn view(&self) -> ledger_engine::GateView {
-        ledger_engine::GateView {
-            epoch: self.epoch(),
-            fence: self.fence.load(Ordering::SeqCst),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,27 +161,5 @@ mod tests {
         let (reply, answer) = oneshot::channel::<Answers>();
         drop(Collector::new(1, reply, None, true));
         assert!(answer.blocking_recv().is_err());
-    }
-
-    #[test]
-    fn a_reset_voids_the_epoch_and_closes_the_fence() {
-        let gate = Gate::default();
-        assert!(gate.is_closed(), "closed until a barrier");
-        gate.open_at(10);
-        let before = gate.view();
-        assert_eq!(before.fence, 10);
-        gate.reset();
-        assert!(gate.is_closed());
-        gate.open_at(12);
-        assert_eq!(
-            gate.view(),
-            ledger_engine::GateView {
-                epoch: before.epoch + 1,
-                fence: 12
-            }
-        );
-        gate.close();
-        assert!(gate.is_closed());
-        assert_eq!(gate.epoch(), before.epoch + 1, "closing keeps the epoch");
     }
 }

@@ -336,12 +336,10 @@ fn assemble(
     } = state;
     let assembled = node.replica.ledger().read(|ledger| {
         let region = ledger.home_state();
-        if gate.is_closed() {
-            gate.open_at(region.applied().map_or(0, |position| position.index));
-        }
+        let view = gate.view_for_entry(region.applied().map_or(0, |position| position.index));
         let stamp = node.clock().stamp_after(region.last_stamp());
         let candidates = submissions.iter_mut().map(Submission::candidate);
-        engine.assemble(ledger, gate.view(), stamp, ENTRY_EVENTS_MAX, candidates)
+        engine.assemble(ledger, view, stamp, ENTRY_EVENTS_MAX, candidates)
     });
     for (source, held) in &assembled.held {
         match held {
