@@ -215,6 +215,10 @@ pub enum NodeError {
     Fatal { group: Group, reason: String },
     #[error("group {group}: {reason}")]
     Membership { group: Group, reason: String },
+    #[error(
+        "group {group}: the membership change was not confirmed within {waited:?}; it may still commit"
+    )]
+    MembershipUnconfirmed { group: Group, waited: Duration },
     #[error("this node runs no group {0}")]
     UnknownGroup(Group),
     #[error("group {group}: index {index} not applied within {timeout:?}")]
@@ -228,24 +232,28 @@ pub enum NodeError {
 /// How long a membership change may take to commit (and a new learner to
 /// catch up) before the caller is told it is not confirmed.
 const MEMBERSHIP_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How long the leader's housekeeping waits for one membership change.
+const WIRE_WAIT_MAX: Duration = Duration::from_secs(2);
 
-/// Waits for a membership change of `group`, for at most
-/// [`MEMBERSHIP_WAIT_MAX`].
-async fn membership_change<T, E: std::fmt::Display>(
+/// Waits for a membership change of `group`, for at most `wait`.
+async fn membership_change<T>(
     group: Group,
-    change: impl Future<Output = Result<T, E>>,
+    wait: Duration,
+    change: impl Future<Output = Result<T, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>>,
 ) -> Result<T, NodeError> {
-    match tokio::time::timeout(MEMBERSHIP_WAIT_MAX, change).await {
+    match tokio::time::timeout(wait, change).await {
         Ok(Ok(done)) => Ok(done),
-        Ok(Err(error)) => Err(NodeError::Membership {
+        Ok(Err(RaftError::Fatal(error))) => Err(NodeError::Fatal {
             group,
             reason: error.to_string(),
         }),
-        Err(_) => Err(NodeError::Membership {
+        Ok(Err(RaftError::APIError(error))) => Err(NodeError::Membership {
             group,
-            reason: format!(
-                "the change was not confirmed within {MEMBERSHIP_WAIT_MAX:?}; it may still commit"
-            ),
+            reason: error.to_string(),
+        }),
+        Err(_) => Err(NodeError::MembershipUnconfirmed {
+            group,
+            waited: wait,
         }),
     }
 }
@@ -315,6 +323,9 @@ pub struct ReplicaNode {
     /// The layout as this node knows it; changed by `add_member` and
     /// `remove_member`, read by `wire_learners`.
     layout: Mutex<Layout>,
+    /// Nodes removed by `remove_member`: wherever this node leads, its
+    /// housekeeping (`wire_learners`) drops those still in a membership.
+    removed: Mutex<BTreeSet<u64>>,
     shared: SharedLedger,
     rafts: BTreeMap<Group, Raft>,
     reports: BTreeMap<Group, OpenReport>,
@@ -373,6 +384,7 @@ impl ReplicaNode {
             db,
             config,
             layout: Mutex::new(layout.clone()),
+            removed: Mutex::default(),
             shared,
             rafts,
             reports,
@@ -418,6 +430,20 @@ impl ReplicaNode {
             .clone()
     }
 
+    /// Every node, voter or learner, of a group's membership as this node
+    /// has applied it.
+    pub fn members(&self, group: Group) -> BTreeSet<u64> {
+        self.rafts.get(&group).map_or_else(BTreeSet::new, |raft| {
+            let metrics = raft.metrics().borrow_watched().clone();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect()
+        })
+    }
+
     /// The voters of a group in its membership as this node has applied it.
     pub fn voters(&self, group: Group) -> BTreeSet<u64> {
         self.rafts.get(&group).map_or_else(BTreeSet::new, |raft| {
@@ -443,6 +469,7 @@ impl ReplicaNode {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             layout.nodes.retain(|known| known.id != node.id);
             layout.nodes.push(node.clone());
+            self.removed_lock().remove(&node.id);
             if control_voter && !layout.control_voters.contains(&node.id) {
                 if layout.control_voters.is_empty() {
                     layout.control_voters = layout.control_voters().into_iter().collect();
@@ -457,11 +484,11 @@ impl ReplicaNode {
                 continue;
             }
             let learner = raft.add_learner(node.id, BasicNode::new(&node.addr), true);
-            membership_change(*group, learner).await?;
+            membership_change(*group, MEMBERSHIP_WAIT_MAX, learner).await?;
             if layout.is_voter(*group, &node) {
                 let voters = BTreeSet::from([node.id]);
                 let change = raft.change_membership(ChangeMembers::AddVoterIds(voters), false);
-                membership_change(*group, change).await?;
+                membership_change(*group, MEMBERSHIP_WAIT_MAX, change).await?;
             }
             changed.push(*group);
         }
@@ -482,30 +509,48 @@ impl ReplicaNode {
             layout.nodes.retain(|known| known.id != id);
             layout.control_voters.retain(|voter| *voter != id);
         }
+        self.removed_lock().insert(id);
+        self.drop_removed(MEMBERSHIP_WAIT_MAX).await
+    }
+
+    fn removed_lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        // A plain set: a panic elsewhere cannot leave it half-written.
+        self.removed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where this node leads a group, drops the removed nodes its
+    /// membership still holds, each change waiting at most `wait`: as a
+    /// voter if it is one, else as a learner. Returns the groups changed.
+    async fn drop_removed(&self, wait: Duration) -> Result<Vec<Group>, NodeError> {
+        let removed = self.removed_lock().clone();
         let mut changed = Vec::new();
         for (group, raft) in &self.rafts {
             if !raft.is_leader() {
                 continue;
             }
-            let metrics = raft.metrics().borrow_watched().clone();
-            let membership = metrics.membership_config.membership();
-            let ids = BTreeSet::from([id]);
-            let change = if membership.voter_ids().any(|voter| voter == id) {
-                ChangeMembers::RemoveVoters(ids)
-            } else if membership.nodes().any(|(node, _)| *node == id) {
-                ChangeMembers::RemoveNodes(ids)
-            } else {
-                continue;
-            };
-            // A leader that removes itself stays a learner. It no longer
-            // counts itself once the final membership is appended, so
-            // another voter may be elected before it learns that the change
-            // committed; as a learner it still hears from that leader, and
-            // its call returns. Dropped outright, it would hear nothing and
-            // wait for ever. The next leader's `remove_member` drops it.
-            let retain = id == self.config.id;
-            membership_change(*group, raft.change_membership(change, retain)).await?;
-            changed.push(*group);
+            for id in &removed {
+                let metrics = raft.metrics().borrow_watched().clone();
+                let membership = metrics.membership_config.membership();
+                let ids = BTreeSet::from([*id]);
+                let change = if membership.voter_ids().any(|voter| voter == *id) {
+                    ChangeMembers::RemoveVoters(ids)
+                } else if membership.nodes().any(|(node, _)| node == id) {
+                    ChangeMembers::RemoveNodes(ids)
+                } else {
+                    continue;
+                };
+                // A leader that removes itself stays a learner. It no longer
+                // counts itself once the final membership is appended, so
+                // another voter may be elected before it learns that the
+                // change committed; as a learner it still hears from that
+                // leader, and its call returns. Dropped outright, it would
+                // hear nothing and wait for ever. The next leader drops it.
+                let retain = *id == self.config.id;
+                membership_change(*group, wait, raft.change_membership(change, retain)).await?;
+                changed.push(*group);
+            }
         }
         Ok(changed)
     }
@@ -558,9 +603,21 @@ impl ReplicaNode {
         }
     }
 
-    /// Where this node leads a group, adds every learner the layout names and
-    /// the membership lacks. Returns how many it added.
+    /// Where this node leads a group, drops the nodes removed from the
+    /// cluster that its membership still holds (a leader that removed itself
+    /// stays a learner until then) and adds every learner the layout names
+    /// and the membership lacks. Each change waits at most
+    /// [`WIRE_WAIT_MAX`]: a change not confirmed by then (leadership moved,
+    /// or a quorum out of reach) is left to the next round, on whichever
+    /// node leads. Returns how many learners it added.
     pub async fn wire_learners(&self) -> Result<usize, NodeError> {
+        match self.drop_removed(WIRE_WAIT_MAX).await {
+            Ok(_) => {}
+            Err(NodeError::Fatal { group, reason }) => {
+                return Err(NodeError::Fatal { group, reason });
+            }
+            Err(error) => tracing::debug!(%error, "removed nodes not dropped yet"),
+        }
         let layout = self.layout();
         let mut added = 0;
         for (group, raft) in &self.rafts {
@@ -578,18 +635,12 @@ impl ReplicaNode {
                 if known.contains(&id) {
                     continue;
                 }
-                match raft.add_learner(id, node, false).await {
+                let change = raft.add_learner(id, node, false);
+                match membership_change(*group, WIRE_WAIT_MAX, change).await {
                     Ok(_) => added += 1,
-                    // Leadership moved or a change is in progress: the next
-                    // round (on whichever node leads) finishes the job.
-                    Err(RaftError::APIError(error)) => {
+                    Err(error @ NodeError::Fatal { .. }) => return Err(error),
+                    Err(error) => {
                         tracing::debug!(%group, learner = id, %error, "learner not added yet");
-                    }
-                    Err(RaftError::Fatal(error)) => {
-                        return Err(NodeError::Fatal {
-                            group: *group,
-                            reason: error.to_string(),
-                        });
                     }
                 }
             }

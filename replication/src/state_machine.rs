@@ -14,7 +14,7 @@ use ledger_reservations::{Control, Ledger, Position, RegionState};
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
@@ -137,13 +137,25 @@ impl StateMachine {
         }
     }
 
+    /// Stores a snapshot unless the one stored is as new or newer: openraft
+    /// builds snapshots in a task of its own, so one built here and one
+    /// installed from the leader can be stored in either order, and the log
+    /// may already be purged up to the newer one.
     fn store_snapshot(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
-        let meta = codec::encode(Format::Json, meta)?;
+        let encoded = codec::encode(Format::Json, meta)?;
         let txn = self.db.begin_write().map_err(other)?;
         {
             let mut table = txn.open_table(self.snapshots()).map_err(other)?;
+            let stored: Option<SnapshotMetaOf<TypeConfig>> =
+                match table.get(SNAPSHOT_META).map_err(other)? {
+                    Some(bytes) => Some(codec::decode(Format::Json, bytes.value())?),
+                    None => None,
+                };
+            if stored.is_some_and(|stored| stored.last_log_id >= meta.last_log_id) {
+                return Ok(());
+            }
             table
-                .insert(SNAPSHOT_META, meta.as_slice())
+                .insert(SNAPSHOT_META, encoded.as_slice())
                 .map_err(other)?;
             table.insert(SNAPSHOT_DATA, data).map_err(other)?;
         }

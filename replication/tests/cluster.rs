@@ -166,6 +166,28 @@ async fn a_node_joins_and_another_leaves_a_region_while_it_runs() {
             .expect("applied");
         assert_eq!(cluster.balance(node.id()), 175, "node {}", node.id());
     }
+
+    // Node 1 stayed a learner of the groups it led when it removed itself;
+    // the leaders' housekeeping drops it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        for node in cluster.nodes.values() {
+            node.wire_learners().await.expect("wires");
+        }
+        let mut gone = true;
+        for group in [REGION0, Group::Control, Group::Region(RegionId(1))] {
+            let leader = cluster.wait_leader(group).await;
+            gone &= !cluster.nodes[&leader].members(group).contains(&1);
+        }
+        if gone {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 is still in a membership"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Finding 13 of the 2026-12-01 write-path audit: the log's I/O ran on the
@@ -193,9 +215,15 @@ async fn a_stalled_disk_holds_up_its_own_appends_and_nothing_else() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let took = started.elapsed();
+    let applied = |node: u64| cluster.nodes[&node].applied_index(region1).unwrap_or(0);
+    let stalled = applied(1);
     for node in [1, 2, 3] {
         cluster.faults[&node].set_append_delay(Duration::ZERO);
     }
+    assert!(
+        stalled < applied(4),
+        "node 1 applied region 1 up to {stalled} as fast as its own node: its disk did not stall"
+    );
     assert!(
         took < stall / 2,
         "region 1 took {took:?} to commit five entries while region 0's disks stalled"

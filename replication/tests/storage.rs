@@ -200,6 +200,46 @@ mod durability {
         );
     }
 
+    /// openraft builds snapshots in a task of its own: one built from an
+    /// older state can reach the disk after a newer one was installed from
+    /// the leader (and the log purged up to it). The stored snapshot never
+    /// goes back, or the node could not restart.
+    #[tokio::test]
+    async fn a_stored_snapshot_is_never_replaced_by_an_older_one() {
+        let built = |entries: Vec<EntryOf<TypeConfig>>| async move {
+            let dir = tempfile::tempdir().expect("dir");
+            let (db, shared) = open_node(dir.path());
+            let mut machine = StateMachine::open(db, GROUP, shared).expect("opens");
+            let stream =
+                futures_util::stream::iter(entries.into_iter().map(|entry| Ok((entry, None))));
+            machine.apply(stream).await.expect("applies");
+            machine.build_snapshot().await.expect("builds")
+        };
+        let older = built(vec![entry(1, vec![top_up(1, 100)])]).await;
+        let newer = built(vec![
+            entry(1, vec![top_up(1, 100)]),
+            entry(2, vec![top_up(2, 5)]),
+        ])
+        .await;
+        let dir = tempfile::tempdir().expect("dir");
+        let (db, shared) = open_node(dir.path());
+        let mut machine = StateMachine::open(db, GROUP, shared).expect("opens");
+        machine
+            .install_snapshot(&newer.meta, newer.snapshot)
+            .await
+            .expect("installs");
+        machine
+            .install_snapshot(&older.meta, older.snapshot)
+            .await
+            .expect("stores nothing");
+        let current = machine
+            .get_current_snapshot()
+            .await
+            .expect("reads")
+            .expect("a snapshot");
+        assert_eq!(current.meta.last_log_id.map(|id| id.index), Some(2));
+    }
+
     #[tokio::test]
     async fn an_event_that_does_not_fit_the_state_is_a_fatal_error() {
         let dir = tempfile::tempdir().expect("dir");

@@ -178,6 +178,8 @@ impl<'a, B: Book> Decider<'a, B> {
         }
         match pending.pending {
             Some(PendingState::Open { deadline_ns }) if self.stamp.physical_ns() < deadline_ns => {}
+            // The rail's answer, however late it comes.
+            Some(PendingState::Open { .. }) if pending.transfer.is_withdrawal_hold() => {}
             Some(PendingState::Open { .. } | PendingState::Expired) => {
                 return Err(Reject::PendingExpired(pending_id));
             }

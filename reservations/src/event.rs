@@ -37,6 +37,27 @@ pub struct Transfer {
     pub metadata: Option<Box<Metadata>>,
 }
 
+/// The metadata key that names the saga a transfer is a step of.
+pub const SAGA_KEY: &str = "saga";
+/// [`SAGA_KEY`]'s value on a withdrawal's hold.
+pub const WITHDRAWAL: &str = "withdrawal";
+
+impl Transfer {
+    /// Whether this is a withdrawal's hold: a pending transfer to an
+    /// EXTERNAL account tagged as a withdrawal. Only the payout rail's
+    /// definite answer resolves one (the rail may have paid), so its post
+    /// or void is taken whenever that answer comes, and it never expires.
+    pub fn is_withdrawal_hold(&self) -> bool {
+        self.credit_kind == AccountKind::External
+            && matches!(self.kind, TransferKind::Pending { .. })
+            && self
+                .metadata
+                .as_deref()
+                .and_then(|metadata| metadata.get(SAGA_KEY))
+                .is_some_and(|saga| saga == WITHDRAWAL)
+    }
+}
+
 /// A release of reservation from one region to another, as its log holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {

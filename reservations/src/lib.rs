@@ -37,7 +37,8 @@ pub use book::{ApplyError, Flow, PendingState, Pool, Pull, TransferRecord};
 pub use command::{Command, ControlCommand, Item, PENDING_TIMEOUT_MS_MAX, TransferRequest};
 pub use control::Control;
 pub use event::{
-    ControlEvent, ControlEventBody, Event, EventBody, Release, Transfer, TransferKind,
+    ControlEvent, ControlEventBody, Event, EventBody, Release, SAGA_KEY, Transfer, TransferKind,
+    WITHDRAWAL,
 };
 pub use history::{HistoryEntry, HistoryRead, Movement};
 pub use ids::{AccountId, Position, RegionId, TransferId};

@@ -825,6 +825,60 @@ fn a_pending_transfer_expires_by_its_deadline_only() {
     );
 }
 
+/// A withdrawal's hold is resolved by the payout rail's answer alone, however
+/// late it comes (the rail may have paid): its post or void is taken past
+/// its deadline; any other hold's is not.
+#[test]
+fn a_withdrawal_hold_takes_the_rail_s_answer_past_its_deadline() {
+    let mut node = funded();
+    let plain = hold(&mut node, 20, "10", 1_000);
+    for pending in [30, 40] {
+        let mut withdrawal = transfer(pending, ALICE, BANK, "10");
+        withdrawal
+            .metadata
+            .insert(SAGA_KEY.to_owned(), WITHDRAWAL.to_owned());
+        event_of(node.run(Command::CreatePending {
+            transfer: withdrawal,
+            timeout_ms: 1_000,
+        }));
+    }
+    let late = |offset: u64| {
+        Stamp::new(
+            plain.stamp.physical_ns() + 5_000 * MS + offset,
+            0,
+            ledger_hlc::NodeId(1),
+        )
+    };
+    expect_reject(
+        node.run_at(
+            Command::PostPending {
+                id: tid(21),
+                pending_id: tid(20),
+                amount: None,
+            },
+            late(0),
+        ),
+        Reject::PendingExpired(tid(20)),
+    );
+    let post = Command::PostPending {
+        id: tid(31),
+        pending_id: tid(30),
+        amount: None,
+    };
+    assert!(matches!(
+        node.run_at(post, late(1)),
+        Ok(Decision::Append(_))
+    ));
+    let void = Command::VoidPending {
+        id: tid(41),
+        pending_id: tid(40),
+    };
+    assert!(matches!(
+        node.run_at(void, late(2)),
+        Ok(Decision::Append(_))
+    ));
+}
+
 #[test]
 fn a_resolved_pending_transfer_does_not_expire() {
     let mut node = funded();
@@ -2133,6 +2187,7 @@ const ALL: &[fn()] = &[
     voiding_returns_everything,
     resolving_needs_a_pending_transfer_of_this_region,
     a_pending_transfer_expires_by_its_deadline_only,
+    a_withdrawal_hold_takes_the_rail_s_answer_past_its_deadline,
     a_resolved_pending_transfer_does_not_expire,
     a_refund_reverses_part_of_a_payment_and_never_more_than_is_left,
     a_two_phase_payment_is_refunded_up_to_what_was_posted,

@@ -17,9 +17,9 @@
 use crate::{Candidate, Decider};
 use ledger_hlc::Stamp;
 use ledger_reservations::{
-    AccountId, ApplyError, Batch, Event, Item, Ledger, Outcome, Reject, Scratch,
+    AccountId, ApplyError, Batch, Event, EventBody, Item, Ledger, Outcome, Reject, Scratch,
 };
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 /// How one command of a decided batch is answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,48 @@ pub fn verdicts(items: &[Item], batch: &Batch, in_flight: &[Event], own: bool) -
             Ok(Outcome::AlreadyApplied) => Verdict::CommittedBefore,
         })
         .collect()
+}
+
+/// A unit decided by a coordinator.
+#[derive(Debug)]
+pub struct Coordinated {
+    /// One per command, in order.
+    pub verdicts: Vec<Verdict>,
+    /// For the writer; empty when no command's events are in it.
+    pub events: Vec<Event>,
+    /// The index of the region's log the deciding state held.
+    pub base: u64,
+}
+
+/// Decides a unit that takes from several accounts, from one the
+/// committed state does not know, or moves a release: against the committed
+/// state alone, which the coordinator may do only once the deciders of the
+/// `parked` accounts hold nothing in flight. Every event that takes from a
+/// pool must take from a parked account's (an ask for a pull takes from
+/// none); otherwise nothing of it reaches the log.
+pub fn coordinate(
+    ledger: &Ledger,
+    parked: &BTreeSet<AccountId>,
+    stamp: Stamp,
+    items: &[Item],
+) -> Coordinated {
+    let batch = ledger.decide_batch(items, stamp);
+    let home = ledger.home_state();
+    let own = batch.events.iter().all(|event| match home.debit_of(event) {
+        Some(account) => parked.contains(&account),
+        None => matches!(event.body, EventBody::PullRequested { .. }),
+    });
+    let verdicts = verdicts(items, &batch, &[], own);
+    let events = if verdicts.contains(&Verdict::InEntry) {
+        batch.events
+    } else {
+        Vec::new()
+    };
+    Coordinated {
+        verdicts,
+        events,
+        base: home.applied().map_or(0, |position| position.index),
+    }
 }
 
 /// Events of a decider for the writer.

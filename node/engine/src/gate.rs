@@ -41,27 +41,19 @@ impl Gate {
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn is_closed(&self) -> bool {
-        self.fence.load(Ordering::SeqCst) == CLOSED
-    }
-
     /// Closes the fence without voiding current decisions: in a new term
     /// it reopens at the state the barrier left.
     pub fn close(&self) {
         self.fence.store(CLOSED, Ordering::SeqCst);
     }
 
-    /// Opens the gate at `applied`, read after a barrier.
-    fn open_at(&self, applied: u64) {
-        self.fence.store(applied, Ordering::SeqCst);
-    }
-
     /// The gate as the writer's next entry reads it: closed, it opens at
     /// `applied`, the state the writer's read barrier left.
     pub fn view_for_entry(&self, applied: u64) -> GateView {
-        if self.is_closed() {
-            self.open_at(applied);
-        }
+        // Only if still closed: one step, whatever a reset does meanwhile.
+        let _ = self
+            .fence
+            .compare_exchange(CLOSED, applied, Ordering::SeqCst, Ordering::SeqCst);
         self.view()
     }
 
@@ -81,22 +73,25 @@ mod tests {
     #[test]
     fn a_reset_voids_the_epoch_and_closes_the_fence() {
         let gate = Gate::default();
-        assert!(gate.is_closed(), "closed until a barrier");
-        gate.open_at(10);
-        let before = gate.view();
+        assert_eq!(gate.view().fence, CLOSED, "closed until a barrier");
+        let before = gate.view_for_entry(10);
         assert_eq!(before.fence, 10);
-        gate.reset();
-        assert!(gate.is_closed());
-        gate.open_at(12);
         assert_eq!(
-            gate.view(),
+            gate.view_for_entry(11),
+            before,
+            "open: it stays where it opened"
+        );
+        gate.reset();
+        assert_eq!(gate.view().fence, CLOSED);
+        assert_eq!(
+            gate.view_for_entry(12),
             GateView {
                 epoch: before.epoch + 1,
                 fence: 12
             }
         );
         gate.close();
-        assert!(gate.is_closed());
+        assert_eq!(gate.view().fence, CLOSED);
         assert_eq!(gate.epoch(), before.epoch + 1, "closing keeps the epoch");
     }
 }

@@ -6,14 +6,9 @@
 //! neither post nor void it.
 
 use ledger_reservations::{
-    Command, Item, Ledger, PENDING_TIMEOUT_MS_MAX, PendingState, TransferKind, TransferRecord,
-    TransferRequest,
+    Command, Item, Ledger, PENDING_TIMEOUT_MS_MAX, PendingState, SAGA_KEY, TransferRecord,
+    TransferRequest, WITHDRAWAL,
 };
-
-/// The metadata key that names the saga a transfer is a step of.
-pub const SAGA_KEY: &str = "saga";
-/// [`SAGA_KEY`]'s value on a withdrawal hold.
-pub const WITHDRAWAL: &str = "withdrawal";
 
 /// A withdrawal's hold: `transfer` (to an EXTERNAL account) tagged as a
 /// withdrawal, with the longest timeout there is. Once the payout may have
@@ -30,18 +25,9 @@ pub fn withdrawal_hold(mut transfer: TransferRequest) -> Command {
     }
 }
 
-/// Whether a transfer is an open withdrawal hold: a pending transfer to an
-/// EXTERNAL account tagged as a withdrawal.
+/// Whether a transfer is an open withdrawal hold.
 pub fn is_withdrawal(record: &TransferRecord) -> bool {
-    let tagged = record
-        .transfer
-        .metadata
-        .as_deref()
-        .and_then(|metadata| metadata.get(SAGA_KEY))
-        .is_some_and(|saga| saga == WITHDRAWAL);
-    tagged
-        && record.transfer.credit_kind == ledger_reservations::AccountKind::External
-        && matches!(record.transfer.kind, TransferKind::Pending { .. })
+    record.transfer.is_withdrawal_hold()
         && matches!(record.pending, Some(PendingState::Open { .. }))
 }
 

@@ -23,12 +23,12 @@ mod sagas;
 mod writer;
 
 pub use admit::{Candidate, Decider, Drops, GateView, Refusal, admit};
-pub use decider::{AccountDecider, Decided, Submitted, Verdict, verdicts};
+pub use decider::{AccountDecider, Coordinated, Decided, Submitted, Verdict, coordinate, verdicts};
 pub use gate::Gate;
 pub use housekeeping::{
-    SAGA_KEY, WITHDRAWAL, due_expiries, is_withdrawal, pulls_to_answer, steps_a_withdrawal,
-    withdrawal_hold,
+    due_expiries, is_withdrawal, pulls_to_answer, steps_a_withdrawal, withdrawal_hold,
 };
+pub use ledger_reservations::{SAGA_KEY, WITHDRAWAL};
 pub use route::{Route, Unit, route};
 pub use sagas::{floor_pulls, plan_pulls, pull_asks, step_id, withdrawal_answer};
 pub use writer::{Assembled, EntryWriter, GrantHeld, ProposalFailure, entry_batch};

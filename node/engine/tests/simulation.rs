@@ -31,12 +31,12 @@
 
 use ledger_engine::{
     AccountDecider, Candidate, Decider, EntryWriter, Gate, ProposalFailure, Route, Verdict,
-    due_expiries, entry_batch, is_withdrawal, pulls_to_answer, route, steps_a_withdrawal,
-    withdrawal_answer, withdrawal_hold,
+    coordinate, due_expiries, entry_batch, is_withdrawal, pulls_to_answer, route,
+    steps_a_withdrawal, withdrawal_answer, withdrawal_hold,
 };
 use ledger_hlc::{Hlc, ManualClock, NodeId, Stamp};
 use ledger_reservations::{
-    AccountId, AccountKind, Batch, Command, ControlCommand, CurrencyCode, Decimal, Decision, Event,
+    AccountId, AccountKind, Command, ControlCommand, CurrencyCode, Decimal, Decision, Event,
     EventBody, Item, Ledger, Metadata, NewAccount, PendingState, Position, RegionId, TransferId,
     TransferRequest,
 };
@@ -451,6 +451,7 @@ impl Sim {
     fn coordinate(&mut self, r: usize, accounts: BTreeSet<AccountId>, command: Command) {
         let region = &mut self.regions[r];
         let epoch = region.gate.epoch();
+        let parked = accounts.clone();
         for account in accounts {
             let actor = region
                 .deciders
@@ -466,10 +467,40 @@ impl Sim {
         let stamp = region
             .hlc
             .stamp_after(region.ledger.home_state().last_stamp());
-        let batch = region
-            .ledger
-            .decide_batch(&[Item::single(command.clone())], stamp);
-        self.submit(r, batch, vec![command], None);
+        let items = [Item::single(command.clone())];
+        let coordinated = coordinate(&region.ledger, &parked, stamp, &items);
+        let commands = [command];
+        let acks = self.answer(r, &coordinated.verdicts, &commands);
+        if !coordinated.events.is_empty() {
+            let epoch = self.regions[r].gate.epoch();
+            self.regions[r].gathered.push(Submission {
+                events: coordinated.events,
+                epoch,
+                base: coordinated.base,
+                from: None,
+                acks,
+            });
+        }
+    }
+
+    /// Takes in the engine's verdicts on `commands`: counts them, checks
+    /// those answered as committed before, and returns those that stand or
+    /// fall with the submission.
+    fn answer(&mut self, r: usize, verdicts: &[Verdict], commands: &[Command]) -> Vec<Command> {
+        let mut acks = Vec::new();
+        for (verdict, command) in verdicts.iter().zip(commands) {
+            match verdict {
+                Verdict::Rejected(_) => self.counts.rejected += 1,
+                Verdict::InEntry | Verdict::RepeatInEntry => acks.push(command.clone()),
+                Verdict::BeingCommitted | Verdict::NotOwn => self.counts.retried += 1,
+                Verdict::CommittedBefore => {
+                    let answer = format!("region {r} answers {command:?}: applied before");
+                    self.check_acknowledged(r, command, &answer);
+                    self.counts.applied += 1;
+                }
+            }
+        }
+        acks
     }
 
     /// An account actor decides, on the engine's [`AccountDecider`].
@@ -492,19 +523,7 @@ impl Sim {
             self.counts.retried += commands.len() as u64;
             return;
         };
-        let mut acks = Vec::new();
-        for (verdict, command) in decided.verdicts.iter().zip(&commands) {
-            match verdict {
-                Verdict::Rejected(_) => self.counts.rejected += 1,
-                Verdict::InEntry | Verdict::RepeatInEntry => acks.push(command.clone()),
-                Verdict::BeingCommitted | Verdict::NotOwn => self.counts.retried += 1,
-                Verdict::CommittedBefore => {
-                    let answer = format!("region {r} answers {command:?}: applied before");
-                    self.check_acknowledged(r, command, &answer);
-                    self.counts.applied += 1;
-                }
-            }
-        }
+        let acks = self.answer(r, &decided.verdicts, &commands);
         if let Some(submitted) = decided.submission {
             self.regions[r].gathered.push(Submission {
                 events: submitted.events,
@@ -514,31 +533,6 @@ impl Sim {
                 acks,
             });
         }
-    }
-
-    fn submit(
-        &mut self,
-        r: usize,
-        batch: Batch,
-        acks: Vec<Command>,
-        from: Option<(AccountId, u64, u64)>,
-    ) {
-        if batch.events.is_empty() {
-            return;
-        }
-        let region = &mut self.regions[r];
-        let base = region
-            .ledger
-            .home_state()
-            .applied()
-            .map_or(0, |position| position.index);
-        region.gathered.push(Submission {
-            events: batch.events,
-            epoch: region.gate.epoch(),
-            base,
-            from,
-            acks,
-        });
     }
 
     /// The writer of region `r`, on the engine's [`EntryWriter`]: settles
@@ -901,18 +895,23 @@ impl Sim {
                 }
             }
             for r in 0..self.regions.len() {
-                // Grants only: the writer with nothing gathered, committing.
+                // Grants only: the engine's writer with nothing gathered,
+                // its entry committed.
                 let region = &mut self.regions[r];
                 let home = region.ledger.home_state();
                 let stamp = region.hlc.stamp_after(home.last_stamp());
-                let grants: Vec<Event> = region
-                    .ledger
-                    .decide_grants(stamp, ENTRY_EVENTS_MAX)
-                    .into_iter()
-                    .flat_map(|grants| grants.events)
-                    .collect();
-                if !grants.is_empty() {
-                    self.commit(r, grants, Vec::new());
+                let view = region
+                    .gate
+                    .view_for_entry(home.applied().map_or(0, |position| position.index));
+                let assembled = region.writer.assemble(
+                    &region.ledger,
+                    view,
+                    stamp,
+                    ENTRY_EVENTS_MAX,
+                    std::iter::empty(),
+                );
+                if !assembled.grants.is_empty() {
+                    self.commit(r, assembled.grants, Vec::new());
                 }
             }
             let after: usize = self.regions.iter().map(|region| region.log.len()).sum();

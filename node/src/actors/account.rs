@@ -12,7 +12,7 @@ use super::writer::{self, Dropped, FromActor, Submission, WriterMsg};
 use super::{Collector, Gate, PullAsk};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_engine::{AccountDecider, Route, Unit, Verdict};
-use ledger_reservations::{AccountId, Batch, Item, Scratch};
+use ledger_reservations::{AccountId, Item};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -605,40 +605,27 @@ pub(crate) async fn coordinate(
     }
     let parked: BTreeSet<AccountId> = actors.iter().map(|(account, _)| *account).collect();
     let epoch = gate.epoch();
-    let mut batch = Batch::default();
-    let (base, own) = node.replica.ledger().read(|ledger| {
-        let home = ledger.home_state();
+    let coordinated = node.replica.ledger().read(|ledger| {
         // Past the region's last stamp, even one a faster clock (an earlier
         // leader's) put ahead of this node's: the drift limit is for stamps
         // from other nodes, not for extending this region's own log.
-        let stamp = node.clock().stamp_after(home.last_stamp());
-        ledger.decide_batch_into(&work.items, stamp, &mut Scratch::default(), &mut batch);
-        // Events that take from a pool take from a parked account's; an ask
-        // for a pull takes from none.
-        let own = batch.events.iter().all(|event| match home.debit_of(event) {
-            Some(account) => parked.contains(&account),
-            None => matches!(
-                event.body,
-                ledger_reservations::EventBody::PullRequested { .. }
-            ),
-        });
-        (home.applied().map_or(0, |position| position.index), own)
+        let stamp = node.clock().stamp_after(ledger.home_state().last_stamp());
+        ledger_engine::coordinate(ledger, &parked, stamp, &work.items)
     });
-    let verdicts = ledger_engine::verdicts(&work.items, &batch, &[], own);
     let Sorted { slots, repeats } = answer(
         &work,
-        &verdicts,
+        &coordinated.verdicts,
         "the accounts of the chain changed while it was decided; retry",
     );
     if !slots.is_empty() {
         let (done, committed) = oneshot::channel();
         let submission = Submission {
-            events: batch.events,
+            events: coordinated.events,
             slots,
             repeats,
             collector: work.collector.clone(),
             epoch,
-            base,
+            base: coordinated.base,
             from: None,
             done: Some(done),
         };
