@@ -232,7 +232,7 @@ pub enum NodeError {
 /// How long a membership change may take to commit (and a new learner to
 /// catch up) before the caller is told it is not confirmed.
 const MEMBERSHIP_WAIT_MAX: Duration = Duration::from_secs(30);
-/// How long the leader's housekeeping waits for one membership change.
+/// How long the leader's housekeeping waits for a learner to be added.
 const WIRE_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// Waits for a membership change of `group`, for at most `wait`.
@@ -510,7 +510,11 @@ impl ReplicaNode {
             layout.control_voters.retain(|voter| *voter != id);
         }
         self.removed_lock().insert(id);
-        self.drop_removed(MEMBERSHIP_WAIT_MAX).await
+        let (changed, errors) = self.drop_removed(true).await;
+        match errors.into_iter().next() {
+            Some(error) => Err(error),
+            None => Ok(changed),
+        }
     }
 
     fn removed_lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
@@ -521,20 +525,25 @@ impl ReplicaNode {
     }
 
     /// Where this node leads a group, drops the removed nodes its
-    /// membership still holds, each change waiting at most `wait`: as a
-    /// voter if it is one, else as a learner. Returns the groups changed.
-    async fn drop_removed(&self, wait: Duration) -> Result<Vec<Group>, NodeError> {
+    /// membership still holds: as a voter if it is one and `voters` says
+    /// so, else as a learner. Goes on past a change that fails. Returns the
+    /// groups changed and the errors met.
+    async fn drop_removed(&self, voters: bool) -> (Vec<Group>, Vec<NodeError>) {
         let removed = self.removed_lock().clone();
         let mut changed = Vec::new();
+        let mut errors = Vec::new();
         for (group, raft) in &self.rafts {
-            if !raft.is_leader() {
-                continue;
-            }
             for id in &removed {
+                if !raft.is_leader() {
+                    break;
+                }
                 let metrics = raft.metrics().borrow_watched().clone();
                 let membership = metrics.membership_config.membership();
                 let ids = BTreeSet::from([*id]);
                 let change = if membership.voter_ids().any(|voter| voter == *id) {
+                    if !voters {
+                        continue;
+                    }
                     ChangeMembers::RemoveVoters(ids)
                 } else if membership.nodes().any(|(node, _)| node == id) {
                     ChangeMembers::RemoveNodes(ids)
@@ -548,11 +557,14 @@ impl ReplicaNode {
                 // leader, and its call returns. Dropped outright, it would
                 // hear nothing and wait for ever. The next leader drops it.
                 let retain = *id == self.config.id;
-                membership_change(*group, wait, raft.change_membership(change, retain)).await?;
-                changed.push(*group);
+                let change = raft.change_membership(change, retain);
+                match membership_change(*group, MEMBERSHIP_WAIT_MAX, change).await {
+                    Ok(_) => changed.push(*group),
+                    Err(error) => errors.push(error),
+                }
             }
         }
-        Ok(changed)
+        (changed, errors)
     }
 
     /// Initializes every group whose lowest-id voter is this node, with the
@@ -603,20 +615,23 @@ impl ReplicaNode {
         }
     }
 
-    /// Where this node leads a group, drops the nodes removed from the
+    /// Where this node leads a group, drops the learners removed from the
     /// cluster that its membership still holds (a leader that removed itself
-    /// stays a learner until then) and adds every learner the layout names
-    /// and the membership lacks. Each change waits at most
-    /// [`WIRE_WAIT_MAX`]: a change not confirmed by then (leadership moved,
-    /// or a quorum out of reach) is left to the next round, on whichever
-    /// node leads. Returns how many learners it added.
+    /// stays one) and adds every learner the layout names and the
+    /// membership lacks. It never removes a voter: that is
+    /// `remove_member`'s, called on purpose. (A node that missed the
+    /// `add_member` of an id it saw removed would drop that id where it is
+    /// a learner: an id is reused only once `add_member` reached every
+    /// node.) A learner's addition waits at most [`WIRE_WAIT_MAX`]; what is
+    /// not confirmed by then (leadership moved, a quorum out of reach) is
+    /// left to the next round, on whichever node leads. Returns how many
+    /// learners it added.
     pub async fn wire_learners(&self) -> Result<usize, NodeError> {
-        match self.drop_removed(WIRE_WAIT_MAX).await {
-            Ok(_) => {}
-            Err(NodeError::Fatal { group, reason }) => {
-                return Err(NodeError::Fatal { group, reason });
+        for error in self.drop_removed(false).await.1 {
+            match error {
+                NodeError::Fatal { .. } => return Err(error),
+                error => tracing::debug!(%error, "a removed node not dropped yet"),
             }
-            Err(error) => tracing::debug!(%error, "removed nodes not dropped yet"),
         }
         let layout = self.layout();
         let mut added = 0;

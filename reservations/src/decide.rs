@@ -221,6 +221,14 @@ impl<'a, B: Book> Decider<'a, B> {
     fn expire(&self, pending_id: TransferId) -> Decided {
         let pending = self.pending(pending_id)?;
         match pending.pending {
+            // The rail's answer resolves it, never the ledger's clock: it
+            // has no deadline to pass.
+            Some(PendingState::Open { .. }) if pending.transfer.is_withdrawal_hold() => {
+                Err(Reject::PendingNotExpired {
+                    id: pending_id,
+                    deadline_ns: u64::MAX,
+                })
+            }
             Some(PendingState::Open { deadline_ns }) => {
                 if self.stamp.physical_ns() < deadline_ns {
                     return Err(Reject::PendingNotExpired {

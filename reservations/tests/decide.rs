@@ -877,6 +877,29 @@ fn a_withdrawal_hold_takes_the_rail_s_answer_past_its_deadline() {
         node.run_at(void, late(2)),
         Ok(Decision::Append(_))
     ));
+    // Nor does the ledger's clock ever expire one.
+    let mut open = transfer(50, ALICE, BANK, "10");
+    open.metadata
+        .insert(SAGA_KEY.to_owned(), WITHDRAWAL.to_owned());
+    event_of(node.run_at(
+        Command::CreatePending {
+            transfer: open,
+            timeout_ms: 1_000,
+        },
+        late(3),
+    ));
+    expect_reject(
+        node.run_at(
+            Command::ExpirePending {
+                pending_id: tid(50),
+            },
+            late(10_000 * MS),
+        ),
+        Reject::PendingNotExpired {
+            id: tid(50),
+            deadline_ns: u64::MAX,
+        },
+    );
 }
 
 #[test]

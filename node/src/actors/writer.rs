@@ -4,7 +4,9 @@
 //! entry (one fsync per group commit). What goes in, and when, the engine
 //! decides ([`ledger_engine::EntryWriter`]): this actor carries it out
 //! (proposes, waits for the read barrier, resets the gate, answers). Between
-//! entries it wires learners.
+//! entries it proposes the grants the region owes; a task beside it wires
+//! learners, so that a membership change that waits never holds up an
+//! entry.
 
 use super::{Collector, Gate};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
@@ -20,7 +22,7 @@ use tokio::sync::oneshot;
 
 /// Events in one entry, at most.
 const ENTRY_EVENTS_MAX: usize = 8_190;
-/// How often the writer grants releases and wires learners.
+/// How often the writer proposes the grants owed, and learners are wired.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
 /// How long a flush waits for its read barrier (a round to the region's
 /// voters) before it answers its submissions with a retry.
@@ -157,6 +159,8 @@ pub(crate) struct WriterState {
     gathered: Vec<Submission>,
     flush_queued: bool,
     engine: EntryWriter,
+    /// Wires learners (and drops removed nodes) while the writer lives.
+    wiring: tokio::task::JoinHandle<()>,
 }
 
 impl Actor for Writer {
@@ -170,13 +174,24 @@ impl Actor for Writer {
         (node, gate): Self::Arguments,
     ) -> Result<WriterState, ActorProcessingErr> {
         myself.send_after(HOUSEKEEPING_EVERY, || WriterMsg::Housekeep);
+        let wiring = tokio::spawn(wire_learners(node.clone()));
         Ok(WriterState {
             node,
             gate,
             gathered: Vec::new(),
             flush_queued: false,
             engine: EntryWriter::default(),
+            wiring,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<WriterMsg>,
+        state: &mut WriterState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.wiring.abort();
+        Ok(())
     }
 
     async fn handle(
@@ -212,7 +227,6 @@ impl Actor for Writer {
                 }
             }
             WriterMsg::Housekeep => {
-                housekeep(&state.node).await;
                 if state.node.replica.is_leader(state.node.home()) {
                     flush(state, Vec::new()).await;
                 }
@@ -366,9 +380,12 @@ fn assemble(
     (!entry.is_empty()).then_some((entry, admitted))
 }
 
-/// Wires learners where this node leads.
-async fn housekeep(node: &NodeHandle) {
-    if let Err(error) = node.replica.wire_learners().await {
-        tracing::warn!(%error, "wiring learners failed");
+/// Wires learners where this node leads, one round after another.
+async fn wire_learners(node: Arc<NodeHandle>) {
+    loop {
+        tokio::time::sleep(HOUSEKEEPING_EVERY).await;
+        if let Err(error) = node.replica.wire_learners().await {
+            tracing::warn!(%error, "wiring learners failed");
+        }
     }
 }
