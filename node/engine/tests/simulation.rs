@@ -6,7 +6,7 @@
 //! them with delays and partitions, under hostile clients: repeats within
 //! and across calls, ids reused for other content, holds voided and spent at
 //! once, credits near the balance ceiling, releases between regions, clock
-//! jumps, lost leadership; and withdrawals, whose payout rail pays or refuses
+//! jumps, lost leadership, linked chains over several payers; and withdrawals, whose payout rail pays or refuses
 //! at any time (often past the client's deadline) and whose sagas post or
 //! void them, while clients try to post and void them too.
 //!
@@ -170,6 +170,9 @@ struct Counts {
     grants: u64,
     withdrawals_paid: u64,
     withdrawals_refused: u64,
+    chains: u64,
+    /// Chains over several payers a coordinator decided for the log.
+    chains_coordinated: u64,
 }
 
 struct Sim {
@@ -288,6 +291,9 @@ impl Sim {
     /// A hostile client's call to region `r`: a few commands, some of them
     /// repeats of earlier ones or of each other.
     fn request(&mut self, r: usize) {
+        if self.rng.chance(15) {
+            return self.chain(r);
+        }
         let count = 1 + self.rng.below(4);
         let mut commands = Vec::new();
         for _ in 0..count {
@@ -302,6 +308,35 @@ impl Sim {
         }
         self.counts.commands += commands.len() as u64;
         self.decide(r, commands, true);
+    }
+
+    /// A hostile client's linked chain: two to four transfers, mostly from
+    /// different payers (a coordinator decides those), all or none.
+    fn chain(&mut self, r: usize) {
+        let regions = self.regions.len();
+        let count = 2 + self.rng.below(3) as usize;
+        let mut items = Vec::with_capacity(count);
+        for link in 0..count {
+            let id = TransferId(u128::from(self.rng.below(300))).minted_for(r, regions);
+            let (from, to) = (self.rng.pick(&USERS), self.rng.pick(&USERS));
+            let command = Command::Transfer(TransferRequest {
+                id,
+                debit: AccountId(from),
+                credit: AccountId(to),
+                amount: self.amount(20_000),
+                currency: usd(),
+                reference: None,
+                metadata: Metadata::new(),
+            });
+            self.regions[r].sent.push(command.clone());
+            items.push(Item {
+                command,
+                linked: link + 1 < count,
+            });
+        }
+        self.counts.commands += items.len() as u64;
+        self.counts.chains += 1;
+        self.decide_items(r, items, true);
     }
 
     fn other_region(&mut self, region: RegionId) -> RegionId {
@@ -428,27 +463,35 @@ impl Sim {
     /// a pull, or a command about a transfer the region does not hold, to a
     /// coordinator.
     fn decide(&mut self, r: usize, commands: Vec<Command>, client: bool) {
-        let items: Vec<Item> = commands.iter().cloned().map(Item::single).collect();
+        let items = commands.into_iter().map(Item::single).collect();
+        self.decide_items(r, items, client);
+    }
+
+    /// [`Self::decide`] for items that may be linked into chains.
+    fn decide_items(&mut self, r: usize, items: Vec<Item>, client: bool) {
         let ledger = &self.regions[r].ledger;
         let units = route(ledger, &items, |command| {
             client && steps_a_withdrawal(ledger, command)
         });
-        let mut per_account: BTreeMap<AccountId, Vec<Command>> = BTreeMap::new();
-        for (unit, command) in units.into_iter().zip(commands) {
+        let mut per_account: BTreeMap<AccountId, Vec<Item>> = BTreeMap::new();
+        for unit in units {
+            let unit_items = items[unit.start..=unit.end].to_vec();
             match unit.route {
-                Route::Account(account) => per_account.entry(account).or_default().push(command),
-                Route::Coordinated(accounts) => self.coordinate(r, accounts, command),
-                Route::Refused => self.counts.rejected += 1,
+                Route::Account(account) => {
+                    per_account.entry(account).or_default().extend(unit_items)
+                }
+                Route::Coordinated(accounts) => self.coordinate(r, accounts, unit_items),
+                Route::Refused => self.counts.rejected += unit_items.len() as u64,
             }
         }
-        for (account, commands) in per_account {
-            self.decide_for(r, account, commands);
+        for (account, items) in per_account {
+            self.decide_for(r, account, items);
         }
     }
 
     /// A coordinator: parks the accounts' deciders, so decides only while
     /// they hold nothing in flight, against the committed state.
-    fn coordinate(&mut self, r: usize, accounts: BTreeSet<AccountId>, command: Command) {
+    fn coordinate(&mut self, r: usize, accounts: BTreeSet<AccountId>, items: Vec<Item>) {
         let region = &mut self.regions[r];
         let epoch = region.gate.epoch();
         let parked = accounts.clone();
@@ -467,10 +510,11 @@ impl Sim {
         let stamp = region
             .hlc
             .stamp_after(region.ledger.home_state().last_stamp());
-        let items = [Item::single(command.clone())];
         let coordinated = coordinate(&region.ledger, &parked, stamp, &items);
-        let commands = [command];
-        let acks = self.answer(r, &coordinated.verdicts, &commands);
+        let acks = self.answer(r, &coordinated.verdicts, &items);
+        if items.len() > 1 && !coordinated.events.is_empty() {
+            self.counts.chains_coordinated += 1;
+        }
         if !coordinated.events.is_empty() {
             let epoch = self.regions[r].gate.epoch();
             self.regions[r].gathered.push(Submission {
@@ -486,9 +530,9 @@ impl Sim {
     /// Takes in the engine's verdicts on `commands`: counts them, checks
     /// those answered as committed before, and returns those that stand or
     /// fall with the submission.
-    fn answer(&mut self, r: usize, verdicts: &[Verdict], commands: &[Command]) -> Vec<Command> {
+    fn answer(&mut self, r: usize, verdicts: &[Verdict], items: &[Item]) -> Vec<Command> {
         let mut acks = Vec::new();
-        for (verdict, command) in verdicts.iter().zip(commands) {
+        for (verdict, command) in verdicts.iter().zip(items.iter().map(|item| &item.command)) {
             match verdict {
                 Verdict::Rejected(_) => self.counts.rejected += 1,
                 Verdict::InEntry | Verdict::RepeatInEntry => acks.push(command.clone()),
@@ -504,14 +548,13 @@ impl Sim {
     }
 
     /// An account actor decides, on the engine's [`AccountDecider`].
-    fn decide_for(&mut self, r: usize, account: AccountId, commands: Vec<Command>) {
+    fn decide_for(&mut self, r: usize, account: AccountId, items: Vec<Item>) {
         let region = &mut self.regions[r];
         let epoch = region.gate.epoch();
         let actor = region
             .deciders
             .entry(account)
             .or_insert_with(|| Actor::new(account));
-        let items: Vec<Item> = commands.iter().cloned().map(Item::single).collect();
         let stamp = region
             .hlc
             .stamp_after(region.ledger.home_state().last_stamp());
@@ -520,10 +563,10 @@ impl Sim {
             .decider
             .decide(&region.ledger, epoch, told, stamp, &items)
         else {
-            self.counts.retried += commands.len() as u64;
+            self.counts.retried += items.len() as u64;
             return;
         };
-        let acks = self.answer(r, &decided.verdicts, &commands);
+        let acks = self.answer(r, &decided.verdicts, &items);
         if let Some(submitted) = decided.submission {
             self.regions[r].gathered.push(Submission {
                 events: submitted.events,
@@ -1023,12 +1066,16 @@ fn every_seed_keeps_every_invariant() {
         total.grants += counts.grants;
         total.withdrawals_paid += counts.withdrawals_paid;
         total.withdrawals_refused += counts.withdrawals_refused;
+        total.chains += counts.chains;
+        total.chains_coordinated += counts.chains_coordinated;
     }
     println!("seeds {first}..{}: {total:?}", first + seeds);
     // The workload reaches what it is for.
     assert!(total.applied > 0 && total.refused_by_admission > 0 && total.lost > 0);
     assert!(total.pulls_answered > 0 && total.grants > 0);
-    assert!(total.withdrawals_paid > 0 && total.withdrawals_refused > 0);
+    assert!(
+        total.withdrawals_paid > 0 && total.withdrawals_refused > 0 && total.chains_coordinated > 0
+    );
 }
 
 #[test]
