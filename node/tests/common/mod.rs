@@ -393,8 +393,13 @@ pub async fn totals(client: &Client, accounts: &[u128]) -> Vec<String> {
         .lookup_accounts(accounts.iter().map(|n| id(*n)).collect())
         .await
         .expect("answered");
-    // An account this node has not heard of yet shows as missing, so views
-    // with and without it differ until the control log reaches the node.
+    totals_of(&response)
+}
+
+/// The totals a lookup answered, in order. An account this node has not
+/// heard of yet shows as missing, so views with and without it differ until
+/// the control log reaches the node.
+fn totals_of(response: &api::LookupAccountsResponse) -> Vec<String> {
     let mut totals: Vec<String> = response
         .accounts
         .iter()
@@ -404,7 +409,11 @@ pub async fn totals(client: &Client, accounts: &[u128]) -> Vec<String> {
     totals
 }
 
-/// Waits until every node reports the same totals.
+/// Waits until every node holds the same state, and returns the totals of
+/// `accounts` there: every node reports the same totals having applied the
+/// same index of every region's log. Equal totals alone are not enough: two
+/// nodes that each lack another region's latest transfer can show the same
+/// sum.
 pub async fn converged(cluster: &Cluster, nodes: &[u64], accounts: &[u128]) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -417,10 +426,20 @@ pub async fn converged(cluster: &Cluster, nodes: &[u64], accounts: &[u128]) -> V
                 .expect("node")
                 .api;
             let client = Client::connect(address).await.expect("connects");
-            views.push(totals(&client, accounts).await);
+            let response = client
+                .lookup_accounts(accounts.iter().map(|n| id(*n)).collect())
+                .await
+                .expect("answered");
+            let mut applied: Vec<(u32, u64)> = response
+                .watermarks
+                .iter()
+                .map(|mark| (mark.region, mark.applied_index))
+                .collect();
+            applied.sort_unstable();
+            views.push((totals_of(&response), applied));
         }
         if views.windows(2).all(|pair| pair[0] == pair[1]) {
-            return views.remove(0);
+            return views.remove(0).0;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
