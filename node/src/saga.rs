@@ -88,8 +88,6 @@ impl PayoutConnector for SimulatedPayouts {
     }
 }
 
-pub use ledger_engine::step_id;
-
 /// What the saga supervisor is told.
 pub(crate) enum SagaMsg {
     /// Look for open withdrawals without a saga actor.

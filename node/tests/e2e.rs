@@ -616,7 +616,7 @@ async fn withdrawals_pay_out_or_give_the_money_back_and_resume_after_a_crash() {
     cluster.restart(1).expect("restarted");
     let r0 = reconnect(&address).await;
     wait_state(&r0, 5, "posted").await;
-    let post = ledger_node::saga::step_id(ledger_reservations::TransferId(0x10_0000 + 5), 1);
+    let post = ledger_engine::step_id(ledger_reservations::TransferId(0x10_0000 + 5), 1);
     let found = r0
         .lookup_transfers(vec![id(post.0)])
         .await

@@ -14,7 +14,7 @@
 //! hands it the committed state, the gate's epoch, the drops the writer told
 //! of and a stamp, and carries out what it returns.
 
-use crate::{Candidate, Decider};
+use crate::Decider;
 use ledger_hlc::Stamp;
 use ledger_reservations::{
     AccountId, ApplyError, Batch, Event, EventBody, Item, Ledger, Outcome, Reject, Scratch,
@@ -123,18 +123,6 @@ pub struct Submitted {
     /// The index of the region's log the deciding state held.
     pub base: u64,
     pub decider: Decider,
-}
-
-impl Submitted {
-    /// It, as a candidate for the entry.
-    pub fn candidate(&mut self) -> Candidate<'_> {
-        Candidate {
-            events: &mut self.events,
-            epoch: self.epoch,
-            base: self.base,
-            decider: Some(self.decider),
-        }
-    }
 }
 
 /// A batch of commands, decided.

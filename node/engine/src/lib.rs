@@ -30,5 +30,5 @@ pub use housekeeping::{
 };
 pub use ledger_reservations::{SAGA_KEY, WITHDRAWAL};
 pub use route::{Route, Unit, route};
-pub use sagas::{floor_pulls, plan_pulls, pull_asks, step_id, withdrawal_answer};
+pub use sagas::{floor_pulls, pull_asks, step_id, withdrawal_answer};
 pub use writer::{Assembled, EntryWriter, GrantHeld, ProposalFailure, entry_batch};

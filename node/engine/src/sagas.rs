@@ -59,7 +59,7 @@ pub fn withdrawal_answer(withdrawal: TransferId, paid: bool) -> Command {
 /// much: the other regions with more than `keep` available (as this node's
 /// replicas show them), the most first, each for at most what it has above
 /// `keep`.
-pub fn plan_pulls(
+fn plan_pulls(
     ledger: &Ledger,
     account: AccountId,
     need: i128,

@@ -749,15 +749,14 @@ impl Sim {
     /// The leader answers the pulls addressed to its region
     /// ([`pulls_to_answer`]), now and then one of them twice.
     fn answer_pulls(&mut self, r: usize) {
-        let items = pulls_to_answer(&self.regions[r].ledger, 8);
-        let mut answers: Vec<Command> = items.into_iter().map(|item| item.command).collect();
+        let mut answers = pulls_to_answer(&self.regions[r].ledger, 8);
         if let Some(first) = answers.first().cloned()
             && self.rng.chance(30)
         {
             answers.push(first);
         }
         if !answers.is_empty() {
-            self.decide(r, answers, false);
+            self.decide_items(r, answers, false);
         }
     }
 
@@ -769,12 +768,9 @@ impl Sim {
             .hlc
             .stamp_after(region.ledger.home_state().last_stamp())
             .physical_ns();
-        let due: Vec<Command> = due_expiries(&region.ledger, now, 8)
-            .into_iter()
-            .map(|item| item.command)
-            .collect();
+        let due = due_expiries(&region.ledger, now, 8);
         if !due.is_empty() {
-            self.decide(r, due, false);
+            self.decide_items(r, due, false);
         }
     }
 
