@@ -20,8 +20,94 @@ const NO_LEADER_RETRY: Duration = Duration::from_millis(200);
 pub enum ClientError {
     #[error("cannot reach {address}: {reason}")]
     Connect { address: String, reason: String },
-    #[error("{0}")]
-    Status(#[from] tonic::Status),
+    /// A call the server refused or that failed on the way. Shown as its
+    /// code and message, once ([`refusal`]); it names no source, so that a
+    /// chain of causes (`{:#}`) does not print the status a second time.
+    #[error("{}", refusal(.0))]
+    Status(tonic::Status),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        Self::Status(status)
+    }
+}
+
+/// A status as a person reads it: `CODE: message`. The code is the stable
+/// one the server puts first in its messages (`INVALID_AMOUNT: ...`), else
+/// the gRPC code's name (`UNAVAILABLE: ...`); then the causes of a failure
+/// on the way (a transport error's), each once.
+pub fn refusal(status: &tonic::Status) -> String {
+    let message = status.message();
+    let mut line = if starts_with_code(message) {
+        message.to_owned()
+    } else if message.is_empty() {
+        code_name(status.code()).to_owned()
+    } else {
+        format!("{}: {message}", code_name(status.code()))
+    };
+    if let Some(source) = std::error::Error::source(status) {
+        push_causes(&mut line, source);
+    }
+    line
+}
+
+/// Whether a message opens with a stable code: capitals, digits and
+/// underscores, up to a colon or the end.
+fn starts_with_code(message: &str) -> bool {
+    let code = message.split(':').next().unwrap_or_default();
+    code.starts_with(|first: char| first.is_ascii_uppercase())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The name the gRPC protocol gives a code.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Appends `error` and its causes to `line`, each after a colon, leaving
+/// out any already in it: tonic and hyper often repeat a cause's text in
+/// the error that wraps it.
+fn push_causes(line: &mut String, error: &(dyn std::error::Error + 'static)) {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = error.source();
+    }
+}
+
+/// An error with its causes ("transport error" alone says little).
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    if let Some(source) = error.source() {
+        push_causes(&mut line, source);
+    }
+    line
 }
 
 /// Mints transfer ids that the region of one node decides (decision 0009:
@@ -77,13 +163,13 @@ impl Client {
             reason,
         };
         let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|error| connect_error(error.to_string()))?
+            .map_err(|error| connect_error(with_causes(&error)))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .timeout(CALL_TIMEOUT)
             .connect()
             .await
-            .map_err(|error| connect_error(error.to_string()))?;
+            .map_err(|error| connect_error(with_causes(&error)))?;
         Ok(Self {
             address: address.to_owned(),
             ledger: LedgerClient::new(channel.clone()),
@@ -374,5 +460,60 @@ fn redirect_of<'a>(mut errors: impl Iterator<Item = &'a api::Error>) -> Redirect
             }
         }
         _ => Redirect::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_shows_the_servers_code_and_message_once() {
+        let message = "INVALID_AMOUNT: command 0: amount: \"12.5x\" is not an amount";
+        let error = ClientError::from(tonic::Status::invalid_argument(message));
+        assert_eq!(error.to_string(), message);
+        // A chain of causes (`{:#}`) adds nothing to it.
+        assert!(std::error::Error::source(&error).is_none());
+    }
+
+    #[test]
+    fn a_message_without_a_code_gets_the_grpc_codes_name() {
+        let refused = |status: tonic::Status| refusal(&status);
+        assert_eq!(
+            refused(tonic::Status::unavailable("too many redirects")),
+            "UNAVAILABLE: too many redirects"
+        );
+        assert_eq!(
+            refused(tonic::Status::invalid_argument(
+                "status: ACTIVE, FROZEN or CLOSED"
+            )),
+            "INVALID_ARGUMENT: status: ACTIVE, FROZEN or CLOSED"
+        );
+        assert_eq!(
+            refused(tonic::Status::invalid_argument("UNKNOWN_REGION")),
+            "UNKNOWN_REGION"
+        );
+        assert_eq!(
+            refused(tonic::Status::deadline_exceeded("")),
+            "DEADLINE_EXCEEDED"
+        );
+    }
+
+    #[test]
+    fn the_causes_of_a_failure_on_the_way_appear_each_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error")]
+        struct Transport(#[source] std::io::Error);
+        let cause = Transport(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        // As tonic builds it: the message is the error's text, the error
+        // its source.
+        let status = tonic::Status::from_error(Box::new(cause));
+        assert_eq!(
+            refusal(&status),
+            "UNKNOWN: transport error: connection refused"
+        );
     }
 }

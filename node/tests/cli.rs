@@ -1,0 +1,115 @@
+//! The `ledger` command line as a person runs it: the built binary, its
+//! standard error and exit status. A refusal is printed once, as its code
+//! and message.
+
+mod common;
+
+use common::*;
+use std::process::Output;
+
+/// Runs the `ledger` binary with `args`.
+async fn ledger(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+/// Standard error of a run that failed, which must be one line.
+fn one_error_line(output: &Output) -> String {
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr.trim_end().to_owned()
+}
+
+#[tokio::test]
+async fn a_refusal_of_the_node_is_printed_once_as_its_code_and_message() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(1, 1, 24_500, dir.path()).await;
+    let api = cluster.api_of(0).expect("a node").to_owned();
+
+    let bad_amount = ledger(&[
+        "transfer",
+        "--api",
+        &api,
+        "--from",
+        "1",
+        "--to",
+        "2",
+        "--amount",
+        "12.5x",
+        "--currency",
+        "USD",
+    ])
+    .await;
+    let line = one_error_line(&bad_amount);
+    assert!(line.starts_with("error: INVALID_AMOUNT: "), "{line}");
+    assert_eq!(line.matches("is not an amount").count(), 1, "{line}");
+    assert!(line.contains(r#"amount: "12.5x""#), "{line}");
+
+    let bad_id = ledger(&["account", "show", "--api", &api, "zz"]).await;
+    let line = one_error_line(&bad_id);
+    assert!(line.starts_with("error: INVALID_REQUEST: "), "{line}");
+    assert_eq!(line.matches("invalid id").count(), 1, "{line}");
+
+    // A refusal inside an answer (not a gRPC status) reads the same.
+    let unknown_region = ledger(&[
+        "pools",
+        "rebalance",
+        "--api",
+        &api,
+        "--account",
+        "1",
+        "--amount",
+        "1",
+        "--to-region",
+        "7",
+    ])
+    .await;
+    assert_eq!(
+        one_error_line(&unknown_region),
+        "error: UNKNOWN_REGION: unknown region r7"
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_be_reached_is_named_once() {
+    // A port nothing listens on: taken from the system, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let api = format!("127.0.0.1:{port}");
+    let output = ledger(&["status", "--api", &api]).await;
+    let line = one_error_line(&output);
+    assert!(
+        line.starts_with(&format!("error: cannot reach {api}: transport error: ")),
+        "{line}"
+    );
+    assert_eq!(line.matches("cannot reach").count(), 1, "{line}");
+}
+
+#[tokio::test]
+async fn a_bad_argument_is_refused_before_any_call() {
+    let output = ledger(&[
+        "account",
+        "create",
+        "--api",
+        "127.0.0.1:1",
+        "--id",
+        "7",
+        "--currency",
+        "USD",
+        "--kind",
+        "PERSON",
+    ])
+    .await;
+    assert_eq!(
+        one_error_line(&output),
+        r#"error: unknown kind "PERSON": USER, EXTERNAL or SYSTEM"#
+    );
+}
