@@ -68,28 +68,51 @@ const CAROL: u128 = 12;
 
 fn describe(result: &api::TransferResult) -> String {
     match &result.result {
-        Some(api::transfer_result::Result::Applied(applied)) if applied.new => {
+        Some(api::transfer_result::Result::Applied(done)) => applied(done),
+        Some(api::transfer_result::Result::Error(error)) => refusal(error),
+        None => "no answer".to_owned(),
+    }
+}
+
+fn applied(applied: &api::Applied) -> String {
+    if applied.new {
+        format!(
+            "committed in region {} at index {}",
+            applied.region, applied.index
+        )
+    } else {
+        format!(
+            "already applied in region {} (idempotent retry)",
+            applied.region
+        )
+    }
+}
+
+/// The message of a refusal already says what is available where.
+fn refusal(error: &api::Error) -> String {
+    format!("refused: {}: {}", error.code, error.message)
+}
+
+fn describe_account(account: &api::NewAccount, result: &api::AccountResult) -> String {
+    match &result.result {
+        Some(api::account_result::Result::Created(true)) => {
+            format!("account {} created", account.id)
+        }
+        Some(api::account_result::Result::Created(false)) => {
             format!(
-                "committed in region {} at index {}",
-                applied.region, applied.index
+                "account {} already exists with the same content",
+                account.id
             )
         }
-        Some(api::transfer_result::Result::Applied(applied)) => {
-            format!(
-                "already applied in region {} (idempotent retry)",
-                applied.region
-            )
-        }
-        Some(api::transfer_result::Result::Error(error)) => {
-            let mut text = format!("refused: {} ({})", error.code, error.message);
-            if !error.available_local.is_empty() {
-                text.push_str(&format!(
-                    " [available here {}, everywhere {}]",
-                    error.available_local, error.available_global
-                ));
-            }
-            text
-        }
+        Some(api::account_result::Result::Error(error)) => refusal(error),
+        None => "no answer".to_owned(),
+    }
+}
+
+fn describe_release(response: &api::RebalanceResponse) -> String {
+    match &response.result {
+        Some(api::rebalance_response::Result::Applied(done)) => applied(done),
+        Some(api::rebalance_response::Result::Error(error)) => refusal(error),
         None => "no answer".to_owned(),
     }
 }
@@ -165,7 +188,35 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
     let r0 = Client::connect(cluster.api_of(0).context("region 0")?).await?;
     let r1 = Client::connect(cluster.api_of(1).unwrap_or(r0.address())).await?;
     let r2 = Client::connect(cluster.api_of(2).unwrap_or(r0.address())).await?;
+    open_accounts(&r0).await?;
+    transfers_in_every_region(&r0, &r1, &r2).await?;
+    payment(&r0).await?;
 
+    println!("\n== spending more than the region holds");
+    let too_much = pay(10, BOB, ALICE, "500.00", "too much");
+    run(&r1, "region 1: bob -> alice 500.00", vec![too_much]).await?;
+    caught_up(&r1, &[3, 6, 9]).await?;
+    balances(&r1, "balances").await?;
+
+    rebalance_and_pull(&r0, &r1, &r2).await?;
+    caught_up(&r2, &[9, 11, 12]).await?;
+    balances(&r2, "balances after the rebalance and the pull").await?;
+
+    history(&r0).await?;
+    println!(
+        "\nEvery node holds every region's log: the two tables were read from different nodes,\n\
+         each once it had applied the transfers above, and every currency still sums to zero."
+    );
+    Ok(())
+}
+
+/// Transfer `n` of the demonstration: a plain move.
+fn pay(n: u128, debit: u128, credit: u128, amount: &str, reference: &str) -> api::TransferCommand {
+    let kind = api::transfer_command::Kind::Transfer(movement(debit, credit, amount, reference));
+    command(n, kind)
+}
+
+async fn open_accounts(r0: &Client) -> anyhow::Result<()> {
     println!("\n== accounts (global control log)");
     let accounts = vec![
         account(BANK, api::AccountKind::External, "the bank"),
@@ -176,96 +227,58 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
     ];
     let created = r0.create_accounts(accounts.clone()).await?;
     for (account, result) in accounts.iter().zip(&created.results) {
-        println!("  {:<14} {:?}", account.owner, result.result);
+        let outcome = describe_account(account, result);
+        println!("  {:<14} {outcome}", account.owner);
     }
     // Every region learns of the accounts from the control log.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
 
+async fn transfers_in_every_region(r0: &Client, r1: &Client, r2: &Client) -> anyhow::Result<()> {
     println!("\n== top-ups, one in each region");
-    use api::transfer_command::Kind;
+    let top_up = |n, to, amount| vec![pay(n, BANK, to, amount, "top-up")];
     run(
-        &r0,
+        r0,
         "region 0: bank -> alice 100.00",
-        vec![command(
-            1,
-            Kind::Transfer(movement(BANK, ALICE, "100.00", "top-up")),
-        )],
+        top_up(1, ALICE, "100.00"),
     )
     .await?;
+    run(r1, "region 1: bank -> bob 80.00", top_up(2, BOB, "80.00")).await?;
     run(
-        &r1,
-        "region 1: bank -> bob 80.00",
-        vec![command(
-            2,
-            Kind::Transfer(movement(BANK, BOB, "80.00", "top-up")),
-        )],
-    )
-    .await?;
-    run(
-        &r2,
+        r2,
         "region 2: bank -> carol 60.00",
-        vec![command(
-            3,
-            Kind::Transfer(movement(BANK, CAROL, "60.00", "top-up")),
-        )],
+        top_up(3, CAROL, "60.00"),
     )
     .await?;
 
     println!("\n== transfers in every region");
-    run(
-        &r0,
-        "region 0: alice -> bob 10.00",
-        vec![command(
-            4,
-            Kind::Transfer(movement(ALICE, BOB, "10.00", "lunch")),
-        )],
-    )
-    .await?;
-    run(
-        &r1,
-        "region 1: bob -> carol 5.50",
-        vec![command(
-            5,
-            Kind::Transfer(movement(BOB, CAROL, "5.50", "coffee")),
-        )],
-    )
-    .await?;
-    run(
-        &r2,
-        "region 2: carol -> alice 2.25",
-        vec![command(
-            6,
-            Kind::Transfer(movement(CAROL, ALICE, "2.25", "tip")),
-        )],
-    )
-    .await?;
-    run(
-        &r0,
-        "region 0: the same transfer again (retry)",
-        vec![command(
-            4,
-            Kind::Transfer(movement(ALICE, BOB, "10.00", "lunch")),
-        )],
-    )
-    .await?;
+    let lunch = || vec![pay(4, ALICE, BOB, "10.00", "lunch")];
+    run(r0, "region 0: alice -> bob 10.00", lunch()).await?;
+    let coffee = vec![pay(5, BOB, CAROL, "5.50", "coffee")];
+    run(r1, "region 1: bob -> carol 5.50", coffee).await?;
+    let tip = vec![pay(6, CAROL, ALICE, "2.25", "tip")];
+    run(r2, "region 2: carol -> alice 2.25", tip).await?;
+    run(r0, "region 0: the same transfer again (retry)", lunch()).await?;
     // Its id is region 0's: region 1 sends it there, never decides it.
     run(
-        &r1,
+        r1,
         "region 1: the same transfer (a hedged request)",
-        vec![command(
-            4,
-            Kind::Transfer(movement(ALICE, BOB, "10.00", "lunch")),
-        )],
+        lunch(),
     )
     .await?;
+    Ok(())
+}
 
+async fn payment(r0: &Client) -> anyhow::Result<()> {
+    use api::transfer_command::Kind;
     println!("\n== a payment with capture, then a refund (region 0)");
     let hold = api::Hold {
         transfer: Some(movement(ALICE, SHOP, "30.00", "order 42")),
         timeout_ms: 60_000,
     };
     run(
-        &r0,
+        r0,
         "hold alice -> shop 30.00",
         vec![command(7, Kind::Pending(hold))],
     )
@@ -274,39 +287,20 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
         pending_id: transfer_id(7),
         amount: "25.00".into(),
     };
-    run(
-        &r0,
-        "capture 25.00 of it (5.00 returns)",
-        vec![command(8, Kind::Post(capture))],
-    )
-    .await?;
+    let capture = vec![command(8, Kind::Post(capture))];
+    run(r0, "capture 25.00 of it (5.00 returns)", capture).await?;
     let refund = api::Refund {
         payment_id: transfer_id(7),
         amount: "10.00".into(),
         reference: "one item returned".into(),
         metadata: Default::default(),
     };
-    run(
-        &r0,
-        "refund 10.00 of the payment",
-        vec![command(9, Kind::Refund(refund))],
-    )
-    .await?;
+    let refund = vec![command(9, Kind::Refund(refund))];
+    run(r0, "refund 10.00 of the payment", refund).await?;
+    Ok(())
+}
 
-    println!("\n== spending more than the region holds");
-    run(
-        &r1,
-        "region 1: bob -> alice 500.00",
-        vec![command(
-            10,
-            Kind::Transfer(movement(BOB, ALICE, "500.00", "too much")),
-        )],
-    )
-    .await?;
-
-    caught_up(&r1, &[3, 6, 9]).await?;
-    balances(&r1, "balances").await?;
-
+async fn rebalance_and_pull(r0: &Client, r1: &Client, r2: &Client) -> anyhow::Result<()> {
     println!("\n== rebalance: move 20.00 of alice's reservation from region 0 to region 1");
     let rebalanced = r0
         .rebalance(api::RebalanceRequest {
@@ -315,35 +309,25 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
             to_region: 1,
         })
         .await?;
-    println!("  release: {:?}", rebalanced.result);
+    println!(
+        "  {:<46} {}",
+        "region 0: release 20.00 of alice's to region 1",
+        describe_release(&rebalanced)
+    );
     // Region 1's leader sees the release in its replica and grants it.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    run(
-        &r1,
-        "region 1: alice -> carol 15.00 (from the grant)",
-        vec![command(
-            11,
-            Kind::Transfer(movement(ALICE, CAROL, "15.00", "spent in region 1")),
-        )],
-    )
-    .await?;
+    let spend = vec![pay(11, ALICE, CAROL, "15.00", "spent in region 1")];
+    run(r1, "region 1: alice -> carol 15.00 (from the grant)", spend).await?;
 
     println!("\n== a debit past the region's pool pulls from the others (region 2)");
     // Alice has 2.25 in region 2 and more elsewhere: region 2 asks the
     // others to release the difference (events in the logs), then decides.
-    run(
-        &r2,
-        "region 2: alice -> carol 20.00",
-        vec![command(
-            12,
-            Kind::Transfer(movement(ALICE, CAROL, "20.00", "rent share")),
-        )],
-    )
-    .await?;
+    let rent = vec![pay(12, ALICE, CAROL, "20.00", "rent share")];
+    run(r2, "region 2: alice -> carol 20.00", rent).await?;
+    Ok(())
+}
 
-    caught_up(&r2, &[9, 11, 12]).await?;
-    balances(&r2, "balances after the rebalance and the pull").await?;
-
+async fn history(r0: &Client) -> anyhow::Result<()> {
     println!("\n== alice's history, every region in stamp order (strong read on node 1)");
     r0.lookup_accounts_with(vec![id(ALICE)], true).await?;
     let history = r0
@@ -362,9 +346,5 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
             entry.region, entry.movement, entry.balance_change, entry.balance, entry.held
         );
     }
-    println!(
-        "\nEvery node holds every region's log: the two tables were read from different nodes,\n\
-         each once it had applied the transfers above, and every currency still sums to zero."
-    );
     Ok(())
 }
