@@ -1,0 +1,94 @@
+//! `ledger dev`: a whole cluster on this machine, and the demonstration.
+
+use super::{Column, Table};
+use anyhow::Context;
+use clap::Args;
+use ledger_node::demo;
+use ledger_node::dev::{Cluster, DevOptions};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct DevArgs {
+    #[arg(long, default_value_t = 3)]
+    regions: u16,
+    #[arg(long, default_value_t = 1)]
+    nodes_per_region: u16,
+    /// Raft ports start here, API ports 100 above.
+    #[arg(long, default_value_t = 27_000)]
+    base_port: u16,
+    /// Where the nodes keep their data (a fresh temporary directory by default).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Runs the demonstration once the cluster is up.
+    #[arg(long)]
+    demo: bool,
+    /// Stops the cluster after the demonstration instead of waiting for Ctrl-C.
+    #[arg(long)]
+    exit_after_demo: bool,
+}
+
+const NODES: Table = Table(&[
+    Column::left("node", 6),
+    Column::left("region", 7),
+    Column::left("api (gRPC)", 18),
+    Column::left("raft", 18),
+    Column::rest("log"),
+]);
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let temporary = match &args.data_dir {
+        Some(_) => None,
+        None => Some(temporary_dir()?),
+    };
+    let data_dir = args
+        .data_dir
+        .or_else(|| temporary.clone())
+        .context("a data directory")?;
+    let options = DevOptions::new(
+        args.regions,
+        args.nodes_per_region,
+        args.base_port,
+        data_dir,
+    );
+    println!(
+        "starting {} regions x {} node(s) in {} ...",
+        args.regions,
+        args.nodes_per_region,
+        options.data_dir.display()
+    );
+    let cluster = Cluster::start(&options).await?;
+    println!();
+    NODES.print_header();
+    for node in &cluster.nodes {
+        NODES.print_row(&[
+            &node.id,
+            &node.region,
+            &node.api,
+            &node.raft,
+            &node.log.display(),
+        ]);
+    }
+    if args.demo
+        && let Err(error) = demo::run_demo(&cluster).await
+    {
+        eprintln!("the demonstration failed: {error:#}");
+        cluster.stop().await;
+        return Err(error);
+    }
+    if !(args.demo && args.exit_after_demo) {
+        println!("\nthe cluster runs; Ctrl-C stops it");
+        tokio::signal::ctrl_c().await?;
+    }
+    println!("stopping ...");
+    cluster.stop().await;
+    if let Some(dir) = temporary {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+fn temporary_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ledger-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,221 @@
+//! The `ledger` command line: the commands, one module per group, and what
+//! they share: one way to reach a node (`--api`), to print a table and to
+//! print `--json`, and to report a refusal.
+
+mod account;
+mod bench;
+mod dev;
+mod node;
+mod pools;
+mod status;
+mod transfer;
+
+use clap::{Args, Parser, Subcommand};
+use ledger_node::client::Client;
+use ledger_proto::v1 as api;
+
+#[derive(Parser)]
+#[command(
+    name = "ledger",
+    version,
+    about = "A multi-region, active-active ledger"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Runs a node from a settings file.
+    Node(node::NodeArgs),
+    /// Runs a whole cluster on this machine, one process per node.
+    Dev(dev::DevArgs),
+    /// Cluster status as a node sees it.
+    Status(status::StatusArgs),
+    /// Accounts.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
+    /// One transfer. It is decided by the region its id names (decision
+    /// 0009): without `--id`, a fresh id of the region of the node it is
+    /// sent to; a retry gives the id printed the first time.
+    Transfer(transfer::TransferArgs),
+    /// Reservation pools.
+    #[command(subcommand)]
+    Pools(pools::PoolsCommand),
+    /// A bounded load of random transfers through one region's API.
+    Bench(bench::BenchArgs),
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Node(args) => node::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Account(command) => account::run(command).await,
+        Command::Transfer(args) => transfer::run(args).await,
+        Command::Pools(command) => pools::run(command).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+// The node a command asks: `--api`. (Not a doc comment: clap would show it
+// as the help of every command without one of its own.)
+#[derive(Args)]
+pub struct Endpoint {
+    #[arg(long, default_value = "127.0.0.1:27100")]
+    api: String,
+}
+
+impl Endpoint {
+    pub fn address(&self) -> &str {
+        &self.api
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        connect(&self.api).await
+    }
+}
+
+/// A client of the node at `address`.
+pub async fn connect(address: &str) -> anyhow::Result<Client> {
+    Ok(Client::connect(address).await?)
+}
+
+/// Prints JSON for another program; one that stops reading early (a pipe
+/// into `head`) is not an error.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A column of a [`Table`].
+#[derive(Clone, Copy)]
+pub struct Column {
+    title: &'static str,
+    width: usize,
+    right: bool,
+    /// Spaces before it (none before the first column).
+    gap: usize,
+}
+
+impl Column {
+    pub const fn left(title: &'static str, width: usize) -> Self {
+        Self {
+            title,
+            width,
+            right: false,
+            gap: 1,
+        }
+    }
+
+    pub const fn right(title: &'static str, width: usize) -> Self {
+        Self {
+            title,
+            width,
+            right: true,
+            gap: 1,
+        }
+    }
+
+    /// The last column, as wide as its text.
+    pub const fn rest(title: &'static str) -> Self {
+        Self::left(title, 0)
+    }
+
+    pub const fn after(self, gap: usize) -> Self {
+        Self { gap, ..self }
+    }
+}
+
+/// A table for people, on standard output: a header, then a line per row.
+pub struct Table(pub &'static [Column]);
+
+impl Table {
+    pub fn print_header(&self) {
+        let titles: Vec<&str> = self.0.iter().map(|column| column.title).collect();
+        println!("{}", self.line(&titles));
+    }
+
+    pub fn print_row(&self, cells: &[&dyn std::fmt::Display]) {
+        let cells: Vec<String> = cells.iter().map(ToString::to_string).collect();
+        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+        println!("{}", self.line(&cells));
+    }
+
+    fn line(&self, cells: &[&str]) -> String {
+        let mut line = String::new();
+        for (index, (column, cell)) in self.0.iter().zip(cells).enumerate() {
+            if index > 0 {
+                line.push_str(&" ".repeat(column.gap));
+            }
+            let width = column.width;
+            line.push_str(&if column.right {
+                format!("{cell:>width$}")
+            } else {
+                format!("{cell:<width$}")
+            });
+        }
+        line
+    }
+}
+
+/// How `main` reports an error: one line, with the causes of it that are
+/// not already in it (a refusal has none).
+pub fn error_line(error: &anyhow::Error) -> String {
+    format!("error: {error:#}")
+}
+
+/// What a call did, or its refusal; `None`: the node said nothing.
+pub fn answer<T>(answer: Option<anyhow::Result<T>>) -> anyhow::Result<T> {
+    answer.unwrap_or_else(|| Err(anyhow::anyhow!("no answer")))
+}
+
+/// A refusal from the API as the CLI reports it: the code, then the message.
+pub fn refused(error: &api::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", error.code, error.message)
+}
+
+/// Prints the answer of a change through the control log.
+pub fn print_change(response: api::ChangeAccountStatusResponse, json: bool) -> anyhow::Result<()> {
+    use api::change_account_status_response::Result as Change;
+    let changed = answer(response.result.map(|result| match result {
+        Change::Changed(changed) => Ok(changed),
+        Change::Error(error) => Err(refused(&error)),
+    }))?;
+    if json {
+        return print_json(&serde_json::json!({ "changed": changed }));
+    }
+    println!("{}", if changed { "changed" } else { "already so" });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_its_code_then_its_message() {
+        let error = api::Error {
+            code: "INSUFFICIENT_FUNDS".into(),
+            message: "asked 100.00, available 14.00".into(),
+            ..api::Error::default()
+        };
+        assert_eq!(
+            error_line(&refused(&error)),
+            "error: INSUFFICIENT_FUNDS: asked 100.00, available 14.00"
+        );
+    }
+
+    #[test]
+    fn a_status_from_the_server_prints_once() {
+        let message = "INVALID_AMOUNT: command 0: amount: \"12.5x\" is not an amount";
+        let status = tonic::Status::invalid_argument(message);
+        let error = anyhow::Error::from(ledger_node::client::ClientError::from(status));
+        assert_eq!(error_line(&error), format!("error: {message}"));
+    }
+}
