@@ -32,6 +32,11 @@ impl Api {
         }
     }
 
+    /// The node it answers for.
+    pub fn node(&self) -> &NodeHandle {
+        &self.node
+    }
+
     /// Serves both services on `listener` until the task is dropped.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
         let ledger = LedgerServer::new(self.clone())

@@ -1,6 +1,6 @@
-//! A node's settings: the API address and its replication settings, from a
-//! TOML file; `LEDGER_API_LISTEN`, `LEDGER_RAFT_LISTEN` and `LEDGER_DATA_DIR`
-//! override the file.
+//! A node's settings: the API addresses and its replication settings, from
+//! a TOML file; `LEDGER_API_LISTEN`, `LEDGER_HTTP_LISTEN`,
+//! `LEDGER_RAFT_LISTEN` and `LEDGER_DATA_DIR` override the file.
 
 use ledger_replication::{ConfigError, ReplicaConfig};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,13 @@ use std::path::{Path, PathBuf};
 pub struct NodeSettings {
     /// Where the public and admin gRPC APIs listen.
     pub api_listen: String,
+    /// Where the HTTP/JSON API listens; it is not served when left out.
+    #[serde(default)]
+    pub http_listen: Option<String>,
+    /// HTTP requests answered at once (an open event stream is one); past
+    /// it a request is refused with 429 at once.
+    #[serde(default = "http_requests_max_default")]
+    pub http_requests_max: usize,
     /// Lets tests cut this node off from peers listed in
     /// `<data_dir>/blocked-peers`. Off unless set; never for production.
     #[serde(default)]
@@ -28,6 +35,10 @@ pub struct NodeSettings {
     pub replication: ReplicaConfig,
 }
 
+fn http_requests_max_default() -> usize {
+    NodeSettings::HTTP_REQUESTS_MAX
+}
+
 fn clock_watch_default() -> bool {
     true
 }
@@ -38,10 +49,11 @@ fn park_deadline_ms_default() -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("cannot read {path}: {source}")]
+    /// The reason is in the message, not a source, so that it is said once.
+    #[error("cannot read {path}: {reason}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("invalid configuration: {0}")]
     Parse(#[from] toml::de::Error),
@@ -55,6 +67,8 @@ pub enum SettingsError {
 }
 
 impl NodeSettings {
+    /// The default of [`NodeSettings::http_requests_max`].
+    pub const HTTP_REQUESTS_MAX: usize = 512;
     /// The default of [`NodeSettings::park_deadline_ms`].
     pub const PARK_DEADLINE_MS: u64 = 30_000;
     /// The longest park deadline accepted: an hour.
@@ -70,6 +84,9 @@ impl NodeSettings {
         if let Some(value) = env("LEDGER_API_LISTEN") {
             settings.api_listen = value;
         }
+        if let Some(value) = env("LEDGER_HTTP_LISTEN") {
+            settings.http_listen = Some(value);
+        }
         if let Some(value) = env("LEDGER_RAFT_LISTEN") {
             settings.replication.listen = value;
         }
@@ -77,6 +94,12 @@ impl NodeSettings {
             settings.replication.data_dir = PathBuf::from(value);
         }
         settings.replication.validate()?;
+        if settings.http_requests_max == 0 {
+            return Err(SettingsError::Invalid {
+                field: "http_requests_max",
+                reason: "must be at least 1",
+            });
+        }
         if !(1..=Self::PARK_DEADLINE_MS_MAX).contains(&settings.park_deadline_ms) {
             return Err(SettingsError::Invalid {
                 field: "park_deadline_ms",
@@ -87,9 +110,9 @@ impl NodeSettings {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| SettingsError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         Self::from_toml(&text, |name| std::env::var(name).ok())
     }

@@ -30,6 +30,8 @@ pub struct DevOptions {
     pub park_deadline_ms: u64,
     /// Whether nodes compare their clocks and refuse to lead when off.
     pub clock_watch: bool,
+    /// HTTP requests each node answers at once.
+    pub http_requests_max: usize,
 }
 
 impl DevOptions {
@@ -49,6 +51,7 @@ impl DevOptions {
             propose_deadline_ms: Self::PROPOSE_DEADLINE_MS,
             park_deadline_ms: NodeSettings::PARK_DEADLINE_MS,
             clock_watch: true,
+            http_requests_max: NodeSettings::HTTP_REQUESTS_MAX,
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct DevNode {
     pub region: u16,
     pub raft: String,
     pub api: String,
+    /// Where its HTTP/JSON API listens.
+    pub http: String,
     pub config: PathBuf,
     pub log: PathBuf,
 }
@@ -72,7 +77,7 @@ pub fn plan(options: &DevOptions) -> anyhow::Result<Vec<DevNode>> {
     );
     let count = u32::from(options.regions) * u32::from(options.nodes_per_region);
     anyhow::ensure!(
-        u32::from(options.base_port) + 100 + count <= u32::from(u16::MAX),
+        u32::from(options.base_port) + 200 + count <= u32::from(u16::MAX),
         "ports past 65535; choose a lower --base-port"
     );
     let mut nodes = Vec::new();
@@ -85,6 +90,7 @@ pub fn plan(options: &DevOptions) -> anyhow::Result<Vec<DevNode>> {
                 region,
                 raft: format!("127.0.0.1:{}", options.base_port + index),
                 api: format!("127.0.0.1:{}", options.base_port + 100 + index),
+                http: format!("127.0.0.1:{}", options.base_port + 200 + index),
                 config: options.data_dir.join(format!("node-{id}.toml")),
                 log: options.data_dir.join(format!("node-{id}.log")),
             });
@@ -99,17 +105,19 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
     let propose_deadline_ms = options.propose_deadline_ms;
     let park_deadline_ms = options.park_deadline_ms;
     let clock_watch = options.clock_watch;
+    let http_requests_max = options.http_requests_max;
     let mut text = format!(
-        "api_listen = \"{api}\"\nfault_injection = {faults}\npark_deadline_ms = {park_deadline_ms}\nclock_watch = {clock_watch}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\npropose_deadline_ms = {propose_deadline_ms}\n",
+        "api_listen = \"{api}\"\nhttp_listen = \"{http}\"\nhttp_requests_max = {http_requests_max}\nfault_injection = {faults}\npark_deadline_ms = {park_deadline_ms}\nclock_watch = {clock_watch}\n\n[replication]\nnode_id = {id}\ndata_dir = \"{dir}\"\nlisten = \"{raft}\"\n\n[replication.timings]\nheartbeat_ms = 100\nelection_min_ms = 600\nelection_max_ms = 1200\nrpc_deadline_ms = 1000\nsnapshot_every_entries = 5000\nkeep_entries_after_snapshot = 1000\npropose_deadline_ms = {propose_deadline_ms}\n",
         api = node.api,
+        http = node.http,
         id = node.id,
         dir = data_dir.join(format!("node-{}", node.id)).display(),
         raft = node.raft,
     );
     for other in all {
         text.push_str(&format!(
-            "\n[[replication.nodes]]\nid = {}\nregion = {}\naddr = \"{}\"\napi = \"{}\"\n",
-            other.id, other.region, other.raft, other.api
+            "\n[[replication.nodes]]\nid = {}\nregion = {}\naddr = \"{}\"\napi = \"{}\"\nhttp = \"{}\"\n",
+            other.id, other.region, other.raft, other.api, other.http
         ));
     }
     text

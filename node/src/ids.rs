@@ -20,6 +20,35 @@ pub fn parse(text: &str) -> Result<u128, IdError> {
     u128::from_str_radix(&digits, 16).map_err(|_| IdError(text.to_owned()))
 }
 
+/// A fresh random 128-bit id: the clock's nanoseconds, the process id and
+/// a counter, mixed by the standard library's randomly keyed hasher.
+pub fn fresh() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut halves = [0u64; 2];
+    for (salt, half) in halves.iter_mut().enumerate() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos()),
+        );
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(count);
+        hasher.write_usize(salt);
+        *half = hasher.finish();
+    }
+    (u128::from(halves[0]) << 64) | u128::from(halves[1])
+}
+
+/// Whether `text` is written as a whole id: a hyphenated UUID or 32 hex
+/// digits (not a short hex number, which reads as text too).
+pub fn is_full_id(text: &str) -> bool {
+    (text.len() == 32 || (text.len() == 36 && is_uuid_shape(text))) && parse(text).is_ok()
+}
+
 fn is_uuid_shape(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.iter().map(|group| group.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]

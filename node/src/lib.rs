@@ -6,9 +6,9 @@
 //! events in flight, one writer proposing one entry at a time, saga actors
 //! (withdrawals, cross-region pulls) and pool policies under a supervisor
 //! (`actors`, `saga`; decision 0007); the gRPC services with strong reads,
-//! history and a transfer stream; `ledger node`, `ledger dev` with a
-//! demonstration, and the CLI. The HTTP/JSON gateway and telemetry come
-//! next.
+//! history and a transfer stream; the HTTP/JSON API over the same services
+//! (`http`); `ledger node`, `ledger dev` with a demonstration, and the CLI.
+//! Telemetry comes next.
 
 mod actors;
 pub mod api;
@@ -19,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod dev;
 pub mod forward;
+pub mod http;
 pub mod ids;
 pub mod runtime;
 pub mod saga;

@@ -552,6 +552,10 @@ where
     let replication = &settings.replication;
     let raft_listener = tokio::net::TcpListener::bind(&replication.listen).await?;
     let api_listener = tokio::net::TcpListener::bind(&settings.api_listen).await?;
+    let http_listener = match &settings.http_listen {
+        Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
+        None => None,
+    };
     let deadline = Duration::from_millis(replication.timings.rpc_deadline_ms);
     let faults = Faults::default();
     let transport = Arc::new(GrpcTransport::new(deadline).with_faults(faults.clone()));
@@ -603,6 +607,10 @@ where
     });
     let actors = actors::start(handle.clone(), Arc::new(crate::saga::SimulatedPayouts)).await?;
     tasks.push(tokio::spawn(api(handle.clone(), api_listener)));
+    if let Some(listener) = http_listener {
+        let api = crate::api::Api::new(handle.clone());
+        tasks.push(tokio::spawn(crate::http::serve(api, listener)));
+    }
     if settings.clock_watch {
         tasks.push(tokio::spawn(crate::clock_watch::watch(handle.clone())));
     }

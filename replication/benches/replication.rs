@@ -106,6 +106,7 @@ async fn group_commit(concurrency: usize) -> f64 {
                 region: RegionId(0),
                 addr: listener.local_addr().expect("address").to_string(),
                 api: String::new(),
+                http: String::new(),
             })
             .collect(),
         control_voters: vec![],

@@ -34,6 +34,10 @@ pub struct NodeConfig {
     /// that is not the leader names the leader's in its answer).
     #[serde(default)]
     pub api: String,
+    /// Where clients reach its HTTP/JSON API (empty: it serves none); a
+    /// follower redirects HTTP clients there.
+    #[serde(default)]
+    pub http: String,
 }
 
 /// Every node of the cluster and the voters of the control group.
@@ -262,7 +266,7 @@ async fn membership_change<T>(
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
     /// Nothing was appended; the proposal may be sent to the leader.
-    #[error("not the leader of {group}; the leader is {leader:?} at {address:?}")]
+    #[error("not the leader of {group}; {}", leader_text(*leader, address.as_deref()))]
     NotLeader {
         group: Group,
         leader: Option<u64>,
@@ -276,6 +280,15 @@ pub enum ProposeError {
     Unknown { group: Group },
     #[error("group {group}: {reason}")]
     Failed { group: Group, reason: String },
+}
+
+/// Who leads, in words: "the leader is node 2 at 10.0.0.2:7001".
+fn leader_text(leader: Option<u64>, address: Option<&str>) -> String {
+    match (leader, address) {
+        (Some(leader), Some(address)) => format!("the leader is node {leader} at {address}"),
+        (Some(leader), None) => format!("the leader is node {leader}"),
+        (None, _) => "no leader is known".to_owned(),
+    }
 }
 
 /// Why releases were not granted this time. Every case is retried by the

@@ -112,6 +112,7 @@ async fn a_node_joins_and_another_leaves_a_region_while_it_runs() {
         region: RegionId(0),
         addr: "local-5".into(),
         api: String::new(),
+        http: String::new(),
     };
     let mut grown = cluster.layout.clone();
     grown.nodes.push(joining.clone());

@@ -34,6 +34,7 @@ async fn start(nodes: &[(u64, u16)], dir: &std::path::Path) -> (Layout, BTreeMap
                 region: RegionId(*region),
                 addr: listeners[id].local_addr().expect("address").to_string(),
                 api: String::new(),
+                http: String::new(),
             })
             .collect(),
         control_voters: vec![],

@@ -31,6 +31,7 @@ const NODES: Table = Table(&[
     Column::left("node", 6),
     Column::left("region", 7),
     Column::left("api (gRPC)", 18),
+    Column::left("http", 18),
     Column::left("raft", 18),
     Column::rest("log"),
 ]);
@@ -64,6 +65,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             &node.id,
             &node.region,
             &node.api,
+            &node.http,
             &node.raft,
             &node.log.display(),
         ]);

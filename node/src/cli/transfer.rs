@@ -29,7 +29,7 @@ pub async fn run(args: TransferArgs) -> anyhow::Result<()> {
     let client = args.endpoint.connect().await?;
     let id = match args.id {
         Some(id) => id,
-        None => client.minter().await?.id(fresh_id()),
+        None => client.minter().await?.id(ledger_node::ids::fresh()),
     };
     let command = api::TransferCommand {
         id: id.clone(),
@@ -67,23 +67,4 @@ pub async fn run(args: TransferArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-/// A fresh 128-bit id: the clock's nanoseconds and the process id, mixed
-/// by the standard library's randomly keyed hasher.
-fn fresh_id() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut halves = [0u64; 2];
-    for (salt, half) in halves.iter_mut().enumerate() {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_nanos()),
-        );
-        hasher.write_u32(std::process::id());
-        hasher.write_usize(salt);
-        *half = hasher.finish();
-    }
-    (u128::from(halves[0]) << 64) | u128::from(halves[1])
 }

@@ -42,6 +42,7 @@ pub fn layout(nodes: &[(u64, u16)]) -> Layout {
                 region: RegionId(*region),
                 addr: format!("local-{id}"),
                 api: String::new(),
+                http: String::new(),
             })
             .collect(),
         control_voters: vec![],
