@@ -370,8 +370,12 @@ impl Ledger for Api {
         &self,
         request: Request<api::LookupTransfersRequest>,
     ) -> Result<Response<api::LookupTransfersResponse>, Status> {
-        let ids = request.into_inner().ids;
+        let request = request.into_inner();
+        let ids = request.ids;
         let parsed = parse_ids(&ids, wire::transfer_id)?;
+        if request.strong {
+            self.strong_read().await?;
+        }
         let response = self.node.replica.ledger().read(|ledger| {
             let mut response = api::LookupTransfersResponse::default();
             for (text, id) in ids.iter().zip(parsed) {

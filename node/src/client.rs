@@ -381,7 +381,7 @@ impl Client {
     ) -> Result<api::LookupTransfersResponse, ClientError> {
         let mut ledger = self.ledger.clone();
         Ok(ledger
-            .lookup_transfers(api::LookupTransfersRequest { ids })
+            .lookup_transfers(api::LookupTransfersRequest { ids, strong: false })
             .await?
             .into_inner())
     }

@@ -67,6 +67,7 @@ async fn not_leader_names_the_leader(cluster: &Cluster, status: &api::ClusterSta
     let lookup = raw
         .lookup_transfers(api::LookupTransfersRequest {
             ids: vec![id(0x10_0000 + 999)],
+            strong: false,
         })
         .await
         .expect("answered")

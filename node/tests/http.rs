@@ -411,9 +411,13 @@ async fn holds_refunds_and_batches(r0: &Node, payment: &str) {
 }
 
 async fn reads_answer(r0: &Node, r1: &Node) {
-    // By id or by its idempotency key, from any node.
+    // By id or by its idempotency key, from any node (strong: holding
+    // everything committed before the call, wherever it was decided).
     let (status, by_key) = r1
-        .get(&format!("/api/v1/transactions/{}", key("top-up 1")))
+        .get(&format!(
+            "/api/v1/transactions/{}?strong=true",
+            key("top-up 1")
+        ))
         .await;
     assert_eq!(status, StatusCode::OK, "{by_key}");
     assert_eq!(by_key["amount"], "100.00");

@@ -4,10 +4,10 @@
 //! decided by the same call.
 
 use super::accounts::no_answer;
-use super::error::{ApiError, Body, OptionalBody};
+use super::error::{ApiError, Body, OptionalBody, Query};
 use super::model::{
     Accepted, Batch, BatchAnswer, BatchResult, BatchTransaction, Capture, HoldAction, Movement,
-    Refund, Stamp, Transaction, TransactionStatus, Void, Withdrawal,
+    ReadQuery, Refund, Stamp, Transaction, TransactionStatus, Void, Withdrawal,
 };
 use super::{Http, Refusals};
 use crate::wire::BATCH_COMMANDS_MAX;
@@ -222,18 +222,20 @@ pub async fn batch(
 /// transfer, payment or withdrawal), from any region's log this node holds.
 #[utoipa::path(
     get, path = "/api/v1/transactions/{id}", tag = "transactions",
-    params(("id" = String, Path, description = "Its transaction id or idempotency key")),
+    params(("id" = String, Path, description = "Its transaction id or idempotency key"), ReadQuery),
     responses((status = 200, description = "The transaction", body = Transaction), Refusals)
 )]
 pub async fn get(
     State(http): State<Http>,
     Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
 ) -> Result<axum::Json<Transaction>, ApiError> {
     let id = crate::ids::format(key_id(&id)?);
     let response = http
         .api
         .lookup_transfers(Request::new(api::LookupTransfersRequest {
             ids: vec![id.clone()],
+            strong: query.strong,
         }))
         .await
         .map_err(|status| ApiError::from_status(&status))?
