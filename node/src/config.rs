@@ -69,6 +69,8 @@ pub enum SettingsError {
 impl NodeSettings {
     /// The default of [`NodeSettings::http_requests_max`].
     pub const HTTP_REQUESTS_MAX: usize = 512;
+    /// The most [`NodeSettings::http_requests_max`] may be.
+    const HTTP_REQUESTS_MAX_MAX: usize = 100_000;
     /// The default of [`NodeSettings::park_deadline_ms`].
     pub const PARK_DEADLINE_MS: u64 = 30_000;
     /// The longest park deadline accepted: an hour.
@@ -94,10 +96,10 @@ impl NodeSettings {
             settings.replication.data_dir = PathBuf::from(value);
         }
         settings.replication.validate()?;
-        if settings.http_requests_max == 0 {
+        if !(1..=Self::HTTP_REQUESTS_MAX_MAX).contains(&settings.http_requests_max) {
             return Err(SettingsError::Invalid {
                 field: "http_requests_max",
-                reason: "must be at least 1",
+                reason: "must be from 1 to 100000",
             });
         }
         if !(1..=Self::PARK_DEADLINE_MS_MAX).contains(&settings.park_deadline_ms) {

@@ -13,7 +13,7 @@ pub struct DevArgs {
     regions: u16,
     #[arg(long, default_value_t = 1)]
     nodes_per_region: u16,
-    /// Raft ports start here, API ports 100 above.
+    /// Raft ports start here, gRPC API ports 100 above, HTTP ports 200 above.
     #[arg(long, default_value_t = 27_000)]
     base_port: u16,
     /// Where the nodes keep their data (a fresh temporary directory by default).

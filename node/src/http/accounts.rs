@@ -1,13 +1,13 @@
 //! Accounts: open one, read it, its balance per region and its history.
 
-use super::error::{ApiError, Body, Query};
+use super::error::{ApiError, Body, Path, Query};
 use super::model::{
     self, Account, AccountStatus, AccountType, Balance, CreatedAccount, History, HistoryQuery,
     NewAccount, ReadQuery,
 };
 use super::{Http, Refusals};
 use crate::wire;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use ledger_proto::v1 as api;

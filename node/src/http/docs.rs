@@ -1,7 +1,7 @@
 //! The OpenAPI document, and a page to browse it that needs nothing from
 //! outside the node (no script or style from the network).
 
-use super::Http;
+use super::{Http, Refusals};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse};
 /// The OpenAPI 3.1 document of every route this node serves.
 #[utoipa::path(
     get, path = "/api/docs/openapi.json", tag = "docs",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object), Refusals)
 )]
 pub async fn document(State(http): State<Http>) -> impl IntoResponse {
     let text = http.document.get().cloned().unwrap_or_default();
@@ -19,7 +19,7 @@ pub async fn document(State(http): State<Http>) -> impl IntoResponse {
 /// The document as a page to read in a browser.
 #[utoipa::path(
     get, path = "/api/docs", tag = "docs",
-    responses((status = 200, description = "A page to browse the document", content_type = "text/html", body = String))
+    responses((status = 200, description = "A page to browse the document", content_type = "text/html", body = String), Refusals)
 )]
 pub async fn page() -> Html<&'static str> {
     Html(PAGE)

@@ -115,9 +115,30 @@ fn grpc_code_name(code: tonic::Code) -> &'static str {
 /// The HTTP status of a stable code: 400 for a request that can never be
 /// right, 404 for what does not exist, 409 for a clash with what exists,
 /// 422 for a rule of the ledger that refuses it now, 429 for too much at
-/// once, 503 for a node or region that cannot answer now.
+/// once, 503 for a node or region that cannot answer now. A code this
+/// table does not know (a newer node's) goes by whether it is retryable.
 pub fn status_of(code: &str, retryable: bool) -> StatusCode {
-    match code {
+    known_status(code).unwrap_or(if retryable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    })
+}
+
+fn known_status(code: &str) -> Option<StatusCode> {
+    Some(match code {
+        "INVALID_REQUEST" | "INVALID_AMOUNT" | "INVALID_FIELD" | "INVALID_TIMEOUT"
+        | "INVALID_ID" | "SAME_ACCOUNT" | "UNKNOWN_REGION" | "LINKED_CHAIN_OPEN"
+        | "MALFORMED_JSON" | "INVALID_JSON" | "SAME_REGION" => StatusCode::BAD_REQUEST,
+        "UNKNOWN_ACCOUNT" | "TRANSFER_NOT_FOUND" | "NOT_FOUND" | "NO_ROUTE" => {
+            StatusCode::NOT_FOUND
+        }
+        "ACCOUNT_EXISTS"
+        | "IDEMPOTENCY_CONFLICT"
+        | "PENDING_ALREADY_RESOLVED"
+        | "WITHDRAWAL_IN_PROGRESS"
+        | "CURRENCY_CONFLICT"
+        | "ALREADY_EXISTS" => StatusCode::CONFLICT,
         "INSUFFICIENT_FUNDS"
         | "ACCOUNT_FROZEN"
         | "ACCOUNT_CLOSED"
@@ -131,30 +152,20 @@ pub fn status_of(code: &str, retryable: bool) -> StatusCode {
         | "REFUND_EXCEEDS_PAYMENT"
         | "BALANCE_OVERFLOW"
         | "POOL_NOT_APPLICABLE"
-        | "LINKED_CHAIN_FAILED" => StatusCode::UNPROCESSABLE_ENTITY,
-        "NOT_LEADER" | "UNAVAILABLE" | "OUTCOME_UNKNOWN" | "REGION_UNAVAILABLE" | "CLOCK_DRIFT"
-        | "RETRY" | "STALE_REPLICA" | "PULL_TIMED_OUT" | "DEADLINE_EXCEEDED" => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        "INVALID_REQUEST" | "INVALID_AMOUNT" | "INVALID_FIELD" | "INVALID_TIMEOUT"
-        | "INVALID_ID" | "SAME_ACCOUNT" | "UNKNOWN_REGION" | "LINKED_CHAIN_OPEN"
-        | "MALFORMED_JSON" | "INVALID_JSON" | "SAME_REGION" => StatusCode::BAD_REQUEST,
-        "UNKNOWN_ACCOUNT" | "TRANSFER_NOT_FOUND" | "NOT_FOUND" | "NO_ROUTE" => {
-            StatusCode::NOT_FOUND
-        }
-        "ACCOUNT_EXISTS"
-        | "IDEMPOTENCY_CONFLICT"
-        | "PENDING_ALREADY_RESOLVED"
-        | "WITHDRAWAL_IN_PROGRESS"
-        | "CURRENCY_CONFLICT"
-        | "ALREADY_EXISTS" => StatusCode::CONFLICT,
+        | "LINKED_CHAIN_FAILED"
+        | "TARGET_IN_OTHER_REGION"
+        | "RELEASE_NOT_FOUND"
+        | "FAILED_PRECONDITION" => StatusCode::UNPROCESSABLE_ENTITY,
         "TOO_MANY_REQUESTS" | "ACCOUNT_BUSY" => StatusCode::TOO_MANY_REQUESTS,
+        "REQUEST_TIMEOUT" => StatusCode::REQUEST_TIMEOUT,
         "PAYLOAD_TOO_LARGE" => StatusCode::PAYLOAD_TOO_LARGE,
         "UNSUPPORTED_MEDIA_TYPE" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "NOT_LEADER" | "NOT_ORIGIN" | "UNAVAILABLE" | "OUTCOME_UNKNOWN" | "REGION_UNAVAILABLE"
+        | "CLOCK_DRIFT" | "RETRY" | "STALE_REPLICA" | "STALE_STAMP" | "GRANT_OUT_OF_ORDER"
+        | "PULL_TIMED_OUT" | "DEADLINE_EXCEEDED" => StatusCode::SERVICE_UNAVAILABLE,
         "INTERNAL" => StatusCode::INTERNAL_SERVER_ERROR,
-        _ if retryable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
+        _ => return None,
+    })
 }
 
 /// A JSON body, refused with a clear message when it is not one, not
@@ -203,11 +214,7 @@ where
 
 fn too_large_or(text: &str) -> ApiError {
     if text.to_ascii_lowercase().contains("length limit") {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            format!("the body is larger than {} bytes", super::BODY_BYTES_MAX),
-        )
+        super::limits::too_large()
     } else {
         ApiError::bad_request(
             "INVALID_REQUEST",
@@ -257,6 +264,28 @@ where
     }
 }
 
+/// Path parameters, refused with a clear message when they do not parse
+/// (text that is not UTF-8, say).
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "INVALID_REQUEST",
+                format!("the path: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
 fn query_refusal(rejection: &QueryRejection) -> ApiError {
     ApiError::bad_request(
         "INVALID_REQUEST",
@@ -284,6 +313,16 @@ mod tests {
         ));
         assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(error.body.retryable);
+    }
+
+    #[test]
+    fn every_code_of_the_core_has_its_status() {
+        for code in ledger_reservations::Reject::CODES {
+            assert!(
+                known_status(code).is_some(),
+                "{code} has no status of its own"
+            );
+        }
     }
 
     #[test]

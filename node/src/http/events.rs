@@ -55,15 +55,35 @@ pub async fn stream(
         Some(region) => {
             return Err(ApiError::bad_request(
                 "UNKNOWN_REGION",
-                format!("region {region}: the cluster's regions are {known:?}"),
+                format!(
+                    "region {region}: the cluster's regions are {}",
+                    list(&known)
+                ),
             ));
         }
-        None => known,
+        None => known.clone(),
     };
     let mut cursor = match headers.get("last-event-id") {
-        Some(value) => parse_cursor(value.to_str().unwrap_or("\u{0}"))?,
+        Some(value) => match value.to_str() {
+            Ok(text) => parse_cursor(text)?,
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    "INVALID_REQUEST",
+                    "Last-Event-ID: not ASCII text",
+                ));
+            }
+        },
         None => Cursor::new(),
     };
+    if let Some(region) = cursor.keys().find(|region| !known.contains(region)) {
+        return Err(ApiError::bad_request(
+            "UNKNOWN_REGION",
+            format!(
+                "Last-Event-ID names region {region}: the cluster's regions are {}",
+                list(&known)
+            ),
+        ));
+    }
     let account = query.account.unwrap_or_default();
     if !account.is_empty() {
         super::accounts::parse_account(&account)?;
@@ -114,6 +134,14 @@ fn sse_event(region: u32, event: api::TransferEvent, cursor: &Cursor) -> Event {
         .id(id)
         .json_data(&data)
         .unwrap_or_else(|error| Event::default().event("error").data(error.to_string()))
+}
+
+fn list(regions: &[u32]) -> String {
+    regions
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// "0:12,1:4" (empty: from the start).

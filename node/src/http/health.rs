@@ -18,8 +18,15 @@ pub async fn live() -> axum::Json<Health> {
     })
 }
 
-/// The node can take writes for its region: it knows its region's leader
-/// and the control log's, and has applied what its region committed.
+/// How far a node's applied index may trail what its region committed and
+/// the node still take traffic: a node replaying its log after a restart is
+/// further behind; one that is answering under load is not.
+pub const READY_LAG_ENTRIES: u64 = 1_000;
+
+/// The node can take its region's traffic: it knows its region's leader and
+/// has applied what its region committed (to within a few entries). The
+/// control log is not asked: a region cut off from it still decides its
+/// transfers, and a node that drained it would stop them.
 #[utoipa::path(
     get, path = "/health/ready", tag = "health",
     responses(
@@ -29,22 +36,21 @@ pub async fn live() -> axum::Json<Health> {
 )]
 pub async fn ready(State(http): State<Http>) -> (StatusCode, axum::Json<Health>) {
     let replica = &http.node().replica;
+    let group = Group::Region(replica.region());
     let mut reasons = Vec::new();
-    for group in [Group::Region(replica.region()), Group::Control] {
-        match replica.progress(group) {
-            None => reasons.push(format!("{}: not running here", group.name())),
-            Some(progress) => {
-                if progress.leader.is_none() {
-                    reasons.push(format!("{}: no leader known", group.name()));
-                }
-                if group != Group::Control && progress.applied < progress.committed {
-                    reasons.push(format!(
-                        "{}: applied {} of {} committed",
-                        group.name(),
-                        progress.applied,
-                        progress.committed
-                    ));
-                }
+    match replica.progress(group) {
+        None => reasons.push(format!("{}: not running here", group.name())),
+        Some(progress) => {
+            if progress.leader.is_none() {
+                reasons.push(format!("{}: no leader known", group.name()));
+            }
+            if progress.lag_entries() > READY_LAG_ENTRIES {
+                reasons.push(format!(
+                    "{}: applied {} of {} committed",
+                    group.name(),
+                    progress.applied,
+                    progress.committed
+                ));
             }
         }
     }

@@ -12,6 +12,7 @@ mod docs;
 mod error;
 mod events;
 mod health;
+mod limits;
 pub mod model;
 mod operators;
 mod transactions;
@@ -19,30 +20,23 @@ mod transactions;
 pub use transactions::key_id;
 
 use crate::api::Api;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use error::ApiError;
-use futures_util::StreamExt;
 use ledger_proto::v1 as api;
 use std::sync::{Arc, OnceLock};
-use tokio::sync::Semaphore;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// The largest body a request may have.
-pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+pub use limits::BODY_BYTES_MAX;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct Http {
     api: Api,
-    /// Requests answered at once (an open event stream is one); past it
-    /// a request is refused with 429 at once rather than queued.
-    requests: Arc<Semaphore>,
-    requests_max: usize,
+    limits: limits::Limits,
     /// The OpenAPI document as served, made once the router is.
     document: Arc<OnceLock<String>>,
 }
@@ -97,8 +91,7 @@ pub fn router(api: Api) -> (axum::Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let http = Http {
         api,
-        requests: Arc::new(Semaphore::new(requests_max)),
-        requests_max,
+        limits: limits::Limits::new(requests_max),
         document: Arc::new(OnceLock::new()),
     };
     let text = document
@@ -108,7 +101,10 @@ pub fn router(api: Api) -> (axum::Router, utoipa::openapi::OpenApi) {
     let router = routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(http.clone(), limit))
+        .layer(axum::middleware::from_fn_with_state(
+            http.clone(),
+            limits::limit,
+        ))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(http);
     (router, document)
@@ -116,45 +112,9 @@ pub fn router(api: Api) -> (axum::Router, utoipa::openapi::OpenApi) {
 
 /// Serves the HTTP API on `listener` until the task is dropped.
 pub async fn serve(api: Api, listener: tokio::net::TcpListener) {
+    let requests_max = api.node().settings.http_requests_max;
     let (router, _) = router(api);
-    if let Err(error) = axum::serve(listener, router).await {
-        tracing::error!(%error, "the HTTP server stopped");
-    }
-}
-
-/// Refuses a request past `http_requests_max` at once with 429 instead of
-/// queueing it; an event stream holds its place for as long as it is open.
-/// Health probes are always answered, so that a loaded node is not taken
-/// for a dead one.
-async fn limit(State(http): State<Http>, request: Request, next: Next) -> Response {
-    if request.uri().path().starts_with("/health/") {
-        return next.run(request).await;
-    }
-    let Ok(permit) = http.requests.clone().try_acquire_owned() else {
-        return too_many(http.requests_max).into_response();
-    };
-    let streams = request.uri().path() == events::PATH;
-    let response = next.run(request).await;
-    if !streams {
-        return response;
-    }
-    // A stream's body holds the place until the client goes away.
-    let (parts, body) = response.into_parts();
-    let body = body.into_data_stream().map(move |chunk| {
-        let _held = &permit;
-        chunk
-    });
-    Response::from_parts(parts, axum::body::Body::from_stream(body))
-}
-
-fn too_many(max: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "TOO_MANY_REQUESTS",
-        format!(
-            "this node answers at most {max} requests at once (an open event stream is one); retry shortly"
-        ),
-    )
+    limits::serve(router, listener, requests_max).await;
 }
 
 async fn no_route(uri: Uri) -> ApiError {
@@ -177,7 +137,7 @@ impl Http {
         self.api.node()
     }
 
-    /// A refusal of the ledger: a NOT_LEADER with a leader that serves HTTP
+    /// A refusal of the ledger: a NOT_LEADER (or CLOCK_DRIFT) naming a leader that serves HTTP
     /// is a redirect to the same path there (307 keeps the method and the
     /// body); anything else is the refusal itself.
     fn refusal(&self, error: &api::Error, uri: &Uri) -> Response {
@@ -195,7 +155,10 @@ impl Http {
     /// The leader's URL for this request, for a NOT_LEADER that names a
     /// leader serving HTTP.
     fn leader_url(&self, error: &api::Error, uri: &Uri) -> Option<String> {
-        if error.code != "NOT_LEADER" || error.redirect.is_empty() {
+        // CLOCK_DRIFT names the leader too: this node's clock is off and it
+        // hands its region to another.
+        if !matches!(error.code.as_str(), "NOT_LEADER" | "CLOCK_DRIFT") || error.redirect.is_empty()
+        {
             return None;
         }
         let layout = self.node().replica.layout();
@@ -221,6 +184,9 @@ enum Refusals {
     /// The route does not take this method.
     #[response(status = 405)]
     MethodNotAllowed(model::ErrorBody),
+    /// The body did not arrive in time.
+    #[response(status = 408)]
+    Timeout(model::ErrorBody),
     /// It clashes with what exists (an id used for other content).
     #[response(status = 409)]
     Conflict(model::ErrorBody),

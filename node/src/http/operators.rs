@@ -3,10 +3,10 @@
 //! sees it.
 
 use super::accounts::{look_up, no_answer, regions};
-use super::error::{ApiError, Body};
+use super::error::{ApiError, Body, Path};
 use super::model::{self, Changed, PoolPolicy, Pools, Rebalance, Rebalanced};
 use super::{Http, Refusals};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use ledger_proto::v1 as api;

@@ -4,14 +4,14 @@
 //! decided by the same call.
 
 use super::accounts::no_answer;
-use super::error::{ApiError, Body, OptionalBody, Query};
+use super::error::{ApiError, Body, OptionalBody, Path, Query};
 use super::model::{
     Accepted, Batch, BatchAnswer, BatchResult, BatchTransaction, Capture, HoldAction, Movement,
     ReadQuery, Refund, Stamp, Transaction, TransactionStatus, Void, Withdrawal,
 };
 use super::{Http, Refusals};
 use crate::wire::BATCH_COMMANDS_MAX;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use ledger_proto::v1 as api;
@@ -192,12 +192,25 @@ pub async fn batch(
             })
         })
         .collect::<Result<Vec<Decided>, ApiError>>()?;
+    let mut commands = commands;
+    chains_in_one_region(&http, &mut commands);
     let results = decide(&http, &commands).await?;
-    if let Some(location) = results.iter().find_map(|result| match result {
-        api::transfer_result::Result::Error(error) => http.leader_url(error, &uri),
-        api::transfer_result::Result::Applied(_) => None,
-    }) {
-        return Ok(redirect(location));
+    // Sent to the leader only when nothing was decided here: a batch
+    // partly decided (some of it sent on to other regions) is answered
+    // in place, each refusal naming the leader.
+    let locations: Vec<Option<String>> = results
+        .iter()
+        .map(|result| match result {
+            api::transfer_result::Result::Error(error) => http.leader_url(error, &uri),
+            api::transfer_result::Result::Applied(_) => None,
+        })
+        .collect();
+    if let Some(Some(first)) = locations.first()
+        && locations
+            .iter()
+            .all(|location| location.as_ref() == Some(first))
+    {
+        return Ok(redirect(first.clone()));
     }
     let results = commands
         .iter()
@@ -287,6 +300,9 @@ enum Answers {
 struct Decided {
     command: api::TransferCommand,
     status: TransactionStatus,
+    /// The hold or payment a capture, void or refund acts on: the command
+    /// is decided in that one's region.
+    anchor: Option<u128>,
 }
 
 /// Decides one transaction and answers it: 201 when new, 200 for a retry,
@@ -355,6 +371,34 @@ fn redirect(location: String) -> Response {
         .into_response()
 }
 
+/// Every member of a linked chain is decided in one region (a chain is
+/// decided all or nothing, by one leader): the region of the hold or
+/// payment a member acts on, or else of its first member. The others' ids
+/// are minted into it, the same way on every retry of the batch.
+fn chains_in_one_region(http: &Http, commands: &mut [Decided]) {
+    let mut start = 0;
+    while start < commands.len() {
+        let end = commands[start..]
+            .iter()
+            .position(|decided| !decided.command.linked)
+            .map_or(commands.len(), |offset| start + offset + 1);
+        let chain = &mut commands[start..end];
+        let beside = chain.iter().find_map(|decided| decided.anchor).or_else(|| {
+            chain
+                .first()
+                .and_then(|first| crate::ids::parse(&first.command.id).ok())
+        });
+        if let Some(beside) = beside {
+            for decided in chain.iter_mut().filter(|decided| decided.anchor.is_none()) {
+                if let Ok(id) = crate::ids::parse(&decided.command.id) {
+                    decided.command.id = crate::ids::format(minted_beside(http, id, beside));
+                }
+            }
+        }
+        start = end;
+    }
+}
+
 fn batch_command(http: &Http, transaction: &BatchTransaction) -> Result<Decided, ApiError> {
     match transaction {
         BatchTransaction::Topup(body) => movement(body, MovementKind::Topup),
@@ -404,6 +448,7 @@ fn movement(body: &Movement, kind: MovementKind) -> Result<Decided, ApiError> {
     Ok(Decided {
         command: command(id, body.linked, kind),
         status,
+        anchor: None,
     })
 }
 
@@ -420,6 +465,7 @@ fn withdrawal_command(body: &Withdrawal) -> Result<Decided, ApiError> {
     Ok(Decided {
         command: command(id, body.linked, kind),
         status: TransactionStatus::Pending,
+        anchor: None,
     })
 }
 
@@ -437,6 +483,7 @@ fn refund_command(http: &Http, body: &Refund) -> Result<Decided, ApiError> {
     Ok(Decided {
         command: command(id, body.linked, kind),
         status: TransactionStatus::Completed,
+        anchor: Some(payment),
     })
 }
 
@@ -447,7 +494,10 @@ fn hold_command(http: &Http, action: &HoldAction, capture: bool) -> Result<Decid
     let verb = if capture { "capture" } else { "void" };
     let key = match &action.idempotency_key {
         Some(key) => key_id(key)?,
-        None => hashed(&format!("{verb}/{}", crate::ids::format(hold))),
+        None => hashed_in(
+            b"ledger hold action\0",
+            &format!("{verb}/{}", crate::ids::format(hold)),
+        ),
     };
     let id = minted_beside(http, key, hold);
     let pending_id = crate::ids::format(hold);
@@ -468,6 +518,7 @@ fn hold_command(http: &Http, action: &HoldAction, capture: bool) -> Result<Decid
     Ok(Decided {
         command: command(id, action.linked, kind),
         status,
+        anchor: Some(hold),
     })
 }
 
@@ -503,9 +554,15 @@ pub fn key_id(key: &str) -> Result<u128, ApiError> {
 }
 
 fn hashed(key: &str) -> u128 {
+    hashed_in(b"ledger idempotency key\0", key)
+}
+
+/// A hash of `text` in its own domain, so that ids the API derives (a
+/// capture's or void's without a key) are never a client key's.
+fn hashed_in(domain: &[u8], text: &str) -> u128 {
     let digest = sha2::Sha256::new()
-        .chain_update(b"ledger idempotency key\0")
-        .chain_update(key.as_bytes())
+        .chain_update(domain)
+        .chain_update(text.as_bytes())
         .finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
