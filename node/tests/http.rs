@@ -188,6 +188,7 @@ async fn every_route_answers_and_refuses_as_documented() {
     keys_of_any_text_work(&r0).await;
     bodies_that_cannot_be_read_are_refused(&r0).await;
     too_many_at_once_is_refused(&r0).await;
+    slow_clients_are_cut_off(&cluster.nodes[0].http).await;
     the_document_and_the_router_agree(&r0).await;
     cluster.stop().await;
 }
@@ -661,6 +662,45 @@ async fn too_many_at_once_is_refused(r0: &Node) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A client that sends half its headers is cut off, and one that sends
+/// half its body is answered 408, both within the limits' 10 s (so they
+/// cannot hold a place for long); both at once, so the test waits once.
+async fn slow_clients_are_cut_off(address: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = tokio::time::Instant::now();
+    let half_headers = async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connects");
+        stream
+            .write_all(b"POST /api/v1/transactions/transfer HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("sent");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer));
+        assert!(read.await.is_ok(), "the connection is closed");
+    };
+    let half_body = async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connects");
+        let head = "POST /api/v1/transactions/transfer HTTP/1.1\r\nHost: x\r\n\
+                    Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        stream.write_all(head.as_bytes()).await.expect("sent");
+        let mut answer = vec![0u8; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(60), stream.read(&mut answer));
+        let count = read.await.expect("answered in time").expect("read");
+        let text = String::from_utf8_lossy(&answer[..count]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
+    };
+    tokio::join!(half_headers, half_body);
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "cut off by the limits, not the test"
+    );
 }
 
 /// Every operation of the document reaches a handler (not the fallback,
