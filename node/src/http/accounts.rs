@@ -333,10 +333,12 @@ pub fn status_of(status: i32) -> AccountStatus {
     }
 }
 
+/// The gRPC API answered without a result for each thing asked: a fault
+/// of this node, not of the request.
 pub fn no_answer() -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "UNAVAILABLE",
-        "the node gave no answer; retry",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+        "the node answered without a result; its log says more",
     )
 }

@@ -3,17 +3,24 @@
 //! answering.
 //!
 //! - connections: at most [`CONNECTIONS_PER_REQUEST`] times
-//!   `http_requests_max`; past it the listener waits (the kernel's backlog
-//!   holds the rest);
-//! - a request's headers must arrive within [`HEADER_READ_MAX`];
-//! - requests being answered: at most `http_requests_max` (an open event
-//!   stream is one until its client leaves); past it, 429 at once;
+//!   `http_requests_max` (raise the process's open-files limit past it);
+//!   past it the listener waits. A connection must send its first byte
+//!   within [`HEADER_READ_MAX`], an HTTP/1 request's headers within it too,
+//!   and an HTTP/2 connection answers pings;
+//! - requests being answered: at most `http_requests_max`; past it, 429 at
+//!   once, never a queue;
+//! - event streams: at most a quarter of `http_requests_max` (at least
+//!   one), apart from the requests, each for at most [`STREAM_MAX`] (the
+//!   client resumes with `Last-Event-ID`);
 //! - bodies: at most [`BODY_BYTES_MAX`] each and [`BODY_BUDGET_BYTES`] in
 //!   all being read and answered; read within [`BODY_READ_MAX`] (408);
-//! - an answer within [`ANSWER_MAX`] (503 `DEADLINE_EXCEEDED`: its outcome
-//!   is unknown, retry with the same idempotency key);
+//! - an answer within [`ANSWER_MAX`] (503 `DEADLINE_EXCEEDED`);
 //! - health probes are always answered, so a loaded node is not taken for
 //!   a dead one.
+//!
+//! Not here: fairness between clients (one client may take every place);
+//! that belongs in front of the node (a gateway or load balancer) or with
+//! authenticated clients.
 
 use super::error::ApiError;
 use super::{Http, events};
@@ -25,51 +32,62 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The largest body a request may have.
-pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// The largest body a request may have (a batch of 8,190 transfers is
+/// about 2 MiB).
+pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// The bytes of bodies being read and answered at once.
-pub const BODY_BUDGET_BYTES: usize = 256 * 1024 * 1024;
+pub const BODY_BUDGET_BYTES: usize = 512 * 1024 * 1024;
 /// How much of a body declared too large is read (and dropped) before the
-/// refusal, so that the client can read it.
-pub const BODY_DRAIN_MAX: usize = 64 * 1024 * 1024;
+/// refusal, so that the client can read it; a larger one is cut off.
+pub const BODY_DRAIN_MAX: usize = 16 * 1024 * 1024;
 pub const HEADER_READ_MAX: Duration = Duration::from_secs(10);
 pub const BODY_READ_MAX: Duration = Duration::from_secs(10);
 pub const ANSWER_MAX: Duration = Duration::from_secs(60);
-pub const CONNECTIONS_PER_REQUEST: usize = 4;
+pub const STREAM_MAX: Duration = Duration::from_secs(3600);
+pub const CONNECTIONS_PER_REQUEST: usize = 2;
+const HTTP2_PING_EVERY: Duration = Duration::from_secs(30);
 
 /// The places a node's HTTP server shares among its requests.
 #[derive(Clone)]
 pub struct Limits {
     requests: Arc<Semaphore>,
     requests_max: usize,
+    streams: Arc<Semaphore>,
+    streams_max: usize,
     bodies: Arc<Semaphore>,
 }
 
 impl Limits {
     pub fn new(requests_max: usize) -> Self {
+        let streams_max = (requests_max / 4).max(1);
         Self {
             requests: Arc::new(Semaphore::new(requests_max)),
             requests_max,
+            streams: Arc::new(Semaphore::new(streams_max)),
+            streams_max,
             bodies: Arc::new(Semaphore::new(BODY_BUDGET_BYTES)),
         }
     }
 }
 
-/// Serves `router` on `listener` until the task is dropped: HTTP/1.1 and
-/// HTTP/2, headers read within [`HEADER_READ_MAX`], connections capped.
+/// Serves `router` on `listener` until the task is dropped, and with it
+/// every connection it opened (so nothing holds the node after it stops).
 pub async fn serve(router: axum::Router, listener: tokio::net::TcpListener, requests_max: usize) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let connections = Arc::new(Semaphore::new(
         requests_max.saturating_mul(CONNECTIONS_PER_REQUEST),
     ));
+    let mut open = tokio::task::JoinSet::new();
     loop {
+        while open.try_join_next().is_some() {}
         let Ok(place) = connections.clone().acquire_owned().await else {
             return;
         };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
+            // One connection that failed on the way in.
+            Err(error) if is_connection_error(&error) => continue,
             Err(error) => {
                 // Out of descriptors, say: wait a little rather than spin.
                 tracing::warn!(%error, "the HTTP listener cannot accept");
@@ -77,24 +95,53 @@ pub async fn serve(router: axum::Router, listener: tokio::net::TcpListener, requ
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_MAX);
-            builder.http2().timer(TokioTimer::new());
-            if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "an HTTP connection ended");
-            }
-            drop(place);
-        });
+        open.spawn(connection(router.clone(), stream, place));
     }
+}
+
+fn is_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
+}
+
+/// One connection, HTTP/1.1 or HTTP/2, its place held until it ends.
+async fn connection(
+    router: axum::Router,
+    stream: tokio::net::TcpStream,
+    place: OwnedSemaphorePermit,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let _ = stream.set_nodelay(true);
+    // A connection that sends nothing is closed; hyper's own header timeout
+    // starts only once it knows the protocol.
+    let mut first = [0u8; 1];
+    if !matches!(
+        tokio::time::timeout(HEADER_READ_MAX, stream.peek(&mut first)).await,
+        Ok(Ok(1..))
+    ) {
+        return;
+    }
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_MAX);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_PING_EVERY)
+        .keep_alive_timeout(HEADER_READ_MAX);
+    if let Err(error) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%error, "an HTTP connection ended");
+    }
+    drop(place);
 }
 
 /// The middleware that keeps every limit above but the connections'.
@@ -105,12 +152,13 @@ pub async fn limit(State(http): State<Http>, request: Request, next: Next) -> Re
         return next.run(request).await;
     }
     let stream = path == events::PATH;
-    let Ok(place) = limits.requests.clone().try_acquire_owned() else {
-        return too_many(format!(
-            "this node answers at most {} requests at once (an open event stream is one)",
-            limits.requests_max
-        ))
-        .into_response();
+    let (places, max, what) = if stream {
+        (&limits.streams, limits.streams_max, "event streams")
+    } else {
+        (&limits.requests, limits.requests_max, "requests")
+    };
+    let Ok(place) = places.clone().try_acquire_owned() else {
+        return too_many(format!("this node answers at most {max} {what} at once")).into_response();
     };
     let (request, budget) = match read_body(limits, request).await {
         Ok(read) => read,
@@ -118,12 +166,16 @@ pub async fn limit(State(http): State<Http>, request: Request, next: Next) -> Re
     };
     if stream {
         drop(budget);
-        // A stream's body holds the place until the client goes away.
+        // A stream holds its place until the client goes away, or for
+        // STREAM_MAX: then it ends, and the client resumes where it was.
         let (parts, body) = next.run(request).await.into_parts();
-        let body = body.into_data_stream().map(move |chunk| {
-            let _held = &place;
-            chunk
-        });
+        let body = body
+            .into_data_stream()
+            .take_until(tokio::time::sleep(STREAM_MAX))
+            .map(move |chunk| {
+                let _held = &place;
+                chunk
+            });
         return Response::from_parts(parts, axum::body::Body::from_stream(body));
     }
     let answer = tokio::time::timeout(ANSWER_MAX, next.run(request)).await;
@@ -133,7 +185,9 @@ pub async fn limit(State(http): State<Http>, request: Request, next: Next) -> Re
             StatusCode::SERVICE_UNAVAILABLE,
             "DEADLINE_EXCEEDED",
             format!(
-                "no answer within {} s; the outcome is not known: retry with the same idempotency key",
+                "no answer within {} s, and the outcome is not known: a transaction may be \
+                 retried with the same idempotency key; read the pools before repeating a \
+                 rebalance",
                 ANSWER_MAX.as_secs()
             ),
         )
@@ -154,9 +208,13 @@ async fn read_body(
         .upper()
         .map_or(BODY_BYTES_MAX as u64, |n| n);
     if declared > BODY_BYTES_MAX as u64 {
-        // Read and dropped (up to a bound), so that the client, still
-        // sending, is not cut off before it can read the refusal.
-        let _ = tokio::time::timeout(BODY_READ_MAX, drain(request.into_body())).await;
+        // Read and dropped (up to a bound), so that a client still sending
+        // is not cut off before it can read the refusal; one that waits
+        // for 100-continue is refused before it sends.
+        let waits = request.headers().contains_key(axum::http::header::EXPECT);
+        if !waits && declared <= BODY_DRAIN_MAX as u64 {
+            let _ = tokio::time::timeout(BODY_READ_MAX, drain(request.into_body())).await;
+        }
         return Err(too_large());
     }
     let share = u32::try_from(declared).unwrap_or(u32::MAX);

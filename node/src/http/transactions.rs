@@ -231,8 +231,8 @@ pub async fn batch(
     Ok(axum::Json(BatchAnswer { results }).into_response())
 }
 
-/// A transaction by its id (or by the idempotency key of a top-up,
-/// transfer, payment or withdrawal), from any region's log this node holds.
+/// A transaction by its id or by the idempotency key it was sent with, from
+/// any region's log this node holds.
 #[utoipa::path(
     get, path = "/api/v1/transactions/{id}", tag = "transactions",
     params(("id" = String, Path, description = "Its transaction id or idempotency key"), ReadQuery),
@@ -243,11 +243,24 @@ pub async fn get(
     Path(id): Path<String>,
     Query(query): Query<ReadQuery>,
 ) -> Result<axum::Json<Transaction>, ApiError> {
-    let id = crate::ids::format(key_id(&id)?);
+    // A key names its id, or (for a member of a linked chain, a capture,
+    // a void or a refund) that id minted into the region it was decided in.
+    let named = key_id(&id)?;
+    let regions = http.node().replica.layout().regions().len();
+    let mut ids = vec![crate::ids::format(named)];
+    if !crate::ids::is_full_id(&id) {
+        for region in 0..regions {
+            let minted = crate::ids::format(TransferId(named).minted_for(region, regions).0);
+            if !ids.contains(&minted) {
+                ids.push(minted);
+            }
+        }
+    }
+    let id = crate::ids::format(named);
     let response = http
         .api
         .lookup_transfers(Request::new(api::LookupTransfersRequest {
-            ids: vec![id.clone()],
+            ids,
             strong: query.strong,
         }))
         .await
@@ -303,6 +316,9 @@ struct Decided {
     /// The hold or payment a capture, void or refund acts on: the command
     /// is decided in that one's region.
     anchor: Option<u128>,
+    /// The client gave the id itself (a whole id as its key): it is kept
+    /// as it is, never minted into another region.
+    pinned: bool,
 }
 
 /// Decides one transaction and answers it: 201 when new, 200 for a retry,
@@ -374,7 +390,9 @@ fn redirect(location: String) -> Response {
 /// Every member of a linked chain is decided in one region (a chain is
 /// decided all or nothing, by one leader): the region of the hold or
 /// payment a member acts on, or else of its first member. The others' ids
-/// are minted into it, the same way on every retry of the batch.
+/// are minted into it, the same way on every retry of the batch (an id the
+/// client gave as its key is kept: a chain of such ids in several regions
+/// is refused whole).
 fn chains_in_one_region(http: &Http, commands: &mut [Decided]) {
     let mut start = 0;
     while start < commands.len() {
@@ -389,7 +407,8 @@ fn chains_in_one_region(http: &Http, commands: &mut [Decided]) {
                 .and_then(|first| crate::ids::parse(&first.command.id).ok())
         });
         if let Some(beside) = beside {
-            for decided in chain.iter_mut().filter(|decided| decided.anchor.is_none()) {
+            let free = |decided: &&mut Decided| decided.anchor.is_none() && !decided.pinned;
+            for decided in chain.iter_mut().filter(free) {
                 if let Ok(id) = crate::ids::parse(&decided.command.id) {
                     decided.command.id = crate::ids::format(minted_beside(http, id, beside));
                 }
@@ -449,6 +468,7 @@ fn movement(body: &Movement, kind: MovementKind) -> Result<Decided, ApiError> {
         command: command(id, body.linked, kind),
         status,
         anchor: None,
+        pinned: crate::ids::is_full_id(&body.idempotency_key),
     })
 }
 
@@ -466,6 +486,7 @@ fn withdrawal_command(body: &Withdrawal) -> Result<Decided, ApiError> {
         command: command(id, body.linked, kind),
         status: TransactionStatus::Pending,
         anchor: None,
+        pinned: crate::ids::is_full_id(&body.idempotency_key),
     })
 }
 
@@ -484,6 +505,7 @@ fn refund_command(http: &Http, body: &Refund) -> Result<Decided, ApiError> {
         command: command(id, body.linked, kind),
         status: TransactionStatus::Completed,
         anchor: Some(payment),
+        pinned: false,
     })
 }
 
@@ -519,6 +541,7 @@ fn hold_command(http: &Http, action: &HoldAction, capture: bool) -> Result<Decid
         command: command(id, action.linked, kind),
         status,
         anchor: Some(hold),
+        pinned: false,
     })
 }
 
