@@ -504,6 +504,8 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
     // Ids of region 1's, so that region 1 decides them (decision 0009).
     let warm_up = submit(&r1, of_region(1, transfer(199, BANK, 10, "1.00"))).await;
     assert!(applied(&warm_up).is_some(), "{warm_up:?}");
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let count = counted.clone();
     let load = tokio::spawn(async move {
         let (mut acknowledged, mut unknown) = (vec![id_of_region(1, 199)], 0usize);
         for n in 0..400u128 {
@@ -511,6 +513,7 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
             match r1.create_transfers(vec![command]).await {
                 Ok(response) if response.results.first().and_then(applied).is_some() => {
                     acknowledged.push(id_of_region(1, 200 + n));
+                    count.store(acknowledged.len(), std::sync::atomic::Ordering::SeqCst);
                 }
                 _ => {
                     unknown += 1;
@@ -520,7 +523,13 @@ async fn a_region_killed_mid_load_comes_back_with_everything_it_acknowledged() {
         }
         (acknowledged, unknown)
     });
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Killed mid-load: once the load is under way (some acknowledged),
+    // however slow the machine is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while counted.load(std::sync::atomic::Ordering::SeqCst) < 6 {
+        assert!(tokio::time::Instant::now() < deadline, "the load runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     cluster.kill(2).await.expect("killed");
     let (acknowledged, unknown) = load.await.expect("the load ends");
     assert!(

@@ -929,6 +929,24 @@ async fn events_stream_filter_resume_and_a_follower_redirects() {
         first["accepted"].is_object() || first["error"]["code"] == "NOT_LEADER",
         "{answer:?}"
     );
+
+    // Region 0 cut off from region 1, which goes on deciding: a strong read
+    // in region 0 cannot hold region 1's latest, and says so (503).
+    let (zero, one): (Vec<u64>, Vec<u64>) = cluster
+        .nodes
+        .iter()
+        .map(|node| node.id)
+        .partition(|id| cluster.nodes.iter().any(|n| n.id == *id && n.region == 0));
+    cluster.cut(&zero, &one).expect("cut");
+    let region_1 = Node::new(&cluster.nodes[2].http);
+    let behind = movement(&key_in(1, 2, "behind the cut"), BANK, USER_B, "1.00");
+    let decided = region_1.post("/api/v1/transactions/topup", behind).await;
+    assert_eq!(decided.0, StatusCode::CREATED, "{decided:?}");
+    let strong = format!("/api/v1/accounts/{USER_B}?strong=true");
+    let unavailable = Node::new(&cluster.nodes[0].http).get(&strong).await;
+    assert_eq!(code(&unavailable, 503), "REGION_UNAVAILABLE");
+    assert_eq!(unavailable.1["retryable"], true);
+    cluster.heal().expect("heal");
     cluster.stop().await;
 }
 

@@ -63,27 +63,7 @@ pub async fn stream(
         }
         None => known.clone(),
     };
-    let mut cursor = match headers.get("last-event-id") {
-        Some(value) => match value.to_str() {
-            Ok(text) => parse_cursor(text)?,
-            Err(_) => {
-                return Err(ApiError::bad_request(
-                    "INVALID_REQUEST",
-                    "Last-Event-ID: not ASCII text",
-                ));
-            }
-        },
-        None => Cursor::new(),
-    };
-    if let Some(region) = cursor.keys().find(|region| !known.contains(region)) {
-        return Err(ApiError::bad_request(
-            "UNKNOWN_REGION",
-            format!(
-                "Last-Event-ID names region {region}: the cluster's regions are {}",
-                list(&known)
-            ),
-        ));
-    }
+    let mut cursor = resumed_at(&headers, &known)?;
     let account = query.account.unwrap_or_default();
     if !account.is_empty() {
         super::accounts::parse_account(&account)?;
@@ -134,6 +114,28 @@ fn sse_event(region: u32, event: api::TransferEvent, cursor: &Cursor) -> Event {
         .id(id)
         .json_data(&data)
         .unwrap_or_else(|error| Event::default().event("error").data(error.to_string()))
+}
+
+/// Where a client resumes: its `Last-Event-ID`, each region of it one of
+/// the cluster's (so an id cannot grow every event the client is sent).
+fn resumed_at(headers: &HeaderMap, known: &[u32]) -> Result<Cursor, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(Cursor::new());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("INVALID_REQUEST", "Last-Event-ID: not ASCII text"))?;
+    let cursor = parse_cursor(text)?;
+    if let Some(region) = cursor.keys().find(|region| !known.contains(region)) {
+        return Err(ApiError::bad_request(
+            "UNKNOWN_REGION",
+            format!(
+                "Last-Event-ID names region {region}: the cluster's regions are {}",
+                list(known)
+            ),
+        ));
+    }
+    Ok(cursor)
 }
 
 fn list(regions: &[u32]) -> String {

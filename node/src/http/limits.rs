@@ -151,7 +151,9 @@ pub async fn limit(State(http): State<Http>, request: Request, next: Next) -> Re
     if path.starts_with("/health/") {
         return next.run(request).await;
     }
-    let stream = path == events::PATH;
+    // Only a GET of the events is a stream; another method there is
+    // answered 405 like any request.
+    let stream = path == events::PATH && request.method() == axum::http::Method::GET;
     let (places, max, what) = if stream {
         (&limits.streams, limits.streams_max, "event streams")
     } else {
