@@ -121,6 +121,22 @@ fn parse_ids<T>(
         .collect()
 }
 
+/// The stable code a refusal's message opens with ("INVALID_AMOUNT: ..."),
+/// and the rest of the message; how clients (the CLI, the HTTP API) read
+/// back what [`refused`] and [`at`] write.
+pub fn split_code(message: &str) -> (Option<&str>, &str) {
+    let (code, rest) = message.split_once(": ").unwrap_or((message, ""));
+    let is_code = code.starts_with(|first: char| first.is_ascii_uppercase())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if is_code {
+        (Some(code), rest)
+    } else {
+        (None, message)
+    }
+}
+
 /// A request refused as a whole, its code first.
 fn refused(error: wire::WireError) -> Status {
     Status::invalid_argument(format!("{}: {error}", error.code()))

@@ -52,14 +52,9 @@ pub fn refusal(status: &tonic::Status) -> String {
     line
 }
 
-/// Whether a message opens with a stable code: capitals, digits and
-/// underscores, up to a colon or the end.
+/// Whether a message opens with a stable code (or is one).
 fn starts_with_code(message: &str) -> bool {
-    let code = message.split(':').next().unwrap_or_default();
-    code.starts_with(|first: char| first.is_ascii_uppercase())
-        && code
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    crate::api::split_code(message).0.is_some()
 }
 
 /// The name the gRPC protocol gives a code.

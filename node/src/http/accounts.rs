@@ -1,6 +1,6 @@
 //! Accounts: open one, read it, its balance per region and its history.
 
-use super::error::{ApiError, Body, Path, Query};
+use super::error::{ApiError, Body, Path, Query, answered};
 use super::model::{
     self, Account, AccountStatus, AccountType, Balance, CreatedAccount, History, HistoryQuery,
     NewAccount, ReadQuery,
@@ -60,14 +60,13 @@ pub async fn create(
         owner: body.owner_id.clone(),
         metadata,
     };
-    let response = http
-        .api
-        .create_accounts(Request::new(api::CreateAccountsRequest {
-            accounts: vec![account],
-        }))
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+    let response = answered(
+        http.api
+            .create_accounts(Request::new(api::CreateAccountsRequest {
+                accounts: vec![account],
+            }))
+            .await,
+    )?;
     let created = match response.results.into_iter().next().and_then(|r| r.result) {
         Some(api::account_result::Result::Created(created)) => created,
         Some(api::account_result::Result::Error(error)) => return Ok(http.refusal(&error, &uri)),
@@ -164,20 +163,19 @@ pub async fn history(
         Some(text) => parse_stamp(text)?,
         None => (0, 0, 0),
     };
-    let response = http
-        .api
-        .account_history(Request::new(api::AccountHistoryRequest {
-            account: account.clone(),
-            from_ns: query.from_ns,
-            to_ns: query.to_ns,
-            as_of_ns,
-            as_of_logical,
-            as_of_node,
-            limit: query.limit,
-        }))
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+    let response = answered(
+        http.api
+            .account_history(Request::new(api::AccountHistoryRequest {
+                account: account.clone(),
+                from_ns: query.from_ns,
+                to_ns: query.to_ns,
+                as_of_ns,
+                as_of_logical,
+                as_of_node,
+                limit: query.limit,
+            }))
+            .await,
+    )?;
     Ok(axum::Json(History {
         account_id: account,
         entries: response.entries.into_iter().map(history_entry).collect(),
@@ -195,15 +193,14 @@ pub async fn look_up(
     strong: bool,
 ) -> Result<(api::AccountView, Vec<model::Watermark>), ApiError> {
     let id = crate::ids::format(parse_account(id)?);
-    let response = http
-        .api
-        .lookup_accounts(Request::new(api::LookupAccountsRequest {
-            ids: vec![id.clone()],
-            strong,
-        }))
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+    let response = answered(
+        http.api
+            .lookup_accounts(Request::new(api::LookupAccountsRequest {
+                ids: vec![id.clone()],
+                strong,
+            }))
+            .await,
+    )?;
     let watermarks = watermarks(&response.watermarks);
     let view = response
         .accounts

@@ -52,7 +52,7 @@ impl ApiError {
     /// A refusal of a whole gRPC call: its message leads with the stable
     /// code ("INVALID_AMOUNT: ..."), or the gRPC code stands for it.
     pub fn from_status(status: &tonic::Status) -> Self {
-        let (code, message) = split_code(status.message());
+        let (code, message) = crate::api::split_code(status.message());
         let code = code.unwrap_or_else(|| grpc_code_name(status.code()));
         let retryable = matches!(
             status.code(),
@@ -70,6 +70,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a call of the gRPC API answered, or its refusal.
+pub fn answered<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, ApiError> {
+    result
+        .map(tonic::Response::into_inner)
+        .map_err(|status| ApiError::from_status(&status))
+}
+
 /// The JSON of a refusal of the ledger.
 pub fn body_of(error: &api::Error) -> ErrorBody {
     let text = |value: &str| (!value.is_empty()).then(|| value.to_owned());
@@ -82,20 +89,6 @@ pub fn body_of(error: &api::Error) -> ErrorBody {
             available_local: text(&error.available_local),
             available_global: text(&error.available_global),
         },
-    }
-}
-
-/// The stable code a message leads with ("CODE: rest"), and the message.
-fn split_code(message: &str) -> (Option<&str>, &str) {
-    match message.split_once(": ") {
-        Some((code, rest))
-            if !code.is_empty()
-                && code.starts_with(|c: char| c.is_ascii_uppercase())
-                && code.chars().all(|c| c.is_ascii_uppercase() || c == '_') =>
-        {
-            (Some(code), rest)
-        }
-        _ => (None, message),
     }
 }
 

@@ -5,7 +5,7 @@
 //! so a client that reconnects with `Last-Event-ID` misses nothing and gets
 //! nothing twice.
 
-use super::error::{ApiError, Query};
+use super::error::{ApiError, Query, answered};
 use super::model::{EventsQuery, TransactionEvent};
 use super::{Http, Refusals};
 use axum::extract::State;
@@ -75,12 +75,7 @@ pub async fn stream(
             from_offset: cursor.get(&region).copied().unwrap_or(0),
             account: account.clone(),
         };
-        let events = http
-            .api
-            .stream_transfers(Request::new(request))
-            .await
-            .map_err(|status| ApiError::from_status(&status))?
-            .into_inner();
+        let events = answered(http.api.stream_transfers(Request::new(request)).await)?;
         cursor.entry(region).or_insert(0);
         streams.push(events.map(move |event| (region, event)));
     }

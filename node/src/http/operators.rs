@@ -3,7 +3,7 @@
 //! sees it.
 
 use super::accounts::{look_up, no_answer, regions};
-use super::error::{ApiError, Body, Path};
+use super::error::{ApiError, Body, Path, answered};
 use super::model::{self, Changed, PoolPolicy, Pools, Rebalance, Rebalanced};
 use super::{Http, Refusals};
 use axum::extract::State;
@@ -53,16 +53,15 @@ pub async fn rebalance(
     Body(body): Body<Rebalance>,
 ) -> Result<Response, ApiError> {
     let account = crate::ids::format(super::accounts::parse_account(&account)?);
-    let response = http
-        .api
-        .rebalance(Request::new(api::RebalanceRequest {
-            account,
-            amount: body.amount,
-            to_region: body.to_region,
-        }))
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+    let response = answered(
+        http.api
+            .rebalance(Request::new(api::RebalanceRequest {
+                account,
+                amount: body.amount,
+                to_region: body.to_region,
+            }))
+            .await,
+    )?;
     match response.result {
         Some(api::rebalance_response::Result::Applied(applied)) => Ok(axum::Json(Rebalanced {
             region: applied.region,
@@ -93,15 +92,14 @@ pub async fn policy(
     Body(body): Body<PoolPolicy>,
 ) -> Result<Response, ApiError> {
     let account = crate::ids::format(super::accounts::parse_account(&account)?);
-    let response = http
-        .api
-        .set_pool_policy(Request::new(api::SetPoolPolicyRequest {
-            account,
-            floor: body.floor,
-        }))
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+    let response = answered(
+        http.api
+            .set_pool_policy(Request::new(api::SetPoolPolicyRequest {
+                account,
+                floor: body.floor,
+            }))
+            .await,
+    )?;
     match response.result {
         Some(api::change_account_status_response::Result::Changed(changed)) => {
             Ok(axum::Json(Changed { changed }).into_response())
@@ -119,12 +117,11 @@ pub async fn policy(
     responses((status = 200, description = "The cluster as this node sees it", body = model::Cluster), Refusals)
 )]
 pub async fn cluster(State(http): State<Http>) -> Result<axum::Json<model::Cluster>, ApiError> {
-    let status = http
-        .api
-        .cluster_status(Request::new(api::ClusterStatusRequest {}))
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+    let status = answered(
+        http.api
+            .cluster_status(Request::new(api::ClusterStatusRequest {}))
+            .await,
+    )?;
     let layout = http.node().replica.layout();
     let http_of = |id: u64| {
         layout

@@ -4,7 +4,7 @@
 //! decided by the same call.
 
 use super::accounts::no_answer;
-use super::error::{ApiError, Body, OptionalBody, Path, Query};
+use super::error::{ApiError, Body, OptionalBody, Path, Query, answered};
 use super::model::{
     Accepted, Batch, BatchAnswer, BatchResult, BatchTransaction, Capture, HoldAction, Movement,
     ReadQuery, Refund, Stamp, Transaction, TransactionStatus, Void, Withdrawal,
@@ -257,15 +257,14 @@ pub async fn get(
         }
     }
     let id = crate::ids::format(named);
-    let response = http
-        .api
-        .lookup_transfers(Request::new(api::LookupTransfersRequest {
-            ids,
-            strong: query.strong,
-        }))
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+    let response = answered(
+        http.api
+            .lookup_transfers(Request::new(api::LookupTransfersRequest {
+                ids,
+                strong: query.strong,
+            }))
+            .await,
+    )?;
     let view =
         response.transfers.into_iter().next().ok_or_else(|| {
             ApiError::not_found("TRANSFER_NOT_FOUND", format!("no transaction {id}"))
@@ -352,12 +351,7 @@ async fn decide(
     let request = api::CreateTransfersRequest {
         commands: commands.iter().map(|c| c.command.clone()).collect(),
     };
-    let response = http
-        .api
-        .create_transfers(Request::new(request))
-        .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+    let response = answered(http.api.create_transfers(Request::new(request)).await)?;
     let results: Vec<_> = response
         .results
         .into_iter()
