@@ -162,6 +162,11 @@ impl Client {
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .timeout(CALL_TIMEOUT)
+            // A connection that died without a word (a cut network) is
+            // found by an unanswered ping and replaced, not waited on.
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
             .connect()
             .await
             .map_err(|error| connect_error(with_causes(&error)))?;

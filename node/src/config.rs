@@ -1,6 +1,8 @@
 //! A node's settings: the API addresses and its replication settings, from
-//! a TOML file; `LEDGER_API_LISTEN`, `LEDGER_HTTP_LISTEN`,
-//! `LEDGER_RAFT_LISTEN` and `LEDGER_DATA_DIR` override the file.
+//! a TOML file; `LEDGER_NODE_ID`, `LEDGER_API_LISTEN`, `LEDGER_HTTP_LISTEN`,
+//! `LEDGER_RAFT_LISTEN` and `LEDGER_DATA_DIR` override the file, so that
+//! every node of a cluster can read one file (a Compose service or a
+//! Kubernetes pod sets its own id).
 
 use ledger_replication::{ConfigError, ReplicaConfig};
 use serde::{Deserialize, Serialize};
@@ -83,6 +85,13 @@ impl NodeSettings {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SettingsError> {
         let mut settings: Self = toml::from_str(text)?;
+        if let Some(value) = env("LEDGER_NODE_ID") {
+            settings.replication.node_id =
+                value.trim().parse().map_err(|_| SettingsError::Invalid {
+                    field: "LEDGER_NODE_ID",
+                    reason: "must be a node id of the layout (a whole number)",
+                })?;
+        }
         if let Some(value) = env("LEDGER_API_LISTEN") {
             settings.api_listen = value;
         }
@@ -148,6 +157,18 @@ api = "127.0.0.1:7101"
         })
         .expect("valid");
         assert_eq!(overridden.api_listen, "0.0.0.0:9000");
+        let env = |wanted: &'static str| {
+            move |name: &str| (name == "LEDGER_NODE_ID").then(|| wanted.to_owned())
+        };
+        let three = TEXT.replace("[[replication.nodes]]", "[[replication.nodes]]\nid = 3\nregion = 1\naddr = \"127.0.0.1:7003\"\napi = \"127.0.0.1:7103\"\n\n[[replication.nodes]]");
+        let named = NodeSettings::from_toml(&three, env("3")).expect("valid");
+        assert_eq!(named.replication.node_id, 3);
+        for (wanted, reason) in [("three", "whole number"), ("4", "not in the layout")] {
+            let error = NodeSettings::from_toml(&three, env(wanted))
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains(reason), "{error} should say {reason}");
+        }
     }
 
     #[test]

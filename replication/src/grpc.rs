@@ -30,6 +30,16 @@ pub const RAFT_MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A peer's connection is pinged this often, idle or not, and dropped when
+/// a ping is not answered within [`KEEPALIVE_TIMEOUT`]; the channel then
+/// connects again, resolving the peer's name again. Without it a connection
+/// that died without a word (a network cut and healed, a peer that came
+/// back at another address) is kept for ever and every RPC on it times out:
+/// the deploy test saw a region's log stop reaching two regions after its
+/// node was reconnected.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn to_wire(group: Group) -> wire::Group {
     wire::Group {
         kind: Some(match group {
@@ -212,7 +222,10 @@ impl GrpcTransport {
             .map_err(|error| unreachable(error.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(self.deadline)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let client = RaftTransportClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);

@@ -5,6 +5,7 @@
 mod account;
 mod bench;
 mod dev;
+mod health;
 mod node;
 mod pools;
 mod status;
@@ -40,6 +41,9 @@ pub enum Command {
     /// 0009): without `--id`, a fresh id of the region of the node it is
     /// sent to; a retry gives the id printed the first time.
     Transfer(transfer::TransferArgs),
+    /// Whether a node is ready for its region's traffic (or live), by
+    /// its HTTP port: for container health checks and probes.
+    Health(health::HealthArgs),
     /// Reservation pools.
     #[command(subcommand)]
     Pools(pools::PoolsCommand),
@@ -54,6 +58,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args).await,
         Command::Account(command) => account::run(command).await,
         Command::Transfer(args) => transfer::run(args).await,
+        Command::Health(args) => health::run(args).await,
         Command::Pools(command) => pools::run(command).await,
         Command::Bench(args) => bench::run(args).await,
     }

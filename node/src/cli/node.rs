@@ -25,6 +25,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     tracing::info!(node = id, "running");
     let fatal = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
+        () = terminated() => None,
         () = stdin_closed(args.exit_on_stdin_close) => None,
         fatal = running.fatal() => Some(fatal),
     };
@@ -34,6 +35,22 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         // Stopped on purpose, cleanly, with an error status and the reason.
         Some((group, reason)) => anyhow::bail!("group {group} stopped: {reason}; the node stopped"),
         None => Ok(()),
+    }
+}
+
+/// Done when the process is asked to stop (SIGTERM: `docker stop`, a
+/// Kubernetes pod ending). As a container's first process the node has no
+/// default handler for it, so without this it would be killed after the
+/// grace period instead of stopping cleanly.
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "SIGTERM cannot be watched; stop the node with SIGINT");
+            std::future::pending::<()>().await;
+        }
     }
 }
 

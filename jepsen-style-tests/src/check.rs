@@ -1,0 +1,386 @@
+//! The checkers: one invariant each, each reading only the history and the
+//! final reads of every node. A checker returns what it found wrong.
+
+use crate::history::{AccountRead, Attempts, History, Verdict};
+use crate::observe::Finals;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+/// What the checkers read.
+pub struct Evidence<'a> {
+    pub history: &'a History,
+    pub finals: &'a Finals,
+}
+
+pub struct Checker {
+    pub name: &'static str,
+    /// The invariant, in words.
+    pub invariant: &'static str,
+    pub check: fn(&Evidence) -> Vec<String>,
+}
+
+pub const CHECKERS: &[Checker] = &[
+    Checker {
+        name: "totals",
+        invariant: "the balances of the run's accounts sum to zero in every read and at the end (money is neither made nor lost)",
+        check: totals,
+    },
+    Checker {
+        name: "not-negative",
+        invariant: "no USER account is below zero in any read, in total, available, or any region's available or held",
+        check: not_negative,
+    },
+    Checker {
+        name: "acknowledged-kept",
+        invariant: "every acknowledged transfer is held by every node, as it was sent",
+        check: acknowledged_kept,
+    },
+    Checker {
+        name: "refused-absent",
+        invariant: "no transfer that was refused, or never sent, is held by any node",
+        check: refused_absent,
+    },
+    Checker {
+        name: "balances-explained",
+        invariant: "every account's total at every node is what the transfers it holds add up to (nothing applied twice, nothing from nowhere)",
+        check: balances_explained,
+    },
+    Checker {
+        name: "converged",
+        invariant: "once the faults stop, every node holds the same transfers and figures as of the same position of every region's log",
+        check: converged,
+    },
+];
+
+fn decimal(text: &str) -> Option<Decimal> {
+    Decimal::from_str(text).ok()
+}
+
+/// Every read of the run: those in the history and each node's final one.
+fn reads<'a>(evidence: &'a Evidence) -> impl Iterator<Item = (String, &'a [AccountRead])> {
+    let history = evidence.history.reads.iter().map(|(region, read)| {
+        (
+            format!("a read of node {} (region {region})", read.node),
+            read.accounts.as_slice(),
+        )
+    });
+    let finals = evidence.finals.nodes.iter().map(|node| {
+        (
+            format!("node {} at the end", node.node),
+            node.accounts.as_slice(),
+        )
+    });
+    history.chain(finals)
+}
+
+fn totals(evidence: &Evidence) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (what, accounts) in reads(evidence) {
+        let mut sum = Decimal::ZERO;
+        for account in accounts {
+            match decimal(&account.total) {
+                Some(total) => sum += total,
+                None => wrong.push(format!(
+                    "{what}: {} has total {:?}",
+                    account.id, account.total
+                )),
+            }
+        }
+        if !sum.is_zero() {
+            wrong.push(format!("{what}: the balances sum to {sum}"));
+        }
+    }
+    wrong
+}
+
+fn not_negative(evidence: &Evidence) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (what, accounts) in reads(evidence) {
+        for account in accounts.iter().filter(|account| account.kind == "USER") {
+            let mut figures = vec![
+                ("total".to_owned(), &account.total),
+                ("available".to_owned(), &account.available),
+            ];
+            for (region, available, held) in &account.regions {
+                figures.push((format!("available in region {region}"), available));
+                figures.push((format!("held in region {region}"), held));
+            }
+            for (figure, value) in figures {
+                if decimal(value).is_none_or(|value| value.is_sign_negative() && !value.is_zero()) {
+                    wrong.push(format!("{what}: {} has {figure} {value}", account.id));
+                }
+            }
+        }
+    }
+    wrong
+}
+
+fn acknowledged_kept(evidence: &Evidence) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for attempts in evidence.history.with_verdict(Verdict::Acknowledged) {
+        let sent = &attempts.transfer;
+        for node in &evidence.finals.nodes {
+            match node.found.get(&sent.id) {
+                None => wrong.push(format!("node {} lost acknowledged {}", node.node, sent.id)),
+                Some(found)
+                    if found.debit != sent.debit
+                        || found.credit != sent.credit
+                        || decimal(&found.amount) != decimal(&sent.amount) =>
+                {
+                    wrong.push(format!(
+                        "node {} holds {} as {found:?}, sent as {sent:?}",
+                        node.node, sent.id
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    wrong
+}
+
+fn refused_absent(evidence: &Evidence) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for verdict in [Verdict::Refused, Verdict::NotSent] {
+        for attempts in evidence.history.with_verdict(verdict) {
+            for node in &evidence.finals.nodes {
+                if node.found.contains_key(&attempts.transfer.id) {
+                    wrong.push(format!(
+                        "node {} holds {}, which was {verdict:?}: {:?}",
+                        node.node, attempts.transfer.id, attempts.outcomes
+                    ));
+                }
+            }
+        }
+    }
+    wrong
+}
+
+fn balances_explained(evidence: &Evidence) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for node in &evidence.finals.nodes {
+        let mut expected: BTreeMap<&str, Decimal> = BTreeMap::new();
+        let held = evidence
+            .history
+            .transfers
+            .values()
+            .filter(|attempts| node.found.contains_key(&attempts.transfer.id));
+        for Attempts { transfer, .. } in held {
+            let amount = decimal(&transfer.amount).unwrap_or_default();
+            *expected.entry(transfer.debit.as_str()).or_default() -= amount;
+            *expected.entry(transfer.credit.as_str()).or_default() += amount;
+        }
+        for account in &node.accounts {
+            let expected = expected
+                .get(account.id.as_str())
+                .copied()
+                .unwrap_or_default();
+            if decimal(&account.total) != Some(expected) {
+                wrong.push(format!(
+                    "node {}: {} has {}, its transfers add up to {expected}",
+                    node.node, account.id, account.total
+                ));
+            }
+        }
+    }
+    wrong
+}
+
+fn converged(evidence: &Evidence) -> Vec<String> {
+    let finals = evidence.finals;
+    let mut wrong = Vec::new();
+    if !finals.converged {
+        wrong.push(format!("the views did not converge: {}", finals.difference));
+    }
+    if let Some(pair) = finals
+        .nodes
+        .windows(2)
+        .find(|pair| pair[0].found.keys().ne(pair[1].found.keys()))
+    {
+        wrong.push(format!(
+            "nodes {} and {} hold different transfers of the history",
+            pair[0].node, pair[1].node
+        ));
+    }
+    wrong
+}
+
+/// Every checker's verdict, in order.
+pub fn check_all(evidence: &Evidence) -> Vec<(&'static Checker, Vec<String>)> {
+    CHECKERS
+        .iter()
+        .map(|checker| (checker, (checker.check)(evidence)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Entry, Event, Outcome, Transfer};
+    use crate::observe::{Found, NodeFinal};
+
+    fn account(id: &str, kind: &str, total: &str) -> AccountRead {
+        AccountRead {
+            id: id.into(),
+            kind: kind.into(),
+            total: total.into(),
+            available: total.into(),
+            regions: vec![(0, total.into(), "0.00".into())],
+        }
+    }
+
+    fn transfer(id: &str, amount: &str) -> Transfer {
+        Transfer {
+            id: id.into(),
+            debit: "bank".into(),
+            credit: "user".into(),
+            amount: amount.into(),
+        }
+    }
+
+    /// One transfer of 10.00 acknowledged and one refused, and two nodes
+    /// that hold what they should.
+    fn world() -> (Vec<Entry>, Finals) {
+        let entry = |op: &str, event| Entry {
+            op: op.into(),
+            time_ns: 0,
+            region: 0,
+            event,
+        };
+        let entries = vec![
+            entry("1", Event::Invoke(transfer("kept", "10.00"))),
+            entry(
+                "1",
+                Event::Complete(Outcome::Ok {
+                    decided_by: 0,
+                    index: 1,
+                    new: true,
+                }),
+            ),
+            entry("2", Event::Invoke(transfer("refused", "5000.00"))),
+            entry(
+                "2",
+                Event::Complete(Outcome::Refused {
+                    code: "INSUFFICIENT_FUNDS".into(),
+                }),
+            ),
+        ];
+        let node = |node: u64| NodeFinal {
+            node,
+            accounts: vec![
+                account("bank", "EXTERNAL", "-10.00"),
+                account("user", "USER", "10.00"),
+            ],
+            applied: vec![(0, 1)],
+            found: [(
+                "kept".to_owned(),
+                Found {
+                    debit: "bank".into(),
+                    credit: "user".into(),
+                    amount: "10.00".into(),
+                },
+            )]
+            .into(),
+        };
+        let finals = Finals {
+            nodes: vec![node(1), node(2)],
+            converged: true,
+            difference: String::new(),
+        };
+        (entries, finals)
+    }
+
+    /// The checkers that find something wrong.
+    fn failing(entries: Vec<Entry>, finals: &Finals) -> Vec<&'static str> {
+        let history = History::of(entries);
+        check_all(&Evidence {
+            history: &history,
+            finals,
+        })
+        .into_iter()
+        .filter(|(_, wrong)| !wrong.is_empty())
+        .map(|(checker, _)| checker.name)
+        .collect()
+    }
+
+    #[test]
+    fn a_run_that_kept_every_invariant_passes() {
+        let (entries, finals) = world();
+        assert_eq!(failing(entries, &finals), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn each_checker_finds_its_own_breach() {
+        // Money made: a read whose balances do not sum to zero.
+        let (mut entries, finals) = world();
+        entries.push(Entry {
+            op: "3".into(),
+            time_ns: 0,
+            region: 1,
+            event: Event::Read(crate::history::Read {
+                node: 2,
+                accounts: vec![
+                    account("bank", "EXTERNAL", "-10.00"),
+                    account("user", "USER", "10.01"),
+                ],
+            }),
+        });
+        assert_eq!(failing(entries, &finals), ["totals"]);
+
+        // A user below zero (the bank may be).
+        let (entries, mut finals) = world();
+        for node in &mut finals.nodes {
+            node.accounts[1].regions[0].2 = "-1.00".into();
+        }
+        assert_eq!(failing(entries, &finals), ["not-negative"]);
+
+        // An acknowledged transfer lost by one node, which also moved no money.
+        let (entries, mut finals) = world();
+        finals.nodes[1].found.clear();
+        finals.nodes[1].accounts = vec![
+            account("bank", "EXTERNAL", "0.00"),
+            account("user", "USER", "0.00"),
+        ];
+        let failed = failing(entries, &finals);
+        assert!(failed.contains(&"acknowledged-kept"), "{failed:?}");
+
+        // A transfer held with another amount than it was sent with.
+        let (entries, mut finals) = world();
+        for node in &mut finals.nodes {
+            node.found.get_mut("kept").expect("kept").amount = "100.00".into();
+        }
+        assert_eq!(failing(entries, &finals), ["acknowledged-kept"]);
+
+        // A refused transfer applied after all.
+        let (entries, mut finals) = world();
+        for node in &mut finals.nodes {
+            node.found.insert(
+                "refused".into(),
+                Found {
+                    debit: "bank".into(),
+                    credit: "user".into(),
+                    amount: "5000.00".into(),
+                },
+            );
+        }
+        let failed = failing(entries, &finals);
+        assert!(failed.contains(&"refused-absent"), "{failed:?}");
+
+        // Applied twice: the balances say more than the transfers held.
+        let (entries, mut finals) = world();
+        for node in &mut finals.nodes {
+            node.accounts = vec![
+                account("bank", "EXTERNAL", "-20.00"),
+                account("user", "USER", "20.00"),
+            ];
+        }
+        assert_eq!(failing(entries, &finals), ["balances-explained"]);
+
+        // Views that never agreed.
+        let (entries, mut finals) = world();
+        finals.converged = false;
+        finals.difference = "node 2 behind".into();
+        assert_eq!(failing(entries, &finals), ["converged"]);
+    }
+}

@@ -1,0 +1,208 @@
+//! `jepsen`: the chaos suite's command line. For now the bank workload,
+//! run against any cluster whose layout addresses this machine reaches:
+//!
+//! ```text
+//! jepsen bank setup --api HOST:PORT --history run.jsonl
+//! jepsen bank run   --api HOST:PORT --history run.jsonl --seconds 20
+//! jepsen bank check --api HOST:PORT --history run.jsonl
+//! ```
+//!
+//! Every step appends to one history; `check` reads it and the final views
+//! of every node, and exits 1 when a checker finds something wrong.
+
+use clap::{Args, Parser, Subcommand};
+use ledger_jepsen::bank::{self, Bank};
+use ledger_jepsen::check::{Evidence, check_all};
+use ledger_jepsen::cluster::Cluster;
+use ledger_jepsen::history::{History, Recorder};
+use ledger_jepsen::{observe, workload};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "jepsen", about = "Chaos tests of the ledger cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The bank workload: transfers between funded users in every region.
+    #[command(subcommand)]
+    Bank(BankCommand),
+}
+
+#[derive(Subcommand)]
+enum BankCommand {
+    /// Opens the run's accounts and funds every user in every region.
+    Setup {
+        #[command(flatten)]
+        run: Common,
+        /// What each user gets in each region's pool.
+        #[arg(long, default_value = "1000.00")]
+        funds: String,
+    },
+    /// Sends transfers from clients in every region for a while.
+    Run {
+        #[command(flatten)]
+        run: Common,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Clients per region.
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        /// Only these regions get load (all when none is given).
+        #[arg(long = "region")]
+        regions: Vec<u32>,
+        /// The largest amount of a transfer, in cents.
+        #[arg(long, default_value_t = 2_000)]
+        max_cents: u64,
+        /// Fail unless every region that got load acknowledged transfers
+        /// (a region cut off must keep spending its own pools).
+        #[arg(long)]
+        every_region_acknowledges: bool,
+    },
+    /// Waits for the nodes to converge, then runs every checker.
+    Check {
+        #[command(flatten)]
+        run: Common,
+        /// How long the nodes have to converge.
+        #[arg(long, default_value_t = 120)]
+        converge_seconds: u64,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// A node to learn the layout from; several may be given (the first
+    /// that answers is asked). The layout's addresses must be reachable.
+    #[arg(long, required = true)]
+    api: Vec<String>,
+    /// The history file, appended to by every step of a run.
+    #[arg(long)]
+    history: PathBuf,
+    /// Names the run's accounts.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 8)]
+    users: u32,
+}
+
+impl Common {
+    fn bank(&self) -> Bank {
+        Bank {
+            seed: self.seed,
+            users: self.users,
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("jepsen: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Whether the step passed.
+async fn run(command: Command) -> anyhow::Result<bool> {
+    let Command::Bank(command) = command;
+    match command {
+        BankCommand::Setup { run, funds } => {
+            let cluster = Cluster::discover(&run.api).await?;
+            let recorder = Recorder::append_to(&run.history)?;
+            bank::setup(&cluster, &run.bank(), &funds, &recorder).await?;
+            println!(
+                "setup: {} users funded with {funds} in each of {} regions",
+                run.users,
+                cluster.regions().len()
+            );
+            Ok(true)
+        }
+        BankCommand::Run {
+            run,
+            seconds,
+            clients,
+            regions,
+            max_cents,
+            every_region_acknowledges,
+        } => {
+            let cluster = Cluster::discover(&run.api).await?;
+            let recorder = Arc::new(Recorder::append_to(&run.history)?);
+            let options = workload::RunOptions {
+                seconds,
+                clients_per_region: clients,
+                regions,
+                max_cents,
+                read_every: 10,
+            };
+            let counts = workload::run(&cluster, &run.bank(), &options, recorder).await?;
+            let mut passed = true;
+            for (region, counts) in &counts {
+                println!(
+                    "run: region {region}: {} acknowledged, refused {:?}, {} not sent, {} unknown, {} reads",
+                    counts.acknowledged,
+                    counts.refused,
+                    counts.not_sent,
+                    counts.unknown,
+                    counts.reads
+                );
+                if every_region_acknowledges && counts.acknowledged == 0 {
+                    println!("run: region {region} acknowledged nothing");
+                    passed = false;
+                }
+            }
+            Ok(passed)
+        }
+        BankCommand::Check {
+            run,
+            converge_seconds,
+        } => check(&run, Duration::from_secs(converge_seconds)).await,
+    }
+}
+
+async fn check(run: &Common, within: Duration) -> anyhow::Result<bool> {
+    let cluster = Cluster::discover(&run.api).await?;
+    let history = History::read(&run.history)?;
+    let ids: Vec<String> = history.transfers.keys().cloned().collect();
+    let finals = observe::finals(&cluster, &run.bank(), &ids, within).await?;
+    let evidence = Evidence {
+        history: &history,
+        finals: &finals,
+    };
+    println!(
+        "check: {} history lines, {} transfer ids, {} reads, {} nodes",
+        history.lines,
+        ids.len(),
+        history.reads.len(),
+        finals.nodes.len()
+    );
+    let mut passed = true;
+    for (checker, wrong) in check_all(&evidence) {
+        if wrong.is_empty() {
+            println!("check: {:<20} ok    {}", checker.name, checker.invariant);
+        } else {
+            passed = false;
+            println!("check: {:<20} FAIL  {}", checker.name, checker.invariant);
+            for line in wrong.iter().take(20) {
+                println!("         {line}");
+            }
+            if wrong.len() > 20 {
+                println!("         … and {} more", wrong.len() - 20);
+            }
+        }
+    }
+    Ok(passed)
+}

@@ -1,0 +1,82 @@
+//! `ledger health`: asks a node's HTTP port whether it is ready (or live),
+//! for container health checks and probes: the exit status says it, and a
+//! line says why not. It needs no shell or other program in the image.
+
+use anyhow::Context;
+use clap::Args;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Args)]
+pub struct HealthArgs {
+    /// The node's HTTP address (`http_listen`).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: String,
+    /// Only whether the node answers (`/health/live`), not whether it can
+    /// take its region's traffic (`/health/ready`).
+    #[arg(long)]
+    live: bool,
+}
+
+/// The whole exchange, connecting included.
+const DEADLINE: Duration = Duration::from_secs(3);
+/// The most of an answer read: a health answer is a few hundred bytes.
+const ANSWER_MAX: u64 = 64 * 1024;
+
+pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
+    let path = if args.live {
+        "/health/live"
+    } else {
+        "/health/ready"
+    };
+    let answer = tokio::time::timeout(DEADLINE, get(&args.http, path))
+        .await
+        .with_context(|| format!("{} did not answer {path} within 3 s", args.http))??;
+    let (status, body) = parse(&answer)?;
+    if status == 200 {
+        println!("{}", body.trim());
+        Ok(())
+    } else {
+        anyhow::bail!("{path} answered {status}: {}", body.trim())
+    }
+}
+
+async fn get(address: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("cannot reach {address}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    stream.take(ANSWER_MAX).read_to_end(&mut answer).await?;
+    Ok(answer)
+}
+
+/// The status code and body of an HTTP/1.1 answer.
+fn parse(answer: &[u8]) -> anyhow::Result<(u16, String)> {
+    let text = String::from_utf8_lossy(answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("the answer is not HTTP")?;
+    let status = head
+        .lines()
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .context("the answer has no status line")?;
+    Ok((status, body.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn an_answer_gives_its_status_and_body() {
+        let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\r\n{\"status\":\"not ready\"}";
+        let (status, body) = parse(answer).expect("parsed");
+        assert_eq!((status, body.as_str()), (503, "{\"status\":\"not ready\"}"));
+        assert!(parse(b"SSH-2.0-OpenSSH").is_err());
+        assert!(parse(b"HTTP/1.1 abc\r\n\r\n").is_err());
+    }
+}
