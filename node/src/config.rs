@@ -1,8 +1,10 @@
 //! A node's settings: the API addresses and its replication settings, from
 //! a TOML file; `LEDGER_NODE_ID`, `LEDGER_API_LISTEN`, `LEDGER_HTTP_LISTEN`,
 //! `LEDGER_RAFT_LISTEN` and `LEDGER_DATA_DIR` override the file, so that
-//! every node of a cluster can read one file (a Compose service or a
-//! Kubernetes pod sets its own id).
+//! every node of a cluster can read one file: a Compose service sets its
+//! node's id; a Kubernetes pod, which cannot, sets `LEDGER_NODE_NAME` to its
+//! own name and is the node of the layout whose Raft address has that host
+//! name (`ledger-eu-0` is `ledger-eu-0.ledger-eu.ledger.svc...:7000`).
 
 use ledger_replication::{ConfigError, ReplicaConfig};
 use serde::{Deserialize, Serialize};
@@ -91,6 +93,8 @@ impl NodeSettings {
                     field: "LEDGER_NODE_ID",
                     reason: "must be a node id of the layout (a whole number)",
                 })?;
+        } else if let Some(name) = env("LEDGER_NODE_NAME") {
+            settings.replication.node_id = settings.node_named(&name)?;
         }
         if let Some(value) = env("LEDGER_API_LISTEN") {
             settings.api_listen = value;
@@ -118,6 +122,31 @@ impl NodeSettings {
             });
         }
         Ok(settings)
+    }
+
+    /// The id of the layout's node whose Raft address has host `name`, or
+    /// whose host's first label is `name`.
+    fn node_named(&self, name: &str) -> Result<u64, SettingsError> {
+        let named = |addr: &str| {
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            host == name || host.split('.').next() == Some(name)
+        };
+        let mut matching = self
+            .replication
+            .nodes
+            .iter()
+            .filter(|node| !name.is_empty() && named(&node.addr));
+        match (matching.next(), matching.next()) {
+            (Some(node), None) => Ok(node.id),
+            (None, _) => Err(SettingsError::Invalid {
+                field: "LEDGER_NODE_NAME",
+                reason: "names no node of the layout (no Raft address has that host)",
+            }),
+            (Some(_), Some(_)) => Err(SettingsError::Invalid {
+                field: "LEDGER_NODE_NAME",
+                reason: "names several nodes of the layout",
+            }),
+        }
     }
 
     pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
@@ -163,6 +192,24 @@ api = "127.0.0.1:7101"
         let three = TEXT.replace("[[replication.nodes]]", "[[replication.nodes]]\nid = 3\nregion = 1\naddr = \"127.0.0.1:7003\"\napi = \"127.0.0.1:7103\"\n\n[[replication.nodes]]");
         let named = NodeSettings::from_toml(&three, env("3")).expect("valid");
         assert_eq!(named.replication.node_id, 3);
+        let by_name = |name: &'static str| {
+            move |key: &str| (key == "LEDGER_NODE_NAME").then(|| name.to_owned())
+        };
+        let pods = three.replace("127.0.0.1:7003", "ledger-us-0.ledger-us.ledger.svc:7000");
+        let pod = NodeSettings::from_toml(&pods, by_name("ledger-us-0")).expect("valid");
+        assert_eq!(pod.replication.node_id, 3);
+        let host = NodeSettings::from_toml(&pods, by_name("ledger-us-0.ledger-us.ledger.svc"));
+        assert_eq!(host.expect("valid").replication.node_id, 3);
+        for name in ["ledger-us-1", "ledger-us", ""] {
+            let error = NodeSettings::from_toml(&pods, by_name(name)).expect_err("refused");
+            assert!(
+                error.to_string().contains("names no node"),
+                "{name}: {error}"
+            );
+        }
+        // Two nodes on one host (ports apart) cannot be told apart by name.
+        let error = NodeSettings::from_toml(&three, by_name("127.0.0.1")).expect_err("refused");
+        assert!(error.to_string().contains("several"), "{error}");
         for (wanted, reason) in [("three", "whole number"), ("4", "not in the layout")] {
             let error = NodeSettings::from_toml(&three, env(wanted))
                 .expect_err("refused")
@@ -204,5 +251,48 @@ api = "127.0.0.1:7101"
                 .iter()
                 .all(|node| !node.api.is_empty())
         );
+    }
+
+    /// Every node of the Compose and Kubernetes clusters finds itself in
+    /// the settings it is given, the way its container says who it is.
+    #[test]
+    fn every_deployed_node_finds_itself() {
+        let compose = [
+            (include_str!("../../deploy/compose/one-per-region.toml"), 3),
+            (
+                include_str!("../../deploy/compose/three-per-region.toml"),
+                9,
+            ),
+        ];
+        for (text, nodes) in compose {
+            let settings = NodeSettings::from_toml(text, |_| None).expect("parses");
+            assert_eq!(settings.replication.nodes.len(), nodes);
+            for node in &settings.replication.nodes {
+                let id = node.id.to_string();
+                let env = |key: &str| (key == "LEDGER_NODE_ID").then(|| id.clone());
+                let found = NodeSettings::from_toml(text, env).expect("its id");
+                assert_eq!(found.replication.node_id, node.id);
+                assert!(node.addr.starts_with("ledger-") && !node.http.is_empty());
+            }
+        }
+        // The ConfigMap holds the file indented under `ledger.toml: |`.
+        let configmap = include_str!("../../deploy/k8s/base/configmap.yaml");
+        let text: String = configmap
+            .lines()
+            .skip_while(|line| line.trim() != "ledger.toml: |")
+            .skip(1)
+            .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+            .collect();
+        let settings = NodeSettings::from_toml(&text, |_| None).expect("the ConfigMap's file");
+        assert_eq!(settings.replication.nodes.len(), 9);
+        for (region, name) in ["eu", "us", "ap"].iter().enumerate() {
+            for ordinal in 0..3 {
+                let pod = format!("ledger-{name}-{ordinal}");
+                let env = |key: &str| (key == "LEDGER_NODE_NAME").then(|| pod.clone());
+                let found = NodeSettings::from_toml(&text, env).expect("the pod's node");
+                let node = found.replication.node_id;
+                assert_eq!(node, region as u64 * 3 + ordinal + 1, "{pod}");
+            }
+        }
     }
 }
