@@ -580,6 +580,24 @@ impl Api {
 
 #[tonic::async_trait]
 impl Admin for Api {
+    async fn add_member(
+        &self,
+        request: Request<api::AddMemberRequest>,
+    ) -> Result<Response<api::MembershipResponse>, Status> {
+        crate::members::add(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<api::RemoveMemberRequest>,
+    ) -> Result<Response<api::MembershipResponse>, Status> {
+        crate::members::remove(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn cluster_status(
         &self,
         _request: Request<api::ClusterStatusRequest>,

@@ -423,7 +423,32 @@ impl Client {
         let mut admin = self.admin.clone();
         Ok(admin.rebalance(request).await?.into_inner())
     }
+
+    /// Adds a node as this node sees it (call it on every node).
+    pub async fn add_member(
+        &self,
+        request: api::AddMemberRequest,
+    ) -> Result<api::MembershipResponse, ClientError> {
+        let mut admin = self.admin.clone();
+        let mut request = tonic::Request::new(request);
+        // A new learner catches up before it becomes a voter: 30 s per
+        // change at most, two changes per group.
+        request.set_timeout(MEMBERSHIP_CALL_TIMEOUT);
+        Ok(admin.add_member(request).await?.into_inner())
+    }
+
+    /// Removes a node as this node sees it (call it on every node).
+    pub async fn remove_member(&self, id: u64) -> Result<api::MembershipResponse, ClientError> {
+        let mut admin = self.admin.clone();
+        let mut request = tonic::Request::new(api::RemoveMemberRequest { id });
+        request.set_timeout(MEMBERSHIP_CALL_TIMEOUT);
+        Ok(admin.remove_member(request).await?.into_inner())
+    }
 }
+
+/// Deadline of a membership call: a node may lead every group, and each
+/// change waits up to 30 s.
+const MEMBERSHIP_CALL_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn control_redirect(response: &api::ChangeAccountStatusResponse) -> Redirect {
     redirect_of(

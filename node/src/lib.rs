@@ -21,6 +21,7 @@ pub mod dev;
 pub mod forward;
 pub mod http;
 pub mod ids;
+pub mod members;
 pub mod runtime;
 pub mod saga;
 pub mod wire;

@@ -113,3 +113,107 @@ async fn a_bad_argument_is_refused_before_any_call() {
         r#"error: unknown kind "PERSON": USER, EXTERNAL or SYSTEM"#
     );
 }
+
+/// The voters of `group` as node `api` sees them, once they are `wanted`.
+async fn wait_voters(api: &str, group: &str, wanted: &[u64]) {
+    let client = ledger_node::client::Client::connect(api)
+        .await
+        .expect("connects");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = client.status().await.expect("answers");
+        let voters = status
+            .groups
+            .iter()
+            .find(|known| known.group == group)
+            .map(|known| known.voters.clone())
+            .unwrap_or_default();
+        if voters == wanted {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{group} voters {voters:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_removed_from_its_region_and_added_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = cluster(2, 2, 20_500, dir.path()).await;
+    let api = api_of(&cluster, 1);
+    let second = cluster
+        .nodes
+        .iter()
+        .find(|node| node.id == 2)
+        .expect("node 2")
+        .clone();
+    wait_voters(&api, "region-0", &[1, 2]).await;
+
+    let removed = ledger(&["members", "remove", "--api", &api, "--id", "2"]).await;
+    assert!(removed.status.success(), "{removed:?}");
+    wait_voters(&api, "region-0", &[1]).await;
+    wait_voters(&api_of(&cluster, 3), "region-0", &[1]).await;
+
+    // The last node of a region stays: its log would have no voter.
+    let last = ledger(&["members", "remove", "--api", &api, "--id", "1"]).await;
+    let line = one_error_line(&last);
+    assert!(line.contains("did not make the change"), "{line}");
+    assert!(
+        String::from_utf8_lossy(&last.stdout).contains("LAST_VOTER"),
+        "{last:?}"
+    );
+    // Regions cannot be added to a running cluster.
+    let new_region = ledger(&[
+        "members",
+        "add",
+        "--api",
+        &api,
+        "--id",
+        "9",
+        "--region",
+        "5",
+        "--addr",
+        "127.0.0.1:1",
+        "--node-api",
+        "127.0.0.1:2",
+    ])
+    .await;
+    one_error_line(&new_region);
+    assert!(
+        String::from_utf8_lossy(&new_region.stdout).contains("UNKNOWN_REGION"),
+        "{new_region:?}"
+    );
+
+    let added = ledger(&[
+        "members",
+        "add",
+        "--api",
+        &api,
+        "--id",
+        "2",
+        "--region",
+        "0",
+        "--addr",
+        &second.raft,
+        "--node-api",
+        &second.api,
+        "--http",
+        &second.http,
+    ])
+    .await;
+    assert!(added.status.success(), "{added:?}");
+    assert!(
+        String::from_utf8_lossy(&added.stdout).contains("changed"),
+        "{added:?}"
+    );
+    wait_voters(&api, "region-0", &[1, 2]).await;
+    // It decides again: its region commits through it.
+    let client = ledger_node::client::Client::connect(&second.api)
+        .await
+        .expect("connects");
+    open_accounts(&client, &[10]).await;
+    cluster.stop().await;
+}

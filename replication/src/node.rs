@@ -9,7 +9,7 @@ use crate::types::{Applied, Group, Proposal, TypeConfig};
 use ledger_hlc::{Clock, DriftError, Hlc};
 use ledger_reservations::{Ledger, RegionId, Reject};
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, ReadPolicy, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -240,27 +240,51 @@ const MEMBERSHIP_WAIT_MAX: Duration = Duration::from_secs(30);
 const WIRE_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// Waits for a membership change of `group`, for at most `wait`.
-async fn membership_change<T>(
+async fn membership_change<T, Fut>(
     group: Group,
     wait: Duration,
-    change: impl Future<Output = Result<T, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>>,
-) -> Result<T, NodeError> {
-    match tokio::time::timeout(wait, change).await {
-        Ok(Ok(done)) => Ok(done),
-        Ok(Err(RaftError::Fatal(error))) => Err(NodeError::Fatal {
-            group,
-            reason: error.to_string(),
-        }),
-        Ok(Err(RaftError::APIError(error))) => Err(NodeError::Membership {
-            group,
-            reason: error.to_string(),
-        }),
-        Err(_) => Err(NodeError::MembershipUnconfirmed {
-            group,
-            waited: wait,
-        }),
+    change: impl Fn() -> Fut,
+) -> Result<T, NodeError>
+where
+    Fut: Future<Output = Result<T, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    let unconfirmed = || NodeError::MembershipUnconfirmed {
+        group,
+        waited: wait,
+    };
+    loop {
+        let Ok(answer) = tokio::time::timeout_at(deadline, change()).await else {
+            return Err(unconfirmed());
+        };
+        match answer {
+            Ok(done) => return Ok(done),
+            Err(RaftError::Fatal(error)) => {
+                return Err(NodeError::Fatal {
+                    group,
+                    reason: error.to_string(),
+                });
+            }
+            // Another change (the leader wiring a learner, say) has not
+            // committed yet: one at a time, so ask again once it has.
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(MEMBERSHIP_RETRY).await;
+            }
+            Err(RaftError::APIError(error)) => {
+                return Err(NodeError::Membership {
+                    group,
+                    reason: error.to_string(),
+                });
+            }
+        }
     }
 }
+
+/// How long a membership change waits before it asks again while another
+/// is in progress.
+const MEMBERSHIP_RETRY: Duration = Duration::from_millis(100);
 
 /// Why a proposal was not committed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -496,11 +520,11 @@ impl ReplicaNode {
             if !raft.is_leader() {
                 continue;
             }
-            let learner = raft.add_learner(node.id, BasicNode::new(&node.addr), true);
+            let learner = || raft.add_learner(node.id, BasicNode::new(&node.addr), true);
             membership_change(*group, MEMBERSHIP_WAIT_MAX, learner).await?;
             if layout.is_voter(*group, &node) {
-                let voters = BTreeSet::from([node.id]);
-                let change = raft.change_membership(ChangeMembers::AddVoterIds(voters), false);
+                let voters = || ChangeMembers::AddVoterIds(BTreeSet::from([node.id]));
+                let change = || raft.change_membership(voters(), false);
                 membership_change(*group, MEMBERSHIP_WAIT_MAX, change).await?;
             }
             changed.push(*group);
@@ -570,7 +594,7 @@ impl ReplicaNode {
                 // leader, and its call returns. Dropped outright, it would
                 // hear nothing and wait for ever. The next leader drops it.
                 let retain = *id == self.config.id;
-                let change = raft.change_membership(change, retain);
+                let change = || raft.change_membership(change.clone(), retain);
                 match membership_change(*group, MEMBERSHIP_WAIT_MAX, change).await {
                     Ok(_) => changed.push(*group),
                     Err(error) => errors.push(error),
@@ -663,7 +687,7 @@ impl ReplicaNode {
                 if known.contains(&id) {
                     continue;
                 }
-                let change = raft.add_learner(id, node, false);
+                let change = || raft.add_learner(id, node.clone(), false);
                 match membership_change(*group, WIRE_WAIT_MAX, change).await {
                     Ok(_) => added += 1,
                     Err(error @ NodeError::Fatal { .. }) => return Err(error),

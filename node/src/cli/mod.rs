@@ -6,6 +6,7 @@ mod account;
 mod bench;
 mod dev;
 mod health;
+mod members;
 mod node;
 mod pools;
 mod status;
@@ -44,6 +45,9 @@ pub enum Command {
     /// Whether a node is ready for its region's traffic (or live), by
     /// its HTTP port: for container health checks and probes.
     Health(health::HealthArgs),
+    /// Adds a node to the running cluster, or removes one.
+    #[command(subcommand)]
+    Members(members::MembersCommand),
     /// Reservation pools.
     #[command(subcommand)]
     Pools(pools::PoolsCommand),
@@ -59,6 +63,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Account(command) => account::run(command).await,
         Command::Transfer(args) => transfer::run(args).await,
         Command::Health(args) => health::run(args).await,
+        Command::Members(command) => members::run(command).await,
         Command::Pools(command) => pools::run(command).await,
         Command::Bench(args) => bench::run(args).await,
     }
