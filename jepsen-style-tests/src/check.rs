@@ -1,7 +1,7 @@
 //! The checkers: one invariant each, each reading only the history and the
 //! final reads of every node. A checker returns what it found wrong.
 
-use crate::history::{AccountRead, Attempts, History, Verdict};
+use crate::history::{AccountRead, Attempts, History, Outcome, Verdict};
 use crate::observe::Finals;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -30,6 +30,11 @@ pub const CHECKERS: &[Checker] = &[
         name: "not-negative",
         invariant: "no USER account is below zero in any read, in total, available, or any region's available or held",
         check: not_negative,
+    },
+    Checker {
+        name: "one-decision",
+        invariant: "every attempt of one id was answered alike: never acknowledged and refused, never acknowledged by two regions or at two places",
+        check: one_decision,
     },
     Checker {
         name: "acknowledged-kept",
@@ -116,8 +121,53 @@ fn not_negative(evidence: &Evidence) -> Vec<String> {
     wrong
 }
 
-fn acknowledged_kept(evidence: &Evidence) -> Vec<String> {
+fn one_decision(evidence: &Evidence) -> Vec<String> {
     let mut wrong = Vec::new();
+    for attempts in evidence.history.transfers.values() {
+        let mut decided = attempts
+            .outcomes
+            .iter()
+            .flatten()
+            .filter_map(|outcome| match outcome {
+                Outcome::Ok {
+                    decided_by, index, ..
+                } => Some(format!("applied by region {decided_by} at {index}")),
+                Outcome::Refused { code } => Some(format!("refused {code}")),
+                Outcome::NotSent { .. } | Outcome::Unknown { .. } => None,
+            });
+        let Some(first) = decided.next() else {
+            continue;
+        };
+        // A refusal may be repeated (the same answer to a retry); an
+        // acknowledgement must name one place; the two never meet.
+        let acknowledged = first.starts_with("applied");
+        for other in decided {
+            let differs = if acknowledged {
+                other != first
+            } else {
+                other.starts_with("applied")
+            };
+            if differs {
+                wrong.push(format!("{}: {first}, then {other}", attempts.transfer.id));
+            }
+        }
+    }
+    wrong
+}
+
+/// Every node of the layout that gave no final view: what a checker of the
+/// final views cannot vouch for.
+fn unseen(evidence: &Evidence) -> Vec<String> {
+    evidence
+        .finals
+        .absent
+        .iter()
+        .map(|(node, why)| format!("node {node} gave no final view: {why}"))
+        .collect()
+}
+
+fn acknowledged_kept(evidence: &Evidence) -> Vec<String> {
+    let mut wrong = unseen(evidence);
     for attempts in evidence.history.with_verdict(Verdict::Acknowledged) {
         let sent = &attempts.transfer;
         for node in &evidence.finals.nodes {
@@ -141,7 +191,7 @@ fn acknowledged_kept(evidence: &Evidence) -> Vec<String> {
 }
 
 fn refused_absent(evidence: &Evidence) -> Vec<String> {
-    let mut wrong = Vec::new();
+    let mut wrong = unseen(evidence);
     for verdict in [Verdict::Refused, Verdict::NotSent] {
         for attempts in evidence.history.with_verdict(verdict) {
             for node in &evidence.finals.nodes {
@@ -158,7 +208,7 @@ fn refused_absent(evidence: &Evidence) -> Vec<String> {
 }
 
 fn balances_explained(evidence: &Evidence) -> Vec<String> {
-    let mut wrong = Vec::new();
+    let mut wrong = unseen(evidence);
     for node in &evidence.finals.nodes {
         let mut expected: BTreeMap<&str, Decimal> = BTreeMap::new();
         let held = evidence
@@ -219,15 +269,28 @@ mod tests {
     use super::*;
     use crate::history::{Entry, Event, Outcome, Transfer};
     use crate::observe::{Found, NodeFinal};
+    use ledger_proto::v1 as api;
 
+    /// An account as a node answers it, read the way the workload reads it.
     fn account(id: &str, kind: &str, total: &str) -> AccountRead {
-        AccountRead {
+        let kind = match kind {
+            "USER" => api::AccountKind::User,
+            "EXTERNAL" => api::AccountKind::External,
+            _ => api::AccountKind::System,
+        };
+        AccountRead::of(&api::AccountView {
             id: id.into(),
-            kind: kind.into(),
+            kind: kind as i32,
             total: total.into(),
             available: total.into(),
-            regions: vec![(0, total.into(), "0.00".into())],
-        }
+            regions: vec![api::RegionBalance {
+                region: 0,
+                available: total.into(),
+                held: "0.00".into(),
+                as_of_index: 1,
+            }],
+            ..Default::default()
+        })
     }
 
     fn transfer(id: &str, amount: &str) -> Transfer {
@@ -285,6 +348,7 @@ mod tests {
         };
         let finals = Finals {
             nodes: vec![node(1), node(2)],
+            absent: Vec::new(),
             converged: true,
             difference: String::new(),
         };
@@ -376,6 +440,36 @@ mod tests {
             ];
         }
         assert_eq!(failing(entries, &finals), ["balances-explained"]);
+
+        // A node that gave no final view is not vouched for.
+        let (entries, mut finals) = world();
+        finals.nodes.pop();
+        finals.absent.push((2, "cannot reach it".into()));
+        let failed = failing(entries, &finals);
+        assert_eq!(
+            failed,
+            ["acknowledged-kept", "refused-absent", "balances-explained"]
+        );
+
+        // One id acknowledged, and refused on a retry.
+        let (mut entries, finals) = world();
+        for (op, event) in [
+            ("4", Event::Invoke(transfer("kept", "10.00"))),
+            (
+                "4",
+                Event::Complete(Outcome::Refused {
+                    code: "INSUFFICIENT_FUNDS".into(),
+                }),
+            ),
+        ] {
+            entries.push(Entry {
+                op: op.into(),
+                time_ns: 0,
+                region: 0,
+                event,
+            });
+        }
+        assert_eq!(failing(entries, &finals), ["one-decision"]);
 
         // Views that never agreed.
         let (entries, mut finals) = world();

@@ -73,6 +73,7 @@ pub struct Read {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountRead {
     pub id: String,
+    /// USER, EXTERNAL or SYSTEM.
     pub kind: String,
     pub total: String,
     pub available: String,
@@ -84,7 +85,7 @@ impl AccountRead {
     pub fn of(view: &ledger_proto::v1::AccountView) -> Self {
         Self {
             id: view.id.clone(),
-            kind: view.kind().as_str_name().to_owned(),
+            kind: kind_name(view.kind()).to_owned(),
             total: view.total.clone(),
             available: view.available.clone(),
             regions: view
@@ -94,6 +95,13 @@ impl AccountRead {
                 .collect(),
         }
     }
+}
+
+/// An account kind as the API's clients name it (`USER`), not as protobuf
+/// names the enum's value (`ACCOUNT_KIND_USER`).
+pub fn kind_name(kind: ledger_proto::v1::AccountKind) -> &'static str {
+    let name = kind.as_str_name();
+    name.strip_prefix("ACCOUNT_KIND_").unwrap_or(name)
 }
 
 pub fn now_ns() -> u128 {
@@ -109,6 +117,7 @@ pub struct Recorder {
     file: Mutex<std::fs::File>,
     nonce: u64,
     count: std::sync::atomic::AtomicU64,
+    lost: std::sync::atomic::AtomicU64,
 }
 
 impl Recorder {
@@ -122,6 +131,7 @@ impl Recorder {
             file: Mutex::new(file),
             nonce: crate::rng::Rng::new(now_ns() as u64 ^ u64::from(std::process::id())).next_u64(),
             count: std::sync::atomic::AtomicU64::new(0),
+            lost: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -138,7 +148,20 @@ impl Recorder {
         format!("{:016x}-{n}", self.nonce)
     }
 
+    /// Lines that could not be written: a run with any cannot be checked.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn record(&self, op: &str, region: u32, event: Event) -> anyhow::Result<()> {
+        let written = self.write(op, region, event);
+        if written.is_err() {
+            self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn write(&self, op: &str, region: u32, event: Event) -> anyhow::Result<()> {
         let entry = Entry {
             op: op.to_owned(),
             time_ns: now_ns(),

@@ -59,6 +59,9 @@ enum BankCommand {
         /// The largest amount of a transfer, in cents.
         #[arg(long, default_value_t = 2_000)]
         max_cents: u64,
+        /// Stop before the seconds are over once this file exists.
+        #[arg(long)]
+        stop_file: Option<PathBuf>,
         /// Fail unless every region that got load acknowledged transfers
         /// (a region cut off must keep spending its own pools).
         #[arg(long)]
@@ -124,6 +127,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let cluster = Cluster::discover(&run.api).await?;
             let recorder = Recorder::append_to(&run.history)?;
             bank::setup(&cluster, &run.bank(), &funds, &recorder).await?;
+            complete(&recorder)?;
             println!(
                 "setup: {} users funded with {funds} in each of {} regions",
                 run.users,
@@ -137,6 +141,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             clients,
             regions,
             max_cents,
+            stop_file,
             every_region_acknowledges,
         } => {
             let cluster = Cluster::discover(&run.api).await?;
@@ -147,8 +152,10 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 regions,
                 max_cents,
                 read_every: 10,
+                stop_file,
             };
-            let counts = workload::run(&cluster, &run.bank(), &options, recorder).await?;
+            let counts = workload::run(&cluster, &run.bank(), &options, recorder.clone()).await?;
+            complete(&recorder)?;
             let mut passed = true;
             for (region, counts) in &counts {
                 println!(
@@ -173,6 +180,15 @@ async fn run(command: Command) -> anyhow::Result<bool> {
     }
 }
 
+/// Fails a step whose history is not whole: its checks would vouch for
+/// calls they cannot see.
+fn complete(recorder: &Recorder) -> anyhow::Result<()> {
+    match recorder.lost() {
+        0 => Ok(()),
+        lost => anyhow::bail!("{lost} history lines were not written: this run cannot be checked"),
+    }
+}
+
 async fn check(run: &Common, within: Duration) -> anyhow::Result<bool> {
     let cluster = Cluster::discover(&run.api).await?;
     let history = History::read(&run.history)?;
@@ -183,11 +199,12 @@ async fn check(run: &Common, within: Duration) -> anyhow::Result<bool> {
         finals: &finals,
     };
     println!(
-        "check: {} history lines, {} transfer ids, {} reads, {} nodes",
+        "check: {} history lines, {} transfer ids, {} reads, {} of {} nodes read",
         history.lines,
         ids.len(),
         history.reads.len(),
-        finals.nodes.len()
+        finals.nodes.len(),
+        cluster.nodes().len()
     );
     let mut passed = true;
     for (checker, wrong) in check_all(&evidence) {

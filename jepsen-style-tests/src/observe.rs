@@ -32,6 +32,8 @@ pub struct Found {
 #[derive(Debug, Clone)]
 pub struct Finals {
     pub nodes: Vec<NodeFinal>,
+    /// The nodes of the layout that gave no view, and why.
+    pub absent: Vec<(u64, String)>,
     /// Every node answered with the same figures having applied the same
     /// index of every region's log, within the wait.
     pub converged: bool,
@@ -53,11 +55,19 @@ pub async fn finals(
         let difference = difference(&views);
         if difference.is_empty() || tokio::time::Instant::now() >= deadline {
             let mut nodes = Vec::new();
-            for view in views.into_iter().flatten() {
-                nodes.push(with_transfers(view, cluster, ids).await?);
+            let mut absent = Vec::new();
+            for (node, view) in cluster.nodes().iter().zip(views) {
+                match view {
+                    Ok(view) => match with_transfers(view, cluster, ids).await {
+                        Ok(view) => nodes.push(view),
+                        Err(error) => absent.push((node.id, format!("{error:#}"))),
+                    },
+                    Err(why) => absent.push((node.id, why)),
+                }
             }
             return Ok(Finals {
                 nodes,
+                absent,
                 converged: difference.is_empty(),
                 difference,
             });

@@ -23,6 +23,14 @@ pub struct RunOptions {
     pub max_cents: u64,
     /// A read of every account after this many transfers of a client.
     pub read_every: u64,
+    /// Stop sending, before `seconds` are over, once this file exists.
+    pub stop_file: Option<std::path::PathBuf>,
+}
+
+impl RunOptions {
+    fn stopped(&self) -> bool {
+        self.stop_file.as_ref().is_some_and(|file| file.exists())
+    }
 }
 
 /// What a run's calls came to, per region.
@@ -108,7 +116,7 @@ async fn client_loop(
     let mut rng = Rng::new(seed);
     let mut counts = Counts::default();
     let mut sent = 0u64;
-    while tokio::time::Instant::now() < deadline {
+    while tokio::time::Instant::now() < deadline && !options.stopped() {
         let debit = rng.below(users.len() as u64) as usize;
         let credit = (debit + 1 + rng.below(users.len() as u64 - 1) as usize) % users.len();
         let cents = 1 + rng.below(options.max_cents.max(1));
@@ -270,6 +278,11 @@ async fn read(client: &mut RegionClient, bank: &Bank, recorder: &Recorder) -> bo
         client.reset();
         return false;
     };
+    // A read that lacks an account (the control log has not reached the
+    // node yet) is not a read of the whole run: left out.
+    if !response.missing.is_empty() {
+        return false;
+    }
     let read = Read {
         node: client.node(),
         accounts: response.accounts.iter().map(AccountRead::of).collect(),

@@ -153,6 +153,15 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(address: &str) -> Result<Self, ClientError> {
+        Self::connect_with_deadline(address, CALL_TIMEOUT).await
+    }
+
+    /// A client whose every call may take up to `deadline` (a membership
+    /// change waits for a learner to catch up).
+    pub async fn connect_with_deadline(
+        address: &str,
+        deadline: Duration,
+    ) -> Result<Self, ClientError> {
         let connect_error = |reason: String| ClientError::Connect {
             address: address.to_owned(),
             reason,
@@ -161,11 +170,11 @@ impl Client {
             .map_err(|error| connect_error(with_causes(&error)))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
-            .timeout(CALL_TIMEOUT)
+            .timeout(deadline)
             // A connection that died without a word (a cut network) is
             // found by an unanswered ping and replaced, not waited on.
-            .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true)
             .connect()
             .await
@@ -424,31 +433,27 @@ impl Client {
         Ok(admin.rebalance(request).await?.into_inner())
     }
 
-    /// Adds a node as this node sees it (call it on every node).
+    /// Adds a node as this node sees it (call it on every node, through a
+    /// client connected with [`MEMBERSHIP_CALL_TIMEOUT`]).
     pub async fn add_member(
         &self,
         request: api::AddMemberRequest,
     ) -> Result<api::MembershipResponse, ClientError> {
         let mut admin = self.admin.clone();
-        let mut request = tonic::Request::new(request);
-        // A new learner catches up before it becomes a voter: 30 s per
-        // change at most, two changes per group.
-        request.set_timeout(MEMBERSHIP_CALL_TIMEOUT);
         Ok(admin.add_member(request).await?.into_inner())
     }
 
     /// Removes a node as this node sees it (call it on every node).
     pub async fn remove_member(&self, id: u64) -> Result<api::MembershipResponse, ClientError> {
         let mut admin = self.admin.clone();
-        let mut request = tonic::Request::new(api::RemoveMemberRequest { id });
-        request.set_timeout(MEMBERSHIP_CALL_TIMEOUT);
+        let request = api::RemoveMemberRequest { id };
         Ok(admin.remove_member(request).await?.into_inner())
     }
 }
 
 /// Deadline of a membership call: a node may lead every group, and each
-/// change waits up to 30 s.
-const MEMBERSHIP_CALL_TIMEOUT: Duration = Duration::from_secs(180);
+/// change waits up to 30 s (a new learner catches up before it votes).
+pub const MEMBERSHIP_CALL_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn control_redirect(response: &api::ChangeAccountStatusResponse) -> Redirect {
     redirect_of(

@@ -63,6 +63,8 @@ pub enum SettingsError {
     Parse(#[from] toml::de::Error),
     #[error(transparent)]
     Replication(#[from] ConfigError),
+    #[error("invalid configuration: LEDGER_NODE_NAME {name:?} {reason}")]
+    NodeName { name: String, reason: &'static str },
     #[error("invalid configuration: {field} {reason}")]
     Invalid {
         field: &'static str,
@@ -87,14 +89,29 @@ impl NodeSettings {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, SettingsError> {
         let mut settings: Self = toml::from_str(text)?;
-        if let Some(value) = env("LEDGER_NODE_ID") {
-            settings.replication.node_id =
-                value.trim().parse().map_err(|_| SettingsError::Invalid {
+        match (env("LEDGER_NODE_ID"), env("LEDGER_NODE_NAME")) {
+            (Some(_), Some(_)) => {
+                return Err(SettingsError::Invalid {
                     field: "LEDGER_NODE_ID",
-                    reason: "must be a node id of the layout (a whole number)",
-                })?;
-        } else if let Some(name) = env("LEDGER_NODE_NAME") {
-            settings.replication.node_id = settings.node_named(&name)?;
+                    reason: "and LEDGER_NODE_NAME are both set; set one",
+                });
+            }
+            (Some(value), None) => {
+                settings.replication.node_id =
+                    value.trim().parse().map_err(|_| SettingsError::Invalid {
+                        field: "LEDGER_NODE_ID",
+                        reason: "must be a node id of the layout (a whole number)",
+                    })?;
+            }
+            (None, Some(name)) => settings.replication.node_id = settings.node_named(&name)?,
+            (None, None) => {}
+        }
+        if settings.replication.node_id == 0 {
+            return Err(SettingsError::Invalid {
+                field: "node_id",
+                reason: "is 0: these settings name no node (a file shared by every node); \
+                         set LEDGER_NODE_ID or LEDGER_NODE_NAME",
+            });
         }
         if let Some(value) = env("LEDGER_API_LISTEN") {
             settings.api_listen = value;
@@ -124,26 +141,50 @@ impl NodeSettings {
         Ok(settings)
     }
 
-    /// The id of the layout's node whose Raft address has host `name`, or
-    /// whose host's first label is `name`.
+    /// The id of the layout's node whose Raft address has host `name`
+    /// exactly, or else whose host name's first label is `name` (a pod's
+    /// name in its DNS name); an IP address is matched whole only.
     fn node_named(&self, name: &str) -> Result<u64, SettingsError> {
-        let named = |addr: &str| {
-            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-            host == name || host.split('.').next() == Some(name)
-        };
-        let mut matching = self
-            .replication
-            .nodes
-            .iter()
-            .filter(|node| !name.is_empty() && named(&node.addr));
-        match (matching.next(), matching.next()) {
-            (Some(node), None) => Ok(node.id),
-            (None, _) => Err(SettingsError::Invalid {
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() {
+            return Err(SettingsError::Invalid {
                 field: "LEDGER_NODE_NAME",
+                reason: "is empty",
+            });
+        }
+        let host = |addr: &str| {
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase()
+        };
+        let nodes = &self.replication.nodes;
+        let exact: Vec<u64> = nodes
+            .iter()
+            .filter(|node| host(&node.addr) == name)
+            .map(|node| node.id)
+            .collect();
+        let named = if exact.is_empty() {
+            nodes
+                .iter()
+                .filter(|node| {
+                    let host = host(&node.addr);
+                    host.parse::<std::net::IpAddr>().is_err()
+                        && host.split('.').next() == Some(name.as_str())
+                })
+                .map(|node| node.id)
+                .collect()
+        } else {
+            exact
+        };
+        match named.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(SettingsError::NodeName {
+                name,
                 reason: "names no node of the layout (no Raft address has that host)",
             }),
-            (Some(_), Some(_)) => Err(SettingsError::Invalid {
-                field: "LEDGER_NODE_NAME",
+            _ => Err(SettingsError::NodeName {
+                name,
                 reason: "names several nodes of the layout",
             }),
         }
@@ -200,7 +241,21 @@ api = "127.0.0.1:7101"
         assert_eq!(pod.replication.node_id, 3);
         let host = NodeSettings::from_toml(&pods, by_name("ledger-us-0.ledger-us.ledger.svc"));
         assert_eq!(host.expect("valid").replication.node_id, 3);
-        for name in ["ledger-us-1", "ledger-us", ""] {
+        let upper = NodeSettings::from_toml(&pods, by_name(" LEDGER-US-0 ")).expect("valid");
+        assert_eq!(upper.replication.node_id, 3);
+        let error = NodeSettings::from_toml(&pods, by_name("")).expect_err("refused");
+        assert!(error.to_string().contains("empty"), "{error}");
+        // An address is matched whole, never by its first number.
+        let error = NodeSettings::from_toml(&three, by_name("127")).expect_err("refused");
+        assert!(error.to_string().contains("names no node"), "{error}");
+        let both = |key: &str| match key {
+            "LEDGER_NODE_ID" => Some("3".to_owned()),
+            "LEDGER_NODE_NAME" => Some("ledger-us-0".to_owned()),
+            _ => None,
+        };
+        let error = NodeSettings::from_toml(&pods, both).expect_err("refused");
+        assert!(error.to_string().contains("set one"), "{error}");
+        for name in ["ledger-us-1", "ledger-us"] {
             let error = NodeSettings::from_toml(&pods, by_name(name)).expect_err("refused");
             assert!(
                 error.to_string().contains("names no node"),
@@ -265,7 +320,12 @@ api = "127.0.0.1:7101"
             ),
         ];
         for (text, nodes) in compose {
-            let settings = NodeSettings::from_toml(text, |_| None).expect("parses");
+            // A shared file names no node: a container that does not say
+            // which it is is refused.
+            let error = NodeSettings::from_toml(text, |_| None).expect_err("refused");
+            assert!(error.to_string().contains("name no node"), "{error}");
+            let first = |key: &str| (key == "LEDGER_NODE_ID").then(|| "1".to_owned());
+            let settings = NodeSettings::from_toml(text, first).expect("parses");
             assert_eq!(settings.replication.nodes.len(), nodes);
             for node in &settings.replication.nodes {
                 let id = node.id.to_string();
@@ -283,8 +343,13 @@ api = "127.0.0.1:7101"
             .skip(1)
             .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
             .collect();
-        let settings = NodeSettings::from_toml(&text, |_| None).expect("the ConfigMap's file");
+        let first = |key: &str| (key == "LEDGER_NODE_NAME").then(|| "ledger-eu-0".to_owned());
+        let settings = NodeSettings::from_toml(&text, first).expect("the ConfigMap's file");
         assert_eq!(settings.replication.nodes.len(), 9);
+        assert!(
+            NodeSettings::from_toml(&text, |_| None).is_err(),
+            "no node named"
+        );
         for (region, name) in ["eu", "us", "ap"].iter().enumerate() {
             for ordinal in 0..3 {
                 let pod = format!("ledger-{name}-{ordinal}");

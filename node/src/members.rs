@@ -4,14 +4,19 @@
 
 use crate::runtime::NodeHandle;
 use ledger_proto::v1 as api;
-use ledger_replication::{NodeConfig, NodeError};
+use ledger_replication::{Group, NodeConfig, NodeError};
 use ledger_reservations::RegionId;
 use tonic::Status;
+
+/// One membership change at a time on this node: the checks below and the
+/// change they allow must not interleave with another's.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub async fn add(
     node: &NodeHandle,
     request: api::AddMemberRequest,
 ) -> Result<api::MembershipResponse, Status> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let replica = &node.replica;
     let layout = replica.layout();
     let invalid = |reason: String| Status::invalid_argument(format!("INVALID_FIELD: {reason}"));
@@ -39,11 +44,22 @@ pub async fn add(
         }
     }
     if let Some(known) = layout.nodes.iter().find(|known| known.id == request.id)
-        && known.region != region
+        && (known.region, &known.addr, &known.api, &known.http)
+            != (region, &request.addr, &request.api, &request.http)
     {
         return Err(invalid(format!(
-            "id: node {} is in region {}; a node never changes region",
-            request.id, known.region.0
+            "id: node {} is known in region {} at {} (api {}, http {:?}); a node keeps its \
+             region and addresses: remove it first to add it anew",
+            request.id, known.region.0, known.addr, known.api, known.http
+        )));
+    }
+    // Two ids at one address would be one process voting as two.
+    if let Some(other) = layout.nodes.iter().find(|other| {
+        other.id != request.id && (other.addr == request.addr || other.api == request.api)
+    }) {
+        return Err(invalid(format!(
+            "addr: node {} already listens at {} (api {})",
+            other.id, other.addr, other.api
         )));
     }
     let config = NodeConfig {
@@ -64,27 +80,48 @@ pub async fn remove(
     node: &NodeHandle,
     request: api::RemoveMemberRequest,
 ) -> Result<api::MembershipResponse, Status> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let replica = &node.replica;
     let layout = replica.layout();
-    if let Some(known) = layout.nodes.iter().find(|known| known.id == request.id) {
-        let in_region = layout
-            .nodes
-            .iter()
-            .filter(|other| other.region == known.region)
-            .count();
-        if in_region <= 1 {
-            return Err(Status::failed_precondition(format!(
-                "LAST_VOTER: node {} is the only node of region {}, whose log would have no \
-                 voter left; add another node to the region first",
-                request.id, known.region.0
-            )));
+    let id = request.id;
+    let known = layout.nodes.iter().find(|known| known.id == id);
+    // Regions first: a region's last voter is the refusal that matters most.
+    let mut voter_of: Vec<Group> = layout
+        .groups()
+        .into_iter()
+        .filter(|group| replica.voters(*group).contains(&id))
+        .collect();
+    voter_of.sort_by_key(|group| matches!(group, Group::Control));
+    if known.is_none() && voter_of.is_empty() {
+        return Err(Status::not_found(format!(
+            "NODE_NOT_FOUND: node {id} is neither in the layout nor a voter here"
+        )));
+    }
+    for group in &voter_of {
+        let voters = replica.voters(*group);
+        let left = voters.len() - 1;
+        let refusal = match group {
+            Group::Region(region) if left == 0 => Some(format!(
+                "LAST_VOTER: node {id} is the only voter of region {}, whose log would have \
+                 none; add another node to the region first",
+                region.0
+            )),
+            Group::Control if left < voters.len().min(3) => Some(format!(
+                "CONTROL_VOTER: node {id} votes in the control log, which would be left \
+                 with {left}; add another control voter first (ledger members add \
+                 --control-voter)"
+            )),
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            return Err(Status::failed_precondition(refusal));
         }
     }
-    let groups = replica.remove_member(request.id).await.map_err(failed)?;
+    let groups = replica.remove_member(id).await.map_err(failed)?;
     Ok(answer(groups))
 }
 
-fn answer(groups: Vec<ledger_replication::Group>) -> api::MembershipResponse {
+fn answer(groups: Vec<Group>) -> api::MembershipResponse {
     api::MembershipResponse {
         groups: groups.into_iter().map(|group| group.name()).collect(),
     }
@@ -95,15 +132,22 @@ fn failed(error: NodeError) -> Status {
         NodeError::MembershipUnconfirmed { .. } => {
             Status::deadline_exceeded(format!("MEMBERSHIP_UNCONFIRMED: {error}; ask again"))
         }
-        other => Status::unavailable(format!("MEMBERSHIP_FAILED: {other}; ask again")),
+        // Raft refused the change (leadership moved, or the membership it
+        // would make is not one): the message says which.
+        NodeError::Membership { .. } => Status::aborted(format!("MEMBERSHIP_REFUSED: {error}")),
+        other => Status::internal(format!("MEMBERSHIP_FAILED: {other}")),
     }
 }
 
-/// `host:port`, with a port that is a number.
+/// `host:port` as the transport dials it (an authority, nothing more),
+/// with a port that is not 0.
 fn is_host_port(text: &str) -> bool {
-    text.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && !host.contains(char::is_whitespace) && port.parse::<u16>().is_ok()
-    })
+    text.parse::<tonic::codegen::http::uri::Authority>()
+        .is_ok_and(|authority| {
+            authority.as_str() == text
+                && !authority.host().is_empty()
+                && authority.port_u16().is_some_and(|port| port != 0)
+        })
 }
 
 #[cfg(test)]

@@ -165,6 +165,42 @@ async fn a_node_is_removed_from_its_region_and_added_back() {
         String::from_utf8_lossy(&last.stdout).contains("LAST_VOTER"),
         "{last:?}"
     );
+    // Nor a control voter that would leave the control log two of three
+    // votes: another is added first.
+    let control = ledger(&["members", "remove", "--api", &api, "--id", "3"]).await;
+    one_error_line(&control);
+    assert!(
+        String::from_utf8_lossy(&control.stdout).contains("CONTROL_VOTER"),
+        "{control:?}"
+    );
+    let unknown = ledger(&["members", "remove", "--api", &api, "--id", "42"]).await;
+    one_error_line(&unknown);
+    assert!(
+        String::from_utf8_lossy(&unknown.stdout).contains("NODE_NOT_FOUND"),
+        "{unknown:?}"
+    );
+    // Two ids at one address would be one process voting twice.
+    let third = cluster.nodes.iter().find(|node| node.id == 3).expect("3");
+    let twice = ledger(&[
+        "members",
+        "add",
+        "--api",
+        &api,
+        "--id",
+        "9",
+        "--region",
+        "1",
+        "--addr",
+        &third.raft,
+        "--node-api",
+        "127.0.0.1:2",
+    ])
+    .await;
+    one_error_line(&twice);
+    assert!(
+        String::from_utf8_lossy(&twice.stdout).contains("already listens"),
+        "{twice:?}"
+    );
     // Regions cannot be added to a running cluster.
     let new_region = ledger(&[
         "members",

@@ -36,9 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// that died without a word (a network cut and healed, a peer that came
 /// back at another address) is kept for ever and every RPC on it times out:
 /// the deploy test saw a region's log stop reaching two regions after its
-/// node was reconnected.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// node was reconnected. The timeout is long enough for a ping's answer
+/// queued behind a snapshot on a slow link between regions.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn to_wire(group: Group) -> wire::Group {
     wire::Group {

@@ -96,7 +96,9 @@ impl Layout {
             .collect()
     }
 
-    fn control_voters(&self) -> BTreeSet<u64> {
+    /// The voters of the control group: those listed, else the lowest-id
+    /// node of each region.
+    pub fn control_voter_ids(&self) -> BTreeSet<u64> {
         if !self.control_voters.is_empty() {
             return self.control_voters.iter().copied().collect();
         }
@@ -111,7 +113,7 @@ impl Layout {
     fn is_voter(&self, group: Group, node: &NodeConfig) -> bool {
         match group {
             Group::Region(region) => node.region == region,
-            Group::Control => self.control_voters().contains(&node.id),
+            Group::Control => self.control_voter_ids().contains(&node.id),
         }
     }
 
@@ -279,6 +281,14 @@ where
                 });
             }
         }
+    }
+}
+
+/// Lists the control group's voters in the layout if it left them to the
+/// default (the lowest id of each region).
+fn freeze_control_voters(layout: &mut Layout) {
+    if layout.control_voters.is_empty() {
+        layout.control_voters = layout.control_voter_ids().into_iter().collect();
     }
 }
 
@@ -504,13 +514,14 @@ impl ReplicaNode {
                 .layout
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // The control group's voters stay who they are: listed before
+            // the layout changes, so that a node added or removed never
+            // makes another one a control voter by being the lowest id.
+            freeze_control_voters(&mut layout);
             layout.nodes.retain(|known| known.id != node.id);
             layout.nodes.push(node.clone());
             self.removed_lock().remove(&node.id);
             if control_voter && !layout.control_voters.contains(&node.id) {
-                if layout.control_voters.is_empty() {
-                    layout.control_voters = layout.control_voters().into_iter().collect();
-                }
                 layout.control_voters.push(node.id);
             }
             layout.clone()
@@ -543,6 +554,7 @@ impl ReplicaNode {
                 .layout
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            freeze_control_voters(&mut layout);
             layout.nodes.retain(|known| known.id != id);
             layout.control_voters.retain(|voter| *voter != id);
         }

@@ -9,9 +9,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Args)]
 pub struct HealthArgs {
-    /// The node's HTTP address (`http_listen`).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    http: String,
+    /// The node's HTTP address; by default where `LEDGER_HTTP_LISTEN` says
+    /// it listens (an unspecified address asked on loopback), else
+    /// 127.0.0.1:8080.
+    #[arg(long)]
+    http: Option<String>,
     /// Only whether the node answers (`/health/live`), not whether it can
     /// take its region's traffic (`/health/ready`).
     #[arg(long)]
@@ -29,15 +31,36 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
     } else {
         "/health/ready"
     };
-    let answer = tokio::time::timeout(DEADLINE, get(&args.http, path))
+    let address = args
+        .http
+        .unwrap_or_else(|| own_address(std::env::var("LEDGER_HTTP_LISTEN").ok().as_deref()));
+    let answer = tokio::time::timeout(DEADLINE, get(&address, path))
         .await
-        .with_context(|| format!("{} did not answer {path} within 3 s", args.http))??;
+        .with_context(|| format!("{address} did not answer {path} within 3 s"))??;
     let (status, body) = parse(&answer)?;
     if status == 200 {
         println!("{}", body.trim());
         Ok(())
     } else {
         anyhow::bail!("{path} answered {status}: {}", body.trim())
+    }
+}
+
+/// Where to ask a node on this machine that listens at `listen`.
+fn own_address(listen: Option<&str>) -> String {
+    let Some(listen) = listen else {
+        return "127.0.0.1:8080".to_owned();
+    };
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(address) if address.ip().is_unspecified() => {
+            let loopback = if address.is_ipv4() {
+                std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+            } else {
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+            };
+            std::net::SocketAddr::new(loopback, address.port()).to_string()
+        }
+        _ => listen.to_owned(),
     }
 }
 
@@ -69,7 +92,16 @@ fn parse(answer: &[u8]) -> anyhow::Result<(u16, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{own_address, parse};
+
+    #[test]
+    fn a_node_is_asked_where_it_listens() {
+        assert_eq!(own_address(None), "127.0.0.1:8080");
+        assert_eq!(own_address(Some("0.0.0.0:9090")), "127.0.0.1:9090");
+        assert_eq!(own_address(Some("[::]:9090")), "[::1]:9090");
+        assert_eq!(own_address(Some("10.1.2.3:80")), "10.1.2.3:80");
+        assert_eq!(own_address(Some("node-1:80")), "node-1:80");
+    }
 
     #[test]
     fn an_answer_gives_its_status_and_body() {

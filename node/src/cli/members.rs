@@ -6,7 +6,7 @@
 
 use super::{Endpoint, print_json};
 use clap::Subcommand;
-use ledger_node::client::Client;
+use ledger_node::client::{Client, MEMBERSHIP_CALL_TIMEOUT};
 use ledger_proto::v1 as api;
 
 #[derive(Subcommand)]
@@ -73,7 +73,12 @@ pub async fn run(command: MembersCommand) -> anyhow::Result<()> {
     let status = endpoint.connect().await?.status().await?;
     let mut answers = Vec::new();
     for node in &status.nodes {
-        let answer = match Client::connect(&node.api).await {
+        // The node removed is not asked: it is often dead, the usual
+        // reason to remove it, and it has no part in its removal.
+        if matches!(change, Change::Remove(id) if id == node.id) {
+            continue;
+        }
+        let answer = match Client::connect_with_deadline(&node.api, MEMBERSHIP_CALL_TIMEOUT).await {
             Ok(client) => change.ask(&client).await,
             Err(error) => Err(error.to_string()),
         };

@@ -18,14 +18,25 @@ pub struct NodeArgs {
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let settings = NodeSettings::from_file(&args.config)?;
     let id = settings.replication.node_id;
-    let running = runtime::start(settings, |handle, listener| {
+    // Watched from the start: a node asked to stop while it opens and
+    // replays its log stops then, instead of being killed after the grace
+    // period (as a container's first process it has no default handler).
+    let terminated = terminated();
+    tokio::pin!(terminated);
+    let starting = runtime::start(settings, |handle, listener| {
         Api::new(handle).serve(listener)
-    })
-    .await?;
+    });
+    let running = tokio::select! {
+        running = starting => running?,
+        () = &mut terminated => {
+            tracing::info!(node = id, "asked to stop while starting");
+            return Ok(());
+        }
+    };
     tracing::info!(node = id, "running");
     let fatal = tokio::select! {
         _ = tokio::signal::ctrl_c() => None,
-        () = terminated() => None,
+        () = &mut terminated => None,
         () = stdin_closed(args.exit_on_stdin_close) => None,
         fatal = running.fatal() => Some(fatal),
     };
@@ -39,9 +50,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 /// Done when the process is asked to stop (SIGTERM: `docker stop`, a
-/// Kubernetes pod ending). As a container's first process the node has no
-/// default handler for it, so without this it would be killed after the
-/// grace period instead of stopping cleanly.
+/// Kubernetes pod ending).
 async fn terminated() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut signal) => {
