@@ -33,7 +33,7 @@ pub const CHECKERS: &[Checker] = &[
     },
     Checker {
         name: "one-decision",
-        invariant: "every attempt of one id was answered alike: never acknowledged and refused, never acknowledged by two regions or at two places",
+        invariant: "an id is applied once: never refused once acknowledged, never acknowledged by two regions, never answered as new twice",
         check: one_decision,
     },
     Checker {
@@ -124,31 +124,49 @@ fn not_negative(evidence: &Evidence) -> Vec<String> {
 fn one_decision(evidence: &Evidence) -> Vec<String> {
     let mut wrong = Vec::new();
     for attempts in evidence.history.transfers.values() {
-        let mut decided = attempts
-            .outcomes
-            .iter()
-            .flatten()
-            .filter_map(|outcome| match outcome {
-                Outcome::Ok {
-                    decided_by, index, ..
-                } => Some(format!("applied by region {decided_by} at {index}")),
-                Outcome::Refused { code } => Some(format!("refused {code}")),
-                Outcome::NotSent { .. } | Outcome::Unknown { .. } => None,
-            });
-        let Some(first) = decided.next() else {
-            continue;
-        };
-        // A refusal may be repeated (the same answer to a retry); an
-        // acknowledgement must name one place; the two never meet.
-        let acknowledged = first.starts_with("applied");
-        for other in decided {
-            let differs = if acknowledged {
-                other != first
-            } else {
-                other.starts_with("applied")
-            };
-            if differs {
-                wrong.push(format!("{}: {first}, then {other}", attempts.transfer.id));
+        let id = &attempts.transfer.id;
+        // The first acknowledgement: the region that decided it, and where
+        // its entry is when the answer says it was new.
+        let mut applied: Option<(u32, Option<u64>)> = None;
+        for outcome in attempts.outcomes.iter().flatten() {
+            match (outcome, applied) {
+                (
+                    Outcome::Ok {
+                        decided_by,
+                        index,
+                        new,
+                    },
+                    None,
+                ) => {
+                    applied = Some((*decided_by, new.then_some(*index)));
+                }
+                (
+                    Outcome::Ok {
+                        decided_by,
+                        index,
+                        new,
+                    },
+                    Some((region, first)),
+                ) => {
+                    if *decided_by != region {
+                        wrong.push(format!(
+                            "{id}: acknowledged by region {region}, then by region {decided_by}"
+                        ));
+                    }
+                    // A repeat is answered as not new; new after any
+                    // acknowledgement means it was applied again.
+                    if *new {
+                        let first = first.map_or("a repeat".to_owned(), |at| format!("{at}"));
+                        wrong.push(format!("{id}: applied as new after {first}, at {index}"));
+                    }
+                }
+                // Refused before it was applied is a decision of its time
+                // (an account not known there yet): a retry may apply it.
+                // After it was applied, a retry is answered as applied.
+                (Outcome::Refused { code }, Some((region, _))) => wrong.push(format!(
+                    "{id}: acknowledged by region {region}, then refused {code}"
+                )),
+                _ => {}
             }
         }
     }
@@ -459,6 +477,52 @@ mod tests {
                 "4",
                 Event::Complete(Outcome::Refused {
                     code: "INSUFFICIENT_FUNDS".into(),
+                }),
+            ),
+        ] {
+            entries.push(Entry {
+                op: op.into(),
+                time_ns: 0,
+                region: 0,
+                event,
+            });
+        }
+        assert_eq!(failing(entries, &finals), ["one-decision"]);
+
+        // Refused while its account was not known there yet, then applied
+        // by a retry: one decision each time, nothing wrong.
+        let (mut entries, finals) = world();
+        entries.splice(
+            0..0,
+            [
+                Entry {
+                    op: "0".into(),
+                    time_ns: 0,
+                    region: 0,
+                    event: Event::Invoke(transfer("kept", "10.00")),
+                },
+                Entry {
+                    op: "0".into(),
+                    time_ns: 0,
+                    region: 0,
+                    event: Event::Complete(Outcome::Refused {
+                        code: "UNKNOWN_ACCOUNT".into(),
+                    }),
+                },
+            ],
+        );
+        assert_eq!(failing(entries, &finals), Vec::<&str>::new());
+
+        // Applied as new twice: the ledger applied it twice.
+        let (mut entries, finals) = world();
+        for (op, event) in [
+            ("5", Event::Invoke(transfer("kept", "10.00"))),
+            (
+                "5",
+                Event::Complete(Outcome::Ok {
+                    decided_by: 0,
+                    index: 9,
+                    new: true,
                 }),
             ),
         ] {

@@ -214,12 +214,14 @@ impl Attempts {
         let outcomes = || self.outcomes.iter();
         if outcomes().any(|o| matches!(o, Some(Outcome::Ok { .. }))) {
             Verdict::Acknowledged
+        } else if outcomes().any(|o| matches!(o, None | Some(Outcome::Unknown { .. }))) {
+            // A refusal is a decision of its time and may be retried: an
+            // attempt of unknown fate beside it may have applied.
+            Verdict::Unknown
         } else if outcomes().any(|o| matches!(o, Some(Outcome::Refused { .. }))) {
             Verdict::Refused
-        } else if outcomes().all(|o| matches!(o, Some(Outcome::NotSent { .. }))) {
-            Verdict::NotSent
         } else {
-            Verdict::Unknown
+            Verdict::NotSent
         }
     }
 }
@@ -358,6 +360,16 @@ mod tests {
                     code: "INSUFFICIENT_FUNDS".into(),
                 },
             ),
+            // Refused, then retried with no answer: it may have applied.
+            invoke("8", "refused then unknown"),
+            complete(
+                "8",
+                Outcome::Refused {
+                    code: "UNKNOWN_ACCOUNT".into(),
+                },
+            ),
+            invoke("9", "refused then unknown"),
+            complete("9", unknown()),
         ]);
         let verdict = |id: &str| history.transfers[id].verdict();
         assert_eq!(verdict("retried"), Verdict::Acknowledged);
@@ -365,6 +377,7 @@ mod tests {
         assert_eq!(verdict("not sent"), Verdict::NotSent);
         assert_eq!(verdict("maybe"), Verdict::Unknown);
         assert_eq!(verdict("refused"), Verdict::Refused);
+        assert_eq!(verdict("refused then unknown"), Verdict::Unknown);
         assert_eq!(history.transfers["retried"].outcomes.len(), 2);
     }
 

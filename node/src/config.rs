@@ -356,7 +356,7 @@ api = "127.0.0.1:7101"
                 let env = |key: &str| (key == "LEDGER_NODE_NAME").then(|| pod.clone());
                 let found = NodeSettings::from_toml(&text, env).expect("the pod's node");
                 let node = found.replication.node_id;
-                assert_eq!(node, region as u64 * 3 + ordinal + 1, "{pod}");
+                assert_eq!(node, region as u64 * 100 + ordinal + 1, "{pod}");
             }
         }
     }

@@ -137,7 +137,20 @@ fn spawn(exe: &Path, node: &DevNode) -> anyhow::Result<Child> {
         .create(true)
         .append(true)
         .open(&node.log)?;
-    Command::new(exe)
+    let mut command = Command::new(exe);
+    // Each node's settings file says who it is and where it listens: the
+    // overrides a container sets for its own node must not reach them.
+    for name in [
+        "LEDGER_NODE_ID",
+        "LEDGER_NODE_NAME",
+        "LEDGER_API_LISTEN",
+        "LEDGER_HTTP_LISTEN",
+        "LEDGER_RAFT_LISTEN",
+        "LEDGER_DATA_DIR",
+    ] {
+        command.env_remove(name);
+    }
+    command
         .arg("node")
         .arg("--config")
         .arg(&node.config)

@@ -53,6 +53,25 @@ pub async fn add(
             request.id, known.region.0, known.addr, known.api, known.http
         )));
     }
+    // A node removed here whose removal has not reached a group it votes
+    // in (its leader was down), seen by that group's leader: finish
+    // removing it before it comes back, or it would vote again with what
+    // it lost. (Other nodes see it as a voter again once the leader has
+    // added it back; they are not the ones to refuse.)
+    if !layout.nodes.iter().any(|known| known.id == request.id)
+        && replica.was_removed(request.id)
+        && let Some(group) = layout
+            .groups()
+            .into_iter()
+            .find(|group| replica.is_leader(*group) && replica.voters(*group).contains(&request.id))
+    {
+        return Err(Status::failed_precondition(format!(
+            "STILL_A_VOTER: node {} is still a voter of {}: ask ledger members remove again \
+             until its removal is done, then add it",
+            request.id,
+            group.name()
+        )));
+    }
     // Two ids at one address would be one process voting as two.
     if let Some(other) = layout.nodes.iter().find(|other| {
         other.id != request.id && (other.addr == request.addr || other.api == request.api)
@@ -93,6 +112,10 @@ pub async fn remove(
         .collect();
     voter_of.sort_by_key(|group| matches!(group, Group::Control));
     if known.is_none() && voter_of.is_empty() {
+        // Asked again after it was done here: nothing left to do.
+        if replica.was_removed(id) {
+            return Ok(answer(Vec::new()));
+        }
         return Err(Status::not_found(format!(
             "NODE_NOT_FOUND: node {id} is neither in the layout nor a voter here"
         )));
@@ -106,7 +129,7 @@ pub async fn remove(
                  none; add another node to the region first",
                 region.0
             )),
-            Group::Control if left < voters.len().min(3) => Some(format!(
+            Group::Control if control_too_few(voters.len(), left) => Some(format!(
                 "CONTROL_VOTER: node {id} votes in the control log, which would be left \
                  with {left}; add another control voter first (ledger members add \
                  --control-voter)"
@@ -119,6 +142,13 @@ pub async fn remove(
     }
     let groups = replica.remove_member(id).await.map_err(failed)?;
     Ok(answer(groups))
+}
+
+/// Whether the control log, from `voters`, would be left with too few:
+/// none at all, or fewer than three once it had three or more (two of three
+/// can still decide, but one more loss stops accounts being opened).
+fn control_too_few(voters: usize, left: usize) -> bool {
+    left == 0 || (voters >= 3 && left < 3)
 }
 
 fn answer(groups: Vec<Group>) -> api::MembershipResponse {
@@ -152,7 +182,15 @@ fn is_host_port(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_host_port;
+    use super::{control_too_few, is_host_port};
+
+    #[test]
+    fn the_control_log_keeps_three_voters_once_it_has_them() {
+        assert!(control_too_few(3, 2), "three to two");
+        assert!(!control_too_few(4, 3), "four to three");
+        assert!(!control_too_few(2, 1), "a two-region cluster may go to one");
+        assert!(control_too_few(1, 0), "never none");
+    }
 
     #[test]
     fn addresses_are_host_and_port() {

@@ -566,6 +566,12 @@ impl ReplicaNode {
         }
     }
 
+    /// Whether `remove_member` removed `id` here (and it was not added
+    /// again since).
+    pub fn was_removed(&self, id: u64) -> bool {
+        self.removed_lock().contains(&id)
+    }
+
     fn removed_lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
         // A plain set: a panic elsewhere cannot leave it half-written.
         self.removed

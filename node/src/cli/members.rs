@@ -73,8 +73,8 @@ pub async fn run(command: MembersCommand) -> anyhow::Result<()> {
     let status = endpoint.connect().await?.status().await?;
     let mut answers = Vec::new();
     for node in &status.nodes {
-        // The node removed is not asked: it is often dead, the usual
-        // reason to remove it, and it has no part in its removal.
+        // The node removed is not asked: it is stopped first (see
+        // deploy/README.md), often dead, and has no part in its removal.
         if matches!(change, Change::Remove(id) if id == node.id) {
             continue;
         }
@@ -84,7 +84,19 @@ pub async fn run(command: MembersCommand) -> anyhow::Result<()> {
         };
         answers.push((node.id, answer));
     }
-    let failed = answers.iter().filter(|(_, answer)| answer.is_err()).count();
+    let mut failed = answers.iter().filter(|(_, answer)| answer.is_err()).count();
+    // Done only when no group counts it any more: a group whose leader was
+    // the node removed (or was being elected) has not removed it yet.
+    if failed == 0
+        && let Change::Remove(id) = change
+        && let Err(voter_of) = removed_everywhere(&endpoint, id).await
+    {
+        println!(
+            "node {id} is still a voter of {voter_of}: no leader there removed it (was it \
+             running and leading? stop it first); ask again"
+        );
+        failed += 1;
+    }
     if json {
         let nodes: Vec<serde_json::Value> = answers
             .iter()
@@ -109,6 +121,33 @@ pub async fn run(command: MembersCommand) -> anyhow::Result<()> {
         answers.len()
     );
     Ok(())
+}
+
+/// Waits until the node asked no longer counts `id` as a voter of any
+/// group (a minute at most); else names the groups that still do.
+async fn removed_everywhere(endpoint: &Endpoint, id: u64) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let still: Vec<String> = match endpoint.connect().await {
+            Ok(client) => match client.status().await {
+                Ok(status) => status
+                    .groups
+                    .iter()
+                    .filter(|group| group.voters.contains(&id))
+                    .map(|group| group.group.clone())
+                    .collect(),
+                Err(error) => vec![error.to_string()],
+            },
+            Err(error) => vec![error.to_string()],
+        };
+        if still.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(still.join(", "));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 enum Change {
