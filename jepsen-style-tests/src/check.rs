@@ -285,6 +285,7 @@ pub fn check_all(evidence: &Evidence) -> Vec<(&'static Checker, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::tests::entry;
     use crate::history::{Entry, Event, Outcome, Transfer};
     use crate::observe::{Found, NodeFinal};
     use ledger_proto::v1 as api;
@@ -323,12 +324,6 @@ mod tests {
     /// One transfer of 10.00 acknowledged and one refused, and two nodes
     /// that hold what they should.
     fn world() -> (Vec<Entry>, Finals) {
-        let entry = |op: &str, event| Entry {
-            op: op.into(),
-            time_ns: 0,
-            region: 0,
-            event,
-        };
         let entries = vec![
             entry("1", Event::Invoke(transfer("kept", "10.00"))),
             entry(
@@ -396,18 +391,16 @@ mod tests {
     fn each_checker_finds_its_own_breach() {
         // Money made: a read whose balances do not sum to zero.
         let (mut entries, finals) = world();
-        entries.push(Entry {
-            op: "3".into(),
-            time_ns: 0,
-            region: 1,
-            event: Event::Read(crate::history::Read {
+        entries.push(entry(
+            "3",
+            Event::Read(crate::history::Read {
                 node: 2,
                 accounts: vec![
                     account("bank", "EXTERNAL", "-10.00"),
                     account("user", "USER", "10.01"),
                 ],
             }),
-        });
+        ));
         assert_eq!(failing(entries, &finals), ["totals"]);
 
         // A user below zero (the bank may be).
@@ -480,12 +473,7 @@ mod tests {
                 }),
             ),
         ] {
-            entries.push(Entry {
-                op: op.into(),
-                time_ns: 0,
-                region: 0,
-                event,
-            });
+            entries.push(entry(op, event));
         }
         assert_eq!(failing(entries, &finals), ["one-decision"]);
 
@@ -495,20 +483,13 @@ mod tests {
         entries.splice(
             0..0,
             [
-                Entry {
-                    op: "0".into(),
-                    time_ns: 0,
-                    region: 0,
-                    event: Event::Invoke(transfer("kept", "10.00")),
-                },
-                Entry {
-                    op: "0".into(),
-                    time_ns: 0,
-                    region: 0,
-                    event: Event::Complete(Outcome::Refused {
+                entry("0", Event::Invoke(transfer("kept", "10.00"))),
+                entry(
+                    "0",
+                    Event::Complete(Outcome::Refused {
                         code: "UNKNOWN_ACCOUNT".into(),
                     }),
-                },
+                ),
             ],
         );
         assert_eq!(failing(entries, &finals), Vec::<&str>::new());
@@ -526,12 +507,7 @@ mod tests {
                 }),
             ),
         ] {
-            entries.push(Entry {
-                op: op.into(),
-                time_ns: 0,
-                region: 0,
-                event,
-            });
+            entries.push(entry(op, event));
         }
         assert_eq!(failing(entries, &finals), ["one-decision"]);
 

@@ -5,7 +5,7 @@
 use crate::bank::Bank;
 use crate::cluster::Cluster;
 use crate::history::AccountRead;
-use ledger_node::client::Client;
+use ledger_node::client::{Client, applied_by_region};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -88,20 +88,12 @@ async fn views(cluster: &Cluster, bank: &Bank) -> Vec<Result<NodeFinal, String>>
         }
         .await;
         views.push(match answer {
-            Ok(response) if response.missing.is_empty() => {
-                let mut applied: Vec<(u32, u64)> = response
-                    .watermarks
-                    .iter()
-                    .map(|mark| (mark.region, mark.applied_index))
-                    .collect();
-                applied.sort_unstable();
-                Ok(NodeFinal {
-                    node: node.id,
-                    accounts: response.accounts.iter().map(AccountRead::of).collect(),
-                    applied,
-                    found: BTreeMap::new(),
-                })
-            }
+            Ok(response) if response.missing.is_empty() => Ok(NodeFinal {
+                node: node.id,
+                accounts: response.accounts.iter().map(AccountRead::of).collect(),
+                applied: applied_by_region(&response.watermarks),
+                found: BTreeMap::new(),
+            }),
             Ok(response) => Err(format!("node {} lacks {:?}", node.id, response.missing)),
             Err(error) => Err(format!("node {}: {error}", node.id)),
         });

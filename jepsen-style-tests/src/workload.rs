@@ -163,7 +163,7 @@ pub async fn send(
 ) -> Vec<Outcome> {
     let ops: Vec<String> = transfers.iter().map(|_| recorder.next_op()).collect();
     for (op, transfer) in ops.iter().zip(transfers) {
-        record(recorder, op, client.region, Event::Invoke(transfer.clone()));
+        recorder.record(op, client.region, Event::Invoke(transfer.clone()));
     }
     let commands = transfers.iter().map(command).collect();
     let answer = match client.get().await {
@@ -178,22 +178,9 @@ pub async fn send(
         client.reset();
     }
     for (op, outcome) in ops.iter().zip(&outcomes) {
-        record(
-            recorder,
-            op,
-            client.region,
-            Event::Complete(outcome.clone()),
-        );
+        recorder.record(op, client.region, Event::Complete(outcome.clone()));
     }
     outcomes
-}
-
-/// A history that cannot be written is a run that cannot be checked: say
-/// so loudly, once per line lost, and go on (the checkers will not see it).
-fn record(recorder: &Recorder, op: &str, region: u32, event: Event) {
-    if let Err(error) = recorder.record(op, region, event) {
-        eprintln!("history: a line was not written: {error:#}");
-    }
 }
 
 fn command(transfer: &Transfer) -> api::TransferCommand {
@@ -287,12 +274,7 @@ async fn read(client: &mut RegionClient, bank: &Bank, recorder: &Recorder) -> bo
         node: client.node(),
         accounts: response.accounts.iter().map(AccountRead::of).collect(),
     };
-    record(
-        recorder,
-        &recorder.next_op(),
-        client.region,
-        Event::Read(read),
-    );
+    recorder.record(&recorder.next_op(), client.region, Event::Read(read));
     true
 }
 

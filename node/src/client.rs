@@ -52,6 +52,17 @@ pub fn refusal(status: &tonic::Status) -> String {
     line
 }
 
+/// How far a read's node had applied each region's log: `(region, index)`
+/// in region order, as two views of the cluster are compared.
+pub fn applied_by_region(watermarks: &[api::Watermark]) -> Vec<(u32, u64)> {
+    let mut applied: Vec<(u32, u64)> = watermarks
+        .iter()
+        .map(|mark| (mark.region, mark.applied_index))
+        .collect();
+    applied.sort_unstable();
+    applied
+}
+
 /// Whether a message opens with a stable code (or is one).
 fn starts_with_code(message: &str) -> bool {
     crate::api::split_code(message).0.is_some()

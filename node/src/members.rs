@@ -4,7 +4,7 @@
 
 use crate::runtime::NodeHandle;
 use ledger_proto::v1 as api;
-use ledger_replication::{Group, NodeConfig, NodeError};
+use ledger_replication::{Group, NodeConfig, NodeError, ReplicaNode};
 use ledger_reservations::RegionId;
 use tonic::Status;
 
@@ -18,6 +18,24 @@ pub async fn add(
 ) -> Result<api::MembershipResponse, Status> {
     let _turn = ONE_AT_A_TIME.lock().await;
     let replica = &node.replica;
+    let region = addable(replica, &request)?;
+    let config = NodeConfig {
+        id: request.id,
+        region,
+        addr: request.addr,
+        api: request.api,
+        http: request.http,
+    };
+    let groups = replica
+        .add_member(config, request.control_voter)
+        .await
+        .map_err(failed)?;
+    Ok(answer(groups))
+}
+
+/// Whether the node `request` describes may be added here: answers its
+/// region, or why not.
+fn addable(replica: &ReplicaNode, request: &api::AddMemberRequest) -> Result<RegionId, Status> {
     let layout = replica.layout();
     let invalid = |reason: String| Status::invalid_argument(format!("INVALID_FIELD: {reason}"));
     if request.id == 0 {
@@ -43,7 +61,8 @@ pub async fn add(
             return Err(invalid(format!("{field}: {value:?} is not host:port")));
         }
     }
-    if let Some(known) = layout.nodes.iter().find(|known| known.id == request.id)
+    let known = layout.nodes.iter().find(|known| known.id == request.id);
+    if let Some(known) = known
         && (known.region, &known.addr, &known.api, &known.http)
             != (region, &request.addr, &request.api, &request.http)
     {
@@ -53,24 +72,8 @@ pub async fn add(
             request.id, known.region.0, known.addr, known.api, known.http
         )));
     }
-    // A node removed here whose removal has not reached a group it votes
-    // in (its leader was down), seen by that group's leader: finish
-    // removing it before it comes back, or it would vote again with what
-    // it lost. (Other nodes see it as a voter again once the leader has
-    // added it back; they are not the ones to refuse.)
-    if !layout.nodes.iter().any(|known| known.id == request.id)
-        && replica.was_removed(request.id)
-        && let Some(group) = layout
-            .groups()
-            .into_iter()
-            .find(|group| replica.is_leader(*group) && replica.voters(*group).contains(&request.id))
-    {
-        return Err(Status::failed_precondition(format!(
-            "STILL_A_VOTER: node {} is still a voter of {}: ask ledger members remove again \
-             until its removal is done, then add it",
-            request.id,
-            group.name()
-        )));
+    if known.is_none() {
+        still_a_voter(replica, request.id)?;
     }
     // Two ids at one address would be one process voting as two.
     if let Some(other) = layout.nodes.iter().find(|other| {
@@ -81,18 +84,31 @@ pub async fn add(
             other.id, other.addr, other.api
         )));
     }
-    let config = NodeConfig {
-        id: request.id,
-        region,
-        addr: request.addr,
-        api: request.api,
-        http: request.http,
-    };
-    let groups = replica
-        .add_member(config, request.control_voter)
-        .await
-        .map_err(failed)?;
-    Ok(answer(groups))
+    Ok(region)
+}
+
+/// Refuses to add back node `id`, removed here, while its removal has not
+/// reached a group it votes in (that group's leader was down), as seen by
+/// that group's leader: it must finish leaving before it comes back, or it
+/// would vote again with what it lost. (Other nodes see it as a voter again
+/// once the leader has added it back; they are not the ones to refuse.)
+fn still_a_voter(replica: &ReplicaNode, id: u64) -> Result<(), Status> {
+    if !replica.was_removed(id) {
+        return Ok(());
+    }
+    let layout = replica.layout();
+    match layout
+        .groups()
+        .into_iter()
+        .find(|group| replica.is_leader(*group) && replica.voters(*group).contains(&id))
+    {
+        None => Ok(()),
+        Some(group) => Err(Status::failed_precondition(format!(
+            "STILL_A_VOTER: node {id} is still a voter of {}: ask ledger members remove again \
+             until its removal is done, then add it",
+            group.name()
+        ))),
+    }
 }
 
 pub async fn remove(

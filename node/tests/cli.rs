@@ -25,6 +25,18 @@ fn one_error_line(output: &Output) -> String {
     stderr.trim_end().to_owned()
 }
 
+/// Runs `ledger` with `args`, which must fail with one error line while
+/// its standard output names `reason`; answers the error line.
+async fn refused_with(args: &[&str], reason: &str) -> String {
+    let output = ledger(args).await;
+    let line = one_error_line(&output);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(reason),
+        "{output:?}"
+    );
+    line
+}
+
 #[tokio::test]
 async fn a_refusal_of_the_node_is_printed_once_as_its_code_and_message() {
     let dir = tempfile::tempdir().expect("dir");
@@ -158,62 +170,56 @@ async fn a_node_is_removed_from_its_region_and_added_back() {
     wait_voters(&api_of(&cluster, 3), "region-0", &[1]).await;
 
     // The last node of a region stays: its log would have no voter.
-    let last = ledger(&["members", "remove", "--api", &api, "--id", "1"]).await;
-    let line = one_error_line(&last);
+    let line = refused_with(
+        &["members", "remove", "--api", &api, "--id", "1"],
+        "LAST_VOTER",
+    )
+    .await;
     assert!(line.contains("did not make the change"), "{line}");
-    assert!(
-        String::from_utf8_lossy(&last.stdout).contains("LAST_VOTER"),
-        "{last:?}"
-    );
-    let unknown = ledger(&["members", "remove", "--api", &api, "--id", "42"]).await;
-    one_error_line(&unknown);
-    assert!(
-        String::from_utf8_lossy(&unknown.stdout).contains("NODE_NOT_FOUND"),
-        "{unknown:?}"
-    );
+    refused_with(
+        &["members", "remove", "--api", &api, "--id", "42"],
+        "NODE_NOT_FOUND",
+    )
+    .await;
     // Two ids at one address would be one process voting twice.
     let third = cluster.nodes.iter().find(|node| node.id == 3).expect("3");
-    let twice = ledger(&[
-        "members",
-        "add",
-        "--api",
-        &api,
-        "--id",
-        "9",
-        "--region",
-        "1",
-        "--addr",
-        &third.raft,
-        "--node-api",
-        "127.0.0.1:2",
-    ])
+    refused_with(
+        &[
+            "members",
+            "add",
+            "--api",
+            &api,
+            "--id",
+            "9",
+            "--region",
+            "1",
+            "--addr",
+            &third.raft,
+            "--node-api",
+            "127.0.0.1:2",
+        ],
+        "already listens",
+    )
     .await;
-    one_error_line(&twice);
-    assert!(
-        String::from_utf8_lossy(&twice.stdout).contains("already listens"),
-        "{twice:?}"
-    );
     // Regions cannot be added to a running cluster.
-    let new_region = ledger(&[
-        "members",
-        "add",
-        "--api",
-        &api,
-        "--id",
-        "9",
-        "--region",
-        "5",
-        "--addr",
-        "127.0.0.1:1",
-        "--node-api",
-        "127.0.0.1:2",
-    ])
+    refused_with(
+        &[
+            "members",
+            "add",
+            "--api",
+            &api,
+            "--id",
+            "9",
+            "--region",
+            "5",
+            "--addr",
+            "127.0.0.1:1",
+            "--node-api",
+            "127.0.0.1:2",
+        ],
+        "UNKNOWN_REGION",
+    )
     .await;
-    one_error_line(&new_region);
-    assert!(
-        String::from_utf8_lossy(&new_region.stdout).contains("UNKNOWN_REGION"),
-        "{new_region:?}"
-    );
 
     let added = ledger(&[
         "members",

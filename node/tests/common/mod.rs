@@ -445,13 +445,10 @@ pub async fn converged(cluster: &Cluster, nodes: &[u64], accounts: &[u128]) -> V
                 }
                 Err(error) => panic!("node {node} answers: {error}"),
             };
-            let mut applied: Vec<(u32, u64)> = response
-                .watermarks
-                .iter()
-                .map(|mark| (mark.region, mark.applied_index))
-                .collect();
-            applied.sort_unstable();
-            views.push((totals_of(&response), applied));
+            views.push((
+                totals_of(&response),
+                ledger_node::client::applied_by_region(&response.watermarks),
+            ));
         }
         if views.windows(2).all(|pair| pair[0] == pair[1]) {
             return views.remove(0).0;
