@@ -1,21 +1,28 @@
-//! `jepsen`: the chaos suite's command line. For now the bank workload,
-//! run against any cluster whose layout addresses this machine reaches:
+//! `jepsen`: the chaos suite's command line.
+//!
+//! ```text
+//! jepsen list                                       # the scenarios
+//! jepsen run --scenario cut-region --seed 7 --time 20s
+//! ```
+//!
+//! `run` starts real `ledger` processes in network namespaces of their own
+//! (as root), puts the scenario's faults on them under load, and exits 1
+//! when a checker finds something wrong. The bank workload's steps can also
+//! be run one by one against any cluster whose layout this machine reaches
+//! (the deploy test does, against Compose):
 //!
 //! ```text
 //! jepsen bank setup --api HOST:PORT --history run.jsonl
 //! jepsen bank run   --api HOST:PORT --history run.jsonl --seconds 20
 //! jepsen bank check --api HOST:PORT --history run.jsonl
 //! ```
-//!
-//! Every step appends to one history; `check` reads it and the final views
-//! of every node, and exits 1 when a checker finds something wrong.
 
 use clap::{Args, Parser, Subcommand};
 use ledger_jepsen::bank::{self, Bank};
 use ledger_jepsen::check::{Evidence, check_all};
 use ledger_jepsen::cluster::Cluster;
 use ledger_jepsen::history::{History, Recorder};
-use ledger_jepsen::{observe, workload};
+use ledger_jepsen::{observe, scenario, workload};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +36,45 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Names the scenarios, with their faults and cluster shape.
+    List,
+    /// Runs a scenario against real processes in network namespaces.
+    Run(RunArgs),
     /// The bank workload: transfers between funded users in every region.
     #[command(subcommand)]
     Bank(BankCommand),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[arg(long)]
+    scenario: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How long faults go on: seconds, with or without `s`.
+    #[arg(long, default_value = "20s", value_parser = seconds)]
+    time: Duration,
+    /// The results folder (target/jepsen/<scenario>-<seed> by default).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The `ledger` binary (the one beside this program by default).
+    #[arg(long)]
+    ledger: Option<PathBuf>,
+    /// Nodes per region, in place of the scenario's.
+    #[arg(long)]
+    nodes_per_region: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    users: u32,
+    /// Clients per region.
+    #[arg(long, default_value_t = 2)]
+    clients: usize,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.trim_end_matches('s')
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{text:?} is not a number of seconds (such as 20s)"))
 }
 
 #[derive(Subcommand)]
@@ -121,7 +164,14 @@ fn main() -> std::process::ExitCode {
 
 /// Whether the step passed.
 async fn run(command: Command) -> anyhow::Result<bool> {
-    let Command::Bank(command) = command;
+    let command = match command {
+        Command::List => {
+            list();
+            return Ok(true);
+        }
+        Command::Run(args) => return run_scenario(args).await,
+        Command::Bank(command) => command,
+    };
     match command {
         BankCommand::Setup { run, funds } => {
             let cluster = Cluster::discover(&run.api).await?;
@@ -222,4 +272,56 @@ async fn check(run: &Common, within: Duration) -> anyhow::Result<bool> {
         }
     }
     Ok(passed)
+}
+
+fn list() {
+    for scenario in scenario::SCENARIOS {
+        println!(
+            "{:<16} {} x {}  {}",
+            scenario.name, scenario.regions, scenario.per_region, scenario.about
+        );
+    }
+}
+
+async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
+    let Some(chosen) = scenario::find(&args.scenario) else {
+        anyhow::bail!("no scenario {:?}; `jepsen list` names them", args.scenario);
+    };
+    let ledger = match args.ledger {
+        Some(ledger) => ledger,
+        None => std::env::current_exe()?
+            .parent()
+            .map(|dir| dir.join("ledger"))
+            .filter(|ledger| ledger.exists())
+            .ok_or_else(|| {
+                anyhow::anyhow!("no ledger binary beside this program: build it or pass --ledger")
+            })?,
+    };
+    let settings = scenario::Settings {
+        seed: args.seed,
+        time: args.time,
+        out: args.out.unwrap_or_else(|| {
+            PathBuf::from("target/jepsen").join(format!("{}-{}", chosen.name, args.seed))
+        }),
+        ledger,
+        per_region: args.nodes_per_region,
+        users: args.users,
+        clients_per_region: args.clients,
+    };
+    // A folder of an earlier run is replaced; any other is not touched.
+    if settings.out.join("reproduce.txt").exists() {
+        std::fs::remove_dir_all(&settings.out)?;
+    } else if settings
+        .out
+        .read_dir()
+        .is_ok_and(|mut entries| entries.next().is_some())
+    {
+        anyhow::bail!(
+            "{} holds something that is not a run's results; choose another --out",
+            settings.out.display()
+        );
+    }
+    let report = scenario::run(chosen, &settings).await?;
+    print!("{}", scenario::summary(&report));
+    Ok(report.passed())
 }

@@ -66,6 +66,10 @@ pub struct DevNode {
     pub http: String,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// What runs the node's command: empty to run it as it is, else a
+    /// prefix such as `ip netns exec <namespace>` that ends by exec'ing it
+    /// (so that the process started is the node, and a kill reaches it).
+    pub launcher: Vec<String>,
 }
 
 /// The nodes of a dev cluster and the settings files they run from.
@@ -93,6 +97,7 @@ pub fn plan(options: &DevOptions) -> anyhow::Result<Vec<DevNode>> {
                 http: format!("127.0.0.1:{}", options.base_port + 200 + index),
                 config: options.data_dir.join(format!("node-{id}.toml")),
                 log: options.data_dir.join(format!("node-{id}.log")),
+                launcher: Vec::new(),
             });
         }
     }
@@ -137,7 +142,14 @@ fn spawn(exe: &Path, node: &DevNode) -> anyhow::Result<Child> {
         .create(true)
         .append(true)
         .open(&node.log)?;
-    let mut command = Command::new(exe);
+    let mut command = match node.launcher.split_first() {
+        None => Command::new(exe),
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+    };
     // Each node's settings file says who it is and where it listens: the
     // overrides a container sets for its own node must not reach them.
     for name in [
@@ -167,9 +179,14 @@ impl Cluster {
     /// Writes the settings, starts one `ledger node` process per node and
     /// waits until every group has a leader.
     pub async fn start(options: &DevOptions) -> anyhow::Result<Self> {
+        Self::start_nodes(plan(options)?, options).await
+    }
+
+    /// Starts `nodes` as [`Cluster::start`] does its own plan: for a
+    /// harness that chooses the nodes' addresses and launchers itself.
+    pub async fn start_nodes(nodes: Vec<DevNode>, options: &DevOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating {}", options.data_dir.display()))?;
-        let nodes = plan(options)?;
         let exe = match &options.binary {
             Some(binary) => binary.clone(),
             None => std::env::current_exe().context("finding the ledger binary")?,
@@ -297,11 +314,22 @@ impl Cluster {
     /// Sets `node`'s clock `offset_ms` off the machine's (zero ends it), as
     /// a clock that was stepped or runs fast would be.
     pub fn skew_clock(&self, node: u64, offset_ms: i64) -> anyhow::Result<()> {
+        self.clock_of(node)(offset_ms)
+    }
+
+    /// What sets `node`'s clock offset, for a task that moves it on its
+    /// own ([`Cluster::skew_clock`]).
+    pub fn clock_of(
+        &self,
+        node: u64,
+    ) -> impl Fn(i64) -> anyhow::Result<()> + Send + Sync + 'static + use<> {
         let dir = self.data_dir.join(format!("node-{node}"));
-        std::fs::create_dir_all(&dir)?;
-        let file = ledger_replication::Faults::clock_offset_file(&dir);
-        std::fs::write(file, offset_ms.to_string())?;
-        Ok(())
+        move |offset_ms| {
+            std::fs::create_dir_all(&dir)?;
+            let file = ledger_replication::Faults::clock_offset_file(&dir);
+            std::fs::write(file, offset_ms.to_string())?;
+            Ok(())
+        }
     }
 
     /// Restores every link.
@@ -327,6 +355,11 @@ impl Cluster {
         let child = spawn(&self.exe, node)?;
         self.children.insert(id, child);
         Ok(())
+    }
+
+    /// The process id of running node `id`.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.children.get(&id).and_then(Child::id)
     }
 
     /// Kills a node at once, as a crash would (kill -9).

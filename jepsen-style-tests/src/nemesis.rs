@@ -1,0 +1,385 @@
+//! Nemeses: the faults a scenario puts on the cluster, chosen by its seed,
+//! each undone by [`Faults::heal`]. Partitions and loss are packets the
+//! kernel drops ([`crate::net`]); crashes are `kill -9`; pauses are
+//! SIGSTOP/SIGCONT; clock faults move one node's clock through the
+//! test-only offset every node reads when it runs with fault injection
+//! (why not `libfaketime`: it would also move the monotonic clock that
+//! Raft's timers and tokio run on, so a jump would be an election storm of
+//! our own making rather than a wall clock that is wrong).
+
+use crate::net::{Network, Rule};
+use crate::rng::Rng;
+use ledger_node::client::Client;
+use ledger_node::dev::Cluster as Nodes;
+use std::time::Duration;
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nemesis {
+    /// One region cut off from the rest, both ways.
+    CutRegion,
+    /// The regions in two groups that cannot reach each other.
+    Split,
+    /// Every node sees a majority of the others, and no two the same one
+    /// (one-way drops).
+    MajoritiesRing,
+    /// Two sides cut from each other, one region reaching both.
+    Bridge,
+    /// One region hears nothing from the others; they still hear it.
+    OneWay,
+    /// A region's leader cut from every other node.
+    LeaderIsolated,
+    /// Every node drops a fifth of what the others send it.
+    Loss,
+    /// `kill -9` of one node, started again on its data at the heal.
+    KillNode,
+    /// `kill -9` of a region's leader.
+    KillLeader,
+    /// `kill -9` of every node of a region.
+    KillRegion,
+    /// SIGSTOP of one node, SIGCONT at the heal.
+    Pause,
+    /// One node's clock stepped seconds ahead or behind.
+    ClockJump,
+    /// One node's clock jumping back and forth every half second.
+    ClockStrobe,
+}
+
+impl Nemesis {
+    pub const ALL: [Nemesis; 13] = [
+        Nemesis::CutRegion,
+        Nemesis::Split,
+        Nemesis::MajoritiesRing,
+        Nemesis::Bridge,
+        Nemesis::OneWay,
+        Nemesis::LeaderIsolated,
+        Nemesis::Loss,
+        Nemesis::KillNode,
+        Nemesis::KillLeader,
+        Nemesis::KillRegion,
+        Nemesis::Pause,
+        Nemesis::ClockJump,
+        Nemesis::ClockStrobe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Nemesis::CutRegion => "cut-region",
+            Nemesis::Split => "split",
+            Nemesis::MajoritiesRing => "majorities-ring",
+            Nemesis::Bridge => "bridge",
+            Nemesis::OneWay => "one-way",
+            Nemesis::LeaderIsolated => "leader-isolated",
+            Nemesis::Loss => "loss",
+            Nemesis::KillNode => "kill-node",
+            Nemesis::KillLeader => "kill-leader",
+            Nemesis::KillRegion => "kill-region",
+            Nemesis::Pause => "pause",
+            Nemesis::ClockJump => "clock-jump",
+            Nemesis::ClockStrobe => "clock-strobe",
+        }
+    }
+
+    /// Whether the fault means anything on `regions` × `per_region`.
+    pub fn applies(self, regions: usize, per_region: usize) -> bool {
+        match self {
+            Nemesis::Bridge => regions >= 3,
+            Nemesis::MajoritiesRing => regions * per_region >= 3,
+            Nemesis::LeaderIsolated => per_region >= 3,
+            _ => regions >= 2,
+        }
+    }
+}
+
+/// The cluster's nodes as the nemeses see them: node `id` runs on host
+/// `id - 1`, regions in order, `per_region` nodes each.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub regions: usize,
+    pub per_region: usize,
+}
+
+impl Shape {
+    pub fn hosts(self) -> usize {
+        self.regions * self.per_region
+    }
+
+    pub fn hosts_of(self, region: usize) -> Vec<usize> {
+        (region * self.per_region..(region + 1) * self.per_region).collect()
+    }
+
+    pub fn region_of(self, host: usize) -> usize {
+        host / self.per_region.max(1)
+    }
+
+    pub fn id_of(host: usize) -> u64 {
+        host as u64 + 1
+    }
+
+    fn host_of(id: u64) -> usize {
+        (id as usize).saturating_sub(1)
+    }
+}
+
+/// The faults in force, to be undone.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: bool,
+    killed: Vec<u64>,
+    paused: Vec<u64>,
+    skewed: Vec<u64>,
+    strobe: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Rules that cut every host of `a` from every host of `b`, both ways.
+fn cut(a: &[usize], b: &[usize]) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for &x in a {
+        for &y in b {
+            rules.push(Rule::Drop { from: x, to: y });
+            rules.push(Rule::Drop { from: y, to: x });
+        }
+    }
+    rules
+}
+
+fn shuffled(mut items: Vec<usize>, rng: &mut Rng) -> Vec<usize> {
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
+    }
+    items
+}
+
+/// The rules of a partition nemesis; `None` for the others. `leader` is
+/// the host to isolate for [`Nemesis::LeaderIsolated`].
+pub fn partition(
+    nemesis: Nemesis,
+    shape: Shape,
+    rng: &mut Rng,
+    leader: Option<usize>,
+) -> Option<(Vec<Rule>, String)> {
+    let all: Vec<usize> = (0..shape.hosts()).collect();
+    let others = |mine: &[usize]| -> Vec<usize> {
+        all.iter().copied().filter(|h| !mine.contains(h)).collect()
+    };
+    let regions = shuffled((0..shape.regions).collect(), rng);
+    let hosts_of =
+        |list: &[usize]| -> Vec<usize> { list.iter().flat_map(|r| shape.hosts_of(*r)).collect() };
+    Some(match nemesis {
+        Nemesis::CutRegion => {
+            let mine = shape.hosts_of(regions[0]);
+            (
+                cut(&mine, &others(&mine)),
+                format!("region {} cut off", regions[0]),
+            )
+        }
+        Nemesis::Split => {
+            let half = regions.len() / 2;
+            let (a, b) = regions.split_at(half.max(1));
+            (
+                cut(&hosts_of(a), &hosts_of(b)),
+                format!("regions {a:?} apart from {b:?}"),
+            )
+        }
+        Nemesis::Bridge => {
+            let (bridge, rest) = regions.split_first()?;
+            let (a, b) = rest.split_at(rest.len() / 2);
+            (
+                cut(&hosts_of(a), &hosts_of(b)),
+                format!("regions {a:?} apart from {b:?}, region {bridge} reaching both"),
+            )
+        }
+        Nemesis::MajoritiesRing => {
+            let ring = shuffled(all.clone(), rng);
+            let n = ring.len();
+            let mut rules = Vec::new();
+            for (at, &host) in ring.iter().enumerate() {
+                // It hears the next n/2 hosts of the ring: with itself, a
+                // majority, and no other host hears the same one.
+                let heard: Vec<usize> = (1..=n / 2).map(|k| ring[(at + k) % n]).collect();
+                for &other in &ring {
+                    if other != host && !heard.contains(&other) {
+                        rules.push(Rule::Drop {
+                            from: other,
+                            to: host,
+                        });
+                    }
+                }
+            }
+            (rules, format!("majorities ring over hosts {ring:?}"))
+        }
+        Nemesis::OneWay => {
+            let mine = shape.hosts_of(regions[0]);
+            let rules = others(&mine)
+                .into_iter()
+                .flat_map(|from| mine.iter().map(move |&to| Rule::Drop { from, to }))
+                .collect();
+            (
+                rules,
+                format!("region {} hears no other region", regions[0]),
+            )
+        }
+        Nemesis::LeaderIsolated => {
+            let leader = leader?;
+            (
+                cut(&[leader], &others(&[leader])),
+                format!(
+                    "node {} (a leader) cut from every node",
+                    Shape::id_of(leader)
+                ),
+            )
+        }
+        Nemesis::Loss => (
+            all.iter()
+                .map(|&to| Rule::Loss {
+                    to,
+                    probability: 0.2,
+                })
+                .collect(),
+            "a fifth of the packets between nodes dropped".into(),
+        ),
+        _ => return None,
+    })
+}
+
+/// The leader of `region`'s log as a node of that region sees it.
+pub async fn leader_of(nodes: &Nodes, shape: Shape, region: usize) -> Option<u64> {
+    for host in shape.hosts_of(region) {
+        let id = Shape::id_of(host);
+        let Some(node) = nodes.nodes.iter().find(|node| node.id == id) else {
+            continue;
+        };
+        let Ok(client) = Client::connect(&node.api).await else {
+            continue;
+        };
+        if let Ok(status) = client.status().await {
+            let name = format!("region-{region}");
+            if let Some(group) = status.groups.iter().find(|group| group.group == name)
+                && group.leader != 0
+            {
+                return Some(group.leader);
+            }
+        }
+    }
+    None
+}
+
+/// Puts `nemesis` on the cluster; answers what it did, in words.
+pub async fn inject(
+    nemesis: Nemesis,
+    shape: Shape,
+    rng: &mut Rng,
+    net: &Network,
+    nodes: &mut Nodes,
+    faults: &mut Faults,
+) -> anyhow::Result<String> {
+    let region = rng.below(shape.regions as u64) as usize;
+    let any_node = Shape::id_of(rng.below(shape.hosts() as u64) as usize);
+    let leader = leader_of(nodes, shape, region).await;
+    if let Some((rules, what)) = partition(nemesis, shape, rng, leader.map(Shape::host_of)) {
+        net.set(&rules)?;
+        faults.rules = true;
+        return Ok(what);
+    }
+    Ok(match nemesis {
+        Nemesis::KillNode | Nemesis::KillLeader | Nemesis::KillRegion => {
+            let victims: Vec<u64> = match nemesis {
+                Nemesis::KillNode => vec![any_node],
+                Nemesis::KillLeader => vec![leader.unwrap_or(any_node)],
+                _ => shape
+                    .hosts_of(region)
+                    .into_iter()
+                    .map(Shape::id_of)
+                    .collect(),
+            };
+            for &id in &victims {
+                nodes.kill(id).await?;
+                faults.killed.push(id);
+            }
+            format!("kill -9 of nodes {victims:?}")
+        }
+        Nemesis::Pause => {
+            let id = leader.unwrap_or(any_node);
+            signal(nodes, id, "STOP")?;
+            faults.paused.push(id);
+            format!("node {id} paused (SIGSTOP)")
+        }
+        Nemesis::ClockJump => {
+            let seconds = 2 + rng.below(7) as i64;
+            let offset = if rng.below(2) == 0 { seconds } else { -seconds } * 1000;
+            nodes.skew_clock(any_node, offset)?;
+            faults.skewed.push(any_node);
+            format!("node {any_node}'s clock {offset:+} ms")
+        }
+        Nemesis::ClockStrobe => {
+            let offset = (1 + rng.below(5) as i64) * 1000;
+            faults.strobe = Some(tokio::spawn(strobe(nodes.clock_of(any_node), offset)));
+            faults.skewed.push(any_node);
+            format!("node {any_node}'s clock strobing ±{offset} ms every 500 ms")
+        }
+        _ => anyhow::bail!("{} is not a fault of this kind", nemesis.name()),
+    })
+}
+
+/// Moves a clock `offset_ms` ahead and back every half second until
+/// aborted.
+async fn strobe(skew: impl Fn(i64) -> anyhow::Result<()> + Send + 'static, offset_ms: i64) {
+    let mut ahead = true;
+    loop {
+        let _ = skew(if ahead { offset_ms } else { -offset_ms });
+        ahead = !ahead;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Undoes every fault in force: links restored, killed nodes started on
+/// their data, paused ones continued, clocks set right. Goes on past a
+/// step that fails, and answers the first failure.
+pub async fn heal(net: &Network, nodes: &mut Nodes, faults: &mut Faults) -> anyhow::Result<()> {
+    if let Some(strobe) = faults.strobe.take() {
+        strobe.abort();
+        let _ = strobe.await;
+    }
+    let mut failures = Vec::new();
+    if std::mem::take(&mut faults.rules) {
+        failures.push(net.set(&[]));
+    }
+    for id in std::mem::take(&mut faults.paused) {
+        failures.push(signal(nodes, id, "CONT"));
+    }
+    for id in std::mem::take(&mut faults.skewed) {
+        failures.push(nodes.skew_clock(id, 0));
+    }
+    for id in std::mem::take(&mut faults.killed) {
+        failures.push(nodes.restart(id));
+    }
+    failures.into_iter().collect()
+}
+
+impl Faults {
+    /// Whatever a run cut short may have left: every link, every running
+    /// node paused, every clock (to be healed before the nodes stop).
+    pub fn everything(running: Vec<u64>) -> Self {
+        Self {
+            rules: true,
+            killed: Vec::new(),
+            paused: running.clone(),
+            skewed: running,
+            strobe: None,
+        }
+    }
+}
+
+/// Sends a signal (`STOP`, `CONT`) to a running node's process.
+fn signal(nodes: &Nodes, id: u64, name: &str) -> anyhow::Result<()> {
+    let pid = nodes
+        .pid(id)
+        .ok_or_else(|| anyhow::anyhow!("node {id} is not running"))?;
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
+}

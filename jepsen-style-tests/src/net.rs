@@ -1,0 +1,324 @@
+//! A network of hosts made by the kernel: one network namespace per host,
+//! each with its own address on a bridge, so that faults are packets the
+//! kernel drops, not flags a node honours.
+//!
+//! ```text
+//!  this process (root namespace)          hub namespace          host i
+//!  <tag>r  10.213.S.1/24  ── veth ──  up0 ─┐
+//!                                          br0 ── p<i> ── veth ── eth0 10.213.S.(10+i)/24
+//! ```
+//!
+//! The bridge lives in a namespace of its own so that nothing of the
+//! machine's own firewall (Docker's FORWARD policy among it) sees the
+//! traffic between hosts. Each host drops what a fault says in its own
+//! `INPUT` chain: a cut is a drop of a peer's packets, a one-way cut the
+//! drop on one side only, loss a random drop (`-m statistic`).
+//!
+//! Everything is named after this process (`lj<pid>`), and dropping the
+//! [`Network`] deletes it; a run killed before that leaves namespaces
+//! that the next [`Network::create`] finds (their process is gone) and
+//! deletes.
+
+use anyhow::Context;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The first two octets of every address a network hands out.
+const PREFIX: [u8; 2] = [10, 213];
+/// The last octet of host 0; host i is `HOST_BASE + i`.
+const HOST_BASE: u8 = 10;
+/// Where networks claim their third octet, one directory each.
+const CLAIMS: &str = "/run/ledger-jepsen";
+
+/// A fault between hosts, as the kernel applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    /// `to` drops every packet from `from` (a one-way cut; two rules make
+    /// a cut both ways).
+    Drop { from: usize, to: usize },
+    /// `to` drops packets from every other host with this probability.
+    Loss { to: usize, probability: f64 },
+}
+
+/// Namespaces, links and addresses of one run.
+pub struct Network {
+    tag: String,
+    subnet: u8,
+    hosts: usize,
+    claim: PathBuf,
+}
+
+impl Network {
+    /// Makes `hosts` hosts on one bridge. Fails, saying why, where
+    /// namespaces cannot be made (not root, no iproute2, no iptables): a
+    /// run never goes on without real faults.
+    pub fn create(hosts: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            hosts >= 1 && hosts <= usize::from(u8::MAX - HOST_BASE),
+            "between 1 and {} hosts",
+            u8::MAX - HOST_BASE
+        );
+        preflight()?;
+        sweep_stale();
+        let tag = format!("lj{}", std::process::id());
+        let (subnet, claim) = claim_subnet()?;
+        let network = Self {
+            tag,
+            subnet,
+            hosts,
+            claim,
+        };
+        network.build().with_context(|| {
+            format!(
+                "making network namespaces for {hosts} hosts (run as root, with iproute2 and iptables)"
+            )
+        })?;
+        Ok(network)
+    }
+
+    fn build(&self) -> anyhow::Result<()> {
+        let hub = self.hub();
+        run("ip", &["netns", "add", &hub])?;
+        in_ns(&hub, "ip", &["link", "set", "lo", "up"])?;
+        in_ns(&hub, "ip", &["link", "add", "br0", "type", "bridge"])?;
+        in_ns(&hub, "ip", &["link", "set", "br0", "up"])?;
+        let root_end = format!("{}r", self.tag);
+        run(
+            "ip",
+            &[
+                "link", "add", &root_end, "type", "veth", "peer", "name", "up0", "netns", &hub,
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", self.client()),
+                "dev",
+                &root_end,
+            ],
+        )?;
+        run("ip", &["link", "set", &root_end, "up"])?;
+        in_ns(&hub, "ip", &["link", "set", "up0", "master", "br0", "up"])?;
+        for host in 0..self.hosts {
+            self.build_host(host)?;
+        }
+        Ok(())
+    }
+
+    fn build_host(&self, host: usize) -> anyhow::Result<()> {
+        let hub = self.hub();
+        let ns = self.namespace(host);
+        let port = format!("p{host}");
+        run("ip", &["netns", "add", &ns])?;
+        in_ns(&ns, "ip", &["link", "set", "lo", "up"])?;
+        in_ns(
+            &hub,
+            "ip",
+            &[
+                "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )?;
+        in_ns(&hub, "ip", &["link", "set", &port, "master", "br0", "up"])?;
+        let address = format!("{}/24", self.address(host));
+        in_ns(&ns, "ip", &["addr", "add", &address, "dev", "eth0"])?;
+        in_ns(&ns, "ip", &["link", "set", "eth0", "up"])?;
+        Ok(())
+    }
+
+    pub fn hosts(&self) -> usize {
+        self.hosts
+    }
+
+    /// Host `host`'s address.
+    pub fn address(&self, host: usize) -> Ipv4Addr {
+        let last = u8::try_from(usize::from(HOST_BASE) + host).unwrap_or(u8::MAX);
+        Ipv4Addr::new(PREFIX[0], PREFIX[1], self.subnet, last)
+    }
+
+    /// This process's address on the bridge: clients come from it, and no
+    /// fault drops it.
+    pub fn client(&self) -> Ipv4Addr {
+        Ipv4Addr::new(PREFIX[0], PREFIX[1], self.subnet, 1)
+    }
+
+    /// The namespace of host `host`.
+    pub fn namespace(&self, host: usize) -> String {
+        format!("{}-h{host}", self.tag)
+    }
+
+    fn hub(&self) -> String {
+        format!("{}-hub", self.tag)
+    }
+
+    /// What runs a program inside host `host`.
+    pub fn launcher(&self, host: usize) -> Vec<String> {
+        vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.namespace(host),
+        ]
+    }
+
+    /// Applies `rules` in place of every rule before: an empty list heals.
+    pub fn set(&self, rules: &[Rule]) -> anyhow::Result<()> {
+        for host in 0..self.hosts {
+            let ns = self.namespace(host);
+            iptables(&ns, &["-F", "INPUT"])?;
+            for rule in rules {
+                match *rule {
+                    Rule::Drop { from, to } if to == host => {
+                        let source = self.address(from).to_string();
+                        iptables(&ns, &["-A", "INPUT", "-s", &source, "-j", "DROP"])?;
+                    }
+                    Rule::Loss { to, probability } if to == host => {
+                        let probability = format!("{probability:.4}");
+                        let client = self.client().to_string();
+                        iptables(
+                            &ns,
+                            &[
+                                "-A",
+                                "INPUT",
+                                "!",
+                                "-s",
+                                &client,
+                                "-m",
+                                "statistic",
+                                "--mode",
+                                "random",
+                                "--probability",
+                                &probability,
+                                "-j",
+                                "DROP",
+                            ],
+                        )?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        delete_namespaces(&self.tag);
+        let _ = std::fs::remove_dir_all(&self.claim);
+    }
+}
+
+/// Says plainly what is missing when namespaces cannot be made here.
+fn preflight() -> anyhow::Result<()> {
+    for (program, args) in [("ip", ["-V"]), ("iptables", ["-V"])] {
+        let ran = Command::new(program).args(args).output();
+        anyhow::ensure!(
+            ran.is_ok_and(|output| output.status.success()),
+            "`{program}` does not run here: the chaos harness needs iproute2 and iptables"
+        );
+    }
+    let probe = format!("lj{}-probe", std::process::id());
+    run("ip", &["netns", "add", &probe]).context(
+        "cannot make a network namespace (the chaos harness must run as root, or with \
+         CAP_NET_ADMIN and CAP_SYS_ADMIN); it does not fall back to a fake network",
+    )?;
+    let _ = run("ip", &["netns", "delete", &probe]);
+    Ok(())
+}
+
+/// Takes a third octet no other live network holds, by making its claim
+/// directory (atomic); a claim whose process is gone is taken over.
+fn claim_subnet() -> anyhow::Result<(u8, PathBuf)> {
+    std::fs::create_dir_all(CLAIMS).with_context(|| format!("creating {CLAIMS}"))?;
+    let start = (std::process::id() % 250) as u8;
+    for step in 0..250u8 {
+        let subnet = start.wrapping_add(step) % 250;
+        let claim = PathBuf::from(CLAIMS).join(subnet.to_string());
+        if std::fs::create_dir(&claim).is_ok() {
+            std::fs::write(claim.join("pid"), std::process::id().to_string())?;
+            return Ok((subnet, claim));
+        }
+        let holder = std::fs::read_to_string(claim.join("pid")).unwrap_or_default();
+        if !holder.trim().is_empty() && !alive(holder.trim()) {
+            let _ = std::fs::remove_dir_all(&claim);
+            if std::fs::create_dir(&claim).is_ok() {
+                std::fs::write(claim.join("pid"), std::process::id().to_string())?;
+                return Ok((subnet, claim));
+            }
+        }
+    }
+    anyhow::bail!("every subnet of 10.213.0.0/16 is claimed in {CLAIMS}")
+}
+
+fn alive(pid: &str) -> bool {
+    std::path::Path::new("/proc").join(pid).exists()
+}
+
+/// Deletes the namespaces of runs whose process is gone.
+fn sweep_stale() {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let listed = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut stale: Vec<String> = listed
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter_map(|name| name.strip_prefix("lj")?.split('-').next())
+        .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !alive(pid))
+        .map(|pid| format!("lj{pid}"))
+        .collect();
+    stale.sort();
+    stale.dedup();
+    for tag in stale {
+        delete_namespaces(&tag);
+    }
+}
+
+/// Deletes every namespace named after `tag` (their links go with them).
+fn delete_namespaces(tag: &str) {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let prefix = format!("{tag}-");
+    for name in String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with(&prefix))
+    {
+        let _ = Command::new("ip").args(["netns", "delete", name]).output();
+    }
+    // The root end of the hub's link goes with the hub; this is in case
+    // the hub was never made.
+    let _ = Command::new("ip")
+        .args(["link", "delete", &format!("{tag}r")])
+        .output();
+}
+
+fn iptables(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let mut all = vec!["-w"];
+    all.extend_from_slice(args);
+    in_ns(ns, "iptables", &all)
+}
+
+fn in_ns(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let mut all = vec!["netns", "exec", ns, program];
+    all.extend_from_slice(args);
+    run("ip", &all)
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
+}

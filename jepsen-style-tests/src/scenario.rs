@@ -1,0 +1,458 @@
+//! Named scenarios: a cluster of real `ledger` processes in network
+//! namespaces, the bank workload in every region, nemeses on a schedule
+//! drawn from the seed, then the heal, the final reads and every checker.
+//! A run leaves its evidence in a folder: the history, each checker's
+//! report, the faults with their times, every node's log and the command
+//! that runs it again.
+
+use crate::bank::{self, Bank};
+use crate::check::{Checker, Evidence, check_all};
+use crate::cluster::Cluster;
+use crate::history::{History, Recorder};
+use crate::nemesis::{self, Faults, Nemesis, Shape};
+use crate::net::Network;
+use crate::observe;
+use crate::rng::Rng;
+use crate::workload::{self, Counts, RunOptions};
+use anyhow::Context;
+use ledger_node::dev::{Cluster as Nodes, DevNode, DevOptions};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Ports every node listens on, at its own address.
+const RAFT_PORT: u16 = 7000;
+const API_PORT: u16 = 7100;
+const HTTP_PORT: u16 = 8080;
+/// Load before the first fault, and after the last heal.
+const SETTLE: Duration = Duration::from_secs(3);
+/// How long the nodes have to agree once every fault is healed.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub nemeses: &'static [Nemesis],
+    pub regions: usize,
+    pub per_region: usize,
+}
+
+use Nemesis as N;
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "cut-region",
+        about: "one region at a time cut off from the rest; it keeps spending its pools",
+        nemeses: &[N::CutRegion],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "split",
+        about: "the regions split in two",
+        nemeses: &[N::Split],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "majorities-ring",
+        about: "every node hears a majority, no two the same one",
+        nemeses: &[N::MajoritiesRing],
+        regions: 3,
+        per_region: 3,
+    },
+    Scenario {
+        name: "bridge",
+        about: "two sides apart, one region reaching both",
+        nemeses: &[N::Bridge],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "one-way",
+        about: "a region hears no other; the others still hear it",
+        nemeses: &[N::OneWay],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "leader-isolated",
+        about: "a region's leader cut from every other node",
+        nemeses: &[N::LeaderIsolated],
+        regions: 3,
+        per_region: 3,
+    },
+    Scenario {
+        name: "loss",
+        about: "a fifth of the packets between nodes dropped",
+        nemeses: &[N::Loss],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "kill-node",
+        about: "kill -9 of a node, started again on its data",
+        nemeses: &[N::KillNode],
+        regions: 3,
+        per_region: 3,
+    },
+    Scenario {
+        name: "kill-leader",
+        about: "kill -9 of a region's leader, started again on its data",
+        nemeses: &[N::KillLeader],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "kill-region",
+        about: "kill -9 of every node of a region",
+        nemeses: &[N::KillRegion],
+        regions: 3,
+        per_region: 3,
+    },
+    Scenario {
+        name: "pause",
+        about: "a region's leader stopped with SIGSTOP, then continued",
+        nemeses: &[N::Pause],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "clock-jump",
+        about: "a node's wall clock stepped seconds ahead or behind",
+        nemeses: &[N::ClockJump],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "clock-strobe",
+        about: "a node's wall clock jumping back and forth every half second",
+        nemeses: &[N::ClockStrobe],
+        regions: 3,
+        per_region: 1,
+    },
+    Scenario {
+        name: "mixed",
+        about: "every nemesis, one after another, drawn from the seed",
+        nemeses: &Nemesis::ALL,
+        regions: 3,
+        per_region: 3,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|scenario| scenario.name == name)
+}
+
+/// How one run goes.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub seed: u64,
+    /// Faults happen for this long.
+    pub time: Duration,
+    /// The results folder.
+    pub out: PathBuf,
+    /// The `ledger` binary the nodes run.
+    pub ledger: PathBuf,
+    /// Nodes per region, in place of the scenario's.
+    pub per_region: Option<usize>,
+    pub users: u32,
+    pub clients_per_region: usize,
+}
+
+/// A fault and when it was in force, in seconds since the load began.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FaultPeriod {
+    pub nemesis: &'static str,
+    pub what: String,
+    pub from_s: f64,
+    pub to_s: f64,
+}
+
+/// What a run came to.
+pub struct Report {
+    pub command: String,
+    pub counts: BTreeMap<u32, Counts>,
+    pub faults: Vec<FaultPeriod>,
+    pub history_lines: usize,
+    pub verdicts: Vec<(&'static Checker, Vec<String>)>,
+    pub out: PathBuf,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|(_, wrong)| wrong.is_empty())
+    }
+}
+
+/// The command that runs `scenario` again as `settings` say.
+pub fn command(scenario: &Scenario, settings: &Settings) -> String {
+    let mut line = format!(
+        "jepsen run --scenario {} --seed {} --time {}s --users {} --clients {}",
+        scenario.name,
+        settings.seed,
+        settings.time.as_secs(),
+        settings.users,
+        settings.clients_per_region
+    );
+    if let Some(per_region) = settings.per_region {
+        let _ = write!(line, " --nodes-per-region {per_region}");
+    }
+    line
+}
+
+/// Runs `scenario`: everything it starts is stopped and deleted when it
+/// returns, whether it passed, failed or was interrupted (Ctrl-C).
+pub async fn run(scenario: &Scenario, settings: &Settings) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(&settings.out)
+        .with_context(|| format!("creating {}", settings.out.display()))?;
+    let settings = &Settings {
+        out: std::fs::canonicalize(&settings.out)?,
+        ..settings.clone()
+    };
+    let command = command(scenario, settings);
+    std::fs::write(settings.out.join("reproduce.txt"), format!("{command}\n"))?;
+    let shape = Shape {
+        regions: scenario.regions,
+        per_region: settings.per_region.unwrap_or(scenario.per_region),
+    };
+    let net = Network::create(shape.hosts())?;
+    let mut nodes = start(&net, shape, settings).await?;
+    let outcome = tokio::select! {
+        outcome = drive(scenario, settings, shape, &net, &mut nodes) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    // SIGCONT first: a paused node would not stop when asked.
+    let mut left = Faults::everything(nodes.running());
+    let _ = nemesis::heal(&net, &mut nodes, &mut left).await;
+    nodes.stop().await;
+    drop(net);
+    let (counts, faults, history_lines, verdicts) = outcome?;
+    let report = Report {
+        command,
+        counts,
+        faults,
+        history_lines,
+        verdicts,
+        out: settings.out.clone(),
+    };
+    std::fs::write(settings.out.join("checks.txt"), checks_text(&report))?;
+    Ok(report)
+}
+
+type Outcome = (
+    BTreeMap<u32, Counts>,
+    Vec<FaultPeriod>,
+    usize,
+    Vec<(&'static Checker, Vec<String>)>,
+);
+
+/// The nodes, one per host, each listening on its host's address.
+async fn start(net: &Network, shape: Shape, settings: &Settings) -> anyhow::Result<Nodes> {
+    let data_dir = settings.out.join("nodes");
+    let mut planned = Vec::new();
+    for host in 0..shape.hosts() {
+        let id = Shape::id_of(host);
+        let address = net.address(host);
+        planned.push(DevNode {
+            id,
+            region: u16::try_from(shape.region_of(host))?,
+            raft: format!("{address}:{RAFT_PORT}"),
+            api: format!("{address}:{API_PORT}"),
+            http: format!("{address}:{HTTP_PORT}"),
+            config: data_dir.join(format!("node-{id}.toml")),
+            log: data_dir.join(format!("node-{id}.log")),
+            launcher: net.launcher(host),
+        });
+    }
+    let mut options = DevOptions::new(
+        u16::try_from(shape.regions)?,
+        u16::try_from(shape.per_region)?,
+        RAFT_PORT,
+        data_dir,
+    );
+    options.binary = Some(settings.ledger.clone());
+    options.fault_injection = true;
+    Nodes::start_nodes(planned, &options).await
+}
+
+/// Setup, load with faults on a schedule, the heal, the final reads and
+/// the checkers.
+async fn drive(
+    scenario: &Scenario,
+    settings: &Settings,
+    shape: Shape,
+    net: &Network,
+    nodes: &mut Nodes,
+) -> anyhow::Result<Outcome> {
+    let apis: Vec<String> = nodes.nodes.iter().map(|node| node.api.clone()).collect();
+    let cluster = Cluster::discover(&apis).await?;
+    let bank = Bank {
+        seed: settings.seed,
+        users: settings.users,
+    };
+    let history_path = settings.out.join("history.jsonl");
+    let recorder = Arc::new(Recorder::append_to(&history_path)?);
+    bank::setup(&cluster, &bank, "1000.00", &recorder).await?;
+
+    let stop_file = settings.out.join("stop");
+    let _ = std::fs::remove_file(&stop_file);
+    let options = RunOptions {
+        seconds: settings.time.as_secs() + 600,
+        clients_per_region: settings.clients_per_region,
+        regions: Vec::new(),
+        max_cents: 2_000,
+        read_every: 10,
+        stop_file: Some(stop_file.clone()),
+    };
+    let load = {
+        let (cluster, recorder) = (cluster.clone(), recorder.clone());
+        tokio::spawn(async move { workload::run(&cluster, &bank, &options, recorder).await })
+    };
+    let faults = schedule(scenario, settings, shape, net, nodes).await;
+    tokio::time::sleep(SETTLE).await;
+    std::fs::write(&stop_file, "")?;
+    let counts = load.await??;
+    let faults = faults?;
+    anyhow::ensure!(
+        recorder.lost() == 0,
+        "{} history lines were not written: this run cannot be checked",
+        recorder.lost()
+    );
+    let history = History::read(&history_path)?;
+    let ids: Vec<String> = history.transfers.keys().cloned().collect();
+    let finals = observe::finals(&cluster, &bank, &ids, CONVERGE_WITHIN).await?;
+    let verdicts = check_all(&Evidence {
+        history: &history,
+        finals: &finals,
+    });
+    write_faults(settings, &faults)?;
+    Ok((counts, faults, history.lines, verdicts))
+}
+
+/// Faults one after another for `settings.time`: each held 3 to 6 s, then
+/// healed, then 2 to 4 s of quiet. Every choice is the seed's.
+async fn schedule(
+    scenario: &Scenario,
+    settings: &Settings,
+    shape: Shape,
+    net: &Network,
+    nodes: &mut Nodes,
+) -> anyhow::Result<Vec<FaultPeriod>> {
+    let mut rng = Rng::new(settings.seed ^ 0x6e65_6d65_7369_7300);
+    let nemeses: Vec<Nemesis> = scenario
+        .nemeses
+        .iter()
+        .copied()
+        .filter(|nemesis| nemesis.applies(shape.regions, shape.per_region))
+        .collect();
+    anyhow::ensure!(
+        !nemeses.is_empty(),
+        "no nemesis of {} applies to {} regions x {} nodes",
+        scenario.name,
+        shape.regions,
+        shape.per_region
+    );
+    let began = Instant::now();
+    let mut periods = Vec::new();
+    tokio::time::sleep(SETTLE).await;
+    while began.elapsed() < settings.time {
+        let nemesis = nemeses[rng.below(nemeses.len() as u64) as usize];
+        let hold = Duration::from_millis(3_000 + rng.below(3_001));
+        let quiet = Duration::from_millis(2_000 + rng.below(2_001));
+        let mut faults = Faults::default();
+        let from_s = began.elapsed().as_secs_f64();
+        let what = nemesis::inject(nemesis, shape, &mut rng, net, nodes, &mut faults).await;
+        let what = match what {
+            Ok(what) => what,
+            Err(error) => {
+                nemesis::heal(net, nodes, &mut faults).await?;
+                return Err(error.context(format!("injecting {}", nemesis.name())));
+            }
+        };
+        println!("[{from_s:6.1} s] {}: {what}", nemesis.name());
+        tokio::time::sleep(hold).await;
+        nemesis::heal(net, nodes, &mut faults).await?;
+        let to_s = began.elapsed().as_secs_f64();
+        println!("[{to_s:6.1} s] healed");
+        periods.push(FaultPeriod {
+            nemesis: nemesis.name(),
+            what,
+            from_s,
+            to_s,
+        });
+        tokio::time::sleep(quiet).await;
+    }
+    Ok(periods)
+}
+
+fn write_faults(settings: &Settings, faults: &[FaultPeriod]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for fault in faults {
+        text.push_str(&serde_json::to_string(fault)?);
+        text.push('\n');
+    }
+    std::fs::write(settings.out.join("faults.jsonl"), text)?;
+    Ok(())
+}
+
+/// Each checker's verdict and what it found, as `checks.txt` holds it.
+pub fn checks_text(report: &Report) -> String {
+    let mut text = String::new();
+    for (checker, wrong) in &report.verdicts {
+        let verdict = if wrong.is_empty() { "ok" } else { "FAIL" };
+        let _ = writeln!(
+            text,
+            "{:<20} {verdict:<5} {}",
+            checker.name, checker.invariant
+        );
+        for line in wrong {
+            let _ = writeln!(text, "    {line}");
+        }
+    }
+    text
+}
+
+/// The summary a person reads: operations by outcome per region, the
+/// faults, each checker's verdict, where the evidence is, and the command
+/// that runs it again.
+pub fn summary(report: &Report) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:<8} {:>12} {:>9} {:>9} {:>9} {:>7}  refused by code",
+        "region", "acknowledged", "refused", "not sent", "unknown", "reads"
+    );
+    for (region, counts) in &report.counts {
+        let refused: u64 = counts.refused.values().sum();
+        let _ = writeln!(
+            text,
+            "{region:<8} {:>12} {refused:>9} {:>9} {:>9} {:>7}  {:?}",
+            counts.acknowledged, counts.not_sent, counts.unknown, counts.reads, counts.refused
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\n{} faults, {} history lines\n",
+        report.faults.len(),
+        report.history_lines
+    );
+    for (checker, wrong) in &report.verdicts {
+        let verdict = if wrong.is_empty() {
+            "ok".to_owned()
+        } else {
+            format!("FAIL ({})", wrong.len())
+        };
+        let _ = writeln!(text, "{:<20} {verdict}", checker.name);
+    }
+    let _ = writeln!(
+        text,
+        "\nverdict: {}\nevidence: {}\nagain:    {}",
+        if report.passed() { "passed" } else { "FAILED" },
+        report.out.display(),
+        report.command
+    );
+    text
+}
