@@ -43,6 +43,27 @@ enum Command {
     /// The bank workload: transfers between funded users in every region.
     #[command(subcommand)]
     Bank(BankCommand),
+    /// What the harness runs inside a host to test a link.
+    #[command(subcommand)]
+    Probe(ProbeCommand),
+}
+
+#[derive(Subcommand)]
+enum ProbeCommand {
+    /// Prints `connected in N us` or `unreachable`.
+    Connect {
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
+    /// Accepts and closes connections for a while.
+    Listen {
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
 }
 
 #[derive(Args)]
@@ -170,6 +191,17 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             return Ok(true);
         }
         Command::Run(args) => return run_scenario(args).await,
+        Command::Probe(probe) => {
+            match probe {
+                ProbeCommand::Connect { addr, timeout_ms } => {
+                    ledger_jepsen::probe::connect(addr, Duration::from_millis(timeout_ms))?
+                }
+                ProbeCommand::Listen { addr, seconds } => {
+                    ledger_jepsen::probe::listen(addr, seconds)?
+                }
+            }
+            return Ok(true);
+        }
         Command::Bank(command) => command,
     };
     match command {
@@ -304,6 +336,7 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
             PathBuf::from("target/jepsen").join(format!("{}-{}", chosen.name, args.seed))
         }),
         ledger,
+        probe: std::env::current_exe()?,
         per_region: args.nodes_per_region,
         users: args.users,
         clients_per_region: args.clients,

@@ -13,6 +13,11 @@ use ledger_node::client::Client;
 use ledger_node::dev::Cluster as Nodes;
 use std::time::Duration;
 
+/// Ports every node listens on, at its own host's address.
+pub const RAFT_PORT: u16 = 7000;
+pub const API_PORT: u16 = 7100;
+pub const HTTP_PORT: u16 = 8080;
+
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nemesis {
@@ -280,6 +285,7 @@ pub async fn inject(
     if let Some((rules, what)) = partition(nemesis, shape, rng, leader.map(Shape::host_of)) {
         net.set(&rules)?;
         faults.rules = true;
+        holds(net, &rules)?;
         return Ok(what);
     }
     Ok(match nemesis {
@@ -368,6 +374,25 @@ impl Faults {
             skewed: running,
             strobe: None,
         }
+    }
+}
+
+/// Fails unless the first cut of `rules` is real: a connection from its
+/// source to the Raft port of its target does not open.
+fn holds(net: &Network, rules: &[Rule]) -> anyhow::Result<()> {
+    let Some(&Rule::Drop { from, to }) =
+        rules.iter().find(|rule| matches!(rule, Rule::Drop { .. }))
+    else {
+        return Ok(());
+    };
+    let target = std::net::SocketAddr::from((net.address(to), RAFT_PORT));
+    let opened =
+        tokio::task::block_in_place(|| net.connect_time(from, target, Duration::from_millis(500)))?;
+    match opened {
+        None => Ok(()),
+        Some(time) => anyhow::bail!(
+            "the cut from host {from} to host {to} does not hold: a connection opened in {time:?}"
+        ),
     }
 }
 

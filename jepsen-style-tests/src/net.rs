@@ -20,9 +20,10 @@
 //! deletes.
 
 use anyhow::Context;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 /// The first two octets of every address a network hands out.
 const PREFIX: [u8; 2] = [10, 213];
@@ -47,13 +48,15 @@ pub struct Network {
     subnet: u8,
     hosts: usize,
     claim: PathBuf,
+    /// This suite's `jepsen` binary, run inside a host to probe a link.
+    probe: PathBuf,
 }
 
 impl Network {
     /// Makes `hosts` hosts on one bridge. Fails, saying why, where
     /// namespaces cannot be made (not root, no iproute2, no iptables): a
     /// run never goes on without real faults.
-    pub fn create(hosts: usize) -> anyhow::Result<Self> {
+    pub fn create(hosts: usize, probe: PathBuf) -> anyhow::Result<Self> {
         anyhow::ensure!(
             hosts >= 1 && hosts <= usize::from(u8::MAX - HOST_BASE),
             "between 1 and {} hosts",
@@ -68,6 +71,7 @@ impl Network {
             subnet,
             hosts,
             claim,
+            probe,
         };
         network.build().with_context(|| {
             format!(
@@ -161,6 +165,42 @@ impl Network {
             "exec".into(),
             self.namespace(host),
         ]
+    }
+
+    /// How long a TCP connection from host `from` to `to` takes to open
+    /// (one round trip), or `None` when it does not open within `timeout`.
+    /// A fault is checked this way before a run relies on it.
+    pub fn connect_time(
+        &self,
+        from: usize,
+        to: SocketAddr,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<Duration>> {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.namespace(from)])
+            .arg(&self.probe)
+            .args([
+                "probe",
+                "connect",
+                "--addr",
+                &to.to_string(),
+                "--timeout-ms",
+            ])
+            .arg(timeout.as_millis().to_string())
+            .output()
+            .context("running the probe")?;
+        let said = String::from_utf8_lossy(&output.stdout);
+        match said.trim().strip_prefix("connected in ") {
+            Some(micros) => Ok(Some(Duration::from_micros(
+                micros.trim_end_matches(" us").parse()?,
+            ))),
+            None if said.trim() == "unreachable" => Ok(None),
+            None => anyhow::bail!(
+                "the probe from host {from} to {to} said {:?} {:?}",
+                said.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        }
     }
 
     /// Applies `rules` in place of every rule before: an empty list heals.

@@ -9,7 +9,7 @@ use crate::bank::{self, Bank};
 use crate::check::{Checker, Evidence, check_all};
 use crate::cluster::Cluster;
 use crate::history::{History, Recorder};
-use crate::nemesis::{self, Faults, Nemesis, Shape};
+use crate::nemesis::{self, API_PORT, Faults, HTTP_PORT, Nemesis, RAFT_PORT, Shape};
 use crate::net::Network;
 use crate::observe;
 use crate::rng::Rng;
@@ -22,10 +22,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Ports every node listens on, at its own address.
-const RAFT_PORT: u16 = 7000;
-const API_PORT: u16 = 7100;
-const HTTP_PORT: u16 = 8080;
 /// Load before the first fault, and after the last heal.
 const SETTLE: Duration = Duration::from_secs(3);
 /// How long the nodes have to agree once every fault is healed.
@@ -156,6 +152,8 @@ pub struct Settings {
     pub out: PathBuf,
     /// The `ledger` binary the nodes run.
     pub ledger: PathBuf,
+    /// This suite's `jepsen` binary (it probes links from inside a host).
+    pub probe: PathBuf,
     /// Nodes per region, in place of the scenario's.
     pub per_region: Option<usize>,
     pub users: u32,
@@ -218,7 +216,7 @@ pub async fn run(scenario: &Scenario, settings: &Settings) -> anyhow::Result<Rep
         regions: scenario.regions,
         per_region: settings.per_region.unwrap_or(scenario.per_region),
     };
-    let net = Network::create(shape.hosts())?;
+    let net = Network::create(shape.hosts(), settings.probe.clone())?;
     let mut nodes = start(&net, shape, settings).await?;
     let outcome = tokio::select! {
         outcome = drive(scenario, settings, shape, &net, &mut nodes) => outcome,
