@@ -11,7 +11,23 @@ use std::str::FromStr;
 pub struct Evidence<'a> {
     pub history: &'a History,
     pub finals: &'a Finals,
+    /// The times a region was cut off whole from every other (none when
+    /// the run's faults are not known, as in `jepsen bank check`).
+    pub cut_off: &'a [CutOff],
 }
+
+/// A region cut off whole from every other, from `from_ns` to `to_ns`
+/// (wall time, as the history's).
+#[derive(Debug, Clone, Copy)]
+pub struct CutOff {
+    pub region: u32,
+    pub from_ns: u128,
+    pub to_ns: u128,
+}
+
+/// The share of its transfers a cut-off region must acknowledge (refusals
+/// for want of funds left out): it spends its own pools without asking.
+pub const AVAILABILITY_MIN: f64 = 0.9;
 
 pub struct Checker {
     pub name: &'static str,
@@ -50,6 +66,11 @@ pub const CHECKERS: &[Checker] = &[
         name: "balances-explained",
         invariant: "every account's total at every node is what the transfers it holds add up to (nothing applied twice, nothing from nowhere)",
         check: balances_explained,
+    },
+    Checker {
+        name: "available",
+        invariant: "a region cut off from the others acknowledges at least 90% of the transfers its clients send while cut off (refusals for want of funds left out)",
+        check: available,
     },
     Checker {
         name: "converged",
@@ -255,6 +276,46 @@ fn balances_explained(evidence: &Evidence) -> Vec<String> {
     wrong
 }
 
+/// Per cut: the calls its region's clients made while it lasted, and how
+/// many of them were acknowledged (refusals for want of funds left out:
+/// they are right answers).
+pub fn availability(evidence: &Evidence) -> Vec<(CutOff, u64, u64)> {
+    evidence
+        .cut_off
+        .iter()
+        .map(|cut| {
+            let calls = evidence.history.calls.iter().filter(|call| {
+                call.region == cut.region
+                    && (cut.from_ns..=cut.to_ns).contains(&call.invoked_ns)
+                    && !matches!(&call.outcome, Outcome::Refused { code } if code == "INSUFFICIENT_FUNDS")
+            });
+            let (mut acknowledged, mut counted) = (0, 0);
+            for call in calls {
+                counted += 1;
+                if matches!(call.outcome, Outcome::Ok { .. }) {
+                    acknowledged += 1;
+                }
+            }
+            (*cut, acknowledged, counted)
+        })
+        .collect()
+}
+
+fn available(evidence: &Evidence) -> Vec<String> {
+    availability(evidence)
+        .into_iter()
+        .filter(|&(_, acknowledged, counted)| {
+            counted > 0 && (acknowledged as f64) < AVAILABILITY_MIN * counted as f64
+        })
+        .map(|(cut, acknowledged, counted)| {
+            format!(
+                "region {} acknowledged {acknowledged} of {counted} transfers while cut off",
+                cut.region
+            )
+        })
+        .collect()
+}
+
 fn converged(evidence: &Evidence) -> Vec<String> {
     let finals = evidence.finals;
     let mut wrong = Vec::new();
@@ -370,10 +431,16 @@ mod tests {
 
     /// The checkers that find something wrong.
     fn failing(entries: Vec<Entry>, finals: &Finals) -> Vec<&'static str> {
+        failing_cut(entries, finals, &[])
+    }
+
+    /// The same, with region cuts.
+    fn failing_cut(entries: Vec<Entry>, finals: &Finals, cut_off: &[CutOff]) -> Vec<&'static str> {
         let history = History::of(entries);
         check_all(&Evidence {
             history: &history,
             finals,
+            cut_off,
         })
         .into_iter()
         .filter(|(_, wrong)| !wrong.is_empty())
@@ -510,6 +577,40 @@ mod tests {
             entries.push(entry(op, event));
         }
         assert_eq!(failing(entries, &finals), ["one-decision"]);
+
+        // A region cut off that could not spend: one transfer of two sent
+        // while cut off was acknowledged (the refusal for want of funds is
+        // left out); a cut at another time, or of another region, sees none.
+        let cut = |region, from_ns, to_ns| CutOff {
+            region,
+            from_ns,
+            to_ns,
+        };
+        let (entries, finals) = world();
+        assert_eq!(
+            failing_cut(entries, &finals, &[cut(0, 0, 10)]),
+            Vec::<&str>::new()
+        );
+        let (mut entries, finals) = world();
+        entries.push(entry("6", Event::Invoke(transfer("lost", "1.00"))));
+        entries.push(entry(
+            "6",
+            Event::Complete(Outcome::NotSent {
+                code: "NOT_LEADER".into(),
+            }),
+        ));
+        assert_eq!(
+            failing_cut(entries.clone(), &finals, &[cut(0, 0, 10)]),
+            ["available"]
+        );
+        assert_eq!(
+            failing_cut(entries.clone(), &finals, &[cut(0, 5, 10)]),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            failing_cut(entries, &finals, &[cut(1, 0, 10)]),
+            Vec::<&str>::new()
+        );
 
         // Views that never agreed.
         let (entries, mut finals) = world();

@@ -186,7 +186,19 @@ impl Recorder {
 pub struct History {
     pub transfers: BTreeMap<String, Attempts>,
     pub reads: Vec<(u32, Read)>,
+    /// Every call that completed, in the order the completions were written.
+    pub calls: Vec<Call>,
     pub lines: usize,
+}
+
+/// One call of one transfer, from invocation to completion.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The region whose client made it.
+    pub region: u32,
+    pub invoked_ns: u128,
+    pub completed_ns: u128,
+    pub outcome: Outcome,
 }
 
 /// Every call made with one transfer id (a retry uses the same id).
@@ -232,8 +244,9 @@ impl History {
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let mut history = Self::default();
-        // The open invocation of each op, by op name: its transfer id.
-        let mut open: BTreeMap<String, String> = BTreeMap::new();
+        // The open invocation of each op, by op name: its transfer id and
+        // when it was sent.
+        let mut open: BTreeMap<String, (String, u128)> = BTreeMap::new();
         for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
             let line = line?;
             if line.trim().is_empty() {
@@ -258,10 +271,10 @@ impl History {
         history
     }
 
-    fn add(&mut self, entry: Entry, open: &mut BTreeMap<String, String>) {
+    fn add(&mut self, entry: Entry, open: &mut BTreeMap<String, (String, u128)>) {
         match entry.event {
             Event::Invoke(transfer) => {
-                open.insert(entry.op, transfer.id.clone());
+                open.insert(entry.op, (transfer.id.clone(), entry.time_ns));
                 let attempts = self
                     .transfers
                     .entry(transfer.id.clone())
@@ -272,9 +285,16 @@ impl History {
                 attempts.outcomes.push(None);
             }
             Event::Complete(outcome) => {
-                let attempts = open
-                    .remove(&entry.op)
-                    .and_then(|id| self.transfers.get_mut(&id));
+                let Some((id, invoked_ns)) = open.remove(&entry.op) else {
+                    return;
+                };
+                self.calls.push(Call {
+                    region: entry.region,
+                    invoked_ns,
+                    completed_ns: entry.time_ns,
+                    outcome: outcome.clone(),
+                });
+                let attempts = self.transfers.get_mut(&id);
                 if let Some(slot) =
                     attempts.and_then(|a| a.outcomes.iter_mut().rfind(|o| o.is_none()))
                 {

@@ -279,6 +279,7 @@ async fn check(run: &Common, within: Duration) -> anyhow::Result<bool> {
     let evidence = Evidence {
         history: &history,
         finals: &finals,
+        cut_off: &[],
     };
     println!(
         "check: {} history lines, {} transfer ids, {} reads, {} of {} nodes read",

@@ -156,6 +156,14 @@ fn shuffled(mut items: Vec<usize>, rng: &mut Rng) -> Vec<usize> {
     items
 }
 
+/// A partition: its rules, in words, and the region it cuts off whole
+/// from every other, if it does.
+pub struct Partition {
+    pub rules: Vec<Rule>,
+    pub what: String,
+    pub cut_off: Option<usize>,
+}
+
 /// The rules of a partition nemesis; `None` for the others. `leader` is
 /// the host to isolate for [`Nemesis::LeaderIsolated`].
 pub fn partition(
@@ -163,7 +171,7 @@ pub fn partition(
     shape: Shape,
     rng: &mut Rng,
     leader: Option<usize>,
-) -> Option<(Vec<Rule>, String)> {
+) -> Option<Partition> {
     let all: Vec<usize> = (0..shape.hosts()).collect();
     let others = |mine: &[usize]| -> Vec<usize> {
         all.iter().copied().filter(|h| !mine.contains(h)).collect()
@@ -171,13 +179,15 @@ pub fn partition(
     let regions = shuffled((0..shape.regions).collect(), rng);
     let hosts_of =
         |list: &[usize]| -> Vec<usize> { list.iter().flat_map(|r| shape.hosts_of(*r)).collect() };
-    Some(match nemesis {
+    let (rules, what) = match nemesis {
         Nemesis::CutRegion => {
             let mine = shape.hosts_of(regions[0]);
-            (
-                cut(&mine, &others(&mine)),
-                format!("region {} cut off", regions[0]),
-            )
+            let rules = cut(&mine, &others(&mine));
+            return Some(Partition {
+                rules,
+                what: format!("region {} cut off", regions[0]),
+                cut_off: Some(regions[0]),
+            });
         }
         Nemesis::Split => {
             let half = regions.len() / 2;
@@ -245,6 +255,11 @@ pub fn partition(
             "a fifth of the packets between nodes dropped".into(),
         ),
         _ => return None,
+    };
+    Some(Partition {
+        rules,
+        what,
+        cut_off: None,
     })
 }
 
@@ -270,7 +285,13 @@ pub async fn leader_of(nodes: &Nodes, shape: Shape, region: usize) -> Option<u64
     None
 }
 
-/// Puts `nemesis` on the cluster; answers what it did, in words.
+/// What a fault did: in words, and the region it cut off whole, if any.
+pub struct Injected {
+    pub what: String,
+    pub cut_off: Option<usize>,
+}
+
+/// Puts `nemesis` on the cluster.
 pub async fn inject(
     nemesis: Nemesis,
     shape: Shape,
@@ -278,17 +299,20 @@ pub async fn inject(
     net: &Network,
     nodes: &mut Nodes,
     faults: &mut Faults,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Injected> {
     let region = rng.below(shape.regions as u64) as usize;
     let any_node = Shape::id_of(rng.below(shape.hosts() as u64) as usize);
     let leader = leader_of(nodes, shape, region).await;
-    if let Some((rules, what)) = partition(nemesis, shape, rng, leader.map(Shape::host_of)) {
-        net.set(&rules)?;
+    if let Some(partition) = partition(nemesis, shape, rng, leader.map(Shape::host_of)) {
+        net.set(&partition.rules)?;
         faults.rules = true;
-        holds(net, &rules)?;
-        return Ok(what);
+        holds(net, &partition.rules)?;
+        return Ok(Injected {
+            what: partition.what,
+            cut_off: partition.cut_off,
+        });
     }
-    Ok(match nemesis {
+    let what = match nemesis {
         Nemesis::KillNode | Nemesis::KillLeader | Nemesis::KillRegion => {
             let victims: Vec<u64> = match nemesis {
                 Nemesis::KillNode => vec![any_node],
@@ -325,6 +349,10 @@ pub async fn inject(
             format!("node {any_node}'s clock strobing ±{offset} ms every 500 ms")
         }
         _ => anyhow::bail!("{} is not a fault of this kind", nemesis.name()),
+    };
+    Ok(Injected {
+        what,
+        cut_off: None,
     })
 }
 

@@ -6,9 +6,9 @@
 //! that runs it again.
 
 use crate::bank::{self, Bank};
-use crate::check::{Checker, Evidence, check_all};
+use crate::check::{Checker, CutOff, Evidence, availability, check_all};
 use crate::cluster::Cluster;
-use crate::history::{History, Recorder};
+use crate::history::{History, Recorder, now_ns};
 use crate::nemesis::{self, API_PORT, Faults, HTTP_PORT, Nemesis, RAFT_PORT, Shape};
 use crate::net::Network;
 use crate::observe;
@@ -38,6 +38,13 @@ pub struct Scenario {
 use Nemesis as N;
 
 pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "calm",
+        about: "no fault at all: the baseline of every other scenario",
+        nemeses: &[],
+        regions: 3,
+        per_region: 1,
+    },
     Scenario {
         name: "cut-region",
         about: "one region at a time cut off from the rest; it keeps spending its pools",
@@ -167,15 +174,23 @@ pub struct FaultPeriod {
     pub what: String,
     pub from_s: f64,
     pub to_s: f64,
+    /// The region it cut off whole from every other, if it did.
+    pub cut_off: Option<u32>,
+    pub from_ns: u128,
+    pub to_ns: u128,
 }
 
 /// What a run came to.
 pub struct Report {
     pub command: String,
     pub counts: BTreeMap<u32, Counts>,
+    /// Per region, the time acknowledged calls took: p50, p99, max.
+    pub latency: BTreeMap<u32, [Duration; 3]>,
     pub faults: Vec<FaultPeriod>,
     pub history_lines: usize,
     pub verdicts: Vec<(&'static Checker, Vec<String>)>,
+    /// Per cut-off region and cut: transfers acknowledged, of those counted.
+    pub available: Vec<(u32, u64, u64)>,
     pub out: PathBuf,
 }
 
@@ -227,25 +242,53 @@ pub async fn run(scenario: &Scenario, settings: &Settings) -> anyhow::Result<Rep
     let _ = nemesis::heal(&net, &mut nodes, &mut left).await;
     nodes.stop().await;
     drop(net);
-    let (counts, faults, history_lines, verdicts) = outcome?;
+    let ran = outcome?;
     let report = Report {
         command,
-        counts,
-        faults,
-        history_lines,
-        verdicts,
+        latency: latencies(&ran.history),
+        history_lines: ran.history.lines,
+        counts: ran.counts,
+        faults: ran.faults,
+        verdicts: ran.verdicts,
+        available: ran.available,
         out: settings.out.clone(),
     };
     std::fs::write(settings.out.join("checks.txt"), checks_text(&report))?;
     Ok(report)
 }
 
-type Outcome = (
-    BTreeMap<u32, Counts>,
-    Vec<FaultPeriod>,
-    usize,
-    Vec<(&'static Checker, Vec<String>)>,
-);
+/// What [`drive`] saw, before it is a [`Report`].
+struct Ran {
+    counts: BTreeMap<u32, Counts>,
+    faults: Vec<FaultPeriod>,
+    history: History,
+    verdicts: Vec<(&'static Checker, Vec<String>)>,
+    available: Vec<(u32, u64, u64)>,
+}
+
+/// Per region, p50, p99 and max of the time acknowledged calls took.
+pub fn latencies(history: &History) -> BTreeMap<u32, [Duration; 3]> {
+    let mut by_region: BTreeMap<u32, Vec<u128>> = BTreeMap::new();
+    for call in &history.calls {
+        if matches!(call.outcome, crate::history::Outcome::Ok { .. }) {
+            by_region
+                .entry(call.region)
+                .or_default()
+                .push(call.completed_ns.saturating_sub(call.invoked_ns));
+        }
+    }
+    by_region
+        .into_iter()
+        .map(|(region, mut times)| {
+            times.sort_unstable();
+            let at = |share: f64| {
+                let index = ((times.len() as f64 * share).ceil() as usize).clamp(1, times.len());
+                Duration::from_nanos(u64::try_from(times[index - 1]).unwrap_or(u64::MAX))
+            };
+            (region, [at(0.50), at(0.99), at(1.0)])
+        })
+        .collect()
+}
 
 /// The nodes, one per host, each listening on its host's address.
 async fn start(net: &Network, shape: Shape, settings: &Settings) -> anyhow::Result<Nodes> {
@@ -284,7 +327,7 @@ async fn drive(
     shape: Shape,
     net: &Network,
     nodes: &mut Nodes,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Ran> {
     let apis: Vec<String> = nodes.nodes.iter().map(|node| node.api.clone()).collect();
     let cluster = Cluster::discover(&apis).await?;
     let bank = Bank {
@@ -322,12 +365,34 @@ async fn drive(
     let history = History::read(&history_path)?;
     let ids: Vec<String> = history.transfers.keys().cloned().collect();
     let finals = observe::finals(&cluster, &bank, &ids, CONVERGE_WITHIN).await?;
-    let verdicts = check_all(&Evidence {
+    let cut_off: Vec<CutOff> = faults
+        .iter()
+        .filter_map(|fault| {
+            Some(CutOff {
+                region: fault.cut_off?,
+                from_ns: fault.from_ns,
+                to_ns: fault.to_ns,
+            })
+        })
+        .collect();
+    let evidence = Evidence {
         history: &history,
         finals: &finals,
-    });
+        cut_off: &cut_off,
+    };
+    let verdicts = check_all(&evidence);
+    let available = availability(&evidence)
+        .into_iter()
+        .map(|(cut, acknowledged, counted)| (cut.region, acknowledged, counted))
+        .collect();
     write_faults(settings, &faults)?;
-    Ok((counts, faults, history.lines, verdicts))
+    Ok(Ran {
+        counts,
+        faults,
+        history,
+        verdicts,
+        available,
+    })
 }
 
 /// Faults one after another for `settings.time`: each held 3 to 6 s, then
@@ -347,7 +412,7 @@ async fn schedule(
         .filter(|nemesis| nemesis.applies(shape.regions, shape.per_region))
         .collect();
     anyhow::ensure!(
-        !nemeses.is_empty(),
+        scenario.nemeses.is_empty() || !nemeses.is_empty(),
         "no nemesis of {} applies to {} regions x {} nodes",
         scenario.name,
         shape.regions,
@@ -356,30 +421,40 @@ async fn schedule(
     let began = Instant::now();
     let mut periods = Vec::new();
     tokio::time::sleep(SETTLE).await;
-    while began.elapsed() < settings.time {
+    if nemeses.is_empty() {
+        tokio::time::sleep(settings.time.saturating_sub(SETTLE)).await;
+    }
+    while !nemeses.is_empty() && began.elapsed() < settings.time {
         let nemesis = nemeses[rng.below(nemeses.len() as u64) as usize];
         let hold = Duration::from_millis(3_000 + rng.below(3_001));
         let quiet = Duration::from_millis(2_000 + rng.below(2_001));
         let mut faults = Faults::default();
         let from_s = began.elapsed().as_secs_f64();
-        let what = nemesis::inject(nemesis, shape, &mut rng, net, nodes, &mut faults).await;
-        let what = match what {
-            Ok(what) => what,
+        let from_ns = now_ns();
+        let injected = nemesis::inject(nemesis, shape, &mut rng, net, nodes, &mut faults).await;
+        let injected = match injected {
+            Ok(injected) => injected,
             Err(error) => {
                 nemesis::heal(net, nodes, &mut faults).await?;
                 return Err(error.context(format!("injecting {}", nemesis.name())));
             }
         };
-        println!("[{from_s:6.1} s] {}: {what}", nemesis.name());
+        println!("[{from_s:6.1} s] {}: {}", nemesis.name(), injected.what);
         tokio::time::sleep(hold).await;
+        let to_ns = now_ns();
         nemesis::heal(net, nodes, &mut faults).await?;
         let to_s = began.elapsed().as_secs_f64();
         println!("[{to_s:6.1} s] healed");
         periods.push(FaultPeriod {
             nemesis: nemesis.name(),
-            what,
+            what: injected.what,
             from_s,
             to_s,
+            cut_off: injected
+                .cut_off
+                .and_then(|region| u32::try_from(region).ok()),
+            from_ns,
+            to_ns,
         });
         tokio::time::sleep(quiet).await;
     }
@@ -420,23 +495,44 @@ pub fn summary(report: &Report) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "{:<8} {:>12} {:>9} {:>9} {:>9} {:>7}  refused by code",
-        "region", "acknowledged", "refused", "not sent", "unknown", "reads"
+        "{:<7} {:>12} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8}  refused by code",
+        "region",
+        "acknowledged",
+        "refused",
+        "not sent",
+        "unknown",
+        "reads",
+        "p50 ms",
+        "p99 ms",
+        "max ms"
     );
     for (region, counts) in &report.counts {
         let refused: u64 = counts.refused.values().sum();
+        let [p50, p99, max] = report
+            .latency
+            .get(region)
+            .map(|times| times.map(|time| time.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
         let _ = writeln!(
             text,
-            "{region:<8} {:>12} {refused:>9} {:>9} {:>9} {:>7}  {:?}",
+            "{region:<7} {:>12} {refused:>8} {:>8} {:>8} {:>6} {p50:>8.1} {p99:>8.1} {max:>8.1}  {:?}",
             counts.acknowledged, counts.not_sent, counts.unknown, counts.reads, counts.refused
         );
     }
     let _ = writeln!(
         text,
-        "\n{} faults, {} history lines\n",
+        "\n{} faults, {} history lines",
         report.faults.len(),
         report.history_lines
     );
+    for (region, acknowledged, counted) in &report.available {
+        let share = *acknowledged as f64 * 100.0 / (*counted).max(1) as f64;
+        let _ = writeln!(
+            text,
+            "region {region} cut off: {acknowledged} of {counted} transfers acknowledged ({share:.1}%)"
+        );
+    }
+    text.push('\n');
     for (checker, wrong) in &report.verdicts {
         let verdict = if wrong.is_empty() {
             "ok".to_owned()
