@@ -206,6 +206,10 @@ impl Ledger for Api {
         });
         let split =
             forward::split(&items, &origins, home).map_err(|(index, error)| at(index, error))?;
+        // Chaos bite `decide-retry-elsewhere`: every call is decided here,
+        // as if sent on (decision 0009 broken on purpose; see `crate::bite`).
+        #[cfg(feature = "chaos-bite")]
+        let forwarded = forwarded || crate::bite::is(crate::bite::Bite::DecideRetryElsewhere);
         // A call sent on by another node is decided here whatever it holds:
         // what is not this region's is refused (NOT_ORIGIN), never sent on.
         if forwarded || split.elsewhere.is_empty() {

@@ -36,6 +36,12 @@ pub struct NodeSettings {
     /// of a leader whose clock jumped turn it off).
     #[serde(default = "clock_watch_default")]
     pub clock_watch: bool,
+    /// Breaks one invariant on purpose (tests of the chaos suite's
+    /// checkers); exists only with the `chaos-bite` feature, so a release
+    /// build refuses it as an unknown field.
+    #[cfg(feature = "chaos-bite")]
+    #[serde(default)]
+    pub chaos_bite: Option<crate::bite::Bite>,
     pub replication: ReplicaConfig,
 }
 
@@ -292,6 +298,40 @@ api = "127.0.0.1:7101"
                 .to_string();
             assert!(error.contains(reason), "{error} should say {reason}");
         }
+    }
+
+    #[cfg(feature = "chaos-bite")]
+    #[test]
+    fn a_chaos_bite_is_one_of_its_modes() {
+        use crate::bite::Bite;
+        let with = |value: &str| format!("chaos_bite = \"{value}\"\n{TEXT}");
+        let settings = NodeSettings::from_toml(&with("skip-pool-check"), |_| None).expect("valid");
+        assert_eq!(settings.chaos_bite, Some(Bite::SkipPoolCheck));
+        for bite in Bite::ALL {
+            let settings = NodeSettings::from_toml(&with(bite.name()), |_| None).expect("valid");
+            assert_eq!(settings.chaos_bite, Some(bite));
+        }
+        let none = NodeSettings::from_toml(TEXT, |_| None).expect("valid");
+        assert_eq!(none.chaos_bite, None);
+        let error = NodeSettings::from_toml(&with("eat-money"), |_| None)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("unknown variant `eat-money`")
+                && error.contains("`skip-pool-check`, `grant-twice`, `answer-before-commit`")
+                && error.contains("`decide-retry-elsewhere`"),
+            "{error}"
+        );
+    }
+
+    #[cfg(not(feature = "chaos-bite"))]
+    #[test]
+    fn a_chaos_bite_is_refused_without_the_feature() {
+        let text = format!("chaos_bite = \"skip-pool-check\"\n{TEXT}");
+        let error = NodeSettings::from_toml(&text, |_| None)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("unknown field `chaos_bite`"), "{error}");
     }
 
     #[test]

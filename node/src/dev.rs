@@ -32,6 +32,10 @@ pub struct DevOptions {
     pub clock_watch: bool,
     /// HTTP requests each node answers at once.
     pub http_requests_max: usize,
+    /// A chaos bite every node runs with (`chaos_bite`: a mode of
+    /// `ledger_node::bite::Bite`, such as `"skip-pool-check"`); the nodes
+    /// refuse it unless built with the `chaos-bite` feature.
+    pub bite: Option<String>,
 }
 
 impl DevOptions {
@@ -52,6 +56,7 @@ impl DevOptions {
             park_deadline_ms: NodeSettings::PARK_DEADLINE_MS,
             clock_watch: true,
             http_requests_max: NodeSettings::HTTP_REQUESTS_MAX,
+            bite: None,
         }
     }
 }
@@ -119,6 +124,9 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
         dir = data_dir.join(format!("node-{}", node.id)).display(),
         raft = node.raft,
     );
+    if let Some(bite) = &options.bite {
+        text.insert_str(0, &format!("chaos_bite = \"{bite}\"\n"));
+    }
     for other in all {
         text.push_str(&format!(
             "\n[[replication.nodes]]\nid = {}\nregion = {}\naddr = \"{}\"\napi = \"{}\"\nhttp = \"{}\"\n",

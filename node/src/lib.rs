@@ -13,6 +13,8 @@
 mod actors;
 pub mod api;
 pub mod bench;
+#[cfg(feature = "chaos-bite")]
+pub mod bite;
 pub mod client;
 pub mod clock_watch;
 pub mod config;

@@ -549,6 +549,9 @@ where
     F: FnOnce(Arc<NodeHandle>, tokio::net::TcpListener) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    // Before the replica applies anything: the core's bites change apply.
+    #[cfg(feature = "chaos-bite")]
+    crate::bite::arm(settings.chaos_bite);
     let replication = &settings.replication;
     let raft_listener = tokio::net::TcpListener::bind(&replication.listen).await?;
     let api_listener = tokio::net::TcpListener::bind(&settings.api_listen).await?;

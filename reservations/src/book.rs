@@ -51,6 +51,12 @@ impl Pool {
         {
             return Err(ApplyError::OutOfRange { region, account });
         }
+        // Chaos bite `skip-pool-check`: a pool may go below its floor
+        // (invariant 1 broken on purpose; see `crate::bite`).
+        #[cfg(feature = "chaos-bite")]
+        if crate::bite::is(crate::bite::Bite::SkipPoolCheck) {
+            return Ok(());
+        }
         if self.kind.is_bounded() && self.available < 0 {
             return Err(ApplyError::Overdraft { region, account });
         }
@@ -70,6 +76,11 @@ impl Pool {
             self.available.abs() <= BALANCE_UNITS_MAX,
             "available of {account} out of range: {self:?}"
         );
+        // Chaos bite `skip-pool-check`: see `Pool::check`.
+        #[cfg(feature = "chaos-bite")]
+        if crate::bite::is(crate::bite::Bite::SkipPoolCheck) {
+            return;
+        }
         assert!(
             !self.kind.is_bounded() || self.available >= 0,
             "available of {account} below zero: {self:?}"
@@ -335,11 +346,17 @@ fn apply_body<B: Book>(book: &mut B, event: &Event) -> Result<(), ApplyError> {
             let expected = book.granted_from(*from) + 1;
             check_sequence(region, "grant", *seq, expected)?;
             check_currency(book, release.account, release.currency)?;
-            change_pools(
-                book,
-                [PoolChange::available(release, signed(release.units))],
-                false,
-            )?;
+            let units = signed(release.units);
+            // Chaos bite `grant-twice`: the grant is taken in twice, which
+            // creates the release's amount (invariants 3 and 4 broken on
+            // purpose; see `crate::bite`).
+            #[cfg(feature = "chaos-bite")]
+            let units = if crate::bite::is(crate::bite::Bite::GrantTwice) {
+                2 * units
+            } else {
+                units
+            };
+            change_pools(book, [PoolChange::available(release, units)], false)?;
             let mut flow = book.flow(release.account);
             flow.granted += release.units;
             book.set_flow(release.account, flow);

@@ -405,6 +405,12 @@ impl<'a, B: Book> Decider<'a, B> {
 
     /// Only the region an id belongs to decides it (decision 0009).
     fn check_origin(&self, id: TransferId) -> Result<(), Reject> {
+        // Chaos bite `decide-retry-elsewhere`: any region decides any id
+        // (decision 0009 broken on purpose; see `crate::bite`).
+        #[cfg(feature = "chaos-bite")]
+        if crate::bite::is(crate::bite::Bite::DecideRetryElsewhere) {
+            return Ok(());
+        }
         match self.ledger.origin_of(id) {
             origin if origin != self.book.region() => Err(Reject::NotOrigin { origin }),
             _ => Ok(()),
@@ -437,6 +443,12 @@ impl<'a, B: Book> Decider<'a, B> {
     fn existing(&self, id: TransferId) -> Result<Option<&'a TransferRecord>, Reject> {
         if let Some(record) = self.book.transfer(id) {
             return Ok(Some(record));
+        }
+        // Chaos bite `decide-retry-elsewhere`: what another region decided
+        // is decided again here.
+        #[cfg(feature = "chaos-bite")]
+        if crate::bite::is(crate::bite::Bite::DecideRetryElsewhere) {
+            return Ok(None);
         }
         match self.ledger.decided_elsewhere(id) {
             Some(origin) => Err(Reject::NotOrigin { origin }),
@@ -487,6 +499,12 @@ impl<'a, B: Book> Decider<'a, B> {
         units: u128,
     ) -> Result<(), Reject> {
         if !account.kind.is_bounded() {
+            return Ok(());
+        }
+        // Chaos bite `skip-pool-check`: no debit looks at the pool
+        // (invariant 1 broken on purpose; see `crate::bite`).
+        #[cfg(feature = "chaos-bite")]
+        if crate::bite::is(crate::bite::Bite::SkipPoolCheck) {
             return Ok(());
         }
         let available = self.book.available(account.id);

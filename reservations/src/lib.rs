@@ -16,6 +16,8 @@
 
 mod account;
 mod admit;
+#[cfg(feature = "chaos-bite")]
+pub mod bite;
 mod book;
 mod command;
 mod control;

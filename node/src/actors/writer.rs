@@ -87,6 +87,14 @@ pub(crate) struct Submission {
 impl Submission {
     fn answer(self, result: &CommandResult) {
         let committed = matches!(result, CommandResult::Applied { .. });
+        self.fill(result);
+        if let Some(done) = self.done {
+            let _ = done.send(committed);
+        }
+    }
+
+    /// Answers its commands (a slot keeps its first answer).
+    fn fill(&self, result: &CommandResult) {
         let repeated = result.as_repeat();
         self.collector.fill(
             self.slots
@@ -94,9 +102,6 @@ impl Submission {
                 .map(|slot| (*slot, result.clone()))
                 .chain(self.repeats.iter().map(|slot| (*slot, repeated.clone()))),
         );
-        if let Some(done) = self.done {
-            let _ = done.send(committed);
-        }
     }
 
     /// Not proposed: its decider must drop it from what it holds in flight
@@ -252,6 +257,8 @@ fn retry(message: &str) -> NodeFailure {
 /// Proposes one entry: what of `submissions` applies, and the grants the
 /// region owes.
 async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
+    #[cfg(feature = "chaos-bite")]
+    answer_before_commit(&state.node, &submissions);
     if let Err(failure) = prepare(state).await {
         // `prepare` reset the gate: every decision of the epoch they were
         // made in is void, and their deciders drop what they hold.
@@ -291,6 +298,29 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
                 submission.answer(&result);
             }
         }
+    }
+}
+
+/// Chaos bite `answer-before-commit` (see `crate::bite`): answers the
+/// commands of `submissions` as applied, at the index the next entry would
+/// take, before the read barrier, admission and the proposal: an entry
+/// that never commits loses them. Their real answer comes later and is
+/// dropped, since a slot keeps its first.
+#[cfg(feature = "chaos-bite")]
+fn answer_before_commit(node: &NodeHandle, submissions: &[Submission]) {
+    if !crate::bite::is(crate::bite::Bite::AnswerBeforeCommit) {
+        return;
+    }
+    let last = node
+        .replica
+        .progress(node.home())
+        .map_or(0, |progress| progress.last_log);
+    let result = CommandResult::Applied {
+        fresh: true,
+        index: last + 1,
+    };
+    for submission in submissions {
+        submission.fill(&result);
     }
 }
 

@@ -1,0 +1,105 @@
+//! Chaos bites: one invariant broken on purpose, so that the chaos suite
+//! can show its checkers catch a real bug (STYLE 12: prove a checker can
+//! fail by putting a known bug back in). Compiled only with the
+//! `chaos-bite` feature, which no release build enables; each breakage sits
+//! beside the code it breaks, behind the same feature.
+//!
+//! The bite is one per process: a node sets it at start, before it applies
+//! any log, from its `chaos_bite` setting, and the code it breaks reads it.
+//! A process-wide setting rather than a parameter, so that the breakages
+//! add no argument to code that release builds run. Every node of a
+//! cluster must run the same bite: the bites in the apply path
+//! (`skip-pool-check`, `grant-twice`) would otherwise make replicas of one
+//! log disagree, or stop a node without the bite on an entry it cannot
+//! apply.
+
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// One invariant to break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bite {
+    /// Breaks invariant 1 (a bounded account is never below zero): a
+    /// debit of a bounded account is decided without looking at its pool
+    /// in this region (so no pull is asked either), and applying lets the
+    /// pool go below zero. For the `not-negative` checker.
+    SkipPoolCheck,
+    /// Breaks invariants 3 and 4 (balances sum to zero; a release is
+    /// granted once): the region taking in a grant credits it twice, so
+    /// the release's amount is created. For `totals` and
+    /// `balances-explained`.
+    GrantTwice,
+    /// Breaks "a client is answered only after its events are committed"
+    /// (DESIGN section 5): the leader's writer answers commands as applied
+    /// as soon as it receives their events, before the read barrier,
+    /// admission and the proposal. An entry that never commits loses
+    /// acknowledged transfers. For `acknowledged-kept`.
+    AnswerBeforeCommit,
+    /// Breaks "only a transfer's origin region decides it" (DESIGN section
+    /// 3, decision 0009): a node decides the ids of other regions it
+    /// receives instead of sending them on, so a retry sent to a second
+    /// region is applied there a second time. For `one-decision` and
+    /// `balances-explained`.
+    DecideRetryElsewhere,
+}
+
+impl Bite {
+    pub const ALL: [Bite; 4] = [
+        Bite::SkipPoolCheck,
+        Bite::GrantTwice,
+        Bite::AnswerBeforeCommit,
+        Bite::DecideRetryElsewhere,
+    ];
+
+    /// Its name in the settings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Bite::SkipPoolCheck => "skip-pool-check",
+            Bite::GrantTwice => "grant-twice",
+            Bite::AnswerBeforeCommit => "answer-before-commit",
+            Bite::DecideRetryElsewhere => "decide-retry-elsewhere",
+        }
+    }
+
+    /// The invariant it breaks, in words.
+    pub const fn breaks(self) -> &'static str {
+        match self {
+            Bite::SkipPoolCheck => "\"no user account below zero\" (invariant 1)",
+            Bite::GrantTwice => {
+                "\"each release granted once, balances sum to zero\" (invariants 3, 4)"
+            }
+            Bite::AnswerBeforeCommit => "\"a client is answered only after its commit\"",
+            Bite::DecideRetryElsewhere => "\"only a transfer's origin region decides it\"",
+        }
+    }
+
+    fn code(bite: Option<Bite>) -> u8 {
+        match bite {
+            None => 0,
+            Some(bite) => Self::ALL
+                .iter()
+                .position(|one| *one == bite)
+                .map_or(0, |index| index as u8 + 1),
+        }
+    }
+}
+
+/// The process's bite: 0 for none, else its place in [`Bite::ALL`] plus 1.
+static BITE: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the process's bite (`None`: none).
+pub fn set(bite: Option<Bite>) {
+    BITE.store(Bite::code(bite), Ordering::Relaxed);
+}
+
+/// The process's bite, if any.
+pub fn current() -> Option<Bite> {
+    let code = BITE.load(Ordering::Relaxed);
+    Bite::ALL.get(usize::from(code).checked_sub(1)?).copied()
+}
+
+/// Whether `bite` is the process's bite.
+pub fn is(bite: Bite) -> bool {
+    current() == Some(bite)
+}
