@@ -93,13 +93,12 @@ pub(crate) struct Connection<T: Transport> {
 }
 
 impl<T: Transport> Connection<T> {
-    /// Runs `call` within the shorter of our deadline and openraft's.
+    /// Runs `call` within `deadline`.
     async fn bounded<R>(
         &self,
-        option: &RPCOption,
+        deadline: Duration,
         call: impl Future<Output = Result<R, TransportError>>,
     ) -> Result<R, TransportError> {
-        let deadline = self.deadline.min(option.hard_ttl());
         match tokio::time::timeout(deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout {
@@ -116,12 +115,18 @@ impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
     async fn append_entries(
         &mut self,
         request: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // Within our deadline, not openraft's: openraft gives every append
+        // its heartbeat interval (100 to 300 ms) to live, and a follower
+        // that takes longer to write a batch (a busy disk, a loaded
+        // machine) is slow, not unreachable. Answered as unreachable, the
+        // leader backs off and sends again, and every commit of the region
+        // waits seconds (seen by the chaos suite's calm scenario).
         let call = self
             .transport
             .append_entries(self.from, &self.to, self.group, request);
-        self.bounded(&option, call)
+        self.bounded(self.deadline, call)
             .await
             .map_err(|error| RPCError::Unreachable(Unreachable::new(&error)))
     }
@@ -134,7 +139,7 @@ impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
         let call = self
             .transport
             .vote(self.from, &self.to, self.group, request);
-        self.bounded(&option, call)
+        self.bounded(self.deadline.min(option.hard_ttl()), call)
             .await
             .map_err(|error| RPCError::Unreachable(Unreachable::new(&error)))
     }
@@ -151,7 +156,7 @@ impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
             .full_snapshot(self.from, &self.to, self.group, vote, snapshot);
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            result = self.bounded(&option, call) => {
+            result = self.bounded(self.deadline.min(option.hard_ttl()), call) => {
                 result.map_err(|error| StreamingError::Unreachable(Unreachable::new(&error)))
             }
         }
