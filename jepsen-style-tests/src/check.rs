@@ -276,24 +276,37 @@ fn balances_explained(evidence: &Evidence) -> Vec<String> {
     wrong
 }
 
-/// Per cut: the calls its region's clients made while it lasted, and how
-/// many of them were acknowledged (refusals for want of funds left out:
-/// they are right answers).
+/// Per cut: the transfers its region's clients first sent while it lasted
+/// (refusals for want of funds left out: they are right answers), and how
+/// many of them that region acknowledged, at any attempt. A transfer sent
+/// again through another region is counted where it was first sent.
 pub fn availability(evidence: &Evidence) -> Vec<(CutOff, u64, u64)> {
+    // Each id's first call (region, time) and whether its region
+    // acknowledged it or refused it for want of funds.
+    let mut first: BTreeMap<&str, (u32, u128, bool, bool)> = BTreeMap::new();
+    for call in &evidence.history.calls {
+        let seen =
+            first
+                .entry(call.id.as_str())
+                .or_insert((call.region, call.invoked_ns, false, false));
+        if call.region == seen.0 {
+            match &call.outcome {
+                Outcome::Ok { .. } => seen.2 = true,
+                Outcome::Refused { code } if code == "INSUFFICIENT_FUNDS" => seen.3 = true,
+                _ => {}
+            }
+        }
+    }
     evidence
         .cut_off
         .iter()
         .map(|cut| {
-            let calls = evidence.history.calls.iter().filter(|call| {
-                call.region == cut.region
-                    && (cut.from_ns..=cut.to_ns).contains(&call.invoked_ns)
-                    && !matches!(&call.outcome, Outcome::Refused { code } if code == "INSUFFICIENT_FUNDS")
-            });
             let (mut acknowledged, mut counted) = (0, 0);
-            for call in calls {
-                counted += 1;
-                if matches!(call.outcome, Outcome::Ok { .. }) {
-                    acknowledged += 1;
+            for &(region, invoked_ns, ok, poor) in first.values() {
+                if region == cut.region && (cut.from_ns..=cut.to_ns).contains(&invoked_ns) && !poor
+                {
+                    counted += 1;
+                    acknowledged += u64::from(ok);
                 }
             }
             (*cut, acknowledged, counted)

@@ -194,6 +194,8 @@ pub struct History {
 /// One call of one transfer, from invocation to completion.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The transfer's id.
+    pub id: String,
     /// The region whose client made it.
     pub region: u32,
     pub invoked_ns: u128,
@@ -289,6 +291,7 @@ impl History {
                     return;
                 };
                 self.calls.push(Call {
+                    id: id.clone(),
                     region: entry.region,
                     invoked_ns,
                     completed_ns: entry.time_ns,

@@ -89,6 +89,17 @@ struct RunArgs {
     /// Clients per region.
     #[arg(long, default_value_t = 2)]
     clients: usize,
+    /// What each user gets in each region's pool.
+    #[arg(long, default_value = "1000.00")]
+    funds: String,
+    /// The largest amount of a transfer, in cents.
+    #[arg(long, default_value_t = 2_000)]
+    max_cents: u64,
+    /// Runs every node with this chaos bite (a node built with the
+    /// `chaos-bite` feature breaks one invariant on purpose), to see the
+    /// checker that must catch it fail.
+    #[arg(long)]
+    bite: Option<String>,
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -235,6 +246,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 max_cents,
                 read_every: 10,
                 stop_file,
+                resend_elsewhere_every: 10,
             };
             let counts = workload::run(&cluster, &run.bank(), &options, recorder.clone()).await?;
             complete(&recorder)?;
@@ -341,6 +353,9 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         per_region: args.nodes_per_region,
         users: args.users,
         clients_per_region: args.clients,
+        funds: args.funds,
+        max_cents: args.max_cents,
+        bite: args.bite,
     };
     // A folder of an earlier run is replaced; any other is not touched.
     if settings.out.join("reproduce.txt").exists() {

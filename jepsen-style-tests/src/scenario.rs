@@ -165,6 +165,12 @@ pub struct Settings {
     pub per_region: Option<usize>,
     pub users: u32,
     pub clients_per_region: usize,
+    /// What each user gets in each region's pool.
+    pub funds: String,
+    /// The largest amount of a transfer, in cents.
+    pub max_cents: u64,
+    /// The chaos bite every node runs with, if any.
+    pub bite: Option<String>,
 }
 
 /// A fault and when it was in force, in seconds since the load began.
@@ -210,8 +216,16 @@ pub fn command(scenario: &Scenario, settings: &Settings) -> String {
         settings.users,
         settings.clients_per_region
     );
+    let _ = write!(
+        line,
+        " --funds {} --max-cents {}",
+        settings.funds, settings.max_cents
+    );
     if let Some(per_region) = settings.per_region {
         let _ = write!(line, " --nodes-per-region {per_region}");
+    }
+    if let Some(bite) = &settings.bite {
+        let _ = write!(line, " --bite {bite}");
     }
     line
 }
@@ -316,6 +330,7 @@ async fn start(net: &Network, shape: Shape, settings: &Settings) -> anyhow::Resu
     );
     options.binary = Some(settings.ledger.clone());
     options.fault_injection = true;
+    options.bite = settings.bite.clone();
     Nodes::start_nodes(planned, &options).await
 }
 
@@ -336,7 +351,7 @@ async fn drive(
     };
     let history_path = settings.out.join("history.jsonl");
     let recorder = Arc::new(Recorder::append_to(&history_path)?);
-    bank::setup(&cluster, &bank, "1000.00", &recorder).await?;
+    bank::setup(&cluster, &bank, &settings.funds, &recorder).await?;
 
     let stop_file = settings.out.join("stop");
     let _ = std::fs::remove_file(&stop_file);
@@ -344,9 +359,10 @@ async fn drive(
         seconds: settings.time.as_secs() + 600,
         clients_per_region: settings.clients_per_region,
         regions: Vec::new(),
-        max_cents: 2_000,
+        max_cents: settings.max_cents,
         read_every: 10,
         stop_file: Some(stop_file.clone()),
+        resend_elsewhere_every: 10,
     };
     let load = {
         let (cluster, recorder) = (cluster.clone(), recorder.clone());

@@ -25,6 +25,10 @@ pub struct RunOptions {
     pub read_every: u64,
     /// Stop sending, before `seconds` are over, once this file exists.
     pub stop_file: Option<std::path::PathBuf>,
+    /// Every this many acknowledged transfers, a client sends the same
+    /// transfer again through the next region, as a gateway that failed
+    /// over would (0: never). It must be answered as the same decision.
+    pub resend_elsewhere_every: u64,
 }
 
 impl RunOptions {
@@ -41,6 +45,8 @@ pub struct Counts {
     pub not_sent: u64,
     pub unknown: u64,
     pub reads: u64,
+    /// Transfers sent again through another region.
+    pub resent: u64,
 }
 
 impl Counts {
@@ -52,6 +58,7 @@ impl Counts {
         self.not_sent += other.not_sent;
         self.unknown += other.unknown;
         self.reads += other.reads;
+        self.resent += other.resent;
     }
 
     fn count(&mut self, outcome: &Outcome) {
@@ -80,11 +87,20 @@ pub async fn run(
         options.regions.clone()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(options.seconds);
+    let all = cluster.regions();
     let mut clients = tokio::task::JoinSet::new();
     for region in regions {
         let minter = cluster.minter(region)?;
+        let next = all
+            .iter()
+            .position(|r| *r == region)
+            .map(|at| all[(at + 1) % all.len()])
+            .filter(|next| *next != region);
         for index in 0..options.clients_per_region {
-            let client = RegionClient::new(cluster, region, index);
+            let client = Clients {
+                home: RegionClient::new(cluster, region, index),
+                elsewhere: next.map(|next| RegionClient::new(cluster, next, index)),
+            };
             let (bank, options, recorder) = (*bank, options.clone(), recorder.clone());
             // Ids differ run to run (the recorder's nonce), accounts do not.
             let seed = recorder.nonce() ^ (u64::from(region) << 48) ^ index as u64;
@@ -103,8 +119,14 @@ pub async fn run(
     Ok(counts)
 }
 
+/// A client's way into its own region, and into the next one for resends.
+struct Clients {
+    home: RegionClient,
+    elsewhere: Option<RegionClient>,
+}
+
 async fn client_loop(
-    mut client: RegionClient,
+    clients: Clients,
     minter: ledger_node::client::Minter,
     bank: &Bank,
     options: &RunOptions,
@@ -112,6 +134,10 @@ async fn client_loop(
     seed: u64,
     deadline: tokio::time::Instant,
 ) -> Counts {
+    let Clients {
+        home: mut client,
+        mut elsewhere,
+    } = clients;
     let users = bank.users();
     let mut rng = Rng::new(seed);
     let mut counts = Counts::default();
@@ -141,6 +167,16 @@ async fn client_loop(
             }
         }
         counts.count(&outcome);
+        if matches!(outcome, Outcome::Ok { .. })
+            && options.resend_elsewhere_every > 0
+            && counts
+                .acknowledged
+                .is_multiple_of(options.resend_elsewhere_every)
+            && let Some(other) = &mut elsewhere
+        {
+            send(other, recorder, std::slice::from_ref(&transfer)).await;
+            counts.resent += 1;
+        }
         if matches!(outcome, Outcome::NotSent { .. } | Outcome::Unknown { .. }) {
             // The region is down or electing: do not spin on it.
             tokio::time::sleep(Duration::from_millis(200)).await;
