@@ -211,13 +211,15 @@ impl Cluster {
             data_dir: options.data_dir.clone(),
             exe,
         };
+        let mut cluster = cluster;
         cluster.wait_ready().await?;
         Ok(cluster)
     }
 
-    async fn wait_ready(&self) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + READY_WAIT;
         loop {
+            self.none_exited()?;
             let waiting = self.waiting_for().await;
             if waiting.is_empty() {
                 return Ok(());
@@ -230,6 +232,25 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Fails, with the end of its log, when a node's process has ended
+    /// (its settings refused, its port taken): waiting would not help.
+    fn none_exited(&mut self) -> anyhow::Result<()> {
+        for (id, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = self
+                    .nodes
+                    .iter()
+                    .find(|node| node.id == *id)
+                    .and_then(|node| std::fs::read_to_string(&node.log).ok())
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                anyhow::bail!("node {id} exited ({status}) while starting:\n{}", tail.join("\n"));
+            }
+        }
+        Ok(())
     }
 
     /// What the cluster still waits for: a node that does not answer, a
