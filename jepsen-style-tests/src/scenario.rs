@@ -197,12 +197,14 @@ pub struct Report {
     pub verdicts: Vec<(&'static Checker, Vec<String>)>,
     /// Per cut-off region and cut: transfers acknowledged, of those counted.
     pub available: Vec<(u32, u64, u64)>,
+    /// Lines of the nodes' logs that say something broke, by what they say.
+    pub alarms: BTreeMap<&'static str, usize>,
     pub out: PathBuf,
 }
 
 impl Report {
     pub fn passed(&self) -> bool {
-        self.verdicts.iter().all(|(_, wrong)| wrong.is_empty())
+        self.verdicts.iter().all(|(_, wrong)| wrong.is_empty()) && self.alarms.is_empty()
     }
 }
 
@@ -265,6 +267,7 @@ pub async fn run(scenario: &Scenario, settings: &Settings) -> anyhow::Result<Rep
         faults: ran.faults,
         verdicts: ran.verdicts,
         available: ran.available,
+        alarms: alarms(&settings.out.join("nodes")),
         out: settings.out.clone(),
     };
     std::fs::write(settings.out.join("checks.txt"), checks_text(&report))?;
@@ -487,6 +490,37 @@ fn write_faults(settings: &Settings, faults: &[FaultPeriod]) -> anyhow::Result<(
     Ok(())
 }
 
+/// What a node's log must never say, each a bug seen before: a panic; the
+/// HTTP/2 server closing a connection because a peer reset too many
+/// streams it had not taken up yet (every RPC on it lost).
+const ALARMS: &[(&str, &str)] = &[
+    ("panic", "panicked at"),
+    ("http2-reset-limit", "pending-accept streams reached limit"),
+];
+
+/// How many lines of the logs in `dir` say each alarm.
+fn alarms(dir: &std::path::Path) -> BTreeMap<&'static str, usize> {
+    let mut found = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for line in text.lines() {
+            for (name, said) in ALARMS {
+                if line.contains(said) {
+                    *found.entry(*name).or_default() += 1;
+                }
+            }
+        }
+    }
+    found
+}
+
 /// Each checker's verdict and what it found, as `checks.txt` holds it.
 pub fn checks_text(report: &Report) -> String {
     let mut text = String::new();
@@ -556,6 +590,9 @@ pub fn summary(report: &Report) -> String {
             format!("FAIL ({})", wrong.len())
         };
         let _ = writeln!(text, "{:<20} {verdict}", checker.name);
+    }
+    for (alarm, count) in &report.alarms {
+        let _ = writeln!(text, "node logs: {count} lines of {alarm}");
     }
     let _ = writeln!(
         text,

@@ -162,6 +162,10 @@ impl RaftTransport for RaftService {
     }
 }
 
+/// Streams a peer may reset before this server takes them up, before the
+/// connection is closed (h2's default is 20).
+const RESETS_BEFORE_GOAWAY: usize = 10_000;
+
 /// Serves `service` on `listener` until the server fails or the task is
 /// dropped.
 pub async fn serve(
@@ -170,6 +174,13 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // A peer drops an RPC it stops waiting for (openraft gives a
+        // heartbeat one interval), and h2 counts each such stream reset
+        // before this server took it up; at 20 (h2's default, a guard
+        // against rapid-reset floods from strangers) it closes the whole
+        // connection, every group's RPCs on it with it. Only the cluster's
+        // own nodes reach this port.
+        .http2_max_pending_accept_reset_streams(Some(RESETS_BEFORE_GOAWAY))
         .add_service(service.into_server())
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
         .await
