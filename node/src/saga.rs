@@ -11,8 +11,8 @@
 
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use crate::wire::{DESTINATION_KEY, PAYOUT_TIMEOUT_KEY};
-use ledger_engine::is_withdrawal;
-use ledger_reservations::{Command, Item, Money, Reject, Shortfall, TransferId};
+use ledger_engine::{PullNext, PullProgress, is_withdrawal};
+use ledger_reservations::{Command, Item, Money, RegionId, Reject, Shortfall, TransferId};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -370,7 +370,10 @@ pub(crate) fn pull_for(item: &Item, reject: &Reject) -> Option<Box<Shortfall>> {
 
 /// One cross-region pull: ask the regions that have some of the account's
 /// reservation (as this node's replicas show them) to release the
-/// shortfall, wait for the grants, then decide the command again. Every
+/// shortfall, wait for the grants, then decide the command again. When
+/// the answers are all in and fell short, it asks again for the rest; when
+/// the account no longer has enough anywhere, it decides the command again
+/// at once (and it is refused for want of funds). Every
 /// step is an event: the asks in this region's log, the answers in theirs,
 /// the grants in this one's; if the saga stops, they complete without it.
 struct PullSaga;
@@ -417,48 +420,111 @@ async fn pull(node: &NodeHandle, item: Item, shortfall: Shortfall) -> CommandRes
     };
     let account = shortfall.account;
     let scale = shortfall.requested.scale;
-    let asks = node
-        .replica
-        .ledger()
-        .read(|ledger| ledger_engine::pull_asks(ledger, id, &shortfall));
-    for result in node.decide(asks).await {
-        if let CommandResult::Unavailable(_) | CommandResult::Rejected(_) = result {
-            tracing::info!(%account, ?result, "a pull was not asked");
-        }
-    }
-    let deadline = tokio::time::Instant::now() + PULL_DEADLINE;
     let requested = shortfall.requested.units;
+    let deadline = tokio::time::Instant::now() + PULL_DEADLINE;
+    // Rounds of asks made so far, and the pulls of the last one.
+    let mut rounds = 0;
+    let mut asked = Vec::new();
     loop {
-        let (here, everywhere) = node.replica.ledger().read(|ledger| {
-            let here = ledger
-                .home_state()
-                .pool(account)
-                .map_or(0, |pool| pool.available);
-            let everywhere = ledger
-                .balance(account)
-                .map_or(0, |balance| balance.available.units);
-            (here, everywhere)
-        });
-        if here >= requested {
-            let result = node.decide(vec![item.clone()]).await;
-            match result.into_iter().next() {
-                // Spent by another command meanwhile: wait on while time is left.
-                Some(CommandResult::Rejected(Reject::InsufficientFunds(_)))
-                    if tokio::time::Instant::now() < deadline => {}
-                Some(result) => return result,
-                None => return CommandResult::Unavailable(NodeFailure::unavailable("no answer")),
+        let progress = node
+            .replica
+            .ledger()
+            .read(|ledger| ledger_engine::pull_progress(ledger, account, &asked));
+        let next = match progress.next(requested) {
+            // Nothing asked yet: ask at once.
+            PullNext::Wait if rounds == 0 => PullNext::AskAgain,
+            next => next,
+        };
+        match next {
+            PullNext::Decide => {
+                let result = node.decide(vec![item.clone()]).await;
+                match result.into_iter().next() {
+                    // Spent by another command meanwhile, and still covered
+                    // by the account's global balance: pull on while time
+                    // is left.
+                    Some(CommandResult::Rejected(reject))
+                        if pull_for(&item, &reject).is_some()
+                            && tokio::time::Instant::now() < deadline => {}
+                    Some(result) => return result,
+                    None => {
+                        return CommandResult::Unavailable(NodeFailure::unavailable("no answer"));
+                    }
+                }
             }
+            // Asked for what is missing now, as this node sees the pools. A
+            // round after the first: the answers fell short (a region asked
+            // had spent some, or given it to another region's pull, or
+            // another command here spent what came), and waiting would wait
+            // for nothing.
+            PullNext::AskAgain if rounds < ledger_engine::PULL_ROUNDS_MAX => {
+                let rest = Shortfall {
+                    available_local: Money {
+                        units: progress.here,
+                        scale,
+                    },
+                    ..shortfall.clone()
+                };
+                if let Some(pulls) = ask(node, id, rounds, &rest).await {
+                    rounds += 1;
+                    asked = pulls;
+                }
+            }
+            PullNext::AskAgain | PullNext::Wait => {}
         }
         if tokio::time::Instant::now() >= deadline {
-            return CommandResult::PullTimedOut(Box::new(Shortfall {
-                available_local: Money { units: here, scale },
-                available_global: Money {
-                    units: everywhere,
-                    scale,
-                },
-                ..shortfall
-            }));
+            return timed_out(shortfall, progress);
         }
         tokio::time::sleep(PULL_POLL).await;
     }
+}
+
+/// A pull's answer past its deadline, with the figures it last saw.
+fn timed_out(shortfall: Shortfall, progress: PullProgress) -> CommandResult {
+    let scale = shortfall.requested.scale;
+    CommandResult::PullTimedOut(Box::new(Shortfall {
+        available_local: Money {
+            units: progress.here,
+            scale,
+        },
+        available_global: Money {
+            units: progress.everywhere,
+            scale,
+        },
+        ..shortfall
+    }))
+}
+
+/// Asks, in round `round` of the pull of the command `id`, the regions
+/// that have some of the account's reservation for what `shortfall` leaves
+/// to find. Returns the pulls asked (the region, the pull's id) that are in
+/// this region's log; `None` when no region has any to ask for.
+async fn ask(
+    node: &NodeHandle,
+    id: TransferId,
+    round: u8,
+    shortfall: &Shortfall,
+) -> Option<Vec<(RegionId, TransferId)>> {
+    let asks = node
+        .replica
+        .ledger()
+        .read(|ledger| ledger_engine::pull_asks(ledger, id, round, shortfall));
+    if asks.is_empty() {
+        return None;
+    }
+    let pulls: Vec<_> = asks
+        .iter()
+        .filter_map(|ask| match ask.command {
+            Command::RequestPull { id, from, .. } => Some((from, id)),
+            _ => None,
+        })
+        .collect();
+    let account = shortfall.account;
+    let mut asked = Vec::with_capacity(pulls.len());
+    for (pull, result) in pulls.into_iter().zip(node.decide(asks).await) {
+        match result {
+            CommandResult::Applied { .. } => asked.push(pull),
+            _ => tracing::info!(%account, ?result, "a pull was not asked"),
+        }
+    }
+    Some(asked)
 }

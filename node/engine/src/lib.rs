@@ -12,7 +12,7 @@
 //! its own events in flight and keeps track of them. [`due_expiries`] and
 //! [`pulls_to_answer`] are the leader's own commands between calls, and
 //! the sagas' steps are decided here too ([`withdrawal_answer`],
-//! [`pull_asks`], [`floor_pulls`]).
+//! [`pull_asks`], [`pull_progress`], [`floor_pulls`]).
 
 mod admit;
 mod decider;
@@ -30,5 +30,8 @@ pub use housekeeping::{
 };
 pub use ledger_reservations::{SAGA_KEY, WITHDRAWAL};
 pub use route::{Route, Unit, route};
-pub use sagas::{floor_pulls, pull_asks, step_id, withdrawal_answer};
+pub use sagas::{
+    PULL_ROUNDS_MAX, PullNext, PullProgress, floor_pulls, pull_asks, pull_progress, step_id,
+    withdrawal_answer,
+};
 pub use writer::{Assembled, EntryWriter, GrantHeld, ProposalFailure, entry_batch};
