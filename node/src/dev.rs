@@ -247,7 +247,10 @@ impl Cluster {
                     .unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
-                anyhow::bail!("node {id} exited ({status}) while starting:\n{}", tail.join("\n"));
+                anyhow::bail!(
+                    "node {id} exited ({status}) while starting:\n{}",
+                    tail.join("\n")
+                );
             }
         }
         Ok(())
