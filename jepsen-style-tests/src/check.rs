@@ -69,7 +69,7 @@ pub const CHECKERS: &[Checker] = &[
     },
     Checker {
         name: "available",
-        invariant: "a region cut off from the others acknowledges at least 90% of the transfers its clients send while cut off (refusals for want of funds left out)",
+        invariant: "a region cut off from the others acknowledges, before the heal, at least 90% of the transfers its clients send while cut off (refusals for want of funds left out), and its clients do send",
         check: available,
     },
     Checker {
@@ -276,23 +276,41 @@ fn balances_explained(evidence: &Evidence) -> Vec<String> {
     wrong
 }
 
+/// How long after a cut ends an acknowledgement still counts as the cut
+/// region's own (a call sent just before the heal).
+const AFTER_CUT_NS: u128 = 1_000_000_000;
+
+/// One transfer as the availability checker sees it: the region and time of
+/// its first call; when its region first acknowledged it; whether its
+/// region refused it for want of funds.
+struct FirstSent {
+    region: u32,
+    invoked_ns: u128,
+    acknowledged_ns: Option<u128>,
+    poor: bool,
+}
+
 /// Per cut: the transfers its region's clients first sent while it lasted
 /// (refusals for want of funds left out: they are right answers), and how
-/// many of them that region acknowledged, at any attempt. A transfer sent
-/// again through another region is counted where it was first sent.
+/// many of them that region acknowledged before the cut ended (a second
+/// after, for calls sent just before the heal). A transfer sent again
+/// through another region counts where it was first sent; one held until
+/// the heal and acknowledged then does not count as served.
 pub fn availability(evidence: &Evidence) -> Vec<(CutOff, u64, u64)> {
-    // Each id's first call (region, time) and whether its region
-    // acknowledged it or refused it for want of funds.
-    let mut first: BTreeMap<&str, (u32, u128, bool, bool)> = BTreeMap::new();
+    let mut first: BTreeMap<&str, FirstSent> = BTreeMap::new();
     for call in &evidence.history.calls {
-        let seen =
-            first
-                .entry(call.id.as_str())
-                .or_insert((call.region, call.invoked_ns, false, false));
-        if call.region == seen.0 {
+        let seen = first.entry(call.id.as_str()).or_insert(FirstSent {
+            region: call.region,
+            invoked_ns: call.invoked_ns,
+            acknowledged_ns: None,
+            poor: false,
+        });
+        if call.region == seen.region {
             match &call.outcome {
-                Outcome::Ok { .. } => seen.2 = true,
-                Outcome::Refused { code } if code == "INSUFFICIENT_FUNDS" => seen.3 = true,
+                Outcome::Ok { .. } if seen.acknowledged_ns.is_none() => {
+                    seen.acknowledged_ns = Some(call.completed_ns);
+                }
+                Outcome::Refused { code } if code == "INSUFFICIENT_FUNDS" => seen.poor = true,
                 _ => {}
             }
         }
@@ -302,11 +320,17 @@ pub fn availability(evidence: &Evidence) -> Vec<(CutOff, u64, u64)> {
         .iter()
         .map(|cut| {
             let (mut acknowledged, mut counted) = (0, 0);
-            for &(region, invoked_ns, ok, poor) in first.values() {
-                if region == cut.region && (cut.from_ns..=cut.to_ns).contains(&invoked_ns) && !poor
+            for sent in first.values().filter(|sent| {
+                sent.region == cut.region
+                    && (cut.from_ns..=cut.to_ns).contains(&sent.invoked_ns)
+                    && !sent.poor
+            }) {
+                counted += 1;
+                if sent
+                    .acknowledged_ns
+                    .is_some_and(|at| at <= cut.to_ns + AFTER_CUT_NS)
                 {
-                    counted += 1;
-                    acknowledged += u64::from(ok);
+                    acknowledged += 1;
                 }
             }
             (*cut, acknowledged, counted)
@@ -318,13 +342,20 @@ fn available(evidence: &Evidence) -> Vec<String> {
     availability(evidence)
         .into_iter()
         .filter(|&(_, acknowledged, counted)| {
-            counted > 0 && (acknowledged as f64) < AVAILABILITY_MIN * counted as f64
+            counted == 0 || (acknowledged as f64) < AVAILABILITY_MIN * counted as f64
         })
         .map(|(cut, acknowledged, counted)| {
-            format!(
-                "region {} acknowledged {acknowledged} of {counted} transfers while cut off",
-                cut.region
-            )
+            if counted == 0 {
+                format!(
+                    "region {}'s clients sent no transfer while it was cut off",
+                    cut.region
+                )
+            } else {
+                format!(
+                    "region {} acknowledged {acknowledged} of {counted} transfers while cut off",
+                    cut.region
+                )
+            }
         })
         .collect()
 }
@@ -593,7 +624,7 @@ mod tests {
 
         // A region cut off that could not spend: one transfer of two sent
         // while cut off was acknowledged (the refusal for want of funds is
-        // left out); a cut at another time, or of another region, sees none.
+        // left out).
         let cut = |region, from_ns, to_ns| CutOff {
             region,
             from_ns,
@@ -613,16 +644,28 @@ mod tests {
             }),
         ));
         assert_eq!(
-            failing_cut(entries.clone(), &finals, &[cut(0, 0, 10)]),
+            failing_cut(entries, &finals, &[cut(0, 0, 10)]),
             ["available"]
         );
+        // A cut during which its region's clients sent nothing, or one of
+        // another region: nothing was served there.
+        let (entries, finals) = world();
         assert_eq!(
-            failing_cut(entries.clone(), &finals, &[cut(0, 5, 10)]),
-            Vec::<&str>::new()
+            failing_cut(entries, &finals, &[cut(0, 5, 10)]),
+            ["available"]
         );
+        let (entries, finals) = world();
         assert_eq!(
             failing_cut(entries, &finals, &[cut(1, 0, 10)]),
-            Vec::<&str>::new()
+            ["available"]
+        );
+        // Held through the cut and acknowledged only after the heal: not
+        // served while cut off.
+        let (mut entries, finals) = world();
+        entries[1].time_ns = 10 + 5_000_000_000;
+        assert_eq!(
+            failing_cut(entries, &finals, &[cut(0, 0, 10)]),
+            ["available"]
         );
 
         // Views that never agreed.

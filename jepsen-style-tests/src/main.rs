@@ -247,6 +247,9 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 read_every: 10,
                 stop_file,
                 resend_elsewhere_every: 10,
+                // Against a cluster that lives on between runs, ids must
+                // differ run to run: drawn from the recorder's own nonce.
+                seed: None,
             };
             let counts = workload::run(&cluster, &run.bank(), &options, recorder.clone()).await?;
             complete(&recorder)?;
@@ -357,6 +360,19 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         max_cents: args.max_cents,
         bite: args.bite,
     };
+    // One run at a time in a folder: a second would delete the first's
+    // evidence and data while it runs. The lock goes with the process.
+    let lock_path = settings.out.with_extension("lock");
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let lock = std::fs::File::create(&lock_path)?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "another run is writing {}; choose another --out",
+            settings.out.display()
+        );
+    }
     // A folder of an earlier run is replaced; any other is not touched.
     if settings.out.join("reproduce.txt").exists() {
         std::fs::remove_dir_all(&settings.out)?;

@@ -89,7 +89,8 @@ impl Nemesis {
     pub fn applies(self, regions: usize, per_region: usize) -> bool {
         match self {
             Nemesis::Bridge => regions >= 3,
-            Nemesis::MajoritiesRing => regions * per_region >= 3,
+            // Below 5 hosts every host reaches every other.
+            Nemesis::MajoritiesRing => regions * per_region >= 5,
             Nemesis::LeaderIsolated => per_region >= 3,
             _ => regions >= 2,
         }
@@ -136,6 +137,15 @@ pub struct Faults {
     strobe: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl Drop for Faults {
+    /// A run cut short must not leave a clock strobing.
+    fn drop(&mut self) {
+        if let Some(strobe) = self.strobe.take() {
+            strobe.abort();
+        }
+    }
+}
+
 /// Rules that cut every host of `a` from every host of `b`, both ways.
 fn cut(a: &[usize], b: &[usize]) -> Vec<Rule> {
     let mut rules = Vec::new();
@@ -179,88 +189,88 @@ pub fn partition(
     let regions = shuffled((0..shape.regions).collect(), rng);
     let hosts_of =
         |list: &[usize]| -> Vec<usize> { list.iter().flat_map(|r| shape.hosts_of(*r)).collect() };
-    let (rules, what) = match nemesis {
+    let alone = |side: &[usize]| (side.len() == 1).then(|| side[0]);
+    let (rules, what, cut_off) = match nemesis {
         Nemesis::CutRegion => {
             let mine = shape.hosts_of(regions[0]);
-            let rules = cut(&mine, &others(&mine));
-            return Some(Partition {
-                rules,
-                what: format!("region {} cut off", regions[0]),
-                cut_off: Some(regions[0]),
-            });
+            let what = format!("region {} cut off", regions[0]);
+            (cut(&mine, &others(&mine)), what, Some(regions[0]))
         }
         Nemesis::Split => {
-            let half = regions.len() / 2;
-            let (a, b) = regions.split_at(half.max(1));
-            (
-                cut(&hosts_of(a), &hosts_of(b)),
-                format!("regions {a:?} apart from {b:?}"),
-            )
+            let (a, b) = regions.split_at((regions.len() / 2).max(1));
+            let what = format!("regions {a:?} apart from {b:?}");
+            (cut(&hosts_of(a), &hosts_of(b)), what, alone(a))
         }
         Nemesis::Bridge => {
             let (bridge, rest) = regions.split_first()?;
             let (a, b) = rest.split_at(rest.len() / 2);
-            (
-                cut(&hosts_of(a), &hosts_of(b)),
-                format!("regions {a:?} apart from {b:?}, region {bridge} reaching both"),
-            )
+            let what = format!("regions {a:?} apart from {b:?}, region {bridge} reaching both");
+            (cut(&hosts_of(a), &hosts_of(b)), what, None)
         }
-        Nemesis::MajoritiesRing => {
-            let ring = shuffled(all.clone(), rng);
-            let n = ring.len();
-            let mut rules = Vec::new();
-            for (at, &host) in ring.iter().enumerate() {
-                // It hears the next n/2 hosts of the ring: with itself, a
-                // majority, and no other host hears the same one.
-                let heard: Vec<usize> = (1..=n / 2).map(|k| ring[(at + k) % n]).collect();
-                for &other in &ring {
-                    if other != host && !heard.contains(&other) {
-                        rules.push(Rule::Drop {
-                            from: other,
-                            to: host,
-                        });
-                    }
-                }
-            }
-            (rules, format!("majorities ring over hosts {ring:?}"))
-        }
+        Nemesis::MajoritiesRing => majorities_ring(all.clone(), rng),
         Nemesis::OneWay => {
+            // TCP needs both ways, so connections between the region and
+            // the others stop too; what the others sent before still lands.
             let mine = shape.hosts_of(regions[0]);
             let rules = others(&mine)
                 .into_iter()
                 .flat_map(|from| mine.iter().map(move |&to| Rule::Drop { from, to }))
                 .collect();
-            (
-                rules,
-                format!("region {} hears no other region", regions[0]),
-            )
+            let what = format!("region {} hears no other region", regions[0]);
+            (rules, what, Some(regions[0]))
         }
         Nemesis::LeaderIsolated => {
             let leader = leader?;
-            (
-                cut(&[leader], &others(&[leader])),
-                format!(
-                    "node {} (a leader) cut from every node",
-                    Shape::id_of(leader)
-                ),
-            )
+            let what = format!(
+                "node {} (a leader) cut from every node",
+                Shape::id_of(leader)
+            );
+            (cut(&[leader], &others(&[leader])), what, None)
         }
-        Nemesis::Loss => (
-            all.iter()
+        Nemesis::Loss => {
+            let rules = all
+                .iter()
                 .map(|&to| Rule::Loss {
                     to,
                     probability: 0.2,
                 })
-                .collect(),
-            "a fifth of the packets between nodes dropped".into(),
-        ),
+                .collect();
+            (
+                rules,
+                "a fifth of the packets between nodes dropped".into(),
+                None,
+            )
+        }
         _ => return None,
     };
     Some(Partition {
         rules,
         what,
-        cut_off: None,
+        cut_off,
     })
+}
+
+/// Hosts on a shuffled ring, each reaching only the hosts within `d` places
+/// of it, both ways, where `d` is the least that makes the host and those
+/// it reaches a majority: every host sees a majority, no two the same one.
+fn majorities_ring(all: Vec<usize>, rng: &mut Rng) -> (Vec<Rule>, String, Option<usize>) {
+    let ring = shuffled(all, rng);
+    let n = ring.len();
+    let d = (n / 2).div_ceil(2);
+    let apart = |a: usize, b: usize| {
+        let gap = a.abs_diff(b);
+        gap.min(n - gap) > d
+    };
+    let mut rules = Vec::new();
+    for (i, &x) in ring.iter().enumerate() {
+        for (j, &y) in ring.iter().enumerate() {
+            if apart(i, j) {
+                rules.push(Rule::Drop { from: y, to: x });
+            }
+        }
+    }
+    let what = format!("majorities ring over hosts {ring:?}, each reaching {d} either side");
+    (rules, what, None)
 }
 
 /// The leader of `region`'s log as a node of that region sees it.

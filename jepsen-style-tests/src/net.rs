@@ -29,7 +29,7 @@ use std::time::Duration;
 const PREFIX: [u8; 2] = [10, 213];
 /// The last octet of host 0; host i is `HOST_BASE + i`.
 const HOST_BASE: u8 = 10;
-/// Where networks claim their third octet, one directory each.
+/// Where networks claim their third octet, a locked file each.
 const CLAIMS: &str = "/run/ledger-jepsen";
 
 /// A fault between hosts, as the kernel applies it.
@@ -47,7 +47,8 @@ pub struct Network {
     tag: String,
     subnet: u8,
     hosts: usize,
-    claim: PathBuf,
+    /// Held while the network lives: its subnet is this run's.
+    _claim: std::fs::File,
     /// This suite's `jepsen` binary, run inside a host to probe a link.
     probe: PathBuf,
 }
@@ -70,7 +71,7 @@ impl Network {
             tag,
             subnet,
             hosts,
-            claim,
+            _claim: claim,
             probe,
         };
         network.build().with_context(|| {
@@ -212,7 +213,10 @@ impl Network {
                 match *rule {
                     Rule::Drop { from, to } if to == host => {
                         let source = self.address(from).to_string();
-                        iptables(&ns, &["-A", "INPUT", "-s", &source, "-j", "DROP"])?;
+                        iptables(
+                            &ns,
+                            &["-A", "INPUT", "-i", "eth0", "-s", &source, "-j", "DROP"],
+                        )?;
                     }
                     Rule::Loss { to, probability } if to == host => {
                         let probability = format!("{probability:.4}");
@@ -222,6 +226,8 @@ impl Network {
                             &[
                                 "-A",
                                 "INPUT",
+                                "-i",
+                                "eth0",
                                 "!",
                                 "-s",
                                 &client,
@@ -247,7 +253,6 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         delete_namespaces(&self.tag);
-        let _ = std::fs::remove_dir_all(&self.claim);
     }
 }
 
@@ -269,28 +274,26 @@ fn preflight() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Takes a third octet no other live network holds, by making its claim
-/// directory (atomic); a claim whose process is gone is taken over.
-fn claim_subnet() -> anyhow::Result<(u8, PathBuf)> {
+/// Takes a third octet no other live network holds: an exclusive lock on
+/// its claim file, which the kernel lets go when the holder's process ends
+/// however it ends. The file is kept; the lock is the claim.
+fn claim_subnet() -> anyhow::Result<(u8, std::fs::File)> {
     std::fs::create_dir_all(CLAIMS).with_context(|| format!("creating {CLAIMS}"))?;
     let start = (std::process::id() % 250) as u8;
     for step in 0..250u8 {
         let subnet = start.wrapping_add(step) % 250;
-        let claim = PathBuf::from(CLAIMS).join(subnet.to_string());
-        if std::fs::create_dir(&claim).is_ok() {
-            std::fs::write(claim.join("pid"), std::process::id().to_string())?;
-            return Ok((subnet, claim));
-        }
-        let holder = std::fs::read_to_string(claim.join("pid")).unwrap_or_default();
-        if !holder.trim().is_empty() && !alive(holder.trim()) {
-            let _ = std::fs::remove_dir_all(&claim);
-            if std::fs::create_dir(&claim).is_ok() {
-                std::fs::write(claim.join("pid"), std::process::id().to_string())?;
-                return Ok((subnet, claim));
-            }
+        let path = PathBuf::from(CLAIMS).join(format!("{subnet}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if file.try_lock().is_ok() {
+            return Ok((subnet, file));
         }
     }
-    anyhow::bail!("every subnet of 10.213.0.0/16 is claimed in {CLAIMS}")
+    anyhow::bail!("every subnet of 10.213.0.0/16 is held by a running harness ({CLAIMS})")
 }
 
 fn alive(pid: &str) -> bool {

@@ -204,7 +204,19 @@ pub struct Report {
 
 impl Report {
     pub fn passed(&self) -> bool {
-        self.verdicts.iter().all(|(_, wrong)| wrong.is_empty()) && self.alarms.is_empty()
+        self.verdicts.iter().all(|(_, wrong)| wrong.is_empty())
+            && self.alarms.is_empty()
+            && self.idle().is_empty()
+    }
+
+    /// The regions that acknowledged nothing: a run that tested nothing
+    /// there does not pass.
+    pub fn idle(&self) -> Vec<u32> {
+        self.counts
+            .iter()
+            .filter(|(_, counts)| counts.acknowledged == 0)
+            .map(|(region, _)| *region)
+            .collect()
     }
 }
 
@@ -247,11 +259,18 @@ pub async fn run(scenario: &Scenario, settings: &Settings) -> anyhow::Result<Rep
         regions: scenario.regions,
         per_region: settings.per_region.unwrap_or(scenario.per_region),
     };
+    let stopped = stop_signal()?;
+    tokio::pin!(stopped);
     let net = Network::create(shape.hosts(), settings.probe.clone())?;
-    let mut nodes = start(&net, shape, settings).await?;
+    // Interrupted while the nodes start, the start is dropped, and with it
+    // every node (killed on drop), then the network.
+    let mut nodes = tokio::select! {
+        nodes = start(&net, shape, settings) => nodes?,
+        signal = &mut stopped => anyhow::bail!("stopped by {signal} while the nodes started"),
+    };
     let outcome = tokio::select! {
         outcome = drive(scenario, settings, shape, &net, &mut nodes) => outcome,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        signal = &mut stopped => Err(anyhow::anyhow!("stopped by {signal}")),
     };
     // SIGCONT first: a paused node would not stop when asked.
     let mut left = Faults::everything(nodes.running());
@@ -305,6 +324,23 @@ pub fn latencies(history: &History) -> BTreeMap<u32, [Duration; 3]> {
             (region, [at(0.50), at(0.99), at(1.0)])
         })
         .collect()
+}
+
+/// Resolves with the signal's name at the first SIGINT, SIGTERM or SIGHUP,
+/// so that a run stopped by any of them still heals, stops its nodes and
+/// deletes its network.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+        }
+    })
 }
 
 /// The nodes, one per host, each listening on its host's address.
@@ -366,6 +402,7 @@ async fn drive(
         read_every: 10,
         stop_file: Some(stop_file.clone()),
         resend_elsewhere_every: 10,
+        seed: Some(settings.seed),
     };
     let load = {
         let (cluster, recorder) = (cluster.clone(), recorder.clone());
@@ -593,6 +630,12 @@ pub fn summary(report: &Report) -> String {
     }
     for (alarm, count) in &report.alarms {
         let _ = writeln!(text, "node logs: {count} lines of {alarm}");
+    }
+    for region in report.idle() {
+        let _ = writeln!(
+            text,
+            "region {region} acknowledged nothing: the run tested nothing there"
+        );
     }
     let _ = writeln!(
         text,

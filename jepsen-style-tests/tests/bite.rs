@@ -24,6 +24,9 @@ fn caught(scenario: &str, bite: &str, args: &[&str], checker: &str) {
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     assert!(failed.contains(&checker), "{bite}: {failed:?}\n{checks}");
+    // Every node gave its final view: the finding is the bite's, not a
+    // node lost to it.
+    assert!(!checks.contains("gave no final view"), "{checks}");
 }
 
 #[test]

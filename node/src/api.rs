@@ -491,7 +491,7 @@ impl Api {
             };
             let index = if replica.is_leader(group) {
                 replica
-                    .barrier(group)
+                    .read_barrier(group)
                     .await
                     .map_err(|error| unavailable(error.to_string()))?;
                 replica.applied_index(group).unwrap_or(0)
@@ -686,7 +686,7 @@ impl Admin for Api {
             .map_err(|_| Status::invalid_argument("UNKNOWN_REGION"))?;
         let group = Group::Region(region);
         let replica = &self.node.replica;
-        let result = match replica.barrier(group).await {
+        let result = match replica.read_barrier(group).await {
             Ok(()) => {
                 api::read_index_response::Result::Index(replica.applied_index(group).unwrap_or(0))
             }

@@ -10,7 +10,7 @@ use ledger_hlc::{Clock, DriftError, Hlc};
 use ledger_reservations::{Ledger, RegionId, Reject};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, LinearizerOption, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, LinearizerOption, ReadPolicy, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -811,11 +811,29 @@ impl ReplicaNode {
     /// committed before now (a linearizable read barrier). Decisions made
     /// after it see every earlier leader's committed entries.
     pub async fn barrier(&self, group: Group) -> Result<(), ProposeError> {
+        self.linearizable(group, lease_read()).await
+    }
+
+    /// The same as [`Self::barrier`], confirmed by a round to a quorum
+    /// (ReadIndex) rather than the leader lease: for strong reads, which
+    /// answer clients with what they read and so stake nothing on voters
+    /// honouring a lease (a voter restarted within one lease may vote at
+    /// once).
+    pub async fn read_barrier(&self, group: Group) -> Result<(), ProposeError> {
+        self.linearizable(group, LinearizerOption::from(ReadPolicy::ReadIndex))
+            .await
+    }
+
+    async fn linearizable(
+        &self,
+        group: Group,
+        option: LinearizerOption,
+    ) -> Result<(), ProposeError> {
         let raft = self.raft(group).map_err(|error| ProposeError::Failed {
             group,
             reason: error.to_string(),
         })?;
-        match raft.ensure_linearizable(lease_read()).await {
+        match raft.ensure_linearizable(option).await {
             Ok(_) => Ok(()),
             Err(error @ RaftError::APIError(_)) => {
                 let forward = error.forward_to_leader().cloned();
