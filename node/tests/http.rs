@@ -96,6 +96,47 @@ impl Node {
     }
 }
 
+/// USER_B's available funds in region 1's pool, as `node` sees it.
+async fn region_1_funds(node: &Node) -> Value {
+    let (status, view) = node.get(&format!("/api/v1/accounts/{USER_B}")).await;
+    assert_eq!(status, StatusCode::OK, "{view:?}");
+    view["regions"]
+        .as_array()
+        .and_then(|regions| regions.iter().find(|r| r["region"] == 1))
+        .map_or(Value::Null, |r| r["available"].clone())
+}
+
+/// Tops USER_B up in region 1 until region 0's node stays behind it for
+/// two seconds: the nodes read a cut from their fault file every 100 ms,
+/// so an entry decided just after `cut` may still reach region 0 (and a
+/// strong read there then rightly succeeds).
+async fn cut_in_force(zero: &Node, one: &Node) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for n in 0.. {
+        assert!(tokio::time::Instant::now() < deadline, "the cut never held");
+        let key = key_in(1, 2, &format!("behind the cut {n}"));
+        let decided = one
+            .post(
+                "/api/v1/transactions/topup",
+                movement(&key, BANK, USER_B, "1.00"),
+            )
+            .await;
+        assert_eq!(decided.0, StatusCode::CREATED, "{decided:?}");
+        let latest = region_1_funds(one).await;
+        let mut behind = true;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if region_1_funds(zero).await == latest {
+                behind = false;
+                break;
+            }
+        }
+        if behind {
+            return;
+        }
+    }
+}
+
 /// The refusal's code, after checking the status.
 fn code(answer: &(StatusCode, Value), status: u16) -> String {
     assert_eq!(answer.0.as_u16(), status, "{answer:?}");
@@ -939,9 +980,7 @@ async fn events_stream_filter_resume_and_a_follower_redirects() {
         .partition(|id| cluster.nodes.iter().any(|n| n.id == *id && n.region == 0));
     cluster.cut(&zero, &one).expect("cut");
     let region_1 = Node::new(&cluster.nodes[2].http);
-    let behind = movement(&key_in(1, 2, "behind the cut"), BANK, USER_B, "1.00");
-    let decided = region_1.post("/api/v1/transactions/topup", behind).await;
-    assert_eq!(decided.0, StatusCode::CREATED, "{decided:?}");
+    cut_in_force(&Node::new(&cluster.nodes[0].http), &region_1).await;
     let strong = format!("/api/v1/accounts/{USER_B}?strong=true");
     let unavailable = Node::new(&cluster.nodes[0].http).get(&strong).await;
     assert_eq!(code(&unavailable, 503), "REGION_UNAVAILABLE");
