@@ -380,6 +380,26 @@ fn converged(evidence: &Evidence) -> Vec<String> {
 }
 
 /// Every checker's verdict, in order.
+/// Each checker's verdict, its invariant, and at most `most` of its
+/// findings, a line each.
+pub fn findings(verdicts: &[(&'static Checker, Vec<String>)], most: usize) -> String {
+    let mut text = String::new();
+    for (checker, wrong) in verdicts {
+        let verdict = if wrong.is_empty() { "ok" } else { "FAIL" };
+        text.push_str(&format!(
+            "{:<20} {verdict:<5} {}\n",
+            checker.name, checker.invariant
+        ));
+        for line in wrong.iter().take(most) {
+            text.push_str(&format!("    {line}\n"));
+        }
+        if wrong.len() > most {
+            text.push_str(&format!("    ... and {} more\n", wrong.len() - most));
+        }
+    }
+    text
+}
+
 pub fn check_all(evidence: &Evidence) -> Vec<(&'static Checker, Vec<String>)> {
     CHECKERS
         .iter()

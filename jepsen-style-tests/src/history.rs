@@ -153,6 +153,17 @@ impl Recorder {
         self.lost.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Fails when a line was lost: the checks of such a history would vouch
+    /// for calls they cannot see.
+    pub fn whole(&self) -> anyhow::Result<()> {
+        match self.lost() {
+            0 => Ok(()),
+            lost => {
+                anyhow::bail!("{lost} history lines were not written: this run cannot be checked")
+            }
+        }
+    }
+
     /// Writes one line. A line that cannot be written is said loudly and
     /// counted ([`Self::lost`]); the run goes on, and cannot be checked.
     pub fn record(&self, op: &str, region: u32, event: Event) {

@@ -19,7 +19,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use ledger_jepsen::bank::{self, Bank};
-use ledger_jepsen::check::{Evidence, check_all};
+use ledger_jepsen::check::{Evidence, check_all, findings};
 use ledger_jepsen::cluster::Cluster;
 use ledger_jepsen::history::{History, Recorder};
 use ledger_jepsen::{observe, scenario, workload};
@@ -220,7 +220,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let cluster = Cluster::discover(&run.api).await?;
             let recorder = Recorder::append_to(&run.history)?;
             bank::setup(&cluster, &run.bank(), &funds, &recorder).await?;
-            complete(&recorder)?;
+            recorder.whole()?;
             println!(
                 "setup: {} users funded with {funds} in each of {} regions",
                 run.users,
@@ -252,7 +252,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 seed: None,
             };
             let counts = workload::run(&cluster, &run.bank(), &options, recorder.clone()).await?;
-            complete(&recorder)?;
+            recorder.whole()?;
             let mut passed = true;
             for (region, counts) in &counts {
                 println!(
@@ -277,15 +277,6 @@ async fn run(command: Command) -> anyhow::Result<bool> {
     }
 }
 
-/// Fails a step whose history is not whole: its checks would vouch for
-/// calls they cannot see.
-fn complete(recorder: &Recorder) -> anyhow::Result<()> {
-    match recorder.lost() {
-        0 => Ok(()),
-        lost => anyhow::bail!("{lost} history lines were not written: this run cannot be checked"),
-    }
-}
-
 async fn check(run: &Common, within: Duration) -> anyhow::Result<bool> {
     let cluster = Cluster::discover(&run.api).await?;
     let history = History::read(&run.history)?;
@@ -304,22 +295,11 @@ async fn check(run: &Common, within: Duration) -> anyhow::Result<bool> {
         finals.nodes.len(),
         cluster.nodes().len()
     );
-    let mut passed = true;
-    for (checker, wrong) in check_all(&evidence) {
-        if wrong.is_empty() {
-            println!("check: {:<20} ok    {}", checker.name, checker.invariant);
-        } else {
-            passed = false;
-            println!("check: {:<20} FAIL  {}", checker.name, checker.invariant);
-            for line in wrong.iter().take(20) {
-                println!("         {line}");
-            }
-            if wrong.len() > 20 {
-                println!("         … and {} more", wrong.len() - 20);
-            }
-        }
+    let verdicts = check_all(&evidence);
+    for line in findings(&verdicts, 20).lines() {
+        println!("check: {line}");
     }
-    Ok(passed)
+    Ok(verdicts.iter().all(|(_, wrong)| wrong.is_empty()))
 }
 
 fn list() {

@@ -300,16 +300,23 @@ fn alive(pid: &str) -> bool {
     std::path::Path::new("/proc").join(pid).exists()
 }
 
-/// Deletes the namespaces of runs whose process is gone.
-fn sweep_stale() {
+/// The names of every network namespace on the machine.
+fn namespaces() -> Vec<String> {
     let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
+        return Vec::new();
     };
-    let listed = String::from_utf8_lossy(&output.stdout).into_owned();
-    let mut stale: Vec<String> = listed
+    String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .filter_map(|name| name.strip_prefix("lj")?.split('-').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Deletes the namespaces of runs whose process is gone.
+fn sweep_stale() {
+    let mut stale: Vec<String> = namespaces()
+        .iter()
+        .filter_map(|name| Some(name.strip_prefix("lj")?.split('-').next()?.to_owned()))
         .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !alive(pid))
         .map(|pid| format!("lj{pid}"))
         .collect();
@@ -322,15 +329,8 @@ fn sweep_stale() {
 
 /// Deletes every namespace named after `tag` (their links go with them).
 fn delete_namespaces(tag: &str) {
-    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
     let prefix = format!("{tag}-");
-    for name in String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| name.starts_with(&prefix))
-    {
+    for name in namespaces().iter().filter(|name| name.starts_with(&prefix)) {
         let _ = Command::new("ip").args(["netns", "delete", name]).output();
     }
     // The root end of the hub's link goes with the hub; this is in case

@@ -6,7 +6,7 @@
 //! that runs it again.
 
 use crate::bank::{self, Bank};
-use crate::check::{Checker, CutOff, Evidence, availability, check_all};
+use crate::check::{Checker, CutOff, Evidence, availability, check_all, findings};
 use crate::cluster::Cluster;
 use crate::history::{History, Recorder, now_ns};
 use crate::nemesis::{self, API_PORT, Faults, HTTP_PORT, Nemesis, RAFT_PORT, Shape};
@@ -413,11 +413,7 @@ async fn drive(
     std::fs::write(&stop_file, "")?;
     let counts = load.await??;
     let faults = faults?;
-    anyhow::ensure!(
-        recorder.lost() == 0,
-        "{} history lines were not written: this run cannot be checked",
-        recorder.lost()
-    );
+    recorder.whole()?;
     let history = History::read(&history_path)?;
     let ids: Vec<String> = history.transfers.keys().cloned().collect();
     let finals = observe::finals(&cluster, &bank, &ids, CONVERGE_WITHIN).await?;
@@ -558,21 +554,9 @@ fn alarms(dir: &std::path::Path) -> BTreeMap<&'static str, usize> {
     found
 }
 
-/// Each checker's verdict and what it found, as `checks.txt` holds it.
+/// Each checker's verdict and everything it found, as `checks.txt` holds it.
 pub fn checks_text(report: &Report) -> String {
-    let mut text = String::new();
-    for (checker, wrong) in &report.verdicts {
-        let verdict = if wrong.is_empty() { "ok" } else { "FAIL" };
-        let _ = writeln!(
-            text,
-            "{:<20} {verdict:<5} {}",
-            checker.name, checker.invariant
-        );
-        for line in wrong {
-            let _ = writeln!(text, "    {line}");
-        }
-    }
-    text
+    findings(&report.verdicts, usize::MAX)
 }
 
 /// The summary a person reads: operations by outcome per region, the
