@@ -78,11 +78,9 @@ pub async fn setup(
         let mut pending: Vec<Transfer> = bank
             .users()
             .into_iter()
-            .map(|user| Transfer {
-                id: minter.id(rng.next_u128()),
-                debit: bank.bank(),
-                credit: user,
-                amount: funds.to_owned(),
+            .map(|user| {
+                let id = minter.id(rng.next_u128());
+                Transfer::moving(id, bank.bank(), user, funds.to_owned())
             })
             .collect();
         let mut client = RegionClient::new(cluster, region, 0);

@@ -31,16 +31,88 @@ pub enum Event {
     Invoke(Transfer),
     /// How the transfer's call ended.
     Complete(Outcome),
-    /// A plain read of every account of the run, as one node saw it.
+    /// A read of accounts, as one node answered it.
     Read(Read),
+    /// An operator's call (a rebalance, a pool policy) and how it ended.
+    Admin(Admin),
 }
 
+/// A command of a transfer call, as sent. A post or void names the hold's
+/// accounts and amount (the node records them so); a withdrawal is its
+/// hold, user to EXTERNAL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transfer {
     pub id: String,
     pub debit: String,
     pub credit: String,
     pub amount: String,
+    #[serde(default, skip_serializing_if = "Kind::is_move")]
+    pub kind: Kind,
+    /// The first id of the linked chain this command is part of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+}
+
+impl Transfer {
+    /// A plain move of `amount` from `debit` to `credit`.
+    pub fn moving(id: String, debit: String, credit: String, amount: String) -> Self {
+        Self {
+            id,
+            debit,
+            credit,
+            amount,
+            kind: Kind::Move,
+            chain: None,
+        }
+    }
+
+    /// A plain move, alone in its call: what availability is measured on.
+    pub fn is_plain(&self) -> bool {
+        self.kind == Kind::Move && self.chain.is_none()
+    }
+}
+
+/// What a command does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    Move,
+    /// Holds the amount for at most `timeout_ms`.
+    Hold { timeout_ms: u64 },
+    /// Posts the whole of hold `pending`.
+    Post { pending: String },
+    /// Voids hold `pending`.
+    Void { pending: String },
+    /// A withdrawal through the simulated rail to `destination` (`fail:…`
+    /// is refused by the rail, so the ledger voids the hold).
+    Withdrawal { destination: String },
+}
+
+impl Kind {
+    fn is_move(&self) -> bool {
+        *self == Kind::Move
+    }
+
+    /// A short name, for counts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Move => "move",
+            Kind::Hold { .. } => "hold",
+            Kind::Post { .. } => "post",
+            Kind::Void { .. } => "void",
+            Kind::Withdrawal { .. } => "withdrawal",
+        }
+    }
+}
+
+/// An operator's call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Admin {
+    /// What was asked, in words (`rebalance <account> 1.00 to region 2`).
+    pub call: String,
+    /// `ok`, a refusal's code, or why the call failed.
+    pub outcome: String,
 }
 
 /// How a call ended.
@@ -68,6 +140,13 @@ pub enum Outcome {
 pub struct Read {
     pub node: u64,
     pub accounts: Vec<AccountRead>,
+    /// Some of the run's accounts, not all: their balances need not sum
+    /// to zero.
+    #[serde(default)]
+    pub partial: bool,
+    /// Asked as a strong read (everything committed before it).
+    #[serde(default)]
+    pub strong: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +158,9 @@ pub struct AccountRead {
     pub available: String,
     /// Per region: (region, available, held).
     pub regions: Vec<(u32, String, String)>,
+    /// Released by one region's pool, not yet granted to another's.
+    #[serde(default)]
+    pub in_flight: String,
 }
 
 impl AccountRead {
@@ -93,6 +175,7 @@ impl AccountRead {
                 .iter()
                 .map(|region| (region.region, region.available.clone(), region.held.clone()))
                 .collect(),
+            in_flight: view.in_flight.clone(),
         }
     }
 }
@@ -197,6 +280,8 @@ impl Recorder {
 pub struct History {
     pub transfers: BTreeMap<String, Attempts>,
     pub reads: Vec<(u32, Read)>,
+    /// Every operator's call, with its region.
+    pub admin: Vec<(u32, Admin)>,
     /// Every call that completed, in the order the completions were written.
     pub calls: Vec<Call>,
     pub lines: usize,
@@ -316,6 +401,7 @@ impl History {
                 }
             }
             Event::Read(read) => self.reads.push((entry.region, read)),
+            Event::Admin(admin) => self.admin.push((entry.region, admin)),
         }
     }
 
@@ -344,12 +430,12 @@ pub(crate) mod tests {
     fn invoke(op: &str, id: &str) -> Entry {
         entry(
             op,
-            Event::Invoke(Transfer {
-                id: id.into(),
-                debit: "a".into(),
-                credit: "b".into(),
-                amount: "1.00".into(),
-            }),
+            Event::Invoke(Transfer::moving(
+                id.into(),
+                "a".into(),
+                "b".into(),
+                "1.00".into(),
+            )),
         )
     }
 

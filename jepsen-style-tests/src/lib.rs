@@ -15,6 +15,7 @@ pub mod history;
 pub mod nemesis;
 pub mod net;
 pub mod observe;
+pub mod ops;
 pub mod probe;
 pub mod rng;
 pub mod scenario;

@@ -256,12 +256,13 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             let mut passed = true;
             for (region, counts) in &counts {
                 println!(
-                    "run: region {region}: {} acknowledged, refused {:?}, {} not sent, {} unknown, {} reads",
+                    "run: region {region}: {} acknowledged, refused {:?}, {} not sent, {} unknown, {} reads; {}",
                     counts.acknowledged,
                     counts.refused,
                     counts.not_sent,
                     counts.unknown,
-                    counts.reads
+                    counts.reads,
+                    counts.kinds_line()
                 );
                 if every_region_acknowledges && counts.acknowledged == 0 {
                     println!("run: region {region} acknowledged nothing");

@@ -26,6 +26,36 @@ pub struct Found {
     pub debit: String,
     pub credit: String,
     pub amount: String,
+    /// `posted`, `pending`, `post`, `void` or `refund`.
+    pub kind: String,
+    /// A hold's: `open`, `posted`, `voided` or `expired`; else empty.
+    pub state: String,
+    /// Its HLC stamp: ns, counter, node.
+    pub stamp: (u64, u32, u64),
+}
+
+impl Found {
+    /// What it moves from debit to credit, as of now: a plain move its
+    /// amount, a hold its amount once posted (the workload and the rail
+    /// post whole holds), a post or void record nothing of its own.
+    pub fn moved(&self) -> Option<rust_decimal::Decimal> {
+        let amount = self.amount.parse().ok()?;
+        Some(match (self.kind.as_str(), self.state.as_str()) {
+            ("posted", _) | ("pending", "posted") => amount,
+            _ => rust_decimal::Decimal::ZERO,
+        })
+    }
+}
+
+/// One movement of an account, as `AccountHistory` answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    pub stamp: (u64, u32, u64),
+    pub transfer: String,
+    /// `transfer`, `hold`, `hold_posted`, …
+    pub movement: String,
+    pub balance_change: String,
+    pub held_change: String,
 }
 
 /// The end of a run.
@@ -39,6 +69,11 @@ pub struct Finals {
     pub converged: bool,
     /// Why not, when not: the last difference seen.
     pub difference: String,
+    /// Every USER account's movements in stamp order, as the first node
+    /// that answered gives them; or why they could not be read.
+    pub movements: Result<BTreeMap<String, Vec<Movement>>, String>,
+    /// When the views were read (ns since the epoch, as the history's).
+    pub read_ns: u128,
 }
 
 /// Reads every node until their views agree, for `within` at most, then
@@ -65,11 +100,19 @@ pub async fn finals(
                     Err(why) => absent.push((node.id, why)),
                 }
             }
+            let movements = match nodes.first() {
+                Some(first) => movements_of(cluster, first.node, &bank.users())
+                    .await
+                    .map_err(|error| format!("{error:#}")),
+                None => Err("no node gave a final view".to_owned()),
+            };
             return Ok(Finals {
                 nodes,
                 absent,
                 converged: difference.is_empty(),
                 difference,
+                movements,
+                read_ns: crate::history::now_ns(),
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -123,18 +166,80 @@ fn difference(views: &[Result<NodeFinal, String>]) -> String {
 /// Chunks of ids asked in one lookup.
 const LOOKUP_CHUNK: usize = 1_000;
 
+fn api_of(cluster: &Cluster, node: u64) -> String {
+    cluster
+        .nodes()
+        .iter()
+        .find(|known| known.id == node)
+        .map(|known| known.api.clone())
+        .unwrap_or_default()
+}
+
+/// Movements asked in one call, at most (the API's own bound).
+const MOVEMENTS_PAGE: u32 = 10_000;
+
+/// Every movement of each of `accounts` at `node`, in stamp order: the
+/// API answers the latest page first, so earlier pages are asked for up to
+/// the earliest stamp seen (its nanosecond again, the repeats left out).
+async fn movements_of(
+    cluster: &Cluster,
+    node: u64,
+    accounts: &[String],
+) -> anyhow::Result<BTreeMap<String, Vec<Movement>>> {
+    let client = Client::connect(&api_of(cluster, node)).await?;
+    let mut all = BTreeMap::new();
+    for account in accounts {
+        let mut movements: Vec<Movement> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut to_ns = 0;
+        loop {
+            let page = client
+                .account_history(ledger_proto::v1::AccountHistoryRequest {
+                    account: account.clone(),
+                    to_ns,
+                    limit: MOVEMENTS_PAGE,
+                    ..Default::default()
+                })
+                .await?;
+            let earlier: Vec<Movement> = page
+                .entries
+                .iter()
+                .map(movement)
+                .filter(|new| seen.insert((new.stamp, new.transfer.clone(), new.movement.clone())))
+                .collect();
+            let Some(first) = earlier.first().map(|first| first.stamp.0) else {
+                break;
+            };
+            movements.splice(0..0, earlier);
+            if !page.truncated {
+                break;
+            }
+            // Movements stamped up to the earliest's nanosecond (the bound
+            // is inclusive: a nanosecond a page split is asked again).
+            to_ns = first;
+        }
+        movements.sort_by_key(|seen| seen.stamp);
+        all.insert(account.clone(), movements);
+    }
+    Ok(all)
+}
+
+fn movement(entry: &ledger_proto::v1::HistoryEntry) -> Movement {
+    Movement {
+        stamp: (entry.stamp_ns, entry.stamp_logical, entry.stamp_node),
+        transfer: entry.transfer_id.clone(),
+        movement: entry.movement.clone(),
+        balance_change: entry.balance_change.clone(),
+        held_change: entry.held_change.clone(),
+    }
+}
+
 async fn with_transfers(
     mut view: NodeFinal,
     cluster: &Cluster,
     ids: &[String],
 ) -> anyhow::Result<NodeFinal> {
-    let address = cluster
-        .nodes()
-        .iter()
-        .find(|node| node.id == view.node)
-        .map(|node| node.api.clone())
-        .unwrap_or_default();
-    let client = Client::connect(&address).await?;
+    let client = Client::connect(&api_of(cluster, view.node)).await?;
     for chunk in ids.chunks(LOOKUP_CHUNK) {
         let response = client.lookup_transfers(chunk.to_vec()).await?;
         for transfer in response.transfers {
@@ -144,6 +249,13 @@ async fn with_transfers(
                     debit: transfer.debit,
                     credit: transfer.credit,
                     amount: transfer.amount,
+                    kind: transfer.kind,
+                    state: transfer.state,
+                    stamp: (
+                        transfer.stamp_ns,
+                        transfer.stamp_logical,
+                        transfer.stamp_node,
+                    ),
                 },
             );
         }

@@ -590,6 +590,11 @@ pub fn summary(report: &Report) -> String {
             counts.acknowledged, counts.not_sent, counts.unknown, counts.reads, counts.refused
         );
     }
+    let mut all = Counts::default();
+    for counts in report.counts.values() {
+        all.add(counts);
+    }
+    let _ = writeln!(text, "{}", all.kinds_line());
     let _ = writeln!(
         text,
         "\n{} faults, {} history lines",

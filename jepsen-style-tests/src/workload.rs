@@ -3,13 +3,14 @@
 //! would), retry a transfer whose outcome is unknown with the same id, and
 //! now and then read every account. Everything goes into the history.
 
-use crate::bank::{Bank, CURRENCY};
+use crate::bank::Bank;
 use crate::cluster::{Cluster, RegionClient};
-use crate::history::{AccountRead, Event, Outcome, Read, Recorder, Transfer};
+use crate::history::{Event, Outcome, Recorder, Transfer};
+use crate::ops::{self, Fate, Op};
 use crate::rng::Rng;
 use ledger_node::client::ClientError;
 use ledger_proto::v1 as api;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,10 +53,14 @@ pub struct Counts {
     pub reads: u64,
     /// Transfers sent again through another region.
     pub resent: u64,
+    /// Commands sent, by kind (`move`, `chained`, `hold`, ...).
+    pub kinds: BTreeMap<&'static str, u64>,
+    /// Operators' calls made (rebalances, pool policies).
+    pub operator: u64,
 }
 
 impl Counts {
-    fn add(&mut self, other: &Counts) {
+    pub fn add(&mut self, other: &Counts) {
         self.acknowledged += other.acknowledged;
         for (code, count) in &other.refused {
             *self.refused.entry(code.clone()).or_default() += count;
@@ -64,6 +69,24 @@ impl Counts {
         self.unknown += other.unknown;
         self.reads += other.reads;
         self.resent += other.resent;
+        for (kind, count) in &other.kinds {
+            *self.kinds.entry(kind).or_default() += count;
+        }
+        self.operator += other.operator;
+    }
+
+    /// The commands sent by kind and the operators' calls, in words.
+    pub fn kinds_line(&self) -> String {
+        let kinds: Vec<String> = self
+            .kinds
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        format!(
+            "commands {}; operators' calls {}",
+            kinds.join(", "),
+            self.operator
+        )
     }
 
     fn count(&mut self, outcome: &Outcome) {
@@ -105,20 +128,30 @@ pub async fn run(
             .map(|at| all[(at + 1) % all.len()])
             .filter(|next| *next != region);
         for index in 0..options.clients_per_region {
-            let client = Clients {
-                home: RegionClient::new(cluster, region, index),
-                elsewhere: next.map(|next| RegionClient::new(cluster, next, index)),
-            };
+            let home = RegionClient::new(cluster, region, index);
+            let elsewhere = next.map(|next| RegionClient::new(cluster, next, index));
             let (bank, options, recorder) = (*bank, options.clone(), recorder.clone());
             // Apart from the seeds setup draws its top-up ids from (the
             // same seed there gave a transfer a top-up's id: caught as one
             // id acknowledged, then refused IDEMPOTENCY_CONFLICT).
             let base = options.seed.unwrap_or_else(|| recorder.nonce()) ^ WORKLOAD_SEED;
             let seed = base ^ (u64::from(region) << 48) ^ index as u64;
+            let regions = all.clone();
             clients.spawn(async move {
-                let counts =
-                    client_loop(client, minter, &bank, &options, &recorder, seed, deadline).await;
-                (region, counts)
+                let worker = Worker {
+                    home,
+                    elsewhere,
+                    minter,
+                    bank: &bank,
+                    users: bank.users(),
+                    regions,
+                    options: &options,
+                    recorder: &recorder,
+                    rng: Rng::new(seed),
+                    counts: Counts::default(),
+                    holds: VecDeque::new(),
+                };
+                (region, client_loop(worker, deadline).await)
             });
         }
     }
@@ -130,75 +163,174 @@ pub async fn run(
     Ok(counts)
 }
 
-/// A client's way into its own region, and into the next one for resends.
-struct Clients {
+/// One client: its connections, its choices and what its calls came to.
+struct Worker<'a> {
     home: RegionClient,
     elsewhere: Option<RegionClient>,
+    minter: ledger_node::client::Minter,
+    bank: &'a Bank,
+    users: Vec<String>,
+    regions: Vec<u32>,
+    options: &'a RunOptions,
+    recorder: &'a Recorder,
+    rng: Rng,
+    counts: Counts,
+    /// Acknowledged holds to post or void, with when.
+    holds: VecDeque<(Transfer, Fate, tokio::time::Instant)>,
 }
 
-async fn client_loop(
-    clients: Clients,
-    minter: ledger_node::client::Minter,
-    bank: &Bank,
-    options: &RunOptions,
-    recorder: &Recorder,
-    seed: u64,
-    deadline: tokio::time::Instant,
-) -> Counts {
-    let Clients {
-        home: mut client,
-        mut elsewhere,
-    } = clients;
-    let users = bank.users();
-    let mut rng = Rng::new(seed);
-    let mut counts = Counts::default();
+async fn client_loop(mut worker: Worker<'_>, deadline: tokio::time::Instant) -> Counts {
     let mut sent = 0u64;
-    while tokio::time::Instant::now() < deadline && !options.stopped() {
-        let debit = rng.below(users.len() as u64) as usize;
-        let credit = (debit + 1 + rng.below(users.len() as u64 - 1) as usize) % users.len();
-        let cents = 1 + rng.below(options.max_cents.max(1));
-        let transfer = Transfer {
-            id: minter.id(rng.next_u128()),
-            debit: users[debit].clone(),
-            credit: users[credit].clone(),
-            amount: rust_decimal::Decimal::new(cents as i64, 2).to_string(),
+    while tokio::time::Instant::now() < deadline && !worker.options.stopped() {
+        worker.resolve_due_holds().await;
+        match ops::draw(&mut worker.rng) {
+            Op::Move => worker.moving().await,
+            Op::Chain => {
+                let chain = worker.draw().chain();
+                worker.call(&chain).await;
+            }
+            Op::Hold => worker.hold().await,
+            Op::Withdrawal => {
+                let withdrawal = worker.draw().withdrawal();
+                worker.call(std::slice::from_ref(&withdrawal)).await;
+            }
+            Op::Rebalance => {
+                let (regions, recorder) = (worker.regions.clone(), worker.recorder);
+                let (home, mut draw) = worker.parts();
+                ops::rebalance(home, &mut draw, &regions, recorder).await;
+                worker.counts.operator += 1;
+            }
+            Op::Policy => {
+                let recorder = worker.recorder;
+                let (home, mut draw) = worker.parts();
+                ops::policy(home, &mut draw, recorder).await;
+                worker.counts.operator += 1;
+            }
+            Op::StrongRead => {
+                let recorder = worker.recorder;
+                let (home, mut draw) = worker.parts();
+                let ids = ops::some_users(&mut draw);
+                if ops::read(home, ids, true, true, recorder).await {
+                    worker.counts.reads += 1;
+                }
+            }
+        }
+        sent += 1;
+        if sent.is_multiple_of(worker.options.read_every.max(1))
+            && ops::read(
+                &mut worker.home,
+                worker.bank.all(),
+                false,
+                false,
+                worker.recorder,
+            )
+            .await
+        {
+            worker.counts.reads += 1;
+        }
+    }
+    worker.counts
+}
+
+impl Worker<'_> {
+    fn draw(&mut self) -> ops::Draw<'_> {
+        self.parts().1
+    }
+
+    /// The client of its region and its choices, apart.
+    fn parts(&mut self) -> (&mut RegionClient, ops::Draw<'_>) {
+        let draw = ops::Draw {
+            rng: &mut self.rng,
+            users: &self.users,
+            max_cents: self.options.max_cents,
+            minter: &self.minter,
+            bank: *self.bank,
         };
-        let mut outcome = Outcome::Unknown {
-            reason: "not sent".into(),
-        };
+        (&mut self.home, draw)
+    }
+
+    /// A plain move; every so many acknowledged, sent again through the
+    /// next region, as a gateway that failed over would.
+    async fn moving(&mut self) {
+        let transfer = self.draw().moving();
+        let outcome = self.call(std::slice::from_ref(&transfer)).await.remove(0);
+        if matches!(outcome, Outcome::Ok { .. })
+            && self.options.resend_elsewhere_every > 0
+            && self
+                .counts
+                .acknowledged
+                .is_multiple_of(self.options.resend_elsewhere_every)
+            && let Some(other) = &mut self.elsewhere
+        {
+            send(other, self.recorder, std::slice::from_ref(&transfer)).await;
+            self.counts.resent += 1;
+        }
+    }
+
+    /// A hold; once acknowledged, its post or void is due a little later
+    /// (or it is left to expire).
+    async fn hold(&mut self) {
+        let hold = self.draw().hold();
+        let outcome = self.call(std::slice::from_ref(&hold)).await.remove(0);
+        let (fate, after) = ops::fate(&mut self.rng);
+        if matches!(outcome, Outcome::Ok { .. }) && fate != Fate::Expire {
+            let due = tokio::time::Instant::now() + after;
+            self.holds.push_back((hold, fate, due));
+        }
+    }
+
+    async fn resolve_due_holds(&mut self) {
+        while let Some((_, _, due)) = self.holds.front()
+            && *due <= tokio::time::Instant::now()
+        {
+            let Some((hold, fate, _)) = self.holds.pop_front() else {
+                break;
+            };
+            let id = self.draw().id();
+            if let Some(resolution) = ops::resolution(&hold, fate, id) {
+                self.call(std::slice::from_ref(&resolution)).await;
+            }
+        }
+    }
+
+    /// Sends `transfers` in one call, again with the same ids while any
+    /// outcome is unknown (at most [`ATTEMPTS_MAX`] times), and counts the
+    /// outcomes.
+    async fn call(&mut self, transfers: &[Transfer]) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
         for attempt in 0..ATTEMPTS_MAX {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            outcome = send(&mut client, recorder, std::slice::from_ref(&transfer))
-                .await
-                .remove(0);
-            if !matches!(outcome, Outcome::Unknown { .. }) {
+            outcomes = send(&mut self.home, self.recorder, transfers).await;
+            if !outcomes
+                .iter()
+                .any(|o| matches!(o, Outcome::Unknown { .. }))
+            {
                 break;
             }
         }
-        counts.count(&outcome);
-        if matches!(outcome, Outcome::Ok { .. })
-            && options.resend_elsewhere_every > 0
-            && counts
-                .acknowledged
-                .is_multiple_of(options.resend_elsewhere_every)
-            && let Some(other) = &mut elsewhere
-        {
-            send(other, recorder, std::slice::from_ref(&transfer)).await;
-            counts.resent += 1;
+        for (transfer, outcome) in transfers.iter().zip(&outcomes) {
+            self.counts.count(outcome);
+            *self.counts.kinds.entry(kind_name(transfer)).or_default() += 1;
         }
-        if matches!(outcome, Outcome::NotSent { .. } | Outcome::Unknown { .. }) {
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::NotSent { .. } | Outcome::Unknown { .. }))
+        {
             // The region is down or electing: do not spin on it.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        sent += 1;
-        if sent.is_multiple_of(options.read_every.max(1)) && read(&mut client, bank, recorder).await
-        {
-            counts.reads += 1;
-        }
+        outcomes
     }
-    counts
+}
+
+/// A command's kind as the counts name it.
+fn kind_name(transfer: &Transfer) -> &'static str {
+    match (&transfer.kind, &transfer.chain) {
+        (crate::history::Kind::Move, Some(_)) => "chained",
+        (kind, _) => kind.name(),
+    }
 }
 
 /// Sends `transfers` in one call through `client`'s region, recording each
@@ -212,7 +344,17 @@ pub async fn send(
     for (op, transfer) in ops.iter().zip(transfers) {
         recorder.record(op, client.region, Event::Invoke(transfer.clone()));
     }
-    let commands = transfers.iter().map(command).collect();
+    let commands = transfers
+        .iter()
+        .enumerate()
+        .map(|(at, transfer)| {
+            let linked = transfer.chain.is_some()
+                && transfers
+                    .get(at + 1)
+                    .is_some_and(|next| next.chain == transfer.chain);
+            ops::command(transfer, linked)
+        })
+        .collect();
     let answer = match client.get().await {
         Ok(connected) => connected.create_transfers(commands).await,
         Err(error) => Err(error),
@@ -228,21 +370,6 @@ pub async fn send(
         recorder.record(op, client.region, Event::Complete(outcome.clone()));
     }
     outcomes
-}
-
-fn command(transfer: &Transfer) -> api::TransferCommand {
-    api::TransferCommand {
-        id: transfer.id.clone(),
-        linked: false,
-        kind: Some(api::transfer_command::Kind::Transfer(api::Move {
-            debit: transfer.debit.clone(),
-            credit: transfer.credit.clone(),
-            amount: transfer.amount.clone(),
-            currency: CURRENCY.into(),
-            reference: String::new(),
-            metadata: Default::default(),
-        })),
-    }
 }
 
 /// The outcome of each of `count` commands from the call's answer.
@@ -300,29 +427,6 @@ fn outcome_of(result: &api::TransferResult) -> Outcome {
             reason: "an empty result".into(),
         },
     }
-}
-
-/// A plain read of every account through the client's node; false when it
-/// did not answer (a node catching up says STALE_REPLICA).
-async fn read(client: &mut RegionClient, bank: &Bank, recorder: &Recorder) -> bool {
-    let Ok(connected) = client.get().await else {
-        return false;
-    };
-    let Ok(response) = connected.lookup_accounts(bank.all()).await else {
-        client.reset();
-        return false;
-    };
-    // A read that lacks an account (the control log has not reached the
-    // node yet) is not a read of the whole run: left out.
-    if !response.missing.is_empty() {
-        return false;
-    }
-    let read = Read {
-        node: client.node(),
-        accounts: response.accounts.iter().map(AccountRead::of).collect(),
-    };
-    recorder.record(&recorder.next_op(), client.region, Event::Read(read));
-    true
 }
 
 #[cfg(test)]

@@ -1,11 +1,15 @@
 //! The checkers: one invariant each, each reading only the history and the
 //! final reads of every node. A checker returns what it found wrong.
 
-use crate::history::{AccountRead, Attempts, History, Outcome, Verdict};
+use crate::history::{AccountRead, History, Outcome, Verdict};
 use crate::observe::Finals;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::str::FromStr;
+
+mod commands;
+mod order;
+mod pools;
 
 /// What the checkers read.
 pub struct Evidence<'a> {
@@ -73,36 +77,75 @@ pub const CHECKERS: &[Checker] = &[
         check: available,
     },
     Checker {
+        name: "chains-whole",
+        invariant: "a linked chain is all or nothing: every node holds all of its transfers or none",
+        check: commands::chains_whole,
+    },
+    Checker {
+        name: "holds-resolved",
+        invariant: "a hold ends as its acknowledged post or void says (never both), else expires; a withdrawal's hold is posted by the rail, or voided when the rail refuses",
+        check: commands::holds_resolved,
+    },
+    Checker {
+        name: "stamps-ordered",
+        invariant: "stamps increase along each region's log, and every node holds a transfer with the same stamp",
+        check: order::stamps_ordered,
+    },
+    Checker {
+        name: "credit-before-spend",
+        invariant: "replayed in stamp order, no USER account's available balance is ever below zero: a spend is stamped after the credit it spends",
+        check: order::credit_before_spend,
+    },
+    Checker {
+        name: "pools-balanced",
+        invariant: "per account, in every read, released equals granted plus in flight (in flight never below zero), and nothing is in flight at the end",
+        check: pools::pools_balanced,
+    },
+    Checker {
         name: "converged",
         invariant: "once the faults stop, every node holds the same transfers and figures as of the same position of every region's log",
         check: converged,
     },
 ];
 
-fn decimal(text: &str) -> Option<Decimal> {
+pub(crate) fn decimal(text: &str) -> Option<Decimal> {
     Decimal::from_str(text).ok()
 }
 
+/// One read of the run, named for findings.
+pub(crate) struct Seen<'a> {
+    pub what: String,
+    pub accounts: &'a [AccountRead],
+    /// Of every account of the run.
+    pub whole: bool,
+    /// A node's final view.
+    pub last: bool,
+}
+
 /// Every read of the run: those in the history and each node's final one.
-fn reads<'a>(evidence: &'a Evidence) -> impl Iterator<Item = (String, &'a [AccountRead])> {
-    let history = evidence.history.reads.iter().map(|(region, read)| {
-        (
-            format!("a read of node {} (region {region})", read.node),
-            read.accounts.as_slice(),
-        )
+pub(crate) fn reads<'a>(evidence: &'a Evidence) -> impl Iterator<Item = Seen<'a>> {
+    let history = evidence.history.reads.iter().map(|(region, read)| Seen {
+        what: format!(
+            "a {} read of node {} (region {region})",
+            if read.strong { "strong" } else { "plain" },
+            read.node
+        ),
+        accounts: read.accounts.as_slice(),
+        whole: !read.partial,
+        last: false,
     });
-    let finals = evidence.finals.nodes.iter().map(|node| {
-        (
-            format!("node {} at the end", node.node),
-            node.accounts.as_slice(),
-        )
+    let finals = evidence.finals.nodes.iter().map(|node| Seen {
+        what: format!("node {} at the end", node.node),
+        accounts: node.accounts.as_slice(),
+        whole: true,
+        last: true,
     });
     history.chain(finals)
 }
 
 fn totals(evidence: &Evidence) -> Vec<String> {
     let mut wrong = Vec::new();
-    for (what, accounts) in reads(evidence) {
+    for Seen { what, accounts, .. } in reads(evidence).filter(|seen| seen.whole) {
         let mut sum = Decimal::ZERO;
         for account in accounts {
             match decimal(&account.total) {
@@ -122,7 +165,7 @@ fn totals(evidence: &Evidence) -> Vec<String> {
 
 fn not_negative(evidence: &Evidence) -> Vec<String> {
     let mut wrong = Vec::new();
-    for (what, accounts) in reads(evidence) {
+    for Seen { what, accounts, .. } in reads(evidence) {
         for account in accounts.iter().filter(|account| account.kind == "USER") {
             let mut figures = vec![
                 ("total".to_owned(), &account.total),
@@ -196,7 +239,7 @@ fn one_decision(evidence: &Evidence) -> Vec<String> {
 
 /// Every node of the layout that gave no final view: what a checker of the
 /// final views cannot vouch for.
-fn unseen(evidence: &Evidence) -> Vec<String> {
+pub(crate) fn unseen(evidence: &Evidence) -> Vec<String> {
     evidence
         .finals
         .absent
@@ -250,15 +293,16 @@ fn balances_explained(evidence: &Evidence) -> Vec<String> {
     let mut wrong = unseen(evidence);
     for node in &evidence.finals.nodes {
         let mut expected: BTreeMap<&str, Decimal> = BTreeMap::new();
-        let held = evidence
-            .history
-            .transfers
-            .values()
-            .filter(|attempts| node.found.contains_key(&attempts.transfer.id));
-        for Attempts { transfer, .. } in held {
-            let amount = decimal(&transfer.amount).unwrap_or_default();
-            *expected.entry(transfer.debit.as_str()).or_default() -= amount;
-            *expected.entry(transfer.credit.as_str()).or_default() += amount;
+        for (id, found) in &node.found {
+            let Some(moved) = found.moved() else {
+                wrong.push(format!(
+                    "node {}: {id} has amount {:?}",
+                    node.node, found.amount
+                ));
+                continue;
+            };
+            *expected.entry(found.debit.as_str()).or_default() -= moved;
+            *expected.entry(found.credit.as_str()).or_default() += moved;
         }
         for account in &node.accounts {
             let expected = expected
@@ -290,15 +334,24 @@ struct FirstSent {
     poor: bool,
 }
 
-/// Per cut: the transfers its region's clients first sent while it lasted
-/// (refusals for want of funds left out: they are right answers), and how
+/// Per cut: the plain transfers its region's clients first sent while it
+/// lasted (refusals for want of funds left out: they are right answers;
+/// chains, holds and withdrawals left out: they fail on others' fates and
+/// on timeouts), and how
 /// many of them that region acknowledged before the cut ended (a second
 /// after, for calls sent just before the heal). A transfer sent again
 /// through another region counts where it was first sent; one held until
 /// the heal and acknowledged then does not count as served.
 pub fn availability(evidence: &Evidence) -> Vec<(CutOff, u64, u64)> {
     let mut first: BTreeMap<&str, FirstSent> = BTreeMap::new();
-    for call in &evidence.history.calls {
+    let plain = |id: &str| {
+        evidence
+            .history
+            .transfers
+            .get(id)
+            .is_some_and(|attempts| attempts.transfer.is_plain())
+    };
+    for call in evidence.history.calls.iter().filter(|call| plain(&call.id)) {
         let seen = first.entry(call.id.as_str()).or_insert(FirstSent {
             region: call.region,
             invoked_ns: call.invoked_ns,
@@ -438,11 +491,18 @@ mod tests {
     }
 
     fn transfer(id: &str, amount: &str) -> Transfer {
-        Transfer {
-            id: id.into(),
+        Transfer::moving(id.into(), "bank".into(), "user".into(), amount.into())
+    }
+
+    /// A plain move from the bank to the user, as a node holds it.
+    fn found(amount: &str, ns: u64) -> Found {
+        Found {
             debit: "bank".into(),
             credit: "user".into(),
             amount: amount.into(),
+            kind: "posted".into(),
+            state: String::new(),
+            stamp: (ns, 0, 1),
         }
     }
 
@@ -474,21 +534,22 @@ mod tests {
                 account("user", "USER", "10.00"),
             ],
             applied: vec![(0, 1)],
-            found: [(
-                "kept".to_owned(),
-                Found {
-                    debit: "bank".into(),
-                    credit: "user".into(),
-                    amount: "10.00".into(),
-                },
-            )]
-            .into(),
+            found: [("kept".to_owned(), found("10.00", 5))].into(),
+        };
+        let credited = crate::observe::Movement {
+            stamp: (5, 0, 1),
+            transfer: "kept".into(),
+            movement: "transfer".into(),
+            balance_change: "10.00".into(),
+            held_change: "0".into(),
         };
         let finals = Finals {
             nodes: vec![node(1), node(2)],
             absent: Vec::new(),
             converged: true,
             difference: String::new(),
+            movements: Ok([("user".to_owned(), vec![credited])].into()),
+            read_ns: 0,
         };
         (entries, finals)
     }
@@ -530,6 +591,8 @@ mod tests {
                     account("bank", "EXTERNAL", "-10.00"),
                     account("user", "USER", "10.01"),
                 ],
+                partial: false,
+                strong: false,
             }),
         ));
         assert_eq!(failing(entries, &finals), ["totals"]);
@@ -539,7 +602,8 @@ mod tests {
         for node in &mut finals.nodes {
             node.accounts[1].regions[0].2 = "-1.00".into();
         }
-        assert_eq!(failing(entries, &finals), ["not-negative"]);
+        let failed = failing(entries, &finals);
+        assert!(failed.contains(&"not-negative"), "{failed:?}");
 
         // An acknowledged transfer lost by one node, which also moved no money.
         let (entries, mut finals) = world();
@@ -556,19 +620,13 @@ mod tests {
         for node in &mut finals.nodes {
             node.found.get_mut("kept").expect("kept").amount = "100.00".into();
         }
-        assert_eq!(failing(entries, &finals), ["acknowledged-kept"]);
+        let failed = failing(entries, &finals);
+        assert!(failed.contains(&"acknowledged-kept"), "{failed:?}");
 
         // A refused transfer applied after all.
         let (entries, mut finals) = world();
         for node in &mut finals.nodes {
-            node.found.insert(
-                "refused".into(),
-                Found {
-                    debit: "bank".into(),
-                    credit: "user".into(),
-                    amount: "5000.00".into(),
-                },
-            );
+            node.found.insert("refused".into(), found("5000.00", 6));
         }
         let failed = failing(entries, &finals);
         assert!(failed.contains(&"refused-absent"), "{failed:?}");
@@ -693,5 +751,115 @@ mod tests {
         finals.converged = false;
         finals.difference = "node 2 behind".into();
         assert_eq!(failing(entries, &finals), ["converged"]);
+    }
+
+    /// A hold of `amount` and, when `post`, an acknowledged post of it.
+    fn held(id: &str, post: Option<&str>) -> Vec<Entry> {
+        let ok = |index| {
+            Event::Complete(Outcome::Ok {
+                decided_by: 0,
+                index,
+                new: true,
+            })
+        };
+        let hold = Transfer {
+            kind: crate::history::Kind::Hold { timeout_ms: 1_000 },
+            ..transfer(id, "1.00")
+        };
+        let mut entries = vec![entry(id, Event::Invoke(hold)), entry(id, ok(7))];
+        if let Some(post) = post {
+            let posting = Transfer {
+                kind: crate::history::Kind::Post { pending: id.into() },
+                ..transfer(post, "1.00")
+            };
+            entries.extend([entry(post, Event::Invoke(posting)), entry(post, ok(8))]);
+        }
+        entries
+    }
+
+    #[test]
+    fn the_checkers_of_chains_holds_stamps_and_pools_find_their_breaches() {
+        // A hold posted, the post acknowledged: fine; left open long after
+        // its deadline, or posted with no post sent: wrong.
+        let (mut entries, mut finals) = world();
+        entries.extend(held("h", Some("p")));
+        for node in &mut finals.nodes {
+            let hold = Found {
+                kind: "pending".into(),
+                state: "posted".into(),
+                ..found("1.00", 7)
+            };
+            node.found.insert("h".into(), hold);
+            node.found.insert(
+                "p".into(),
+                Found {
+                    kind: "post".into(),
+                    ..found("1.00", 8)
+                },
+            );
+            node.accounts = vec![
+                account("bank", "EXTERNAL", "-11.00"),
+                account("user", "USER", "11.00"),
+            ];
+        }
+        assert_eq!(failing(entries.clone(), &finals), Vec::<&str>::new());
+        let mut open = finals.clone();
+        open.read_ns = 60_000_000_000;
+        for node in &mut open.nodes {
+            node.found.get_mut("h").expect("h").state = "open".into();
+        }
+        assert!(failing(entries, &open).contains(&"holds-resolved"));
+        let (mut entries, finals_posted) = (world().0, finals);
+        entries.extend(held("h", None));
+        assert!(failing(entries, &finals_posted).contains(&"holds-resolved"));
+
+        // A chain half applied.
+        let (mut entries, mut finals) = world();
+        for (op, id) in [("c1", "chained"), ("c2", "lost")] {
+            let chained = Transfer {
+                chain: Some("chained".into()),
+                ..transfer(id, "0.00")
+            };
+            entries.push(entry(op, Event::Invoke(chained)));
+        }
+        for node in &mut finals.nodes {
+            node.found.insert("chained".into(), found("0.00", 6));
+        }
+        assert_eq!(failing(entries, &finals), ["chains-whole"]);
+
+        // A later entry of the log stamped before an earlier one.
+        let (mut entries, mut finals) = world();
+        entries.push(entry("7", Event::Invoke(transfer("later", "0.00"))));
+        entries.push(entry(
+            "7",
+            Event::Complete(Outcome::Ok {
+                decided_by: 0,
+                index: 2,
+                new: true,
+            }),
+        ));
+        for node in &mut finals.nodes {
+            node.found.insert("later".into(), found("0.00", 4));
+        }
+        assert_eq!(failing(entries, &finals), ["stamps-ordered"]);
+
+        // A spend stamped before the credit it spent.
+        let (entries, mut finals) = world();
+        if let Ok(movements) = &mut finals.movements {
+            let user = movements.get_mut("user").expect("user");
+            let spend = crate::observe::Movement {
+                stamp: (4, 0, 1),
+                transfer: "spend".into(),
+                balance_change: "-1.00".into(),
+                ..user[0].clone()
+            };
+            user.insert(0, spend);
+        }
+        assert_eq!(failing(entries, &finals), ["credit-before-spend"]);
+
+        // A release granted twice: less than nothing in flight.
+        let (entries, mut finals) = world();
+        finals.nodes[0].accounts[1].in_flight = "-1.00".into();
+        assert_eq!(failing(entries, &finals), ["pools-balanced"]);
     }
 }
