@@ -67,6 +67,7 @@ pub struct RegionBins {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct Fault {
     pub nemesis: String,
+    pub what: String,
     pub from_ns: u128,
     pub to_ns: u128,
 }
@@ -75,6 +76,8 @@ pub struct Fault {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Band {
     pub name: String,
+    /// What it did (`region 1 cut off`).
+    pub what: String,
     pub from_s: f64,
     pub to_s: f64,
 }
@@ -235,6 +238,7 @@ pub fn bands(faults: &[Fault], origin_ns: u128) -> Vec<Band> {
         .iter()
         .map(|fault| Band {
             name: fault.nemesis.clone(),
+            what: fault.what.clone(),
             from_s: seconds(fault.from_ns),
             to_s: seconds(fault.to_ns.max(fault.from_ns)),
         })
@@ -298,7 +302,7 @@ fn draw_throughput(area: &Area<'_>, picture: &Picture, text: bool) -> anyhow::Re
     // Headroom above the lines, for the legend.
     let mut chart = builder(area, text, caption)
         .build_cartesian_2d(0.0..picture.end_s, 0.0..most as f64 * 1.4)?;
-    shade(&mut chart, &picture.bands, text)?;
+    shade(&mut chart, &picture.bands, text, true)?;
     mesh(&mut chart, text, "transfers / s")?;
     for (index, (region, bins)) in picture.regions.iter().enumerate() {
         let colour = REGION_COLOURS[index % REGION_COLOURS.len()];
@@ -324,7 +328,7 @@ fn draw_latency(area: &Area<'_>, picture: &Picture, text: bool) -> anyhow::Resul
         0.0..picture.end_s,
         (LATENCY_MS_MIN..longest * 8.0).log_scale(),
     )?;
-    shade(&mut chart, &picture.bands, text)?;
+    shade(&mut chart, &picture.bands, text, false)?;
     mesh(&mut chart, text, "ms (log scale)")?;
     for (index, (region, bins)) in picture.regions.iter().enumerate() {
         let colour = REGION_COLOURS[index % REGION_COLOURS.len()];
@@ -364,11 +368,13 @@ fn builder<'a, 'b>(
     builder
 }
 
-/// The fault periods, under everything else, each named at its top left.
+/// The fault periods, under everything else, each named at its top left
+/// and, with `detail`, said what it did.
 fn shade<'a, 'b: 'a, Y>(
     chart: &mut Chart<'a, 'b, Y>,
     bands: &[Band],
     text: bool,
+    detail: bool,
 ) -> anyhow::Result<()>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -382,10 +388,16 @@ where
     };
     chart.draw_series(bands.iter().map(rectangle))?;
     if text {
-        let style = ("sans-serif", 15).into_font().color(&FAULT_TEXT);
-        let name =
-            |band: &Band| Text::new(band.name.clone(), (band.from_s, range.end), style.clone());
-        chart.draw_series(bands.iter().map(name))?;
+        // A few pixels in from the band's top left corner, clear of the frame.
+        let name_style = ("sans-serif", 15).into_font().color(&FAULT_TEXT);
+        let what_style = ("sans-serif", 12).into_font().color(&FAULT_TEXT);
+        let label = |band: &Band| {
+            let what = if detail { band.what.as_str() } else { "" };
+            EmptyElement::at((band.from_s, range.end))
+                + Text::new(band.name.clone(), (4, 4), name_style.clone())
+                + Text::new(what.to_owned(), (4, 22), what_style.clone())
+        };
+        chart.draw_series(bands.iter().map(label))?;
     }
     Ok(())
 }
@@ -516,6 +528,7 @@ mod tests {
     fn bands_are_seconds_since_the_first_call() {
         let fault = |from_ns, to_ns| Fault {
             nemesis: "cut-region".into(),
+            what: "region 1 cut off".into(),
             from_ns,
             to_ns,
         };
@@ -526,6 +539,7 @@ mod tests {
         let seconds: Vec<(f64, f64)> = bands.iter().map(|band| (band.from_s, band.to_s)).collect();
         assert_eq!(seconds, vec![(2.5, 4.0), (0.0, 1.0)]);
         assert_eq!(bands[0].name, "cut-region");
+        assert_eq!(bands[0].what, "region 1 cut off");
     }
 
     #[test]
@@ -544,6 +558,7 @@ mod tests {
     fn drawn_without_text_shows_the_faults_and_the_regions() {
         let faults = [Fault {
             nemesis: "split".into(),
+            what: "regions 0 | 1 2".into(),
             from_ns: 5_500_000_000,
             to_ns: 6_500_000_000,
         }];
