@@ -4,7 +4,8 @@
 //! clients in every region against any cluster whose layout addresses this
 //! machine can reach; a history of every operation ([`history`]); the final
 //! reads of every node once they converge ([`observe`]); and the checkers,
-//! one invariant each, that read only those two ([`check`]). The deploy
+//! one invariant each, that read only those two ([`check`]); and a plot of
+//! throughput and latency over time with the faults shaded ([`plot`]). The deploy
 //! test (`deploy/test`) drives them against the Compose cluster. The
 //! harness with network namespaces and the nemeses are still to come.
 
@@ -16,6 +17,7 @@ pub mod nemesis;
 pub mod net;
 pub mod observe;
 pub mod ops;
+pub mod plot;
 pub mod probe;
 pub mod rng;
 pub mod scenario;

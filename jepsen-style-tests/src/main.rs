@@ -3,6 +3,7 @@
 //! ```text
 //! jepsen list                                       # the scenarios
 //! jepsen run --scenario cut-region --seed 7 --time 20s
+//! jepsen plot --out target/jepsen/cut-region-7      # draw its plot.png again
 //! ```
 //!
 //! `run` starts real `ledger` processes in network namespaces of their own
@@ -22,7 +23,7 @@ use ledger_jepsen::bank::{self, Bank};
 use ledger_jepsen::check::{Evidence, check_all, findings};
 use ledger_jepsen::cluster::Cluster;
 use ledger_jepsen::history::{History, Recorder};
-use ledger_jepsen::{observe, scenario, workload};
+use ledger_jepsen::{observe, plot, scenario, workload};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,13 @@ enum Command {
     List,
     /// Runs a scenario against real processes in network namespaces.
     Run(RunArgs),
+    /// Draws a results folder's plot.png again from its history.jsonl and
+    /// faults.jsonl (an older run's folder, say).
+    Plot {
+        /// The results folder of a `jepsen run`.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The bank workload: transfers between funded users in every region.
     #[command(subcommand)]
     Bank(BankCommand),
@@ -202,6 +210,10 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             return Ok(true);
         }
         Command::Run(args) => return run_scenario(args).await,
+        Command::Plot { out } => {
+            println!("plot: {}", plot::write(&out)?.display());
+            return Ok(true);
+        }
         Command::Probe(probe) => {
             match probe {
                 ProbeCommand::Connect { addr, timeout_ms } => {

@@ -290,6 +290,10 @@ pub async fn run(scenario: &Scenario, settings: &Settings) -> anyhow::Result<Rep
         out: settings.out.clone(),
     };
     std::fs::write(settings.out.join("checks.txt"), checks_text(&report))?;
+    // A picture of the run, not a verdict: a failure to draw it only warns.
+    if let Err(error) = crate::plot::write(&settings.out) {
+        eprintln!("plot: not drawn: {error:#}");
+    }
     Ok(report)
 }
 
@@ -628,9 +632,10 @@ pub fn summary(report: &Report) -> String {
     }
     let _ = writeln!(
         text,
-        "\nverdict: {}\nevidence: {}\nagain:    {}",
+        "\nverdict: {}\nevidence: {}{}\nagain:    {}",
         if report.passed() { "passed" } else { "FAILED" },
         report.out.display(),
+        crate::plot::mention(&report.out),
         report.command
     );
     text
