@@ -25,7 +25,7 @@
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The first two octets of every address a network hands out.
@@ -210,6 +210,19 @@ impl Network {
                 String::from_utf8_lossy(&output.stderr).trim()
             ),
         }
+    }
+
+    /// Starts `jepsen probe listen` inside host `host` on `port` for
+    /// `seconds`: something to connect to where no node runs.
+    pub fn listener(&self, host: usize, port: u16, seconds: u64) -> anyhow::Result<Child> {
+        let addr = SocketAddr::from((self.address(host), port));
+        Command::new("ip")
+            .args(["netns", "exec", &self.namespace(host)])
+            .arg(&self.probe)
+            .args(["probe", "listen", "--addr", &addr.to_string(), "--seconds"])
+            .arg(seconds.to_string())
+            .spawn()
+            .context("starting a listener")
     }
 
     /// Applies `rules` in place of every rule before: an empty list heals.
