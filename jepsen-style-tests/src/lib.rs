@@ -12,6 +12,7 @@
 pub mod bank;
 pub mod check;
 pub mod cluster;
+pub mod delay;
 pub mod history;
 pub mod nemesis;
 pub mod net;

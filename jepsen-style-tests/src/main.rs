@@ -17,6 +17,10 @@
 //! jepsen bank run   --api HOST:PORT --history run.jsonl --seconds 20
 //! jepsen bank check --api HOST:PORT --history run.jsonl
 //! ```
+//!
+//! `probe` and `delay` are what the harness runs inside a host's
+//! namespace: a TCP connect that says how long it took, and the delayer of
+//! the latency nemesis (NFQUEUE).
 
 use clap::{Args, Parser, Subcommand};
 use ledger_jepsen::bank::{self, Bank};
@@ -54,6 +58,29 @@ enum Command {
     /// What the harness runs inside a host to test a link.
     #[command(subcommand)]
     Probe(ProbeCommand),
+    /// What the harness runs inside a host to delay the packets an
+    /// iptables rule sends to an NFQUEUE: each held `--ms ± --jitter-ms`,
+    /// in order, then let go.
+    Delay(DelayArgs),
+}
+
+#[derive(Args)]
+struct DelayArgs {
+    /// The NFQUEUE number to bind (`iptables ... -j NFQUEUE --queue-num N`).
+    #[arg(long)]
+    queue: u16,
+    /// How long each packet is held.
+    #[arg(long, default_value_t = 100)]
+    ms: u64,
+    /// Each packet's hold is `ms` plus or minus up to this much.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    /// Draws the jitter.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Exit when standard input closes (the harness holds it open).
+    #[arg(long)]
+    exit_on_stdin_close: bool,
 }
 
 #[derive(Subcommand)]
@@ -223,6 +250,17 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                     ledger_jepsen::probe::listen(addr, seconds)?
                 }
             }
+            return Ok(true);
+        }
+        Command::Delay(args) => {
+            let settings = ledger_jepsen::delay::Settings {
+                queue: args.queue,
+                delay: Duration::from_millis(args.ms),
+                jitter: Duration::from_millis(args.jitter_ms),
+                seed: args.seed,
+                exit_on_stdin_close: args.exit_on_stdin_close,
+            };
+            tokio::task::spawn_blocking(move || ledger_jepsen::delay::run(&settings)).await??;
             return Ok(true);
         }
         Command::Bank(command) => command,

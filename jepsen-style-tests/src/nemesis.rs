@@ -1,22 +1,34 @@
 //! Nemeses: the faults a scenario puts on the cluster, chosen by its seed,
 //! each undone by [`Faults::heal`]. Partitions and loss are packets the
-//! kernel drops ([`crate::net`]); crashes are `kill -9`; pauses are
+//! kernel drops ([`crate::net`]); latency is packets between regions held
+//! by a delayer of ours on an NFQUEUE ([`crate::delay`]: this kernel has
+//! no `netem`); crashes are `kill -9`; pauses are
 //! SIGSTOP/SIGCONT; clock faults move one node's clock through the
 //! test-only offset every node reads when it runs with fault injection
 //! (why not `libfaketime`: it would also move the monotonic clock that
 //! Raft's timers and tokio run on, so a jump would be an election storm of
 //! our own making rather than a wall clock that is wrong).
 
-use crate::net::{Network, Rule};
+use crate::net::{Delayer, Network, Rule};
 use crate::rng::Rng;
 use ledger_node::client::Client;
 use ledger_node::dev::Cluster as Nodes;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Ports every node listens on, at its own host's address.
 pub const RAFT_PORT: u16 = 7000;
 pub const API_PORT: u16 = 7100;
 pub const HTTP_PORT: u16 = 8080;
+
+/// How long the latency nemesis holds each packet between regions, each
+/// way (a round trip between regions takes twice this)...
+pub const LATENCY: Duration = Duration::from_millis(100);
+/// ...give or take up to this much, packet by packet.
+pub const LATENCY_JITTER: Duration = Duration::from_millis(20);
+/// The longest a connection between regions may take to open under the
+/// latency nemesis beyond its two held packets (a loaded machine).
+const LATENCY_SLACK: Duration = Duration::from_secs(1);
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +48,8 @@ pub enum Nemesis {
     LeaderIsolated,
     /// Every node drops a fifth of what the others send it.
     Loss,
+    /// Every packet between regions held 100 ± 20 ms by its sender.
+    Latency,
     /// `kill -9` of one node, started again on its data at the heal.
     KillNode,
     /// `kill -9` of a region's leader.
@@ -51,7 +65,7 @@ pub enum Nemesis {
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 13] = [
+    pub const ALL: [Nemesis; 14] = [
         Nemesis::CutRegion,
         Nemesis::Split,
         Nemesis::MajoritiesRing,
@@ -59,6 +73,7 @@ impl Nemesis {
         Nemesis::OneWay,
         Nemesis::LeaderIsolated,
         Nemesis::Loss,
+        Nemesis::Latency,
         Nemesis::KillNode,
         Nemesis::KillLeader,
         Nemesis::KillRegion,
@@ -76,6 +91,7 @@ impl Nemesis {
             Nemesis::OneWay => "one-way",
             Nemesis::LeaderIsolated => "leader-isolated",
             Nemesis::Loss => "loss",
+            Nemesis::Latency => "latency",
             Nemesis::KillNode => "kill-node",
             Nemesis::KillLeader => "kill-leader",
             Nemesis::KillRegion => "kill-region",
@@ -135,6 +151,8 @@ pub struct Faults {
     paused: Vec<u64>,
     skewed: Vec<u64>,
     strobe: Option<tokio::task::JoinHandle<()>>,
+    /// Killed when dropped, so a run cut short leaves none running.
+    delayers: Vec<Delayer>,
 }
 
 impl Drop for Faults {
@@ -358,6 +376,10 @@ pub async fn inject(
             faults.skewed.push(any_node);
             format!("node {any_node}'s clock strobing ±{offset} ms every 500 ms")
         }
+        Nemesis::Latency => {
+            let seed = rng.next_u64();
+            tokio::task::block_in_place(|| latency(shape, seed, net, faults))?
+        }
         _ => anyhow::bail!("{} is not a fault of this kind", nemesis.name()),
     };
     Ok(Injected {
@@ -386,8 +408,18 @@ pub async fn heal(net: &Network, nodes: &mut Nodes, faults: &mut Faults) -> anyh
         let _ = strobe.await;
     }
     let mut failures = Vec::new();
+    // A delayer that died while in force made a cut of the latency: the
+    // run must not pass as if it had been latency.
+    for delayer in &mut faults.delayers {
+        failures.push(delayer.alive());
+    }
     if std::mem::take(&mut faults.rules) {
         failures.push(net.set(&[]));
+    }
+    // Only once no rule sends them packets: a delayer stopped first
+    // would drop them.
+    for delayer in std::mem::take(&mut faults.delayers) {
+        failures.push(delayer.stop());
     }
     for id in std::mem::take(&mut faults.paused) {
         failures.push(signal(nodes, id, "CONT"));
@@ -411,6 +443,7 @@ impl Faults {
             paused: running.clone(),
             skewed: running,
             strobe: None,
+            delayers: Vec::new(),
         }
     }
 }
@@ -432,6 +465,84 @@ fn holds(net: &Network, rules: &[Rule]) -> anyhow::Result<()> {
             "the cut from host {from} to host {to} does not hold: a connection opened in {time:?}"
         ),
     }
+}
+
+/// Every host holds what it sends to the hosts of other regions.
+pub fn between_regions(shape: Shape) -> Vec<Rule> {
+    let hosts = 0..shape.hosts();
+    hosts
+        .clone()
+        .flat_map(|from| hosts.clone().map(move |to| (from, to)))
+        .filter(|&(from, to)| shape.region_of(from) != shape.region_of(to))
+        .map(|(from, to)| Rule::Delay { from, to })
+        .collect()
+}
+
+/// Puts [`LATENCY`] between regions: a delayer in every host first (a
+/// rule with no delayer bound drops), then the rules, then the proof.
+fn latency(shape: Shape, seed: u64, net: &Network, faults: &mut Faults) -> anyhow::Result<String> {
+    for host in 0..shape.hosts() {
+        let delayer = net.delayer(host, LATENCY, LATENCY_JITTER, seed ^ host as u64)?;
+        faults.delayers.push(delayer);
+    }
+    net.set(&between_regions(shape))?;
+    faults.rules = true;
+    let measured = latency_holds(net, shape)?;
+    Ok(format!(
+        "every packet between regions held {} ± {} ms by its sender; measured: {measured}",
+        LATENCY.as_millis(),
+        LATENCY_JITTER.as_millis()
+    ))
+}
+
+/// Fails unless the latency is real and only between regions: a
+/// connection from region 0 to region 1 (its SYN held by the sender, the
+/// SYN-ACK by the receiver) takes at least twice the least hold; one
+/// within a region, where the shape has one, and one from the clients take
+/// less than one hold. Says what it measured.
+fn latency_holds(net: &Network, shape: Shape) -> anyhow::Result<String> {
+    let timeout = (LATENCY + LATENCY_JITTER) * 2 + LATENCY_SLACK;
+    let least = (LATENCY - LATENCY_JITTER) * 2;
+    let fast = LATENCY - LATENCY_JITTER;
+    let ms = |time: Duration| format!("{:.1} ms", time.as_secs_f64() * 1000.0);
+    let (from, to) = (shape.hosts_of(0)[0], shape.hosts_of(1)[0]);
+    let target = std::net::SocketAddr::from((net.address(to), RAFT_PORT));
+    let far = net.connect_time(from, target, timeout)?;
+    let far = far.ok_or_else(|| {
+        anyhow::anyhow!(
+            "under latency no connection from host {from} to host {to} opened within {timeout:?}"
+        )
+    })?;
+    anyhow::ensure!(
+        far >= least,
+        "the latency does not hold: a connection from host {from} to host {to} opened in {}, under {}",
+        ms(far),
+        ms(least)
+    );
+    let mut said = format!(
+        "connect from host {from} to host {to} (another region) {}",
+        ms(far)
+    );
+    let client = net.client_connect_time(target, timeout)?;
+    anyhow::ensure!(
+        client.is_some_and(|time| time < fast),
+        "the clients are delayed too: a connection to host {to} took {client:?}"
+    );
+    let _ = write!(
+        said,
+        ", from the clients {}",
+        ms(client.unwrap_or_default())
+    );
+    if let [near_from, near_to, ..] = shape.hosts_of(0)[..] {
+        let target = std::net::SocketAddr::from((net.address(near_to), RAFT_PORT));
+        let near = net.connect_time(near_from, target, timeout)?;
+        anyhow::ensure!(
+            near.is_some_and(|time| time < fast),
+            "a region's own traffic is delayed: host {near_from} to {near_to} took {near:?}"
+        );
+        let _ = write!(said, ", within region 0 {}", ms(near.unwrap_or_default()));
+    }
+    Ok(said)
 }
 
 /// Sends a signal (`STOP`, `CONT`) to a running node's process.

@@ -12,7 +12,10 @@
 //! machine's own firewall (Docker's FORWARD policy among it) sees the
 //! traffic between hosts. Each host drops what a fault says in its own
 //! `INPUT` chain: a cut is a drop of a peer's packets, a one-way cut the
-//! drop on one side only, loss a random drop (`-m statistic`).
+//! drop on one side only, loss a random drop (`-m statistic`). Latency
+//! is a host's `OUTPUT` to the chosen peers sent to an NFQUEUE that a
+//! delayer of ours ([`crate::delay`], started with [`Network::delayer`])
+//! holds packets in, so each is delayed once, by its sender.
 //!
 //! Everything is named after this process (`lj<pid>`), and dropping the
 //! [`Network`] deletes it; a run killed before that leaves namespaces
@@ -22,8 +25,8 @@
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The first two octets of every address a network hands out.
 const PREFIX: [u8; 2] = [10, 213];
@@ -31,6 +34,8 @@ const PREFIX: [u8; 2] = [10, 213];
 const HOST_BASE: u8 = 10;
 /// Where networks claim their third octet, a locked file each.
 const CLAIMS: &str = "/run/ledger-jepsen";
+/// How long a delayer has to bind its queue.
+const DELAYER_START_MAX: Duration = Duration::from_secs(5);
 
 /// A fault between hosts, as the kernel applies it.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +45,9 @@ pub enum Rule {
     Drop { from: usize, to: usize },
     /// `to` drops packets from every other host with this probability.
     Loss { to: usize, probability: f64 },
+    /// `from` holds what it sends to `to` in its delayer's queue
+    /// ([`Network::delayer`]); with no delayer bound, it is dropped.
+    Delay { from: usize, to: usize },
 }
 
 /// Namespaces, links and addresses of one run.
@@ -204,49 +212,205 @@ impl Network {
         }
     }
 
+    /// Starts `jepsen probe listen` inside host `host` on `port` for
+    /// `seconds`: something to connect to where no node runs.
+    pub fn listener(&self, host: usize, port: u16, seconds: u64) -> anyhow::Result<Child> {
+        let addr = SocketAddr::from((self.address(host), port));
+        Command::new("ip")
+            .args(["netns", "exec", &self.namespace(host)])
+            .arg(&self.probe)
+            .args(["probe", "listen", "--addr", &addr.to_string(), "--seconds"])
+            .arg(seconds.to_string())
+            .spawn()
+            .context("starting a listener")
+    }
+
     /// Applies `rules` in place of every rule before: an empty list heals.
     pub fn set(&self, rules: &[Rule]) -> anyhow::Result<()> {
         for host in 0..self.hosts {
             let ns = self.namespace(host);
             iptables(&ns, &["-F", "INPUT"])?;
+            iptables(&ns, &["-F", "OUTPUT"])?;
             for rule in rules {
-                match *rule {
-                    Rule::Drop { from, to } if to == host => {
-                        let source = self.address(from).to_string();
-                        iptables(
-                            &ns,
-                            &["-A", "INPUT", "-i", "eth0", "-s", &source, "-j", "DROP"],
-                        )?;
-                    }
-                    Rule::Loss { to, probability } if to == host => {
-                        let probability = format!("{probability:.4}");
-                        let client = self.client().to_string();
-                        iptables(
-                            &ns,
-                            &[
-                                "-A",
-                                "INPUT",
-                                "-i",
-                                "eth0",
-                                "!",
-                                "-s",
-                                &client,
-                                "-m",
-                                "statistic",
-                                "--mode",
-                                "random",
-                                "--probability",
-                                &probability,
-                                "-j",
-                                "DROP",
-                            ],
-                        )?;
-                    }
-                    _ => {}
+                if let Some(args) = self.iptables_rule(host, rule) {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    iptables(&ns, &args)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The iptables rule that makes `rule` in host `host`, if it has one
+    /// there: drops in `INPUT` by the receiver, delays in `OUTPUT` by the
+    /// sender.
+    fn iptables_rule(&self, host: usize, rule: &Rule) -> Option<Vec<String>> {
+        let args: Vec<String> = match *rule {
+            Rule::Drop { from, to } if to == host => {
+                let source = self.address(from).to_string();
+                vec!["-A", "INPUT", "-i", "eth0", "-s", &source, "-j", "DROP"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
+            }
+            Rule::Loss { to, probability } if to == host => {
+                let probability = format!("{probability:.4}");
+                let client = self.client().to_string();
+                let mut args = vec!["-A", "INPUT", "-i", "eth0", "!", "-s", &client];
+                args.extend(["-m", "statistic", "--mode", "random"]);
+                args.extend(["--probability", &probability, "-j", "DROP"]);
+                args.into_iter().map(str::to_owned).collect()
+            }
+            Rule::Delay { from, to } if from == host => {
+                let target = self.address(to).to_string();
+                let queue = queue_of(host).to_string();
+                let mut args = vec!["-A", "OUTPUT", "-o", "eth0", "-d", &target];
+                args.extend(["-j", "NFQUEUE", "--queue-num", &queue]);
+                args.into_iter().map(str::to_owned).collect()
+            }
+            _ => return None,
+        };
+        Some(args)
+    }
+
+    /// Starts a delayer in host `host`, bound to its queue
+    /// ([`Rule::Delay`]) and holding each packet `delay ± jitter`; returns
+    /// once the kernel says the queue is bound.
+    pub fn delayer(
+        &self,
+        host: usize,
+        delay: Duration,
+        jitter: Duration,
+        seed: u64,
+    ) -> anyhow::Result<Delayer> {
+        let queue = queue_of(host);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.namespace(host)])
+            .arg(&self.probe)
+            .args(["delay", "--queue", &queue.to_string(), "--ms"])
+            .arg(delay.as_millis().to_string())
+            .arg("--jitter-ms")
+            .arg(jitter.as_millis().to_string())
+            .args(["--seed", &seed.to_string(), "--exit-on-stdin-close"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting a delayer")?;
+        let mut delayer = Delayer {
+            host,
+            namespace: self.namespace(host),
+            queue,
+            child,
+        };
+        let until = Instant::now() + DELAYER_START_MAX;
+        while !delayer.bound()? {
+            delayer.alive()?;
+            anyhow::ensure!(
+                Instant::now() < until,
+                "the delayer of host {host} did not bind queue {queue} within {DELAYER_START_MAX:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(delayer)
+    }
+
+    /// How long a TCP connection from this process (the clients' side) to
+    /// `to` takes to open, or `None` when it does not within `timeout`.
+    pub fn client_connect_time(
+        &self,
+        to: SocketAddr,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<Duration>> {
+        let began = Instant::now();
+        match std::net::TcpStream::connect_timeout(&to, timeout) {
+            Ok(_) => Ok(Some(began.elapsed())),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Ok(Some(began.elapsed()))
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::HostUnreachable
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error).with_context(|| format!("connecting to {to}")),
+        }
+    }
+}
+
+/// The NFQUEUE number of host `host`'s delayer (queues are per namespace;
+/// one number per host keeps listings plain).
+pub fn queue_of(host: usize) -> u16 {
+    u16::try_from(host).unwrap_or(u16::MAX)
+}
+
+/// A delayer running in a host ([`Network::delayer`]): killed when dropped.
+#[derive(Debug)]
+pub struct Delayer {
+    host: usize,
+    namespace: String,
+    queue: u16,
+    child: std::process::Child,
+}
+
+impl Delayer {
+    pub fn host(&self) -> usize {
+        self.host
+    }
+
+    /// The delayer's process (`ip netns exec` runs it in its own place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the delayer is gone: its queue then drops what the rule
+    /// sends there (the fault became a cut).
+    pub fn alive(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => anyhow::bail!(
+                "the delayer of host {} (queue {}) exited: {status}",
+                self.host,
+                self.queue
+            ),
+        }
+    }
+
+    /// Whether the kernel lists the delayer's queue as bound in its host
+    /// (`/proc/net/netfilter/nfnetlink_queue`, one line a bound queue).
+    pub fn bound(&self) -> anyhow::Result<bool> {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.namespace, "cat"])
+            .arg("/proc/net/netfilter/nfnetlink_queue")
+            .output()
+            .context("reading the host's bound queues")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "no /proc/net/netfilter/nfnetlink_queue in host {} (is nfnetlink_queue loaded?): {}",
+            self.host,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let queue = self.queue.to_string();
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(queue.as_str())))
+    }
+
+    /// Fails when it had already exited; stops it either way.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let alive = self.alive();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        alive
+    }
+}
+
+impl Drop for Delayer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -95,6 +95,13 @@ pub const SCENARIOS: &[Scenario] = &[
         per_region: 1,
     },
     Scenario {
+        name: "latency",
+        about: "every packet between regions held 100 ± 20 ms by its sender (NFQUEUE)",
+        nemeses: &[N::Latency],
+        regions: 3,
+        per_region: 2,
+    },
+    Scenario {
         name: "kill-node",
         about: "kill -9 of a node, started again on its data",
         nemeses: &[N::KillNode],

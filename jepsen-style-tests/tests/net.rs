@@ -16,20 +16,7 @@ fn probe() -> PathBuf {
 
 /// A listener inside `host` for the rest of the test.
 fn listen(net: &Network, host: usize) -> Child {
-    let addr = SocketAddr::from((net.address(host), PORT));
-    Command::new("ip")
-        .args(["netns", "exec", &net.namespace(host)])
-        .arg(probe())
-        .args([
-            "probe",
-            "listen",
-            "--addr",
-            &addr.to_string(),
-            "--seconds",
-            "60",
-        ])
-        .spawn()
-        .expect("the listener starts")
+    net.listener(host, PORT, 60).expect("the listener starts")
 }
 
 fn reaches(net: &Network, from: usize, to: usize) -> bool {

@@ -43,3 +43,8 @@ fn a_paused_leader_loses_nothing_acknowledged() {
 fn a_clock_that_jumps_breaks_no_invariant() {
     passes("clock-jump", 4);
 }
+
+#[test]
+fn latency_between_regions_breaks_no_invariant() {
+    passes("latency", 5);
+}
