@@ -1,6 +1,6 @@
 //! The workload's operations beside a plain move: what each client draws
 //! next, the commands of chains, holds and withdrawals, and the calls of
-//! operators and strong readers running at the same time.
+//! the operators and strong readers that run beside the clients.
 
 use crate::bank::{Bank, CURRENCY};
 use crate::cluster::RegionClient;
@@ -19,23 +19,14 @@ pub enum Op {
     /// A hold, later posted, voided or left to expire.
     Hold,
     Withdrawal,
-    /// An operator moves some of a user's reservation to another region.
-    Rebalance,
-    /// An operator sets or removes a user's pool floor.
-    Policy,
-    /// A strong read of a few users in one call.
-    StrongRead,
 }
 
 /// Out of 100 draws, how many of each.
 const MIX: &[(Op, u64)] = &[
-    (Op::Move, 60),
-    (Op::Chain, 10),
+    (Op::Move, 70),
+    (Op::Chain, 12),
     (Op::Hold, 12),
     (Op::Withdrawal, 6),
-    (Op::Rebalance, 5),
-    (Op::Policy, 3),
-    (Op::StrongRead, 4),
 ];
 
 pub fn draw(rng: &mut Rng) -> Op {

@@ -605,12 +605,7 @@ mod tests {
         for (n, region) in [0u32, 1, 2, 0, 1, 2].into_iter().enumerate() {
             let op = format!("op-{n}");
             let sent = 1_000_000_000 * n as u128;
-            let transfer = Transfer {
-                id: format!("t{n}"),
-                debit: "a".into(),
-                credit: "b".into(),
-                amount: "1.00".into(),
-            };
+            let transfer = Transfer::moving(format!("t{n}"), "a".into(), "b".into(), "1.00".into());
             history += &history_line(&op, region, sent, Event::Invoke(transfer));
             let outcome = if n == 4 { unknown() } else { ok() };
             history += &history_line(&op, region, sent + 40_000_000, Event::Complete(outcome));

@@ -6,7 +6,7 @@
 //! that runs it again.
 
 use crate::bank::{self, Bank};
-use crate::check::{Checker, CutOff, Evidence, availability, check_all, findings};
+use crate::check::{Checker, CutOff, Evidence, Served, availability, check_all, findings};
 use crate::cluster::Cluster;
 use crate::history::{History, Recorder, now_ns};
 use crate::nemesis::{self, API_PORT, Faults, HTTP_PORT, Nemesis, RAFT_PORT, Shape};
@@ -203,7 +203,7 @@ pub struct Report {
     pub history_lines: usize,
     pub verdicts: Vec<(&'static Checker, Vec<String>)>,
     /// Per cut-off region and cut: transfers acknowledged, of those counted.
-    pub available: Vec<(u32, u64, u64)>,
+    pub available: Vec<Served>,
     /// Lines of the nodes' logs that say something broke, by what they say.
     pub alarms: BTreeMap<&'static str, usize>,
     pub out: PathBuf,
@@ -310,7 +310,7 @@ struct Ran {
     faults: Vec<FaultPeriod>,
     history: History,
     verdicts: Vec<(&'static Checker, Vec<String>)>,
-    available: Vec<(u32, u64, u64)>,
+    available: Vec<Served>,
 }
 
 /// Per region, p50, p99 and max of the time acknowledged calls took.
@@ -444,10 +444,7 @@ async fn drive(
         cut_off: &cut_off,
     };
     let verdicts = check_all(&evidence);
-    let available = availability(&evidence)
-        .into_iter()
-        .map(|(cut, acknowledged, counted)| (cut.region, acknowledged, counted))
-        .collect();
+    let available = availability(&evidence);
     write_faults(settings, &faults)?;
     Ok(Ran {
         counts,
@@ -612,11 +609,12 @@ pub fn summary(report: &Report) -> String {
         report.faults.len(),
         report.history_lines
     );
-    for (region, acknowledged, counted) in &report.available {
-        let share = *acknowledged as f64 * 100.0 / (*counted).max(1) as f64;
+    for served in &report.available {
+        let share = served.acknowledged as f64 * 100.0 / served.counted.max(1) as f64;
         let _ = writeln!(
             text,
-            "region {region} cut off: {acknowledged} of {counted} transfers acknowledged ({share:.1}%)"
+            "region {} cut off: {} of {} transfers acknowledged ({share:.1}%), sent at {:.1}/s (no region cut: {:.1}/s)",
+            served.cut.region, served.acknowledged, served.counted, served.rate, served.calm_rate
         );
     }
     text.push('\n');

@@ -136,7 +136,6 @@ pub async fn run(
             // id acknowledged, then refused IDEMPOTENCY_CONFLICT).
             let base = options.seed.unwrap_or_else(|| recorder.nonce()) ^ WORKLOAD_SEED;
             let seed = base ^ (u64::from(region) << 48) ^ index as u64;
-            let regions = all.clone();
             clients.spawn(async move {
                 let worker = Worker {
                     home,
@@ -144,14 +143,33 @@ pub async fn run(
                     minter,
                     bank: &bank,
                     users: bank.users(),
-                    regions,
                     options: &options,
                     recorder: &recorder,
                     rng: Rng::new(seed),
                     counts: Counts::default(),
                     holds: VecDeque::new(),
+                    resending: None,
                 };
                 (region, client_loop(worker, deadline).await)
+            });
+        }
+        for side in [Side::Operator, Side::StrongReader] {
+            let client = RegionClient::new(cluster, region, side as usize);
+            let (bank, options, recorder) = (*bank, options.clone(), recorder.clone());
+            let base = options.seed.unwrap_or_else(|| recorder.nonce()) ^ WORKLOAD_SEED;
+            let seed = base ^ (u64::from(region) << 48) ^ SIDE_SEED ^ side as u64;
+            let regions = all.clone();
+            clients.spawn(async move {
+                let mut rng = Rng::new(seed);
+                let draw = ops::Draw {
+                    rng: &mut rng,
+                    users: &bank.users(),
+                    max_cents: options.max_cents,
+                    minter: &minter,
+                    bank,
+                };
+                let counts = side_loop(side, client, draw, &regions, &options, &recorder, deadline);
+                (region, counts.await)
             });
         }
     }
@@ -163,6 +181,55 @@ pub async fn run(
     Ok(counts)
 }
 
+/// Calls made beside the clients' transfers, each by a task of its own per
+/// region, so that a call that waits on another region (a strong read, a
+/// pool policy through the control log) never holds transfers up.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// Rebalances (two in three) and pool policies.
+    Operator,
+    /// Strong reads of a few users in one call.
+    StrongReader,
+}
+
+/// Mixed into a side task's seed ("side" in ASCII).
+const SIDE_SEED: u64 = 0x7369_6465 << 16;
+
+/// How often a side task calls.
+const SIDE_EVERY: Duration = Duration::from_millis(250);
+
+async fn side_loop(
+    side: Side,
+    mut client: RegionClient,
+    mut draw: ops::Draw<'_>,
+    regions: &[u32],
+    options: &RunOptions,
+    recorder: &Recorder,
+    deadline: tokio::time::Instant,
+) -> Counts {
+    let mut counts = Counts::default();
+    while tokio::time::Instant::now() < deadline && !options.stopped() {
+        tokio::time::sleep(SIDE_EVERY).await;
+        match side {
+            Side::Operator if draw.rng.below(3) < 2 => {
+                ops::rebalance(&mut client, &mut draw, regions, recorder).await;
+                counts.operator += 1;
+            }
+            Side::Operator => {
+                ops::policy(&mut client, &mut draw, recorder).await;
+                counts.operator += 1;
+            }
+            Side::StrongReader => {
+                let ids = ops::some_users(&mut draw);
+                if ops::read(&mut client, ids, true, true, recorder).await {
+                    counts.reads += 1;
+                }
+            }
+        }
+    }
+    counts
+}
+
 /// One client: its connections, its choices and what its calls came to.
 struct Worker<'a> {
     home: RegionClient,
@@ -170,13 +237,17 @@ struct Worker<'a> {
     minter: ledger_node::client::Minter,
     bank: &'a Bank,
     users: Vec<String>,
-    regions: Vec<u32>,
     options: &'a RunOptions,
-    recorder: &'a Recorder,
+    recorder: &'a Arc<Recorder>,
     rng: Rng,
     counts: Counts,
     /// Acknowledged holds to post or void, with when.
     holds: VecDeque<(Transfer, Fate, tokio::time::Instant)>,
+    /// A transfer sent again through the next region, in flight: it holds
+    /// that region's client until answered, and never holds this client
+    /// up (a gateway's failover is not its other calls' business; a
+    /// resend held until the heal once stopped a cut-off region's clients).
+    resending: Option<tokio::task::JoinHandle<RegionClient>>,
 }
 
 async fn client_loop(mut worker: Worker<'_>, deadline: tokio::time::Instant) -> Counts {
@@ -194,26 +265,6 @@ async fn client_loop(mut worker: Worker<'_>, deadline: tokio::time::Instant) -> 
                 let withdrawal = worker.draw().withdrawal();
                 worker.call(std::slice::from_ref(&withdrawal)).await;
             }
-            Op::Rebalance => {
-                let (regions, recorder) = (worker.regions.clone(), worker.recorder);
-                let (home, mut draw) = worker.parts();
-                ops::rebalance(home, &mut draw, &regions, recorder).await;
-                worker.counts.operator += 1;
-            }
-            Op::Policy => {
-                let recorder = worker.recorder;
-                let (home, mut draw) = worker.parts();
-                ops::policy(home, &mut draw, recorder).await;
-                worker.counts.operator += 1;
-            }
-            Op::StrongRead => {
-                let recorder = worker.recorder;
-                let (home, mut draw) = worker.parts();
-                let ids = ops::some_users(&mut draw);
-                if ops::read(home, ids, true, true, recorder).await {
-                    worker.counts.reads += 1;
-                }
-            }
         }
         sent += 1;
         if sent.is_multiple_of(worker.options.read_every.max(1))
@@ -228,6 +279,10 @@ async fn client_loop(mut worker: Worker<'_>, deadline: tokio::time::Instant) -> 
         {
             worker.counts.reads += 1;
         }
+    }
+    if let Some(resending) = worker.resending.take() {
+        // Its history lines are written before the run is checked.
+        let _ = resending.await;
     }
     worker.counts
 }
@@ -260,11 +315,27 @@ impl Worker<'_> {
                 .counts
                 .acknowledged
                 .is_multiple_of(self.options.resend_elsewhere_every)
-            && let Some(other) = &mut self.elsewhere
         {
-            send(other, self.recorder, std::slice::from_ref(&transfer)).await;
-            self.counts.resent += 1;
+            self.resend_elsewhere(transfer).await;
         }
+    }
+
+    /// Sends `transfer` again through the next region, in a task of its
+    /// own; skipped while the last one is still unanswered.
+    async fn resend_elsewhere(&mut self, transfer: Transfer) {
+        if let Some(resending) = self.resending.take_if(|resending| resending.is_finished()) {
+            // Finished: at once (none back if it panicked).
+            self.elsewhere = resending.await.ok();
+        }
+        let Some(mut other) = self.elsewhere.take() else {
+            return;
+        };
+        let recorder = Arc::clone(self.recorder);
+        self.resending = Some(tokio::spawn(async move {
+            send(&mut other, &recorder, std::slice::from_ref(&transfer)).await;
+            other
+        }));
+        self.counts.resent += 1;
     }
 
     /// A hold; once acknowledged, its post or void is due a little later

@@ -7,9 +7,12 @@ use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+mod available;
 mod commands;
 mod order;
 mod pools;
+
+pub use available::{Served, availability};
 
 /// What the checkers read.
 pub struct Evidence<'a> {
@@ -73,8 +76,8 @@ pub const CHECKERS: &[Checker] = &[
     },
     Checker {
         name: "available",
-        invariant: "a region cut off from the others acknowledges, before the heal, at least 90% of the transfers its clients send while cut off (refusals for want of funds left out), and its clients do send",
-        check: available,
+        invariant: "a region cut off from the others acknowledges, before the heal, at least 90% of the plain transfers its clients send while cut off (refusals for want of funds left out), and its clients go on sending at at least a quarter of their rate while no region is cut off",
+        check: available::available,
     },
     Checker {
         name: "chains-whole",
@@ -318,99 +321,6 @@ fn balances_explained(evidence: &Evidence) -> Vec<String> {
         }
     }
     wrong
-}
-
-/// How long after a cut ends an acknowledgement still counts as the cut
-/// region's own (a call sent just before the heal).
-const AFTER_CUT_NS: u128 = 1_000_000_000;
-
-/// One transfer as the availability checker sees it: the region and time of
-/// its first call; when its region first acknowledged it; whether its
-/// region refused it for want of funds.
-struct FirstSent {
-    region: u32,
-    invoked_ns: u128,
-    acknowledged_ns: Option<u128>,
-    poor: bool,
-}
-
-/// Per cut: the plain transfers its region's clients first sent while it
-/// lasted (refusals for want of funds left out: they are right answers;
-/// chains, holds and withdrawals left out: they fail on others' fates and
-/// on timeouts), and how
-/// many of them that region acknowledged before the cut ended (a second
-/// after, for calls sent just before the heal). A transfer sent again
-/// through another region counts where it was first sent; one held until
-/// the heal and acknowledged then does not count as served.
-pub fn availability(evidence: &Evidence) -> Vec<(CutOff, u64, u64)> {
-    let mut first: BTreeMap<&str, FirstSent> = BTreeMap::new();
-    let plain = |id: &str| {
-        evidence
-            .history
-            .transfers
-            .get(id)
-            .is_some_and(|attempts| attempts.transfer.is_plain())
-    };
-    for call in evidence.history.calls.iter().filter(|call| plain(&call.id)) {
-        let seen = first.entry(call.id.as_str()).or_insert(FirstSent {
-            region: call.region,
-            invoked_ns: call.invoked_ns,
-            acknowledged_ns: None,
-            poor: false,
-        });
-        if call.region == seen.region {
-            match &call.outcome {
-                Outcome::Ok { .. } if seen.acknowledged_ns.is_none() => {
-                    seen.acknowledged_ns = Some(call.completed_ns);
-                }
-                Outcome::Refused { code } if code == "INSUFFICIENT_FUNDS" => seen.poor = true,
-                _ => {}
-            }
-        }
-    }
-    evidence
-        .cut_off
-        .iter()
-        .map(|cut| {
-            let (mut acknowledged, mut counted) = (0, 0);
-            for sent in first.values().filter(|sent| {
-                sent.region == cut.region
-                    && (cut.from_ns..=cut.to_ns).contains(&sent.invoked_ns)
-                    && !sent.poor
-            }) {
-                counted += 1;
-                if sent
-                    .acknowledged_ns
-                    .is_some_and(|at| at <= cut.to_ns + AFTER_CUT_NS)
-                {
-                    acknowledged += 1;
-                }
-            }
-            (*cut, acknowledged, counted)
-        })
-        .collect()
-}
-
-fn available(evidence: &Evidence) -> Vec<String> {
-    availability(evidence)
-        .into_iter()
-        .filter(|&(_, acknowledged, counted)| {
-            counted == 0 || (acknowledged as f64) < AVAILABILITY_MIN * counted as f64
-        })
-        .map(|(cut, acknowledged, counted)| {
-            if counted == 0 {
-                format!(
-                    "region {}'s clients sent no transfer while it was cut off",
-                    cut.region
-                )
-            } else {
-                format!(
-                    "region {} acknowledged {acknowledged} of {counted} transfers while cut off",
-                    cut.region
-                )
-            }
-        })
-        .collect()
 }
 
 fn converged(evidence: &Evidence) -> Vec<String> {
