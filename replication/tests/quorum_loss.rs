@@ -35,6 +35,16 @@ fn election_max() -> Duration {
     Duration::from_millis(timings().election_max_ms)
 }
 
+/// A cluster with an entry committed, its leader of region 0 and that
+/// leader's term.
+async fn started() -> (Cluster, u64, u64) {
+    let mut cluster = Cluster::start(layout(NODES), timings()).await;
+    cluster.propose(1, 100).await;
+    let leader = cluster.wait_leader(REGION0).await;
+    let term = term(&cluster, leader);
+    (cluster, leader, term)
+}
+
 /// Cuts `node` from every other node.
 fn isolate(cluster: &Cluster, node: u64) {
     for other in cluster.nodes.keys().filter(|other| **other != node) {
@@ -107,10 +117,7 @@ async fn keeps_leading(cluster: &Cluster, leader: u64, term: u64, back: u64, win
 /// it, that term deposes the new leader (issue 10: two seconds without one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_back_from_a_cut_does_not_depose_the_one_elected_meanwhile() {
-    let mut cluster = Cluster::start(layout(NODES), timings()).await;
-    cluster.propose(1, 100).await;
-    let old = cluster.wait_leader(REGION0).await;
-    let before = term(&cluster, old);
+    let (mut cluster, old, before) = started().await;
 
     isolate(&cluster, old);
     let (leader, elected) = new_leader(&cluster, old, before).await;
@@ -153,10 +160,7 @@ async fn a_leader_back_from_a_cut_does_not_depose_the_one_elected_meanwhile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_back_from_a_cut_does_not_depose_the_leader() {
-    let mut cluster = Cluster::start(layout(NODES), timings()).await;
-    cluster.propose(1, 100).await;
-    let leader = cluster.wait_leader(REGION0).await;
-    let before = term(&cluster, leader);
+    let (cluster, leader, before) = started().await;
     let follower = VOTERS
         .into_iter()
         .find(|id| *id != leader)
@@ -177,9 +181,7 @@ async fn a_follower_back_from_a_cut_does_not_depose_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_from_its_quorum_answers_within_a_lease() {
-    let mut cluster = Cluster::start(layout(NODES), timings()).await;
-    cluster.propose(1, 100).await;
-    let old = cluster.wait_leader(REGION0).await;
+    let (mut cluster, old, _) = started().await;
     // Bounds far above one lease, far below the proposal deadline.
     let answer_max = Duration::from_secs(10);
 
