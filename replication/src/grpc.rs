@@ -4,7 +4,7 @@
 
 use crate::codec::{self, Format};
 use crate::faults::Faults;
-use crate::network::{Peer, Transport, TransportError};
+use crate::network::{Ballot, Peer, Transport, TransportError};
 use crate::node::Raft;
 use crate::types::{Group, TypeConfig};
 use ledger_proto::internal::v1 as wire;
@@ -107,6 +107,21 @@ impl RaftService {
             .get(&group)
             .ok_or_else(|| Status::not_found(format!("this node runs no group {group}")))
     }
+
+    /// Answers a vote or a pre-vote.
+    async fn ballot(
+        &self,
+        ballot: Ballot,
+        request: Request<wire::RaftRequest>,
+    ) -> Result<Response<wire::RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = self.raft(request.from, request.group)?;
+        let rpc: VoteRequest<TypeConfig> = decode(&request.payload)?;
+        reply(match ballot {
+            Ballot::Vote => raft.vote(rpc).await,
+            Ballot::PreVote => raft.pre_vote(rpc).await,
+        })
+    }
 }
 
 fn reply<T: Serialize, E: std::fmt::Display>(
@@ -140,10 +155,14 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<wire::RaftRequest>,
     ) -> Result<Response<wire::RaftReply>, Status> {
-        let request = request.into_inner();
-        let raft = self.raft(request.from, request.group)?;
-        let rpc: VoteRequest<TypeConfig> = decode(&request.payload)?;
-        reply(raft.vote(rpc).await)
+        self.ballot(Ballot::Vote, request).await
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<wire::RaftRequest>,
+    ) -> Result<Response<wire::RaftReply>, Status> {
+        self.ballot(Ballot::PreVote, request).await
     }
 
     async fn install_snapshot(
@@ -263,7 +282,12 @@ fn answer<T: DeserializeOwned>(
 ) -> Result<T, TransportError> {
     let unreachable = |reason: String| TransportError::Unreachable { node, reason };
     let reply = reply
-        .map_err(|status| unreachable(status.to_string()))?
+        .map_err(|status| match status.code() {
+            // The path is not served: tonic's answer for an RPC the peer's
+            // version lacks (our own refusals use other codes).
+            tonic::Code::Unimplemented => TransportError::Unsupported { node },
+            _ => unreachable(status.to_string()),
+        })?
         .into_inner();
     if !reply.error.is_empty() {
         return Err(unreachable(reply.error));
@@ -297,12 +321,17 @@ impl Transport for GrpcTransport {
         from: u64,
         to: &Peer,
         group: Group,
+        ballot: Ballot,
         request: VoteRequest<TypeConfig>,
     ) -> Result<VoteResponse<TypeConfig>, TransportError> {
         let mut client = self.client(to)?;
         let node = to.id;
         let request = Self::request(from, group, payload(node, &request)?, Vec::new());
-        answer(node, client.vote(request).await)
+        let reply = match ballot {
+            Ballot::Vote => client.vote(request).await,
+            Ballot::PreVote => client.pre_vote(request).await,
+        };
+        answer(node, reply)
     }
 
     async fn full_snapshot(
@@ -318,5 +347,22 @@ impl Transport for GrpcTransport {
         let head = payload(node, &(vote, snapshot.meta))?;
         let request = Self::request(from, group, head, snapshot.snapshot);
         answer(node, client.install_snapshot(request).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_rpc_the_peer_does_not_serve_is_unsupported_not_unreachable() {
+        let older: Result<VoteResponse<TypeConfig>, _> = answer(2, Err(Status::unimplemented("")));
+        assert_eq!(older, Err(TransportError::Unsupported { node: 2 }));
+        let cut: Result<VoteResponse<TypeConfig>, _> =
+            answer(2, Err(Status::unavailable("node 1 is cut off")));
+        assert!(matches!(
+            cut,
+            Err(TransportError::Unreachable { node: 2, .. })
+        ));
     }
 }

@@ -34,7 +34,7 @@ pub use faults::Faults;
 pub use grpc::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
-pub use network::{Peer, Transport, TransportError};
+pub use network::{Ballot, Peer, Transport, TransportError};
 pub use node::{
     GrantError, GroupProgress, Layout, LayoutError, NodeConfig, NodeError, ProposeError,
     ReplicaNode, Timings,

@@ -1,7 +1,7 @@
 //! A transport inside one process, for tests and the simulation: RPCs are
 //! calls on the target node's Raft, and links between nodes can be cut.
 
-use crate::network::{Peer, Transport, TransportError};
+use crate::network::{Ballot, Peer, Transport, TransportError};
 use crate::node::Raft;
 use crate::types::{Group, TypeConfig};
 use openraft::alias::{SnapshotOf, VoteOf};
@@ -99,10 +99,15 @@ impl Transport for LocalTransport {
         from: u64,
         to: &Peer,
         group: Group,
+        ballot: Ballot,
         request: VoteRequest<TypeConfig>,
     ) -> Result<VoteResponse<TypeConfig>, TransportError> {
         let raft = self.target(from, to.id, group)?;
-        raft.vote(request).await.map_err(|error| down(to.id, error))
+        let answer = match ballot {
+            Ballot::Vote => raft.vote(request).await,
+            Ballot::PreVote => raft.pre_vote(request).await,
+        };
+        answer.map_err(|error| down(to.id, error))
     }
 
     async fn full_snapshot(

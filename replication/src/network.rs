@@ -21,6 +21,20 @@ pub enum TransportError {
     Unreachable { node: u64, reason: String },
     #[error("node {node} did not answer within {deadline:?}")]
     Timeout { node: u64, deadline: Duration },
+    /// The node answered that it serves no such RPC: it runs an older
+    /// version (one without PreVote, say).
+    #[error("node {node} does not serve this RPC (an older version)")]
+    Unsupported { node: u64 },
+}
+
+/// The two elections' ballots: a vote, which the target may grant, keeping
+/// it and moving to the candidate's term; and a pre-vote, which asks
+/// whether it would, and changes nothing. One path carries both, with the
+/// same deadline and the same errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ballot {
+    Vote,
+    PreVote,
 }
 
 /// The node an RPC goes to: its id and the address its membership entry
@@ -46,6 +60,7 @@ pub trait Transport: Send + Sync + 'static {
         from: u64,
         to: &Peer,
         group: Group,
+        ballot: Ballot,
         request: VoteRequest<TypeConfig>,
     ) -> impl Future<Output = Result<VoteResponse<TypeConfig>, TransportError>> + Send;
 
@@ -107,6 +122,34 @@ impl<T: Transport> Connection<T> {
             }),
         }
     }
+
+    /// Sends a vote or a pre-vote, within our deadline and openraft's.
+    async fn ballot(
+        &self,
+        ballot: Ballot,
+        request: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // What a peer without pre-vote is taken to answer: a grant, as
+        // openraft takes a network without it. That peer runs an older
+        // version and does not pre-vote itself, so the cluster elects as it
+        // did before the upgrade. Counted as refusing, it would keep a node
+        // that needs its grant from ever standing.
+        let granted = VoteResponse::new(request.vote, None, true);
+        let call = self
+            .transport
+            .vote(self.from, &self.to, self.group, ballot, request);
+        match self
+            .bounded(self.deadline.min(option.hard_ttl()), call)
+            .await
+        {
+            Ok(response) => Ok(response),
+            Err(TransportError::Unsupported { .. }) if ballot == Ballot::PreVote => Ok(granted),
+            // Unreachable, never a grant: a node cut off from its peers
+            // must not count them as granting and raise its term.
+            Err(error) => Err(RPCError::Unreachable(Unreachable::new(&error))),
+        }
+    }
 }
 
 impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
@@ -136,12 +179,15 @@ impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let call = self
-            .transport
-            .vote(self.from, &self.to, self.group, request);
-        self.bounded(self.deadline.min(option.hard_ttl()), call)
-            .await
-            .map_err(|error| RPCError::Unreachable(Unreachable::new(&error)))
+        self.ballot(Ballot::Vote, request, option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        request: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.ballot(Ballot::PreVote, request, option).await
     }
 
     async fn full_snapshot(
@@ -159,6 +205,100 @@ impl<T: Transport> RaftNetworkV2<TypeConfig> for Connection<T> {
             result = self.bounded(self.deadline.min(option.hard_ttl()), call) => {
                 result.map_err(|error| StreamingError::Unreachable(Unreachable::new(&error)))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that answers every RPC with one error.
+    struct Failing(TransportError);
+
+    impl Transport for Failing {
+        async fn append_entries(
+            &self,
+            _from: u64,
+            _to: &Peer,
+            _group: Group,
+            _request: AppendEntriesRequest<TypeConfig>,
+        ) -> Result<AppendEntriesResponse<TypeConfig>, TransportError> {
+            Err(self.0.clone())
+        }
+
+        async fn vote(
+            &self,
+            _from: u64,
+            _to: &Peer,
+            _group: Group,
+            _ballot: Ballot,
+            _request: VoteRequest<TypeConfig>,
+        ) -> Result<VoteResponse<TypeConfig>, TransportError> {
+            Err(self.0.clone())
+        }
+
+        async fn full_snapshot(
+            &self,
+            _from: u64,
+            _to: &Peer,
+            _group: Group,
+            _vote: VoteOf<TypeConfig>,
+            _snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
+        ) -> Result<SnapshotResponse<TypeConfig>, TransportError> {
+            Err(self.0.clone())
+        }
+    }
+
+    fn connection(error: TransportError) -> Connection<Failing> {
+        Connection {
+            transport: Arc::new(Failing(error)),
+            from: 1,
+            to: Peer {
+                id: 2,
+                addr: "local-2".to_owned(),
+            },
+            group: Group::Control,
+            deadline: Duration::from_secs(1),
+        }
+    }
+
+    fn request() -> VoteRequest<TypeConfig> {
+        VoteRequest::new(VoteOf::<TypeConfig>::new(7, 1), None)
+    }
+
+    fn option() -> RPCOption {
+        RPCOption::new(Duration::from_secs(1))
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_pre_vote_counts_as_granting_it_and_nothing_else() {
+        let unsupported = || connection(TransportError::Unsupported { node: 2 });
+        let answer = unsupported().pre_vote(request(), option()).await;
+        let granted = answer.expect("an older peer's pre-vote is a grant");
+        assert!(granted.vote_granted);
+        assert_eq!(granted.vote, request().vote);
+        let vote = unsupported().vote(request(), option()).await;
+        assert!(
+            matches!(vote, Err(RPCError::Unreachable(_))),
+            "a real vote is never granted for it: {vote:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_grants_no_pre_vote() {
+        let cut = TransportError::Unreachable {
+            node: 2,
+            reason: "cut".to_owned(),
+        };
+        for ballot in [Ballot::Vote, Ballot::PreVote] {
+            let answer = connection(cut.clone())
+                .ballot(ballot, request(), option())
+                .await;
+            assert!(
+                matches!(answer, Err(RPCError::Unreachable(_))),
+                "{ballot:?}: {answer:?}"
+            );
         }
     }
 }

@@ -8,9 +8,13 @@ use crate::state_machine::{SharedLedger, StateMachine};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
 use ledger_hlc::{Clock, DriftError, Hlc};
 use ledger_reservations::{Ledger, RegionId, Reject};
+use openraft::alias::InstantOf;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, LinearizerOption, ReadPolicy, SnapshotPolicy};
+use openraft::{
+    BasicNode, ChangeMembers, Config, Instant, LinearizerOption, RaftMetrics, ReadPolicy,
+    SnapshotPolicy,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -200,6 +204,11 @@ impl Timings {
             // once acknowledged; the leader sends it again instead of
             // stopping (docs/decisions/0005-cutting-a-corrupt-tail.md).
             allow_log_reversion: Some(true),
+            // A node that cannot win (cut off, or back from a cut) asks
+            // first whether a quorum would vote for it, and raises its term
+            // only if so: back from a cut, it no longer deposes the leader
+            // elected meanwhile with a term it raised alone (issue 10).
+            enable_pre_vote: Some(true),
             ..Config::default()
         }
         .validate()
@@ -247,6 +256,70 @@ pub enum NodeError {
         index: u64,
         timeout: Duration,
     },
+}
+
+/// Where a leader's lease stands, as its metrics show it.
+enum Lease {
+    /// A quorum acknowledged something sent less than a lease ago.
+    Held { until: InstantOf<TypeConfig> },
+    /// The only voter: its own quorum, whose lease openraft never lets run out.
+    Alone,
+    /// No quorum acknowledged anything within a lease, or it does not lead.
+    Lost,
+}
+
+fn lease(metrics: &RaftMetrics<TypeConfig>, lease: Duration) -> Lease {
+    if metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .nth(1)
+        .is_none()
+    {
+        return Lease::Alone;
+    }
+    let now = InstantOf::<TypeConfig>::now();
+    match metrics
+        .last_quorum_acked
+        .map(|acked| acked.into_inner() + lease)
+    {
+        Some(until) if until > now => Lease::Held { until },
+        _ => Lease::Lost,
+    }
+}
+
+/// Resolves once this node, having held the leader lease of `raft`'s
+/// group, has lost it: no quorum of voters acknowledged anything it sent
+/// within `lease` (openraft's own test before it takes a proposal), or it
+/// no longer leads. Pending while it holds none to lose: a follower, or a
+/// leader whose lease had already run out, which openraft refuses itself.
+async fn lease_lost(raft: &Raft, lease: Duration) {
+    let mut metrics = raft.metrics();
+    let mut held = false;
+    loop {
+        let state = self::lease(&metrics.borrow_watched(), lease);
+        let wake = match state {
+            Lease::Held { until } => {
+                held = true;
+                Some(until - InstantOf::<TypeConfig>::now())
+            }
+            Lease::Lost if held => return,
+            Lease::Alone | Lease::Lost => None,
+        };
+        let lease_end = async {
+            match wake {
+                Some(left) => tokio::time::sleep(left).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = lease_end => {}
+            changed = metrics.changed() => if changed.is_err() {
+                // The group stopped: the write's own answer says so.
+                return std::future::pending().await;
+            },
+        }
+    }
 }
 
 /// How long a membership change may take to commit (and a new learner to
@@ -321,10 +394,12 @@ pub enum ProposeError {
         address: Option<String>,
     },
     /// The entry was appended but its fate is not known here: it was
-    /// replaced by another leader's log, or it was not applied within the
-    /// deadline. It may or may not be committed: a client must treat this
+    /// replaced by another leader's log, its leader lost its quorum while it
+    /// waited, or it was not applied within the deadline. It may or may not be committed: a client must treat this
     /// as unknown and retry with the same ids to learn it.
-    #[error("outcome unknown in {group}: discarded on a change of leader, or not applied in time")]
+    #[error(
+        "outcome unknown in {group}: discarded on a change of leader, the leader cut from its quorum, or not applied in time"
+    )]
     Unknown { group: Group },
     #[error("group {group}: {reason}")]
     Failed { group: Group, reason: String },
@@ -392,6 +467,8 @@ pub struct ReplicaNode {
     reports: BTreeMap<Group, OpenReport>,
     /// How long a proposal may wait to be committed and applied here.
     propose_deadline: Duration,
+    /// The leader lease: openraft's `election_timeout_max`.
+    lease: Duration,
 }
 
 impl ReplicaNode {
@@ -450,6 +527,7 @@ impl ReplicaNode {
             rafts,
             reports,
             propose_deadline: Duration::from_millis(timings.propose_deadline_ms),
+            lease: Duration::from_millis(timings.election_max_ms),
         })
     }
 
@@ -739,9 +817,21 @@ impl ReplicaNode {
             group,
             reason: error.to_string(),
         })?;
-        let written =
-            tokio::time::timeout(self.propose_deadline, raft.client_write(proposal)).await;
-        let Ok(written) = written else {
+        let written = tokio::time::timeout(self.propose_deadline, async {
+            tokio::select! {
+                // A refusal that is ready wins: it is definite.
+                biased;
+                written = raft.client_write(proposal) => Some(written),
+                () = lease_lost(raft, self.lease) => None,
+            }
+        })
+        .await;
+        // Past the deadline, or once this leader has lost its quorum, the
+        // entry may commit later or never: unknown. A leader cut off from
+        // its voters answers within one lease instead of the whole deadline
+        // (issue 10); proposals after that openraft refuses itself
+        // (CheckQuorum: an empty ForwardToLeader, so `NotLeader`).
+        let Ok(Some(written)) = written else {
             return Err(ProposeError::Unknown { group });
         };
         match written {

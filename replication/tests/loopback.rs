@@ -187,3 +187,39 @@ async fn three_regions_replicate_over_grpc_and_survive_a_leader_loss() {
         served.node.shutdown().await;
     }
 }
+
+/// A peer of a version without PreVote serves no such path: tonic answers
+/// UNIMPLEMENTED, which the transport reports as unsupported (and the Raft
+/// network then counts as a granted pre-vote, never as a vote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_without_pre_vote_is_reported_as_unsupported() {
+    use ledger_proto::internal::v1::raft_transport_server::RaftTransportServer;
+    use openraft::alias::VoteOf;
+    use openraft::raft::VoteRequest;
+    use raft_types::TypeConfig;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("address").to_string();
+    // A gRPC server that serves no Raft RPC at all: every path unknown.
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_optional_service::<RaftTransportServer<RaftService>>(None)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let transport = GrpcTransport::new(Duration::from_secs(5));
+    let older = Peer { id: 2, addr };
+    let request = || VoteRequest::<TypeConfig>::new(VoteOf::<TypeConfig>::new(3, 1), None);
+    for ballot in [Ballot::PreVote, Ballot::Vote] {
+        let answer = transport
+            .vote(1, &older, Group::Control, ballot, request())
+            .await;
+        assert_eq!(
+            answer,
+            Err(TransportError::Unsupported { node: 2 }),
+            "{ballot:?}"
+        );
+    }
+    server.abort();
+}

@@ -343,6 +343,12 @@ async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
         {
             tracing::info!(%error, "an earlier entry is not settled yet");
             state.gate.reset();
+            // Refused before it was appended: this node cannot lead now (a
+            // leader cut from its quorum, say), and the submissions waiting
+            // were not proposed: NOT_LEADER sends them to another node.
+            if let ProposeError::NotLeader { .. } = error {
+                return Err(node.failure(&error));
+            }
             return Err(retry(
                 "the outcome of an earlier entry is not known yet; retry",
             ));
