@@ -293,8 +293,24 @@ fn majorities_ring(all: Vec<usize>, rng: &mut Rng) -> (Vec<Rule>, String, Option
 
 /// The leader of `region`'s log as a node of that region sees it.
 pub async fn leader_of(nodes: &Nodes, shape: Shape, region: usize) -> Option<u64> {
+    leadership(nodes, shape, region, None)
+        .await
+        .map(|(leader, _)| leader)
+}
+
+/// The leader of `region`'s log and its term, as the first node of that
+/// region (but `skip`) that knows a leader says.
+pub async fn leadership(
+    nodes: &Nodes,
+    shape: Shape,
+    region: usize,
+    skip: Option<u64>,
+) -> Option<(u64, u64)> {
     for host in shape.hosts_of(region) {
         let id = Shape::id_of(host);
+        if skip == Some(id) {
+            continue;
+        }
         let Some(node) = nodes.nodes.iter().find(|node| node.id == id) else {
             continue;
         };
@@ -306,7 +322,7 @@ pub async fn leader_of(nodes: &Nodes, shape: Shape, region: usize) -> Option<u64
             if let Some(group) = status.groups.iter().find(|group| group.group == name)
                 && group.leader != 0
             {
-                return Some(group.leader);
+                return Some((group.leader, group.term));
             }
         }
     }
@@ -317,6 +333,8 @@ pub async fn leader_of(nodes: &Nodes, shape: Shape, region: usize) -> Option<u64
 pub struct Injected {
     pub what: String,
     pub cut_off: Option<usize>,
+    /// A leader cut from every node: its region and id.
+    pub isolated: Option<(usize, u64)>,
 }
 
 /// Puts `nemesis` on the cluster.
@@ -338,6 +356,9 @@ pub async fn inject(
         return Ok(Injected {
             what: partition.what,
             cut_off: partition.cut_off,
+            isolated: leader
+                .filter(|_| nemesis == Nemesis::LeaderIsolated)
+                .map(|leader| (region, leader)),
         });
     }
     let what = match nemesis {
@@ -385,6 +406,7 @@ pub async fn inject(
     Ok(Injected {
         what,
         cut_off: None,
+        isolated: None,
     })
 }
 

@@ -619,6 +619,7 @@ mod tests {
             cut_off: Some(1),
             from_ns: 1_500_000_000,
             to_ns: 3_500_000_000,
+            kept: None,
         };
         let faults = serde_json::to_string(&fault).expect("serialised") + "\n";
         std::fs::write(dir.path().join("faults.jsonl"), faults).expect("written");

@@ -191,6 +191,35 @@ pub struct FaultPeriod {
     pub cut_off: Option<u32>,
     pub from_ns: u128,
     pub to_ns: u128,
+    /// For a leader isolated: whether the leader its region chose kept
+    /// leading once the old one was back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Kept>,
+}
+
+/// A region's leadership after an isolated leader came back: (leader,
+/// term) as the region's other nodes said at the heal and after the quiet
+/// that follows. With pre-vote the node that comes back cannot win an
+/// election it calls, nor raise the term: both stay as they were.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Kept {
+    pub region: usize,
+    pub isolated: u64,
+    pub at_heal: Option<(u64, u64)>,
+    pub after_quiet: Option<(u64, u64)>,
+}
+
+impl Kept {
+    /// Why the leadership was disturbed, if it was.
+    pub fn disturbed(&self) -> Option<String> {
+        match (self.at_heal, self.after_quiet) {
+            (Some(before), Some(after)) if before == after => None,
+            (before, after) => Some(format!(
+                "region {}: after node {} came back, (leader, term) went from {before:?} at the heal to {after:?}",
+                self.region, self.isolated
+            )),
+        }
+    }
 }
 
 /// What a run came to.
@@ -214,6 +243,15 @@ impl Report {
         self.verdicts.iter().all(|(_, wrong)| wrong.is_empty())
             && self.alarms.is_empty()
             && self.idle().is_empty()
+            && self.disturbed().is_empty()
+    }
+
+    /// Every leadership disturbed by an isolated leader's return.
+    pub fn disturbed(&self) -> Vec<String> {
+        self.faults
+            .iter()
+            .filter_map(|fault| fault.kept.as_ref()?.disturbed())
+            .collect()
     }
 
     /// The regions that acknowledged nothing: a run that tested nothing
@@ -505,6 +543,22 @@ async fn schedule(
         nemesis::heal(net, nodes, &mut faults).await?;
         let to_s = began.elapsed().as_secs_f64();
         println!("[{to_s:6.1} s] healed");
+        let at_heal = match injected.isolated {
+            Some((region, isolated)) => {
+                nemesis::leadership(nodes, shape, region, Some(isolated)).await
+            }
+            None => None,
+        };
+        tokio::time::sleep(quiet).await;
+        let kept = match injected.isolated {
+            Some((region, isolated)) => Some(Kept {
+                region,
+                isolated,
+                at_heal,
+                after_quiet: nemesis::leadership(nodes, shape, region, Some(isolated)).await,
+            }),
+            None => None,
+        };
         periods.push(FaultPeriod {
             nemesis: nemesis.name(),
             what: injected.what,
@@ -515,8 +569,8 @@ async fn schedule(
                 .and_then(|region| u32::try_from(region).ok()),
             from_ns,
             to_ns,
+            kept,
         });
-        tokio::time::sleep(quiet).await;
     }
     Ok(periods)
 }
@@ -629,6 +683,23 @@ pub fn summary(report: &Report) -> String {
     for (alarm, count) in &report.alarms {
         let _ = writeln!(text, "node logs: {count} lines of {alarm}");
     }
+    for fault in &report.faults {
+        if let Some(kept) = &fault.kept {
+            let _ = writeln!(
+                text,
+                "node {} isolated, then back: region {}'s (leader, term) {:?} at the heal, {:?} after the quiet{}",
+                kept.isolated,
+                kept.region,
+                kept.at_heal,
+                kept.after_quiet,
+                if kept.disturbed().is_some() {
+                    ": DISTURBED"
+                } else {
+                    ": kept"
+                }
+            );
+        }
+    }
     for region in report.idle() {
         let _ = writeln!(
             text,
@@ -644,4 +715,32 @@ pub fn summary(report: &Report) -> String {
         report.command
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kept;
+
+    #[test]
+    fn a_leadership_is_kept_only_when_leader_and_term_stay() {
+        let kept = |at_heal, after_quiet| Kept {
+            region: 1,
+            isolated: 4,
+            at_heal,
+            after_quiet,
+        };
+        assert_eq!(kept(Some((5, 3)), Some((5, 3))).disturbed(), None);
+        assert!(
+            kept(Some((5, 3)), Some((5, 4))).disturbed().is_some(),
+            "a term raised"
+        );
+        assert!(
+            kept(Some((5, 3)), Some((4, 4))).disturbed().is_some(),
+            "deposed"
+        );
+        assert!(
+            kept(None, Some((5, 3))).disturbed().is_some(),
+            "no leader at the heal"
+        );
+    }
 }

@@ -631,6 +631,7 @@ impl Admin for Api {
                 committed_index: progress.committed,
                 lag_entries: progress.lag_entries(),
                 last_event_age_ms,
+                term: progress.term,
             });
         }
         Ok(Response::new(api::ClusterStatusResponse {

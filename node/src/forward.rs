@@ -3,7 +3,7 @@
 //! ids sends them on to those regions and relays their answers; it never
 //! decides them, whatever the client sent where.
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::runtime::NodeHandle;
 use crate::wire::WireError;
 use ledger_proto::v1 as api;
@@ -19,6 +19,8 @@ pub const FORWARDED: &str = "x-ledger-forwarded";
 /// How long a call sent on may take, redirects to that region's leader
 /// included.
 const FORWARD_DEADLINE: Duration = Duration::from_secs(20);
+/// How often a call sent on looks whether its region is still in reach.
+const REACH_POLL: Duration = Duration::from_millis(100);
 
 /// The commands of one call, by the region that decides them, with their
 /// places in the call.
@@ -86,25 +88,40 @@ impl Forwarder {
         commands: Vec<api::TransferCommand>,
     ) -> Vec<api::TransferResult> {
         let count = commands.len();
+        if let Some(since) = self.node.replica.out_of_reach(Group::Region(region)) {
+            // Its leader cannot reach this node, so this node most likely
+            // cannot reach it either: a call sent now would be held until
+            // the network heals, then answered, or not.
+            let why = format!(
+                "whose leader has not reached this node for {} ms",
+                since.as_millis()
+            );
+            return self.unavailable(region, count, &why);
+        }
         let client = match self.client(region).await {
             Ok(client) => client,
             Err(reason) => {
-                return failed(
+                return self.unavailable(
+                    region,
                     count,
-                    "REGION_UNAVAILABLE",
-                    format!(
-                        "these ids are decided by region {region} only, which cannot be \
-                         reached ({reason}); nothing was sent; retry the same ids"
-                    ),
-                    self.address_of(region).unwrap_or_default(),
+                    &format!("which cannot be reached ({reason})"),
                 );
             }
         };
-        let answer = tokio::time::timeout(
-            FORWARD_DEADLINE,
-            client.create_transfers_forwarded(commands),
-        )
-        .await;
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(
+                FORWARD_DEADLINE,
+                client.create_transfers_forwarded(commands),
+            ) => answer,
+            // A call sent into a cut is held until the network heals:
+            // unknown as soon as the region is seen out of reach.
+            since = self.out_of_reach(region) => Ok(Err(ClientError::Status(
+                tonic::Status::unavailable(format!(
+                    "its leader has not reached this node for {} ms",
+                    since.as_millis()
+                )),
+            ))),
+        };
         let failure = match answer {
             Ok(Ok(response)) if response.results.len() == count => return response.results,
             Ok(Ok(response)) => {
@@ -122,6 +139,31 @@ impl Forwarder {
                  have been decided; retry the same ids to learn it"
             ),
             String::new(),
+        )
+    }
+
+    /// Resolves once `region`'s leader has stopped reaching this node, with
+    /// how long since it last did.
+    async fn out_of_reach(&self, region: RegionId) -> Duration {
+        loop {
+            if let Some(since) = self.node.replica.out_of_reach(Group::Region(region)) {
+                return since;
+            }
+            tokio::time::sleep(REACH_POLL).await;
+        }
+    }
+
+    /// `REGION_UNAVAILABLE` for each of `count` commands of `region`: not
+    /// sent, `why`.
+    fn unavailable(&self, region: RegionId, count: usize, why: &str) -> Vec<api::TransferResult> {
+        failed(
+            count,
+            "REGION_UNAVAILABLE",
+            format!(
+                "these ids are decided by region {region} only, {why}; nothing was sent; \
+                 retry the same ids"
+            ),
+            self.address_of(region).unwrap_or_default(),
         )
     }
 

@@ -68,18 +68,44 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
     codec::decode(Format::Json, bytes).map_err(|error| Status::invalid_argument(error.to_string()))
 }
 
+/// When each group last reached this node with an append (a heartbeat
+/// included): whether its leader can reach this node now.
+#[derive(Clone, Debug, Default)]
+pub struct Heard(Arc<std::sync::Mutex<BTreeMap<Group, std::time::Instant>>>);
+
+impl Heard {
+    fn mark(&self, group: Group) {
+        let mut heard = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        heard.insert(group, std::time::Instant::now());
+    }
+
+    /// How long ago `group` last reached this node; `None` if it never has.
+    pub fn since(&self, group: Group) -> Option<std::time::Duration> {
+        let heard = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        heard.get(&group).map(|at| at.elapsed())
+    }
+}
+
 /// Serves the Raft RPCs of a node's groups.
 #[derive(Clone)]
 pub struct RaftService {
     rafts: Arc<BTreeMap<Group, Raft>>,
     faults: Faults,
+    heard: Heard,
 }
 
 impl RaftService {
-    pub(crate) fn new(rafts: BTreeMap<Group, Raft>) -> Self {
+    pub(crate) fn new(rafts: BTreeMap<Group, Raft>, heard: Heard) -> Self {
         Self {
             rafts: Arc::new(rafts),
             faults: Faults::default(),
+            heard,
         }
     }
 
@@ -148,6 +174,9 @@ impl RaftTransport for RaftService {
         let request = request.into_inner();
         let raft = self.raft(request.from, request.group)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.payload)?;
+        if let Ok(group) = from_wire(request.group) {
+            self.heard.mark(group);
+        }
         reply(raft.append_entries(rpc).await)
     }
 
@@ -364,5 +393,16 @@ mod tests {
             cut,
             Err(TransportError::Unreachable { node: 2, .. })
         ));
+    }
+
+    #[test]
+    fn a_group_is_heard_from_when_it_appends() {
+        let heard = Heard::default();
+        let region = Group::Region(ledger_reservations::RegionId(1));
+        assert_eq!(heard.since(region), None, "never heard");
+        heard.mark(region);
+        let since = heard.since(region).expect("heard");
+        assert!(since < std::time::Duration::from_secs(60), "{since:?}");
+        assert_eq!(heard.since(Group::Control), None, "each group apart");
     }
 }

@@ -31,7 +31,7 @@ mod types;
 pub use codec::CodecError;
 pub use config::{ConfigError, ReplicaConfig};
 pub use faults::Faults;
-pub use grpc::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
+pub use grpc::{GrpcTransport, Heard, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
 pub use network::{Ballot, Peer, Transport, TransportError};

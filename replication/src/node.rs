@@ -469,6 +469,8 @@ pub struct ReplicaNode {
     propose_deadline: Duration,
     /// The leader lease: openraft's `election_timeout_max`.
     lease: Duration,
+    /// When each group's leader last reached this node over gRPC.
+    heard: crate::Heard,
 }
 
 impl ReplicaNode {
@@ -528,6 +530,7 @@ impl ReplicaNode {
             reports,
             propose_deadline: Duration::from_millis(timings.propose_deadline_ms),
             lease: Duration::from_millis(timings.election_max_ms),
+            heard: crate::Heard::default(),
         })
     }
 
@@ -554,7 +557,17 @@ impl ReplicaNode {
 
     /// The gRPC service through which other nodes reach this node's groups.
     pub fn raft_service(&self) -> crate::RaftService {
-        crate::RaftService::new(self.rafts.clone())
+        crate::RaftService::new(self.rafts.clone(), self.heard.clone())
+    }
+
+    /// Whether `group`'s leader has stopped reaching this node: it reached
+    /// it once (an append through [`Self::raft_service`], heartbeats
+    /// included), and not for two leases since. A leader sends a heartbeat
+    /// every heartbeat interval, well within a lease.
+    pub fn out_of_reach(&self, group: Group) -> Option<Duration> {
+        self.heard
+            .since(group)
+            .filter(|since| *since > self.lease * 2)
     }
 
     fn raft(&self, group: Group) -> Result<&Raft, NodeError> {
