@@ -116,6 +116,26 @@ impl<C: Clock> Hlc<C> {
         own.max(Stamp::new(physical, logical, self.node))
     }
 
+    /// A new stamp for extending this node's log: after `own` (the log's
+    /// last stamp, as [`Self::stamp_after`]) and after every `received`
+    /// stamp within the drift limit of the local clock: the last stamps of
+    /// the other regions' logs this node applied, so that what the entry
+    /// takes in from them (a grant of a release) is stamped after it. A
+    /// received stamp further ahead is left out: a runaway clock drags this
+    /// log no further than the limit.
+    pub fn stamp_after_received(
+        &self,
+        own: Stamp,
+        received: impl IntoIterator<Item = Stamp>,
+    ) -> Stamp {
+        let horizon = self.clock.now_ns().saturating_add(self.drift_limit_ns);
+        let floor = received
+            .into_iter()
+            .filter(|stamp| stamp.physical_ns() <= horizon)
+            .fold(own, Stamp::max);
+        self.stamp_after(floor)
+    }
+
     /// The greatest stamp made or observed so far, without making a new one.
     pub fn last(&self) -> Stamp {
         let last = *self.lock();

@@ -117,6 +117,22 @@ fn stamp_after_extends_a_log_stamped_by_a_fast_clock_at_once() {
 }
 
 #[test]
+fn a_log_is_extended_after_what_it_received_within_the_drift_limit() {
+    let (hlc, _clock) = hlc_at(START);
+    let own = Stamp::new(START - SECOND, 0, NodeId(1));
+    // Another region's log, 300 ms ahead (within the limit): the entry that
+    // takes in its release comes after it.
+    let near = Stamp::new(START + 300_000_000, 7, NodeId(2));
+    let next = hlc.stamp_after_received(own, [near]);
+    assert!(next > near, "{next} after {near}");
+    // 60 s ahead: left out; the entry follows the log and the clock.
+    let far = Stamp::new(START + 60 * SECOND, 0, NodeId(3));
+    let next = hlc.stamp_after_received(own, [far]);
+    assert!(next < far);
+    assert!(next > own);
+}
+
+#[test]
 fn the_drift_limit_is_configurable() {
     let clock = ManualClock::new(START);
     let hlc = Hlc::with_drift_limit(NodeId(1), clock, Duration::from_millis(50));

@@ -198,9 +198,10 @@ pub struct FaultPeriod {
 }
 
 /// A region's leadership after an isolated leader came back: (leader,
-/// term) as the region's other nodes said at the heal and after the quiet
-/// that follows. With pre-vote the node that comes back cannot win an
-/// election it calls, nor raise the term: both stay as they were.
+/// term) as the region's other nodes said at the heal (the leader they
+/// chose meanwhile, waited for) and after the quiet that follows. With
+/// pre-vote the node that comes back cannot win an election it calls, nor
+/// raise the term: both stay as they were.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Kept {
     pub region: usize,
@@ -210,9 +211,11 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Why the leadership was disturbed, if it was.
+    /// Why the leadership was disturbed, if it was; not judged (`None`)
+    /// when the region chose no other leader while the old one was away.
     pub fn disturbed(&self) -> Option<String> {
         match (self.at_heal, self.after_quiet) {
+            (None, _) => None,
             (Some(before), Some(after)) if before == after => None,
             (before, after) => Some(format!(
                 "region {}: after node {} came back, (leader, term) went from {before:?} at the heal to {after:?}",
@@ -539,22 +542,21 @@ async fn schedule(
         };
         println!("[{from_s:6.1} s] {}: {}", nemesis.name(), injected.what);
         tokio::time::sleep(hold).await;
+        // The leader the region chose meanwhile, before the heal.
+        let chosen = match injected.isolated {
+            Some((region, isolated)) => new_leader(nodes, shape, region, isolated).await,
+            None => None,
+        };
         let to_ns = now_ns();
         nemesis::heal(net, nodes, &mut faults).await?;
         let to_s = began.elapsed().as_secs_f64();
         println!("[{to_s:6.1} s] healed");
-        let at_heal = match injected.isolated {
-            Some((region, isolated)) => {
-                nemesis::leadership(nodes, shape, region, Some(isolated)).await
-            }
-            None => None,
-        };
         tokio::time::sleep(quiet).await;
         let kept = match injected.isolated {
             Some((region, isolated)) => Some(Kept {
                 region,
                 isolated,
-                at_heal,
+                at_heal: chosen,
                 after_quiet: nemesis::leadership(nodes, shape, region, Some(isolated)).await,
             }),
             None => None,
@@ -573,6 +575,28 @@ async fn schedule(
         });
     }
     Ok(periods)
+}
+
+/// How long the region of an isolated leader is given to choose another.
+const NEW_LEADER_WAIT: Duration = Duration::from_secs(15);
+
+/// The leader (and term) `region` chose in place of `isolated`, as its
+/// other nodes say, waited for up to [`NEW_LEADER_WAIT`]; `None` if it
+/// chose none in that time.
+async fn new_leader(
+    nodes: &Nodes,
+    shape: Shape,
+    region: usize,
+    isolated: u64,
+) -> Option<(u64, u64)> {
+    let deadline = Instant::now() + NEW_LEADER_WAIT;
+    loop {
+        let seen = nemesis::leadership(nodes, shape, region, Some(isolated)).await;
+        if seen.is_some_and(|(leader, _)| leader != isolated) || Instant::now() >= deadline {
+            return seen.filter(|(leader, _)| *leader != isolated);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn write_faults(settings: &Settings, faults: &[FaultPeriod]) -> anyhow::Result<()> {

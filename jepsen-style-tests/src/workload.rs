@@ -210,6 +210,10 @@ async fn side_loop(
     let mut counts = Counts::default();
     while tokio::time::Instant::now() < deadline && !options.stopped() {
         tokio::time::sleep(SIDE_EVERY).await;
+        if options.stopped() {
+            // Nothing after the stop: the final reads follow it.
+            break;
+        }
         match side {
             Side::Operator if draw.rng.below(3) < 2 => {
                 ops::rebalance(&mut client, &mut draw, regions, recorder).await;

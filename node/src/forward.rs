@@ -109,6 +109,8 @@ impl Forwarder {
             }
         };
         let answer = tokio::select! {
+            // An answer that is in wins over the region going out of reach.
+            biased;
             answer = tokio::time::timeout(
                 FORWARD_DEADLINE,
                 client.create_transfers_forwarded(commands),

@@ -164,6 +164,26 @@ impl NodeHandle {
         }
     }
 
+    /// Where to send a client that this node refuses though it still
+    /// counts itself its region's leader (a leader cut from its quorum, its
+    /// lease run out): the next voter of the region, which knows the
+    /// leader chosen meanwhile, or waits for it. `None` when this node does
+    /// not count itself leader: a follower with no leader known is in an
+    /// election, and a client waits for it there.
+    fn another_voter(&self) -> Option<u64> {
+        let me = self.replica.id();
+        let progress = self.replica.progress(self.home())?;
+        if progress.leader != Some(me) {
+            return None;
+        }
+        let voters = &progress.voters;
+        voters
+            .iter()
+            .find(|voter| **voter > me)
+            .or_else(|| voters.iter().find(|voter| **voter != me))
+            .copied()
+    }
+
     pub fn api_address(&self, node: Option<u64>) -> String {
         let layout: Layout = self.replica.layout();
         node.and_then(|id| layout.nodes.iter().find(|known| known.id == id))
@@ -177,7 +197,7 @@ impl NodeHandle {
                 code: "NOT_LEADER",
                 message: error.to_string(),
                 retryable: true,
-                redirect: self.api_address(*leader),
+                redirect: self.api_address(leader.or_else(|| self.another_voter())),
             },
             ProposeError::Unknown { .. } => NodeFailure {
                 code: "OUTCOME_UNKNOWN",

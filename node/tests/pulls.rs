@@ -52,6 +52,7 @@ async fn a_pull_whose_funds_another_debit_spends_ends_well_before_its_deadline()
     )
     .await;
     let took = started.elapsed();
+    eprintln!("two debits, each with a pull, one asking again: {took:?}");
     let codes: Vec<String> = results.iter().map(code).collect();
     assert_eq!(codes, ["APPLIED", "APPLIED"], "after {took:?}: {results:?}");
     assert!(took < PULL_CALL_MAX, "the call took {took:?}");

@@ -200,6 +200,9 @@ impl RaftTransport for RaftService {
     ) -> Result<Response<wire::RaftReply>, Status> {
         let request = request.into_inner();
         let raft = self.raft(request.from, request.group)?;
+        if let Ok(group) = from_wire(request.group) {
+            self.heard.mark(group);
+        }
         let (vote, meta): (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>) =
             decode(&request.payload)?;
         let snapshot = SnapshotOf::<TypeConfig, Vec<u8>> {

@@ -564,10 +564,15 @@ impl ReplicaNode {
     /// it once (an append through [`Self::raft_service`], heartbeats
     /// included), and not for two leases since. A leader sends a heartbeat
     /// every heartbeat interval, well within a lease.
+    /// Never for a group this node votes in (a voter hears its leader
+    /// only while it follows; leading, it sends the appends itself).
     pub fn out_of_reach(&self, group: Group) -> Option<Duration> {
+        let voter = self
+            .progress(group)
+            .is_some_and(|progress| progress.voters.contains(&self.config.id));
         self.heard
             .since(group)
-            .filter(|since| *since > self.lease * 2)
+            .filter(|since| !voter && *since > self.lease * 2)
     }
 
     fn raft(&self, group: Group) -> Result<&Raft, NodeError> {

@@ -13,6 +13,9 @@ const AFTER_CUT_NS: u128 = 1_000_000_000;
 /// must go on sending: below it, something held them up.
 pub const SENDING_MIN: f64 = 0.25;
 
+/// Refusals that say the region's pool did not suffice.
+const POOR: &[&str] = &["INSUFFICIENT_FUNDS", "PULL_TIMED_OUT"];
+
 /// One transfer as the availability checker sees it: the region and time of
 /// its first call; when its region first acknowledged it; whether its
 /// region refused it for want of funds.
@@ -62,7 +65,9 @@ fn first_sent<'a>(evidence: &Evidence<'a>) -> BTreeMap<&'a str, FirstSent> {
                 Outcome::Ok { .. } if seen.acknowledged_ns.is_none() => {
                     seen.acknowledged_ns = Some(call.completed_ns);
                 }
-                Outcome::Refused { code } if code == "INSUFFICIENT_FUNDS" => seen.poor = true,
+                // The pool did not suffice (a pull cannot reach the other
+                // regions while cut): a right answer, not a failure to serve.
+                Outcome::Refused { code } if POOR.contains(&code.as_str()) => seen.poor = true,
                 _ => {}
             }
         }

@@ -101,7 +101,7 @@ pub const CHECKERS: &[Checker] = &[
     },
     Checker {
         name: "pools-balanced",
-        invariant: "per account, in every read, released equals granted plus in flight (in flight never below zero), and nothing is in flight at the end",
+        invariant: "per account, in every read, released equals granted plus in flight: in flight (released less granted) never below zero, nothing in flight at the end, and the node's own sums hold (available = the regions' + in flight, total = available + held)",
         check: pools::pools_balanced,
     },
     Checker {

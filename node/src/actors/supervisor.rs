@@ -16,11 +16,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// How often the supervisor looks at leadership.
-const TICK: Duration = Duration::from_millis(100);
-/// Ticks between two sweeps for expired holds and for pulls to answer.
-const SWEEP_EVERY_TICKS: u64 = 2;
-/// Ticks between two rounds of the pool policies.
-const POLICY_EVERY_TICKS: u64 = 10;
+const TICK: Duration = Duration::from_millis(50);
+/// Ticks between two sweeps for expired holds and for pulls to answer: a
+/// pull waits for one here, and for the asking region's next grants round
+/// (`writer::GRANTS_EVERY`), so these two periods make most of its time.
+const SWEEP_EVERY_TICKS: u64 = 1;
+/// Ticks between two rounds of the pool policies (1 s).
+const POLICY_EVERY_TICKS: u64 = 20;
 /// Commands in one sweep, at most.
 const SWEEP_COMMANDS_MAX: usize = 1_000;
 

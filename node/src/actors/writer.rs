@@ -22,8 +22,11 @@ use tokio::sync::oneshot;
 
 /// Events in one entry, at most.
 const ENTRY_EVENTS_MAX: usize = 8_190;
-/// How often the writer proposes the grants owed, and learners are wired.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
+/// How often the writer proposes the grants owed (when no client entry
+/// carries them sooner): a pull waits for one round of it.
+const GRANTS_EVERY: Duration = Duration::from_millis(50);
+/// How often learners are wired where this node leads.
+const WIRE_EVERY: Duration = Duration::from_millis(200);
 /// How long a flush waits for its read barrier (a round to the region's
 /// voters) before it answers its submissions with a retry.
 const BARRIER_WAIT_MAX: Duration = Duration::from_secs(5);
@@ -178,7 +181,7 @@ impl Actor for Writer {
         myself: ActorRef<WriterMsg>,
         (node, gate): Self::Arguments,
     ) -> Result<WriterState, ActorProcessingErr> {
-        myself.send_after(HOUSEKEEPING_EVERY, || WriterMsg::Housekeep);
+        myself.send_after(GRANTS_EVERY, || WriterMsg::Housekeep);
         let wiring = tokio::spawn(wire_learners(node.clone()));
         Ok(WriterState {
             node,
@@ -238,7 +241,7 @@ impl Actor for Writer {
                 // Armed again only now: a round slower than the period
                 // never leaves a backlog of rounds that clients' entries
                 // would wait behind.
-                myself.send_after(HOUSEKEEPING_EVERY, || WriterMsg::Housekeep);
+                myself.send_after(GRANTS_EVERY, || WriterMsg::Housekeep);
             }
         }
         Ok(())
@@ -387,7 +390,16 @@ fn assemble(
     let assembled = node.replica.ledger().read(|ledger| {
         let region = ledger.home_state();
         let view = gate.view_for_entry(region.applied().map_or(0, |position| position.index));
-        let stamp = node.clock().stamp_after(region.last_stamp());
+        // After the other regions' logs too: a grant is stamped after the
+        // release it takes in, so a spend of it is after the credit spent.
+        let received = ledger
+            .regions()
+            .iter()
+            .filter(|other| other.id() != region.id())
+            .map(|other| other.last_stamp());
+        let stamp = node
+            .clock()
+            .stamp_after_received(region.last_stamp(), received);
         let candidates = submissions.iter_mut().map(Submission::candidate);
         engine.assemble(ledger, view, stamp, ENTRY_EVENTS_MAX, candidates)
     });
@@ -419,7 +431,7 @@ fn assemble(
 /// Wires learners where this node leads, one round after another.
 async fn wire_learners(node: Arc<NodeHandle>) {
     loop {
-        tokio::time::sleep(HOUSEKEEPING_EVERY).await;
+        tokio::time::sleep(WIRE_EVERY).await;
         if let Err(error) = node.replica.wire_learners().await {
             tracing::warn!(%error, "wiring learners failed");
         }
