@@ -211,6 +211,20 @@ pub struct Kept {
 }
 
 impl Kept {
+    /// The summary's line: what was seen, and kept, disturbed or not
+    /// judged.
+    pub fn line(&self) -> String {
+        let verdict = match (self.at_heal, self.disturbed()) {
+            (None, _) => "not judged (no other leader chosen while it was away)",
+            (_, Some(_)) => "DISTURBED",
+            (_, None) => "kept",
+        };
+        format!(
+            "node {} isolated, then back: region {}'s (leader, term) {:?} at the heal, {:?} after the quiet: {verdict}",
+            self.isolated, self.region, self.at_heal, self.after_quiet
+        )
+    }
+
     /// Why the leadership was disturbed, if it was; not judged (`None`)
     /// when the region chose no other leader while the old one was away.
     pub fn disturbed(&self) -> Option<String> {
@@ -543,8 +557,13 @@ async fn schedule(
         println!("[{from_s:6.1} s] {}: {}", nemesis.name(), injected.what);
         tokio::time::sleep(hold).await;
         // The leader the region chose meanwhile, before the heal.
-        let chosen = match injected.isolated {
-            Some((region, isolated)) => new_leader(nodes, shape, region, isolated).await,
+        let mut kept = match injected.isolated {
+            Some((region, isolated)) => Some(Kept {
+                region,
+                isolated,
+                at_heal: new_leader(nodes, shape, region, isolated).await,
+                after_quiet: None,
+            }),
             None => None,
         };
         let to_ns = now_ns();
@@ -552,15 +571,10 @@ async fn schedule(
         let to_s = began.elapsed().as_secs_f64();
         println!("[{to_s:6.1} s] healed");
         tokio::time::sleep(quiet).await;
-        let kept = match injected.isolated {
-            Some((region, isolated)) => Some(Kept {
-                region,
-                isolated,
-                at_heal: chosen,
-                after_quiet: nemesis::leadership(nodes, shape, region, Some(isolated)).await,
-            }),
-            None => None,
-        };
+        if let Some(kept) = &mut kept {
+            kept.after_quiet =
+                nemesis::leadership(nodes, shape, kept.region, Some(kept.isolated)).await;
+        }
         periods.push(FaultPeriod {
             nemesis: nemesis.name(),
             what: injected.what,
@@ -645,10 +659,9 @@ pub fn checks_text(report: &Report) -> String {
     findings(&report.verdicts, usize::MAX)
 }
 
-/// The summary a person reads: operations by outcome per region, the
-/// faults, each checker's verdict, where the evidence is, and the command
-/// that runs it again.
-pub fn summary(report: &Report) -> String {
+/// Per region, the calls by outcome and the latency of those
+/// acknowledged; then the commands by kind.
+fn counts_table(report: &Report) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -681,6 +694,14 @@ pub fn summary(report: &Report) -> String {
         all.add(counts);
     }
     let _ = writeln!(text, "{}", all.kinds_line());
+    text
+}
+
+/// The summary a person reads: operations by outcome per region, the
+/// faults, each checker's verdict, where the evidence is, and the command
+/// that runs it again.
+pub fn summary(report: &Report) -> String {
+    let mut text = counts_table(report);
     let _ = writeln!(
         text,
         "\n{} faults, {} history lines",
@@ -707,22 +728,8 @@ pub fn summary(report: &Report) -> String {
     for (alarm, count) in &report.alarms {
         let _ = writeln!(text, "node logs: {count} lines of {alarm}");
     }
-    for fault in &report.faults {
-        if let Some(kept) = &fault.kept {
-            let _ = writeln!(
-                text,
-                "node {} isolated, then back: region {}'s (leader, term) {:?} at the heal, {:?} after the quiet{}",
-                kept.isolated,
-                kept.region,
-                kept.at_heal,
-                kept.after_quiet,
-                if kept.disturbed().is_some() {
-                    ": DISTURBED"
-                } else {
-                    ": kept"
-                }
-            );
-        }
+    for kept in report.faults.iter().filter_map(|fault| fault.kept.as_ref()) {
+        let _ = writeln!(text, "{}", kept.line());
     }
     for region in report.idle() {
         let _ = writeln!(
@@ -762,9 +769,17 @@ mod tests {
             kept(Some((5, 3)), Some((4, 4))).disturbed().is_some(),
             "deposed"
         );
+        let not_judged = kept(None, Some((5, 3)));
+        assert_eq!(not_judged.disturbed(), None, "no other leader chosen");
         assert!(
-            kept(None, Some((5, 3))).disturbed().is_some(),
-            "no leader at the heal"
+            not_judged
+                .line()
+                .ends_with("not judged (no other leader chosen while it was away)")
         );
+        assert!(
+            kept(Some((5, 3)), None).disturbed().is_some(),
+            "no leader after"
+        );
+        assert!(kept(Some((5, 3)), Some((5, 3))).line().ends_with(": kept"));
     }
 }

@@ -8,7 +8,7 @@ use crate::cluster::{Cluster, RegionClient};
 use crate::history::{Event, Outcome, Recorder, Transfer};
 use crate::ops::{self, Fate, Op};
 use crate::rng::Rng;
-use ledger_node::client::ClientError;
+use ledger_node::client::{ClientError, Minter};
 use ledger_proto::v1 as api;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -117,68 +117,104 @@ pub async fn run(
     } else {
         options.regions.clone()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(options.seconds);
-    let all = cluster.regions();
-    let mut clients = tokio::task::JoinSet::new();
+    let plan = Plan {
+        cluster,
+        bank: *bank,
+        options,
+        recorder: &recorder,
+        all: cluster.regions(),
+        deadline: tokio::time::Instant::now() + Duration::from_secs(options.seconds),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
     for region in regions {
         let minter = cluster.minter(region)?;
+        for index in 0..options.clients_per_region {
+            plan.spawn_client(&mut tasks, region, minter, index);
+        }
+        for side in [Side::Operator, Side::StrongReader] {
+            plan.spawn_side(&mut tasks, region, minter, side);
+        }
+    }
+    let mut counts: BTreeMap<u32, Counts> = BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (region, region_counts) = done?;
+        counts.entry(region).or_default().add(&region_counts);
+    }
+    Ok(counts)
+}
+
+/// What every task of a run is made from.
+struct Plan<'a> {
+    cluster: &'a Cluster,
+    bank: Bank,
+    options: &'a RunOptions,
+    recorder: &'a Arc<Recorder>,
+    /// Every region of the layout, in order.
+    all: Vec<u32>,
+    deadline: tokio::time::Instant,
+}
+
+type Tasks = tokio::task::JoinSet<(u32, Counts)>;
+
+impl Plan<'_> {
+    /// A task's seed: the run's (or, on a cluster that lives on, the
+    /// recorder's nonce), the region's and the task's own `salt`. Apart
+    /// from the seeds setup draws its top-up ids from (the same seed there
+    /// gave a transfer a top-up's id: caught as one id acknowledged, then
+    /// refused IDEMPOTENCY_CONFLICT).
+    fn seed(&self, region: u32, salt: u64) -> u64 {
+        let base = self.options.seed.unwrap_or_else(|| self.recorder.nonce()) ^ WORKLOAD_SEED;
+        base ^ (u64::from(region) << 48) ^ salt
+    }
+
+    /// Client `index` of `region`, resending through the next region.
+    fn spawn_client(&self, tasks: &mut Tasks, region: u32, minter: Minter, index: usize) {
+        let all = &self.all;
         let next = all
             .iter()
             .position(|r| *r == region)
             .map(|at| all[(at + 1) % all.len()])
             .filter(|next| *next != region);
-        for index in 0..options.clients_per_region {
-            let home = RegionClient::new(cluster, region, index);
-            let elsewhere = next.map(|next| RegionClient::new(cluster, next, index));
-            let (bank, options, recorder) = (*bank, options.clone(), recorder.clone());
-            // Apart from the seeds setup draws its top-up ids from (the
-            // same seed there gave a transfer a top-up's id: caught as one
-            // id acknowledged, then refused IDEMPOTENCY_CONFLICT).
-            let base = options.seed.unwrap_or_else(|| recorder.nonce()) ^ WORKLOAD_SEED;
-            let seed = base ^ (u64::from(region) << 48) ^ index as u64;
-            clients.spawn(async move {
-                let worker = Worker {
-                    home,
-                    elsewhere,
-                    minter,
-                    bank: &bank,
-                    users: bank.users(),
-                    options: &options,
-                    recorder: &recorder,
-                    rng: Rng::new(seed),
-                    counts: Counts::default(),
-                    holds: VecDeque::new(),
-                    resending: None,
-                };
-                (region, client_loop(worker, deadline).await)
-            });
-        }
-        for side in [Side::Operator, Side::StrongReader] {
-            let client = RegionClient::new(cluster, region, side as usize);
-            let (bank, options, recorder) = (*bank, options.clone(), recorder.clone());
-            let base = options.seed.unwrap_or_else(|| recorder.nonce()) ^ WORKLOAD_SEED;
-            let seed = base ^ (u64::from(region) << 48) ^ SIDE_SEED ^ side as u64;
-            let regions = all.clone();
-            clients.spawn(async move {
-                let mut rng = Rng::new(seed);
-                let draw = ops::Draw {
-                    rng: &mut rng,
-                    users: &bank.users(),
-                    max_cents: options.max_cents,
-                    minter: &minter,
-                    bank,
-                };
-                let counts = side_loop(side, client, draw, &regions, &options, &recorder, deadline);
-                (region, counts.await)
-            });
-        }
+        let home = RegionClient::new(self.cluster, region, index);
+        let elsewhere = next.map(|next| RegionClient::new(self.cluster, next, index));
+        let (bank, options, recorder) = (self.bank, self.options.clone(), self.recorder.clone());
+        let (seed, deadline) = (self.seed(region, index as u64), self.deadline);
+        tasks.spawn(async move {
+            let worker = Worker {
+                home,
+                elsewhere,
+                minter,
+                bank: &bank,
+                users: bank.users(),
+                options: &options,
+                recorder: &recorder,
+                rng: Rng::new(seed),
+                counts: Counts::default(),
+                holds: VecDeque::new(),
+                resending: None,
+            };
+            (region, client_loop(worker, deadline).await)
+        });
     }
-    let mut counts: BTreeMap<u32, Counts> = BTreeMap::new();
-    while let Some(done) = clients.join_next().await {
-        let (region, region_counts) = done?;
-        counts.entry(region).or_default().add(&region_counts);
+
+    fn spawn_side(&self, tasks: &mut Tasks, region: u32, minter: Minter, side: Side) {
+        let client = RegionClient::new(self.cluster, region, side as usize);
+        let (bank, options, recorder) = (self.bank, self.options.clone(), self.recorder.clone());
+        let seed = self.seed(region, SIDE_SEED ^ side as u64);
+        let (regions, deadline) = (self.all.clone(), self.deadline);
+        tasks.spawn(async move {
+            let mut rng = Rng::new(seed);
+            let draw = ops::Draw {
+                rng: &mut rng,
+                users: &bank.users(),
+                max_cents: options.max_cents,
+                minter: &minter,
+                bank,
+            };
+            let counts = side_loop(side, client, draw, &regions, &options, &recorder, deadline);
+            (region, counts.await)
+        });
     }
-    Ok(counts)
 }
 
 /// Calls made beside the clients' transfers, each by a task of its own per
@@ -238,7 +274,7 @@ async fn side_loop(
 struct Worker<'a> {
     home: RegionClient,
     elsewhere: Option<RegionClient>,
-    minter: ledger_node::client::Minter,
+    minter: Minter,
     bank: &'a Bank,
     users: Vec<String>,
     options: &'a RunOptions,

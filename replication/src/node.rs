@@ -204,6 +204,15 @@ impl Timings {
             // once acknowledged; the leader sends it again instead of
             // stopping (docs/decisions/0005-cutting-a-corrupt-tail.md).
             allow_log_reversion: Some(true),
+            // A leader restarted is elected again, in a new term, whose
+            // first entry comes after every entry of its log: the writer's
+            // barrier then waits for all of them to apply. Resumed in its
+            // old term (openraft's default), the barrier waited only for
+            // that term's first entry, and an entry appended before the
+            // crash, committed after it, was missing from the state the
+            // writer decided against (a grant decided twice: a committed
+            // entry that could not apply, found by the chaos soak).
+            enable_leader_restore: Some(false),
             // A node that cannot win (cut off, or back from a cut) asks
             // first whether a quorum would vote for it, and raises its term
             // only if so: back from a cut, it no longer deposes the leader
