@@ -48,3 +48,11 @@ fn a_clock_that_jumps_breaks_no_invariant() {
 fn latency_between_regions_breaks_no_invariant() {
     passes("latency", 5);
 }
+
+/// Seed 2 once found a region whose leaders were all killed come back with
+/// its old leader resumed in its old term, decide a grant twice, and stop
+/// on an entry no node could apply.
+#[test]
+fn a_killed_region_comes_back_and_every_entry_applies() {
+    passes("kill-region", 2);
+}
