@@ -352,8 +352,12 @@ const PULL_POLL: Duration = Duration::from_millis(20);
 /// transfer or a hold on its own (a chain's members are decided together,
 /// never one again alone) refused for want of funds in this region while
 /// the account's global balance covers it.
-pub(crate) fn pull_for(item: &Item, reject: &Reject) -> Option<Box<Shortfall>> {
+/// `in_chain`: the item is the last command of a linked chain (its own
+/// `linked` is false, the one before it is linked): pulled and decided
+/// again alone, it would apply while the rest of its chain was refused.
+pub(crate) fn pull_for(item: &Item, in_chain: bool, reject: &Reject) -> Option<Box<Shortfall>> {
     let single = !item.linked
+        && !in_chain
         && matches!(
             item.command,
             Command::Transfer(_) | Command::CreatePending { .. }
@@ -443,7 +447,7 @@ async fn pull(node: &NodeHandle, item: Item, shortfall: Shortfall) -> CommandRes
                     // by the account's global balance: pull on while time
                     // is left.
                     Some(CommandResult::Rejected(reject))
-                        if pull_for(&item, &reject).is_some()
+                        if pull_for(&item, false, &reject).is_some()
                             && tokio::time::Instant::now() < deadline => {}
                     Some(result) => return result,
                     None => {

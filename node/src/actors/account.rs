@@ -255,7 +255,12 @@ fn answer(work: &Work, verdicts: &[Verdict], not_own: &str) -> Sorted {
     let mut answers = Vec::with_capacity(work.items.len());
     let mut slots = Vec::new();
     let mut repeats = Vec::new();
-    for ((verdict, slot), item) in verdicts.iter().zip(&work.slots).zip(&work.items) {
+    for (at, ((verdict, slot), item)) in verdicts
+        .iter()
+        .zip(&work.slots)
+        .zip(&work.items)
+        .enumerate()
+    {
         let answer = match verdict {
             Verdict::InEntry => {
                 slots.push(*slot);
@@ -266,7 +271,13 @@ fn answer(work: &Work, verdicts: &[Verdict], not_own: &str) -> Sorted {
                 continue;
             }
             Verdict::Rejected(reject) => {
-                if let Some(shortfall) = crate::saga::pull_for(item, reject) {
+                // A chain is routed whole, in order: the command after a
+                // linked one is its chain's last.
+                let in_chain = at
+                    .checked_sub(1)
+                    .and_then(|before| work.items.get(before))
+                    .is_some_and(|before| before.linked);
+                if let Some(shortfall) = crate::saga::pull_for(item, in_chain, reject) {
                     work.collector.ask_pull(PullAsk {
                         slot: *slot,
                         item: item.clone(),
