@@ -92,7 +92,7 @@ async fn a_pull_whose_funds_another_debit_spends_ends_well_before_its_deadline()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_whose_last_command_is_short_here_is_refused_whole() {
     let dir = tempfile::tempdir().expect("dir");
-    let cluster = cluster(3, 1, 32_700, dir.path()).await;
+    let cluster = cluster(3, 1, 31_500, dir.path()).await;
     let [r0, r1, _] = region_clients(&cluster).await;
     open_accounts(&r0, &[10, 11, 12]).await;
     for (region, client) in [&r0, &r1].into_iter().enumerate() {

@@ -42,6 +42,10 @@ pub async fn cluster_with(
     dir: &std::path::Path,
     tune: impl FnOnce(&mut DevOptions),
 ) -> Cluster {
+    assert!(
+        u32::from(base_port) + 300 <= 32_768,
+        "base port {base_port}: its HTTP ports would reach the ephemeral range"
+    );
     let mut options = DevOptions::new(regions, nodes_per_region, base_port, dir.to_owned());
     options.binary = Some(env!("CARGO_BIN_EXE_ledger").into());
     options.fault_injection = true;
