@@ -425,14 +425,24 @@ impl Worker<'_> {
             self.counts.count(outcome);
             *self.counts.kinds.entry(kind_name(transfer)).or_default() += 1;
         }
-        if outcomes
-            .iter()
-            .any(|o| matches!(o, Outcome::NotSent { .. } | Outcome::Unknown { .. }))
-        {
+        if outcomes.iter().any(home_down) {
             // The region is down or electing: do not spin on it.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         outcomes
+    }
+}
+
+/// Whether an outcome says the client's own region could not take the
+/// call. `REGION_UNAVAILABLE` does not: the home node answered at once that
+/// the region deciding the id is out of reach, and the next call (most
+/// decided at home) goes through; waiting on it slowed every region while
+/// any one was cut off.
+fn home_down(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::NotSent { code } => code != "REGION_UNAVAILABLE",
+        Outcome::Unknown { .. } => true,
+        Outcome::Ok { .. } | Outcome::Refused { .. } => false,
     }
 }
 
