@@ -1,6 +1,5 @@
 //! The public (`Ledger`) and operators' (`Admin`) gRPC services.
 
-use crate::client::Client;
 use crate::forward::{self, Forwarder};
 use crate::runtime::{CommandResult, NodeHandle};
 use crate::wire::{self, BATCH_COMMANDS_MAX};
@@ -39,6 +38,7 @@ impl Api {
 
     /// Serves both services on `listener` until the task is dropped.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
+        let gate = ledger_replication::GateLayer::new(self.node.auth.clone());
         let ledger = LedgerServer::new(self.clone())
             .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(API_MESSAGE_BYTES_MAX);
@@ -67,6 +67,7 @@ impl Api {
         };
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(gate)
             .add_service(health)
             .add_optional_service(reflection)
             .add_service(ledger)
@@ -502,7 +503,7 @@ impl Api {
                     return Err(unavailable("no leader known".into()));
                 }
                 let asked = tokio::time::timeout(STRONG_READ_DEADLINE, async {
-                    let client = Client::connect(&address).await?;
+                    let client = self.node.client_of(&address).await?;
                     client.read_index(u32::from(region.0)).await
                 })
                 .await

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    pub api: String,
     pub accounts: u64,
     pub transfers: u64,
     pub batch: u64,
@@ -55,7 +54,8 @@ fn transfer_id(minter: Minter, run: u64, n: u64) -> String {
     minter.id((u128::from(run) << 64) | u128::from(n))
 }
 
-pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
+/// Runs the load through `client` (the node it talks to, with its key).
+pub async fn run(client: &Client, options: &BenchOptions) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(options.accounts >= 2, "at least two accounts");
     anyhow::ensure!(
         (1..=8_190).contains(&options.batch),
@@ -64,7 +64,6 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(options.concurrency >= 1, "at least one client");
     let run =
         u64::from(std::process::id()) << 32 | u64::from(Instant::now().elapsed().subsec_nanos());
-    let client = Client::connect(&options.api).await?;
     let status = client.status().await?;
     let minter = match options.ids_of_region {
         Some(region) => Minter::of_region(&status, region)

@@ -5,6 +5,9 @@ use ledger_proto::v1 as api;
 use ledger_proto::v1::admin_client::AdminClient;
 use ledger_proto::v1::ledger_client::LedgerClient;
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Deadline of one call.
@@ -155,23 +158,54 @@ impl Minter {
     }
 }
 
+/// Puts the caller's key (`authorization: Bearer <key>`) on every call.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(key) = &self.0 {
+            request.metadata_mut().insert("authorization", key.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Keyed = InterceptedService<Channel, Bearer>;
+
 #[derive(Clone)]
 pub struct Client {
     address: String,
-    ledger: LedgerClient<Channel>,
-    admin: AdminClient<Channel>,
+    deadline: Duration,
+    bearer: Bearer,
+    ledger: LedgerClient<Keyed>,
+    admin: AdminClient<Keyed>,
 }
 
 impl Client {
+    /// A client that shows no key (a cluster with authentication off).
     pub async fn connect(address: &str) -> Result<Self, ClientError> {
-        Self::connect_with_deadline(address, CALL_TIMEOUT).await
+        Self::connect_as(address, CALL_TIMEOUT, None).await
     }
 
-    /// A client whose every call may take up to `deadline` (a membership
-    /// change waits for a learner to catch up).
+    /// A client that shows no key and whose every call may take up to
+    /// `deadline` (a membership change waits for a learner to catch up).
     pub async fn connect_with_deadline(
         address: &str,
         deadline: Duration,
+    ) -> Result<Self, ClientError> {
+        Self::connect_as(address, deadline, None).await
+    }
+
+    /// A client that shows `key` ([`ledger_replication::bearer`]) with
+    /// every call, each of which may take up to `deadline`.
+    pub async fn connect_as(
+        address: &str,
+        deadline: Duration,
+        key: Option<MetadataValue<Ascii>>,
     ) -> Result<Self, ClientError> {
         let connect_error = |reason: String| ClientError::Connect {
             address: address.to_owned(),
@@ -190,11 +224,19 @@ impl Client {
             .connect()
             .await
             .map_err(|error| connect_error(with_causes(&error)))?;
+        let bearer = Bearer(key);
         Ok(Self {
             address: address.to_owned(),
-            ledger: LedgerClient::new(channel.clone()),
-            admin: AdminClient::new(channel),
+            deadline,
+            ledger: LedgerClient::with_interceptor(channel.clone(), bearer.clone()),
+            admin: AdminClient::with_interceptor(channel, bearer.clone()),
+            bearer,
         })
+    }
+
+    /// A client of another node, with this one's key and deadline.
+    pub async fn to(&self, address: &str) -> Result<Self, ClientError> {
+        Self::connect_as(address, self.deadline, self.bearer.0.clone()).await
     }
 
     pub fn address(&self) -> &str {
@@ -241,7 +283,7 @@ impl Client {
                 Redirect::To(address) if address != client.address => {
                     if redirects < REDIRECTS_MAX {
                         redirects += 1;
-                        match Client::connect(&address).await {
+                        match client.to(&address).await {
                             Ok(leader) => {
                                 client = leader;
                                 continue;

@@ -94,15 +94,13 @@ pub async fn watch(node: Arc<NodeHandle>) {
         for peer in &peers {
             let client = match clients.get(&peer.id) {
                 Some(client) => client.clone(),
-                None => {
-                    match tokio::time::timeout(ASK_DEADLINE, Client::connect(&peer.api)).await {
-                        Ok(Ok(client)) => {
-                            clients.insert(peer.id, client.clone());
-                            client
-                        }
-                        _ => continue,
+                None => match tokio::time::timeout(ASK_DEADLINE, node.client_of(&peer.api)).await {
+                    Ok(Ok(client)) => {
+                        clients.insert(peer.id, client.clone());
+                        client
                     }
-                }
+                    _ => continue,
+                },
             };
             match measure(&client, || node.clock().clock().now_ns()).await {
                 Some(offset) => offsets.push(offset),

@@ -1,11 +1,12 @@
 //! A node's settings: the API addresses and its replication settings, from
 //! a TOML file; `LEDGER_NODE_ID`, `LEDGER_API_LISTEN`, `LEDGER_HTTP_LISTEN`,
-//! `LEDGER_RAFT_LISTEN` and `LEDGER_DATA_DIR` override the file, so that
+//! `LEDGER_RAFT_LISTEN`, `LEDGER_DATA_DIR` and `LEDGER_NODE_KEY` override the file, so that
 //! every node of a cluster can read one file: a Compose service sets its
 //! node's id; a Kubernetes pod, which cannot, sets `LEDGER_NODE_NAME` to its
 //! own name and is the node of the layout whose Raft address has that host
 //! name (`ledger-eu-0` is `ledger-eu-0.ledger-eu.ledger.svc...:7000`).
 
+use crate::auth::{Auth, AuthError, AuthSettings};
 use ledger_replication::{ConfigError, ReplicaConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub struct NodeSettings {
     #[cfg(feature = "chaos-bite")]
     #[serde(default)]
     pub chaos_bite: Option<crate::bite::Bite>,
+    /// The API keys this node accepts and the one it shows its peers
+    /// ([`crate::auth`]); without it every call goes through.
+    #[serde(default)]
+    pub auth: Option<AuthSettings>,
     pub replication: ReplicaConfig,
 }
 
@@ -69,6 +74,8 @@ pub enum SettingsError {
     Parse(#[from] toml::de::Error),
     #[error(transparent)]
     Replication(#[from] ConfigError),
+    #[error("invalid configuration: auth: {0}")]
+    Auth(#[from] AuthError),
     #[error("invalid configuration: LEDGER_NODE_NAME {name:?} {reason}")]
     NodeName { name: String, reason: &'static str },
     #[error("invalid configuration: {field} {reason}")]
@@ -130,6 +137,12 @@ impl NodeSettings {
         }
         if let Some(value) = env("LEDGER_DATA_DIR") {
             settings.replication.data_dir = PathBuf::from(value);
+        }
+        if let Some(auth) = &mut settings.auth {
+            if let Some(key) = env("LEDGER_NODE_KEY") {
+                auth.node_key = Some(key);
+            }
+            Auth::new(auth)?;
         }
         settings.replication.validate()?;
         if !(1..=Self::HTTP_REQUESTS_MAX_MAX).contains(&settings.http_requests_max) {

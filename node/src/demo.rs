@@ -2,6 +2,7 @@
 //! accounts, top-ups and transfers in every region, a payment with capture,
 //! a refund, a refused over-spend, and a rebalance between regions.
 
+use crate::auth::Role;
 use crate::client::{Client, ClientError};
 use crate::dev::Cluster;
 use crate::ids;
@@ -185,9 +186,15 @@ async fn balances(client: &Client, title: &str) -> Result<(), ClientError> {
 }
 
 pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
-    let r0 = Client::connect(cluster.api_of(0).context("region 0")?).await?;
-    let r1 = Client::connect(cluster.api_of(1).unwrap_or(r0.address())).await?;
-    let r2 = Client::connect(cluster.api_of(2).unwrap_or(r0.address())).await?;
+    let first = cluster.api_of(0).context("region 0")?;
+    let r0 = cluster.connect(first, Role::Client).await?;
+    let r1 = cluster
+        .connect(cluster.api_of(1).unwrap_or(first), Role::Client)
+        .await?;
+    let r2 = cluster
+        .connect(cluster.api_of(2).unwrap_or(first), Role::Client)
+        .await?;
+    let operator = cluster.connect(first, Role::Operator).await?;
     open_accounts(&r0).await?;
     transfers_in_every_region(&r0, &r1, &r2).await?;
     payment(&r0).await?;
@@ -198,7 +205,7 @@ pub async fn run_demo(cluster: &Cluster) -> anyhow::Result<()> {
     caught_up(&r1, &[3, 6, 9]).await?;
     balances(&r1, "balances").await?;
 
-    rebalance_and_pull(&r0, &r1, &r2).await?;
+    rebalance_and_pull(&operator, &r1, &r2).await?;
     caught_up(&r2, &[9, 11, 12]).await?;
     balances(&r2, "balances after the rebalance and the pull").await?;
 
@@ -300,9 +307,10 @@ async fn payment(r0: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rebalance_and_pull(r0: &Client, r1: &Client, r2: &Client) -> anyhow::Result<()> {
+/// `operator`: an operator's client of region 0.
+async fn rebalance_and_pull(operator: &Client, r1: &Client, r2: &Client) -> anyhow::Result<()> {
     println!("\n== rebalance: move 20.00 of alice's reservation from region 0 to region 1");
-    let rebalanced = r0
+    let rebalanced = operator
         .rebalance(api::RebalanceRequest {
             account: id(ALICE),
             amount: "20.00".into(),

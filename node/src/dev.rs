@@ -1,6 +1,7 @@
 //! `ledger dev`: a whole cluster on this machine, one process per node.
 
-use crate::client::Client;
+use crate::auth::{self, Role};
+use crate::client::{CALL_TIMEOUT, Client, ClientError};
 use crate::config::NodeSettings;
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -36,6 +37,50 @@ pub struct DevOptions {
     /// `ledger_node::bite::Bite`, such as `"skip-pool-check"`); the nodes
     /// refuse it unless built with the `chaos-bite` feature.
     pub bite: Option<String>,
+    /// The keys every node takes (authentication on), or none (off).
+    pub keys: Option<DevKeys>,
+}
+
+/// One key per role, made for a dev cluster: every node accepts each and
+/// shows the `node` key to its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevKeys {
+    pub client: String,
+    pub operator: String,
+    pub node: String,
+}
+
+impl DevKeys {
+    /// Three fresh keys from the operating system's generator.
+    pub fn generate() -> anyhow::Result<Self> {
+        let key = || auth::new_key().context("making an API key");
+        Ok(Self {
+            client: key()?,
+            operator: key()?,
+            node: key()?,
+        })
+    }
+
+    pub fn of(&self, role: Role) -> &str {
+        match role {
+            Role::Client => &self.client,
+            Role::Operator => &self.operator,
+            Role::Node => &self.node,
+        }
+    }
+
+    /// The `[auth]` section of every node's settings.
+    fn settings_text(&self) -> String {
+        let mut text = format!("\n[auth]\nnode_key = \"{}\"\n", self.node);
+        for role in Role::ALL {
+            text.push_str(&format!(
+                "\n[[auth.keys]]\nname = \"dev-{name}\"\nrole = \"{name}\"\nsha256 = \"{digest}\"\n",
+                name = role.name(),
+                digest = auth::digest_hex(self.of(role)),
+            ));
+        }
+        text
+    }
 }
 
 impl DevOptions {
@@ -57,6 +102,7 @@ impl DevOptions {
             clock_watch: true,
             http_requests_max: NodeSettings::HTTP_REQUESTS_MAX,
             bite: None,
+            keys: None,
         }
     }
 }
@@ -127,6 +173,9 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
     if let Some(bite) = &options.bite {
         text.insert_str(0, &format!("chaos_bite = \"{bite}\"\n"));
     }
+    if let Some(keys) = &options.keys {
+        text.push_str(&keys.settings_text());
+    }
     for other in all {
         text.push_str(&format!(
             "\n[[replication.nodes]]\nid = {}\nregion = {}\naddr = \"{}\"\napi = \"{}\"\nhttp = \"{}\"\n",
@@ -139,6 +188,8 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
 /// A running dev cluster.
 pub struct Cluster {
     pub nodes: Vec<DevNode>,
+    /// The keys the nodes take, if authentication is on.
+    pub keys: Option<DevKeys>,
     children: BTreeMap<u64, Child>,
     data_dir: PathBuf,
     exe: PathBuf,
@@ -167,6 +218,7 @@ fn spawn(exe: &Path, node: &DevNode) -> anyhow::Result<Child> {
         "LEDGER_HTTP_LISTEN",
         "LEDGER_RAFT_LISTEN",
         "LEDGER_DATA_DIR",
+        "LEDGER_NODE_KEY",
     ] {
         command.env_remove(name);
     }
@@ -207,6 +259,7 @@ impl Cluster {
         }
         let cluster = Self {
             nodes,
+            keys: options.keys.clone(),
             children,
             data_dir: options.data_dir.clone(),
             exe,
@@ -262,7 +315,7 @@ impl Cluster {
     async fn waiting_for(&self) -> Vec<String> {
         let mut waiting = Vec::new();
         for node in &self.nodes {
-            let Ok(client) = Client::connect(&node.api).await else {
+            let Ok(client) = self.connect(&node.api, Role::Operator).await else {
                 waiting.push(format!("node {} does not answer", node.id));
                 continue;
             };
@@ -295,6 +348,21 @@ impl Cluster {
             .map(|node| node.region)
             .max()
             .map_or(0, |max| max + 1)
+    }
+
+    /// A client of the node at `address` that shows the key of `role`
+    /// (none, with authentication off).
+    pub async fn connect(&self, address: &str, role: Role) -> Result<Client, ClientError> {
+        let key = match &self.keys {
+            Some(keys) => Some(ledger_replication::bearer(keys.of(role)).map_err(|error| {
+                ClientError::Connect {
+                    address: address.to_owned(),
+                    reason: error.to_string(),
+                }
+            })?),
+            None => None,
+        };
+        Client::connect_as(address, CALL_TIMEOUT, key).await
     }
 
     /// The ids of the running nodes.

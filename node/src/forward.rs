@@ -180,7 +180,9 @@ impl Forwarder {
         {
             return Ok(client.clone());
         }
-        let client = Client::connect(&address)
+        let client = self
+            .node
+            .client_of(&address)
             .await
             .map_err(|error| error.to_string())?;
         self.clients.lock().await.insert(region, client.clone());

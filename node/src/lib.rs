@@ -12,6 +12,7 @@
 
 mod actors;
 pub mod api;
+pub mod auth;
 pub mod bench;
 #[cfg(feature = "chaos-bite")]
 pub mod bite;

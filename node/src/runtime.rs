@@ -2,10 +2,12 @@
 //! writer that turns its region's commands into log entries.
 
 use crate::actors::{self, Actors, Answers, Collector, PullAsk, RouterMsg};
+use crate::auth::Auth;
+use crate::client::{CALL_TIMEOUT, Client, ClientError};
 use crate::config::NodeSettings;
 use ledger_hlc::{Clock, Hlc, NodeId, SystemClock};
 use ledger_replication::{
-    Faults, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
+    Faults, GateLayer, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
 };
 use ledger_reservations::{
     AccountId, ControlCommand, Decision, Item, NewAccount, Reject, Shortfall,
@@ -101,6 +103,8 @@ pub struct NodeHandle {
     /// The peers a test cut this node off from (fault injection only): the
     /// API sends nothing on to them either.
     pub faults: Faults,
+    /// Who may call this node, and the key it shows its peers.
+    pub auth: Arc<Auth>,
     /// This node's clock against its peers' (ms, ahead positive), and
     /// whether that is past the drift limit ([`crate::clock_watch`]).
     clock_offset_ms: AtomicI64,
@@ -182,6 +186,11 @@ impl NodeHandle {
             .find(|voter| **voter > me)
             .or_else(|| voters.iter().find(|voter| **voter != me))
             .copied()
+    }
+
+    /// A client of another node's API that shows this node's key.
+    pub async fn client_of(&self, address: &str) -> Result<Client, ClientError> {
+        Client::connect_as(address, CALL_TIMEOUT, self.auth.node_key().cloned()).await
     }
 
     pub fn api_address(&self, node: Option<u64>) -> String {
@@ -562,6 +571,21 @@ impl RunningNode {
     }
 }
 
+/// Who may call a node with these settings; said once at start when
+/// anyone may.
+fn auth_of(settings: &NodeSettings) -> Result<Auth, crate::auth::AuthError> {
+    match &settings.auth {
+        Some(auth) => Auth::new(auth),
+        None => {
+            tracing::warn!(
+                "authentication is off (no [auth] in the settings): anyone who reaches this \
+                 node's ports may call every API, Raft's included"
+            );
+            Ok(Auth::open())
+        }
+    }
+}
+
 /// Starts a node: its groups, the Raft server, the writer, housekeeping, and
 /// the API server from `api` (built by the caller around the handle).
 pub async fn start<F, Fut>(settings: NodeSettings, api: F) -> anyhow::Result<RunningNode>
@@ -579,15 +603,19 @@ where
         Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
         None => None,
     };
+    let auth = Arc::new(auth_of(&settings)?);
     let deadline = Duration::from_millis(replication.timings.rpc_deadline_ms);
     let faults = Faults::default();
-    let transport = Arc::new(GrpcTransport::new(deadline).with_faults(faults.clone()));
+    let mut transport = GrpcTransport::new(deadline).with_faults(faults.clone());
+    if let Some(key) = auth.node_key() {
+        transport = transport.with_key(key.clone());
+    }
     let replica = ReplicaNode::start(
         replication.node_id,
         &replication.layout(),
         replication.timings,
         &replication.data_dir,
-        transport,
+        Arc::new(transport),
         faults.clone(),
     )
     .await?;
@@ -598,8 +626,9 @@ where
     }
     let replica = Arc::new(replica);
     let raft_service = replica.raft_service().with_faults(faults.clone());
+    let gate = GateLayer::new(auth.clone());
     let mut tasks = vec![tokio::spawn(async move {
-        if let Err(error) = serve(raft_service, raft_listener).await {
+        if let Err(error) = serve(raft_service, raft_listener, gate).await {
             tracing::error!(%error, "the Raft server stopped");
         }
     })];
@@ -625,6 +654,7 @@ where
         in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
         control: Mutex::new(ControlProposer::default()),
         faults,
+        auth,
         clock_offset_ms: AtomicI64::new(0),
         clock_off: AtomicBool::new(false),
     });

@@ -129,7 +129,11 @@ async fn group_commit(concurrency: usize) -> f64 {
         )
         .await
         .expect("starts");
-        servers.push(tokio::spawn(serve(node.raft_service(), listener)));
+        servers.push(tokio::spawn(serve(
+            node.raft_service(),
+            listener,
+            GateLayer::open(),
+        )));
         nodes.push(node);
     }
     for node in &nodes {

@@ -4,6 +4,7 @@
 
 use crate::codec::{self, Format};
 use crate::faults::Faults;
+use crate::gate::GateLayer;
 use crate::network::{Ballot, Peer, Transport, TransportError};
 use crate::node::Raft;
 use crate::types::{Group, TypeConfig};
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
@@ -217,14 +219,16 @@ impl RaftTransport for RaftService {
 /// connection is closed (h2's default is 20).
 const RESETS_BEFORE_GOAWAY: usize = 10_000;
 
-/// Serves `service` on `listener` until the server fails or the task is
-/// dropped.
+/// Serves `service` on `listener`, each call asked of `gate` first, until
+/// the server fails or the task is dropped.
 pub async fn serve(
     service: RaftService,
     listener: tokio::net::TcpListener,
+    gate: GateLayer,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(gate)
         // A peer drops an RPC it stops waiting for (openraft gives a
         // heartbeat one interval), and h2 counts each such stream reset
         // before this server took it up; at 20 (h2's default, a guard
@@ -242,6 +246,8 @@ pub async fn serve(
 pub struct GrpcTransport {
     deadline: Duration,
     faults: Faults,
+    /// The `authorization` value every RPC carries (a node's key), if any.
+    key: Option<MetadataValue<Ascii>>,
     clients: Mutex<BTreeMap<u64, (String, RaftTransportClient<Channel>)>>,
 }
 
@@ -251,6 +257,7 @@ impl GrpcTransport {
         Self {
             deadline,
             faults: Faults::default(),
+            key: None,
             clients: Mutex::new(BTreeMap::new()),
         }
     }
@@ -258,6 +265,13 @@ impl GrpcTransport {
     /// Sends nothing to the peers `faults` blocks.
     pub fn with_faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Shows `key` (made by [`crate::bearer`]) with every RPC, to peers
+    /// that ask for one.
+    pub fn with_key(mut self, key: MetadataValue<Ascii>) -> Self {
+        self.key = Some(key);
         self
     }
 
@@ -298,13 +312,23 @@ impl GrpcTransport {
         Ok(client)
     }
 
-    fn request(from: u64, group: Group, payload: Vec<u8>, snapshot: Vec<u8>) -> wire::RaftRequest {
-        wire::RaftRequest {
+    fn request(
+        &self,
+        from: u64,
+        group: Group,
+        payload: Vec<u8>,
+        snapshot: Vec<u8>,
+    ) -> Request<wire::RaftRequest> {
+        let mut request = Request::new(wire::RaftRequest {
             group: Some(to_wire(group)),
             from,
             payload,
             snapshot,
+        });
+        if let Some(key) = &self.key {
+            request.metadata_mut().insert("authorization", key.clone());
         }
+        request
     }
 }
 
@@ -344,7 +368,7 @@ impl Transport for GrpcTransport {
     ) -> Result<AppendEntriesResponse<TypeConfig>, TransportError> {
         let mut client = self.client(to)?;
         let node = to.id;
-        let request = Self::request(from, group, payload(node, &request)?, Vec::new());
+        let request = self.request(from, group, payload(node, &request)?, Vec::new());
         answer(node, client.append_entries(request).await)
     }
 
@@ -358,7 +382,7 @@ impl Transport for GrpcTransport {
     ) -> Result<VoteResponse<TypeConfig>, TransportError> {
         let mut client = self.client(to)?;
         let node = to.id;
-        let request = Self::request(from, group, payload(node, &request)?, Vec::new());
+        let request = self.request(from, group, payload(node, &request)?, Vec::new());
         let reply = match ballot {
             Ballot::Vote => client.vote(request).await,
             Ballot::PreVote => client.pre_vote(request).await,
@@ -377,7 +401,7 @@ impl Transport for GrpcTransport {
         let mut client = self.client(to)?;
         let node = to.id;
         let head = payload(node, &(vote, snapshot.meta))?;
-        let request = Self::request(from, group, head, snapshot.snapshot);
+        let request = self.request(from, group, head, snapshot.snapshot);
         answer(node, client.install_snapshot(request).await)
     }
 }

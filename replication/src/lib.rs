@@ -19,6 +19,7 @@
 mod codec;
 mod config;
 mod faults;
+mod gate;
 mod grpc;
 mod local;
 mod log_store;
@@ -31,6 +32,7 @@ mod types;
 pub use codec::CodecError;
 pub use config::{ConfigError, ReplicaConfig};
 pub use faults::Faults;
+pub use gate::{Gate, GateLayer, Gated, InvalidKey, Open, bearer};
 pub use grpc::{GrpcTransport, Heard, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};

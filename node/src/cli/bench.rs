@@ -31,7 +31,6 @@ pub struct BenchArgs {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let options = BenchOptions {
-        api: args.endpoint.address().to_owned(),
         accounts: args.accounts,
         transfers: args.transfers,
         batch: args.batch,
@@ -39,7 +38,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         seconds_max: args.seconds_max,
         ids_of_region: args.ids_of_region,
     };
-    let report = ledger_node::bench::run(&options).await?;
+    let client = args.endpoint.connect().await?;
+    let report = ledger_node::bench::run(&client, &options).await?;
     if args.json {
         return print_json(&summary_json(&report, &options));
     }

@@ -4,7 +4,7 @@ use super::{Column, Table};
 use anyhow::Context;
 use clap::Args;
 use ledger_node::demo;
-use ledger_node::dev::{Cluster, DevOptions};
+use ledger_node::dev::{Cluster, DevKeys, DevOptions};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -25,6 +25,10 @@ pub struct DevArgs {
     /// Stops the cluster after the demonstration instead of waiting for Ctrl-C.
     #[arg(long)]
     exit_after_demo: bool,
+    /// Lets every call through: no API keys (for tools that try every route
+    /// with one client, such as the schema tests).
+    #[arg(long)]
+    no_auth: bool,
 }
 
 const NODES: Table = Table(&[
@@ -45,12 +49,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .data_dir
         .or_else(|| temporary.clone())
         .context("a data directory")?;
-    let options = DevOptions::new(
+    let mut options = DevOptions::new(
         args.regions,
         args.nodes_per_region,
         args.base_port,
         data_dir,
     );
+    if !args.no_auth {
+        options.keys = Some(DevKeys::generate()?);
+    }
     println!(
         "starting {} regions x {} node(s) in {} ...",
         args.regions,
@@ -70,6 +77,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             &node.log.display(),
         ]);
     }
+    if let Some(keys) = &cluster.keys {
+        print_keys(keys, &options.data_dir, &cluster.nodes[0].http)?;
+    }
     if args.demo
         && let Err(error) = demo::run_demo(&cluster).await
     {
@@ -86,6 +96,31 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(dir) = temporary {
         let _ = std::fs::remove_dir_all(dir);
     }
+    Ok(())
+}
+
+/// Writes the keys where a shell can read them, and says how to use them.
+fn print_keys(keys: &DevKeys, dir: &std::path::Path, http: &str) -> anyhow::Result<()> {
+    let file = dir.join("keys.env");
+    let text = format!(
+        "# API keys of this dev cluster, one per role; `ledger` reads LEDGER_API_KEY.\n\
+         LEDGER_CLIENT_KEY={}\nLEDGER_OPERATOR_KEY={}\nLEDGER_NODE_KEY={}\n\
+         LEDGER_API_KEY={}\n",
+        keys.client, keys.operator, keys.node, keys.client
+    );
+    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    println!(
+        "\nauthentication is on; the keys are in {file}:\n  \
+         client    {client}\n  operator  {operator}\n  node      {node}\n\
+         use them with\n  \
+         set -a; . {file}; set +a          # LEDGER_API_KEY: the client key\n  \
+         LEDGER_API_KEY=$LEDGER_OPERATOR_KEY ledger pools ...\n  \
+         curl -H \"Authorization: Bearer $LEDGER_CLIENT_KEY\" http://{http}/api/v1/accounts/...",
+        file = file.display(),
+        client = keys.client,
+        operator = keys.operator,
+        node = keys.node,
+    );
     Ok(())
 }
 

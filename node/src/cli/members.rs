@@ -78,7 +78,10 @@ pub async fn run(command: MembersCommand) -> anyhow::Result<()> {
         if matches!(change, Change::Remove(id) if id == node.id) {
             continue;
         }
-        let answer = match Client::connect_with_deadline(&node.api, MEMBERSHIP_CALL_TIMEOUT).await {
+        let answer = match endpoint
+            .connect_to(&node.api, MEMBERSHIP_CALL_TIMEOUT)
+            .await
+        {
             Ok(client) => change.ask(&client).await,
             Err(error) => Err(error.to_string()),
         };

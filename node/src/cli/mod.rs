@@ -13,8 +13,9 @@ mod status;
 mod transfer;
 
 use clap::{Args, Parser, Subcommand};
-use ledger_node::client::Client;
+use ledger_node::client::{CALL_TIMEOUT, Client};
 use ledger_proto::v1 as api;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -75,21 +76,29 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 pub struct Endpoint {
     #[arg(long, default_value = "127.0.0.1:27100")]
     api: String,
+    // The API key shown with every call (a node with authentication on
+    // refuses calls without one); from the environment, so that it stays
+    // out of the shell's history.
+    #[arg(long = "key", env = "LEDGER_API_KEY", hide_env_values = true)]
+    key: Option<String>,
 }
 
 impl Endpoint {
-    pub fn address(&self) -> &str {
-        &self.api
-    }
-
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        connect(&self.api).await
+        self.connect_to(&self.api, CALL_TIMEOUT).await
     }
-}
 
-/// A client of the node at `address`.
-pub async fn connect(address: &str) -> anyhow::Result<Client> {
-    Ok(Client::connect(address).await?)
+    /// A client of another node than `--api`, with this endpoint's key.
+    pub async fn connect_to(&self, address: &str, deadline: Duration) -> anyhow::Result<Client> {
+        let key = match &self.key {
+            Some(key) => Some(
+                ledger_replication::bearer(key)
+                    .map_err(|error| anyhow::anyhow!("LEDGER_API_KEY (--key): {error}"))?,
+            ),
+            None => None,
+        };
+        Ok(Client::connect_as(address, deadline, key).await?)
+    }
 }
 
 /// Prints JSON for another program; one that stops reading early (a pipe

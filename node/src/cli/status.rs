@@ -1,8 +1,9 @@
 //! `ledger status`: the cluster as one node sees it, and every node's clock
 //! against this machine's.
 
-use super::{Column, Endpoint, Table, connect, print_json};
+use super::{Column, Endpoint, Table, print_json};
 use clap::Args;
+use ledger_node::client::CALL_TIMEOUT;
 use ledger_proto::v1 as api;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,7 +41,7 @@ const CLOCKS: Table = Table(&[
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let status = args.endpoint.connect().await?.status().await?;
-    let clocks = clock_offsets(&status.nodes).await;
+    let clocks = clock_offsets(&args.endpoint, &status.nodes).await;
     if args.json {
         return print_json(&status_json(&status, &clocks));
     }
@@ -111,7 +112,10 @@ fn status_json(
 /// Each node's clock against this machine's: the node's clock when it
 /// answered minus the middle of the call, with the call's round trip (the
 /// offset is within half of it).
-async fn clock_offsets(nodes: &[api::NodeInfo]) -> Vec<(api::NodeInfo, Offset)> {
+async fn clock_offsets(
+    endpoint: &Endpoint,
+    nodes: &[api::NodeInfo],
+) -> Vec<(api::NodeInfo, Offset)> {
     let now_ns = || {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -121,7 +125,12 @@ async fn clock_offsets(nodes: &[api::NodeInfo]) -> Vec<(api::NodeInfo, Offset)> 
     };
     let mut measured = Vec::with_capacity(nodes.len());
     for node in nodes {
-        let offset = match tokio::time::timeout(CLOCK_CONNECT_TIMEOUT, connect(&node.api)).await {
+        let offset = match tokio::time::timeout(
+            CLOCK_CONNECT_TIMEOUT,
+            endpoint.connect_to(&node.api, CALL_TIMEOUT),
+        )
+        .await
+        {
             Ok(Ok(client)) => ledger_node::clock_watch::measure(&client, now_ns)
                 .await
                 .map(|offset| (offset.peer_minus_own_ms, offset.round_trip_ms)),

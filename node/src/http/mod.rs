@@ -11,6 +11,7 @@ mod accounts;
 mod docs;
 mod error;
 mod events;
+mod guard;
 mod health;
 mod limits;
 pub mod model;
@@ -99,6 +100,10 @@ pub fn router(api: Api) -> (axum::Router, utoipa::openapi::OpenApi) {
         .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"));
     let _ = http.document.set(text);
     let router = routes
+        .route_layer(axum::middleware::from_fn_with_state(
+            http.clone(),
+            guard::guard,
+        ))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
