@@ -5,9 +5,10 @@
 //! route missing from the lists is refused to every caller, so one added
 //! without a role fails closed (and `tests/auth.rs` fails).
 //!
-//! - `client`: transfers, account and transfer lookups, history, the stream;
+//! - `client`: accounts and transfers, lookups, history, the stream;
 //! - `operator`: pools (rebalance, policies), account status (freeze,
-//!   close), membership;
+//!   close), membership; and the lookups and history, to see what it
+//!   steers (never to move money);
 //! - `node`: Raft, and what one node asks another for a client (a command
 //!   sent on to the region that decides it, a read index).
 //!
@@ -59,15 +60,17 @@ const OPERATOR: Access = Access::Roles(&[Role::Operator]);
 const NODE: Access = Access::Roles(&[Role::Node]);
 /// A client's command, or the same sent on by the node that took it.
 const CLIENT_OR_NODE: Access = Access::Roles(&[Role::Client, Role::Node]);
+/// A read of accounts and transfers: a client's, or an operator's.
+const READ: Access = Access::Roles(&[Role::Client, Role::Operator]);
 const ANY_ROLE: Access = Access::Roles(&Role::ALL);
 
 /// Every gRPC method either port serves, with what it needs.
 pub const GRPC: &[(&str, Access)] = &[
     ("/ledger.v1.Ledger/CreateAccounts", CLIENT),
     ("/ledger.v1.Ledger/CreateTransfers", CLIENT_OR_NODE),
-    ("/ledger.v1.Ledger/LookupAccounts", CLIENT),
-    ("/ledger.v1.Ledger/LookupTransfers", CLIENT),
-    ("/ledger.v1.Ledger/AccountHistory", CLIENT),
+    ("/ledger.v1.Ledger/LookupAccounts", READ),
+    ("/ledger.v1.Ledger/LookupTransfers", READ),
+    ("/ledger.v1.Ledger/AccountHistory", READ),
     ("/ledger.v1.Ledger/StreamTransfers", CLIENT),
     ("/ledger.v1.Admin/ClusterStatus", ANY_ROLE),
     ("/ledger.v1.Admin/ReadIndex", NODE),
@@ -92,9 +95,9 @@ const GRPC_SERVICES: &[(&str, Access)] = &[
 /// Every HTTP route, as its method and path template, with what it needs.
 pub const HTTP: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/accounts", CLIENT),
-    ("GET", "/api/v1/accounts/{id}", CLIENT),
-    ("GET", "/api/v1/accounts/{id}/balance", CLIENT),
-    ("GET", "/api/v1/accounts/{id}/history", CLIENT),
+    ("GET", "/api/v1/accounts/{id}", READ),
+    ("GET", "/api/v1/accounts/{id}/balance", READ),
+    ("GET", "/api/v1/accounts/{id}/history", READ),
     ("POST", "/api/v1/transactions/topup", CLIENT),
     ("POST", "/api/v1/transactions/transfer", CLIENT),
     ("POST", "/api/v1/transactions/payment", CLIENT),
@@ -103,9 +106,9 @@ pub const HTTP: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/transactions/{id}/capture", CLIENT),
     ("POST", "/api/v1/transactions/{id}/void", CLIENT),
     ("POST", "/api/v1/transactions/batch", CLIENT),
-    ("GET", "/api/v1/transactions/{id}", CLIENT),
+    ("GET", "/api/v1/transactions/{id}", READ),
     ("GET", "/api/v1/events", CLIENT),
-    ("GET", "/api/v1/pools/{account}", OPERATOR),
+    ("GET", "/api/v1/pools/{account}", READ),
     ("POST", "/api/v1/pools/{account}/rebalance", OPERATOR),
     ("PUT", "/api/v1/pools/{account}/policy", OPERATOR),
     ("GET", "/api/v1/cluster", ANY_ROLE),
@@ -451,14 +454,14 @@ mod tests {
         let ledger = |method: &str| format!("/ledger.v1.Ledger/{method}");
         let admin = |method: &str| format!("/ledger.v1.Admin/{method}");
         let raft = |method: &str| format!("/ledger.internal.v1.RaftTransport/{method}");
-        for method in [
-            "CreateTransfers",
-            "LookupAccounts",
-            "AccountHistory",
-            "StreamTransfers",
-        ] {
+        for method in ["CreateAccounts", "CreateTransfers", "StreamTransfers"] {
             assert!(may(Role::Client, &ledger(method)), "{method}");
             assert!(!may(Role::Operator, &ledger(method)), "{method}");
+        }
+        for method in ["LookupAccounts", "LookupTransfers", "AccountHistory"] {
+            assert!(may(Role::Client, &ledger(method)), "{method}");
+            assert!(may(Role::Operator, &ledger(method)), "{method}");
+            assert!(!may(Role::Node, &ledger(method)), "{method}");
         }
         for method in [
             "Rebalance",

@@ -251,3 +251,46 @@ async fn a_node_is_removed_from_its_region_and_added_back() {
     open_accounts(&client, &[10]).await;
     cluster.stop().await;
 }
+
+/// The CLI shows the key in `LEDGER_API_KEY`: without one a node with
+/// authentication on refuses it, once, as `UNAUTHENTICATED`; with a client
+/// key it reads, and the client key may not steer a pool.
+#[tokio::test]
+async fn the_cli_shows_the_key_from_the_environment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = ledger_node::dev::DevKeys::generate().expect("keys");
+    let cluster = cluster_with(1, 1, 12_500, dir.path(), |options| {
+        options.keys = Some(keys.clone())
+    })
+    .await;
+    let api = cluster.api_of(0).expect("a node").to_owned();
+    let with_key = |key: Option<&str>, args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ledger"));
+        command
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("LEDGER_API_KEY");
+        if let Some(key) = key {
+            command.env("LEDGER_API_KEY", key);
+        }
+        async move { command.output().await.expect("the binary runs") }
+    };
+    let status = ["status", "--api", &api];
+    let line = one_error_line(&with_key(None, &status).await);
+    assert!(line.contains("UNAUTHENTICATED"), "{line}");
+    let read = with_key(Some(&keys.client), &status).await;
+    assert!(read.status.success(), "{read:?}");
+    let policy = [
+        "pools",
+        "policy",
+        "--api",
+        &api,
+        "--account",
+        "7",
+        "--floor",
+        "5.00",
+    ];
+    let line = one_error_line(&with_key(Some(&keys.client), &policy).await);
+    assert!(line.contains("PERMISSION_DENIED"), "{line}");
+    cluster.stop().await;
+}
