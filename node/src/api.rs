@@ -36,6 +36,104 @@ impl Api {
         &self.node
     }
 
+    /// What CreateTransfers answers (the trait method counts its outcomes).
+    async fn create_transfers_answer(
+        &self,
+        request: Request<api::CreateTransfersRequest>,
+    ) -> Result<Response<api::CreateTransfersResponse>, Status> {
+        let forwarded = request.metadata().contains_key(forward::FORWARDED);
+        let commands = request.into_inner().commands;
+        if commands.len() > BATCH_COMMANDS_MAX {
+            return Err(too_many(commands.len()));
+        }
+        let items = commands
+            .iter()
+            .enumerate()
+            .map(|(index, command)| wire::item(command).map_err(|error| at(index, error)))
+            .collect::<Result<Vec<Item>, Status>>()?;
+        let (home, origins) = self.node.replica.ledger().read(|ledger| {
+            let origins: Vec<RegionId> = items
+                .iter()
+                .map(|item| {
+                    item.command
+                        .transfer_id()
+                        .map_or(ledger.home(), |id| ledger.origin_of(id))
+                })
+                .collect();
+            (ledger.home(), origins)
+        });
+        let split =
+            forward::split(&items, &origins, home).map_err(|(index, error)| at(index, error))?;
+        // Chaos bite `decide-retry-elsewhere`: every call is decided here,
+        // as if sent on (decision 0009 broken on purpose; see `crate::bite`).
+        #[cfg(feature = "chaos-bite")]
+        let forwarded = forwarded || crate::bite::is(crate::bite::Bite::DecideRetryElsewhere);
+        // A call sent on by another node is decided here whatever it holds:
+        // what is not this region's is refused (NOT_ORIGIN), never sent on.
+        if forwarded || split.elsewhere.is_empty() {
+            let results = self.node.submit(items).await;
+            return Ok(Response::new(api::CreateTransfersResponse {
+                results: results
+                    .iter()
+                    .map(|result| self.transfer_result(result))
+                    .collect(),
+            }));
+        }
+        let results = self.decide_split(commands, items, split).await;
+        Ok(Response::new(api::CreateTransfersResponse { results }))
+    }
+
+    /// This node's view of the cluster: its groups, clock and layout.
+    pub fn status(&self) -> api::ClusterStatusResponse {
+        let replica = &self.node.replica;
+        let clock = self.node.clock();
+        let now_ns = ledger_hlc::Clock::now_ns(clock.clock());
+        let mut groups = Vec::new();
+        for group in replica.layout().groups() {
+            let Some(progress) = replica.progress(group) else {
+                continue;
+            };
+            let last_stamp = replica.ledger().read(|ledger| match group {
+                Group::Region(region) => ledger.region(region).map(|state| state.last_stamp()),
+                Group::Control => Some(ledger.control().last_stamp()),
+            });
+            let last_event_age_ms = last_stamp
+                .filter(|stamp| stamp.physical_ns() > 0)
+                .map_or(0, |stamp| {
+                    now_ns.saturating_sub(stamp.physical_ns()) / 1_000_000
+                });
+            groups.push(api::GroupStatus {
+                group: group.name(),
+                leader: progress.leader.unwrap_or(0),
+                applied_index: progress.applied,
+                voters: progress.voters.iter().copied().collect(),
+                committed_index: progress.committed,
+                lag_entries: progress.lag_entries(),
+                last_event_age_ms,
+                term: progress.term,
+            });
+        }
+        api::ClusterStatusResponse {
+            node: replica.id(),
+            region: u32::from(replica.region().0),
+            groups,
+            clock_ns: now_ns,
+            drift_refused: clock.refused_count(),
+            clock_offset_ms: self.node.clock_offset_ms(),
+            refuses_to_lead: self.node.clock_off(),
+            nodes: replica
+                .layout()
+                .nodes
+                .iter()
+                .map(|node| api::NodeInfo {
+                    id: node.id,
+                    region: u32::from(node.region.0),
+                    api: node.api.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Serves both services on `listener` until the task is dropped.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
         let gate = ledger_replication::GateLayer::new(self.node.auth.clone());
@@ -184,46 +282,9 @@ impl Ledger for Api {
         &self,
         request: Request<api::CreateTransfersRequest>,
     ) -> Result<Response<api::CreateTransfersResponse>, Status> {
-        let forwarded = request.metadata().contains_key(forward::FORWARDED);
-        let commands = request.into_inner().commands;
-        if commands.len() > BATCH_COMMANDS_MAX {
-            return Err(too_many(commands.len()));
-        }
-        let items = commands
-            .iter()
-            .enumerate()
-            .map(|(index, command)| wire::item(command).map_err(|error| at(index, error)))
-            .collect::<Result<Vec<Item>, Status>>()?;
-        let (home, origins) = self.node.replica.ledger().read(|ledger| {
-            let origins: Vec<RegionId> = items
-                .iter()
-                .map(|item| {
-                    item.command
-                        .transfer_id()
-                        .map_or(ledger.home(), |id| ledger.origin_of(id))
-                })
-                .collect();
-            (ledger.home(), origins)
-        });
-        let split =
-            forward::split(&items, &origins, home).map_err(|(index, error)| at(index, error))?;
-        // Chaos bite `decide-retry-elsewhere`: every call is decided here,
-        // as if sent on (decision 0009 broken on purpose; see `crate::bite`).
-        #[cfg(feature = "chaos-bite")]
-        let forwarded = forwarded || crate::bite::is(crate::bite::Bite::DecideRetryElsewhere);
-        // A call sent on by another node is decided here whatever it holds:
-        // what is not this region's is refused (NOT_ORIGIN), never sent on.
-        if forwarded || split.elsewhere.is_empty() {
-            let results = self.node.submit(items).await;
-            return Ok(Response::new(api::CreateTransfersResponse {
-                results: results
-                    .iter()
-                    .map(|result| self.transfer_result(result))
-                    .collect(),
-            }));
-        }
-        let results = self.decide_split(commands, items, split).await;
-        Ok(Response::new(api::CreateTransfersResponse { results }))
+        let response = self.create_transfers_answer(request).await?;
+        crate::metrics::commands_answered(&response.get_ref().results);
+        Ok(response)
     }
 
     async fn lookup_accounts(
@@ -607,53 +668,7 @@ impl Admin for Api {
         &self,
         _request: Request<api::ClusterStatusRequest>,
     ) -> Result<Response<api::ClusterStatusResponse>, Status> {
-        let replica = &self.node.replica;
-        let clock = self.node.clock();
-        let now_ns = ledger_hlc::Clock::now_ns(clock.clock());
-        let mut groups = Vec::new();
-        for group in replica.layout().groups() {
-            let Some(progress) = replica.progress(group) else {
-                continue;
-            };
-            let last_stamp = replica.ledger().read(|ledger| match group {
-                Group::Region(region) => ledger.region(region).map(|state| state.last_stamp()),
-                Group::Control => Some(ledger.control().last_stamp()),
-            });
-            let last_event_age_ms = last_stamp
-                .filter(|stamp| stamp.physical_ns() > 0)
-                .map_or(0, |stamp| {
-                    now_ns.saturating_sub(stamp.physical_ns()) / 1_000_000
-                });
-            groups.push(api::GroupStatus {
-                group: group.name(),
-                leader: progress.leader.unwrap_or(0),
-                applied_index: progress.applied,
-                voters: progress.voters.iter().copied().collect(),
-                committed_index: progress.committed,
-                lag_entries: progress.lag_entries(),
-                last_event_age_ms,
-                term: progress.term,
-            });
-        }
-        Ok(Response::new(api::ClusterStatusResponse {
-            node: replica.id(),
-            region: u32::from(replica.region().0),
-            groups,
-            clock_ns: now_ns,
-            drift_refused: clock.refused_count(),
-            clock_offset_ms: self.node.clock_offset_ms(),
-            refuses_to_lead: self.node.clock_off(),
-            nodes: replica
-                .layout()
-                .nodes
-                .iter()
-                .map(|node| api::NodeInfo {
-                    id: node.id,
-                    region: u32::from(node.region.0),
-                    api: node.api.clone(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.status()))
     }
 
     async fn change_account_status(

@@ -7,10 +7,15 @@
 //!
 //! - `client`: accounts and transfers, lookups, history, the stream;
 //! - `operator`: pools (rebalance, policies), account status (freeze,
-//!   close), membership; and the lookups and history, to see what it
-//!   steers (never to move money);
-//! - `node`: Raft, and what one node asks another for a client (a command
-//!   sent on to the region that decides it, a read index).
+//!   close); and the lookups and history, to see what it steers (never to
+//!   move money);
+//! - `node`: Raft, what one node asks another for a client (a command
+//!   sent on to the region that decides it, a read index), and membership:
+//!   a node added is sent the node key and every region's log, so adding
+//!   one takes the power of a node, not an operator's.
+//!
+//! A call marked as sent on by another node (`x-ledger-forwarded`) needs
+//! the node role too, whatever its method's rule.
 //!
 //! Every role may read the cluster's status: a client learns its region
 //! (to mint ids) and its leaders from it. Health checks and the API's own
@@ -77,8 +82,8 @@ pub const GRPC: &[(&str, Access)] = &[
     ("/ledger.v1.Admin/Rebalance", OPERATOR),
     ("/ledger.v1.Admin/ChangeAccountStatus", OPERATOR),
     ("/ledger.v1.Admin/SetPoolPolicy", OPERATOR),
-    ("/ledger.v1.Admin/AddMember", OPERATOR),
-    ("/ledger.v1.Admin/RemoveMember", OPERATOR),
+    ("/ledger.v1.Admin/AddMember", NODE),
+    ("/ledger.v1.Admin/RemoveMember", NODE),
     ("/ledger.internal.v1.RaftTransport/AppendEntries", NODE),
     ("/ledger.internal.v1.RaftTransport/Vote", NODE),
     ("/ledger.internal.v1.RaftTransport/PreVote", NODE),
@@ -112,6 +117,7 @@ pub const HTTP: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/pools/{account}/rebalance", OPERATOR),
     ("PUT", "/api/v1/pools/{account}/policy", OPERATOR),
     ("GET", "/api/v1/cluster", ANY_ROLE),
+    ("GET", "/metrics", ANY_ROLE),
     ("GET", "/health/live", Access::Public),
     ("GET", "/health/ready", Access::Public),
     ("GET", "/api/docs/openapi.json", Access::Public),
@@ -130,15 +136,20 @@ pub fn grpc_access(path: &str) -> Option<Access> {
 }
 
 /// What an HTTP call of `method` to the route `template` needs; `None`: no
-/// such route, refused.
+/// such route, refused. A HEAD is the GET of the same route.
 pub fn http_access(method: &Method, template: &str) -> Option<Access> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     HTTP.iter()
         .find(|(known_method, known, _)| *known_method == method.as_str() && *known == template)
         .map(|(_, _, access)| *access)
 }
 
 /// A node's `[auth]` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// The keys this node accepts.
@@ -147,6 +158,16 @@ pub struct AuthSettings {
     /// `LEDGER_NODE_KEY` overrides it, so that it need not be in the file.
     #[serde(default)]
     pub node_key: Option<String>,
+}
+
+/// Debug output never shows the node key.
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("keys", &self.keys)
+            .field("node_key", &self.node_key.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// A key a node accepts: the SHA-256 of the key (64 hex digits; `ledger
@@ -299,8 +320,11 @@ impl Keys {
         let value = authorization.ok_or(Denied::Unauthenticated(
             "this node needs an API key: authorization: Bearer <key>",
         ))?;
+        // The scheme's case does not matter (RFC 9110, 11.1).
         let key = value
-            .strip_prefix(b"Bearer ")
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+            .and_then(|_| value.get(7..))
             .ok_or(Denied::Unauthenticated(
                 "the authorization header is not Bearer <key>",
             ))?;
@@ -318,14 +342,23 @@ impl Keys {
 impl ledger_replication::Gate for Auth {
     fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), tonic::Status> {
         let authorization = headers.get("authorization").map(|value| value.as_bytes());
-        self.check(grpc_access(path), authorization)
-            .map_err(|denied| {
-                let message = format!("{}: {}", denied.code(), denied.reason());
-                match denied {
-                    Denied::Unauthenticated(_) => tonic::Status::unauthenticated(message),
-                    Denied::PermissionDenied { .. } => tonic::Status::permission_denied(message),
-                }
-            })
+        // Only a node sends a call on: a caller that says it is one shows
+        // a node's key.
+        let access = match headers.contains_key(crate::forward::FORWARDED) {
+            true => grpc_access(path).map(|_| NODE),
+            false => grpc_access(path),
+        };
+        self.check(access, authorization).map_err(|denied| {
+            let message = format!("{}: {}", denied.code(), denied.reason());
+            match denied {
+                Denied::Unauthenticated(_) => tonic::Status::unauthenticated(message),
+                Denied::PermissionDenied { .. } => tonic::Status::permission_denied(message),
+            }
+        })
+    }
+
+    fn answered(&self, path: &str, code: tonic::Code, elapsed: std::time::Duration) {
+        crate::metrics::grpc_answered(path, code, elapsed);
     }
 }
 
@@ -463,23 +496,24 @@ mod tests {
             assert!(may(Role::Operator, &ledger(method)), "{method}");
             assert!(!may(Role::Node, &ledger(method)), "{method}");
         }
-        for method in [
-            "Rebalance",
-            "SetPoolPolicy",
-            "ChangeAccountStatus",
-            "AddMember",
-        ] {
+        for method in ["Rebalance", "SetPoolPolicy", "ChangeAccountStatus"] {
             assert!(may(Role::Operator, &admin(method)), "{method}");
             assert!(!may(Role::Client, &admin(method)), "{method}");
             assert!(!may(Role::Node, &admin(method)), "{method}");
+        }
+        for method in ["AddMember", "RemoveMember", "ReadIndex"] {
+            assert!(may(Role::Node, &admin(method)), "{method}");
+            assert!(!may(Role::Client, &admin(method)), "{method}");
+            assert!(!may(Role::Operator, &admin(method)), "{method}");
+        }
+        for role in Role::ALL {
+            assert!(may(role, &admin("ClusterStatus")), "{role:?}");
         }
         for method in ["AppendEntries", "Vote", "PreVote", "InstallSnapshot"] {
             assert!(may(Role::Node, &raft(method)), "{method}");
             assert!(!may(Role::Client, &raft(method)), "{method}");
             assert!(!may(Role::Operator, &raft(method)), "{method}");
         }
-        assert!(may(Role::Node, &admin("ReadIndex")));
-        assert!(!may(Role::Client, &admin("ReadIndex")));
         let put = Method::PUT;
         assert_eq!(
             http_access(&put, "/api/v1/pools/{account}/policy"),
@@ -490,6 +524,72 @@ mod tests {
             Some(Access::Public)
         );
         assert_eq!(http_access(&Method::GET, "/api/v1/nowhere"), None);
+    }
+
+    /// Each HTTP route calls one gRPC method (or none, for the public
+    /// ones): a role the method refuses may not reach it over HTTP either.
+    #[test]
+    fn each_route_takes_no_role_its_grpc_method_refuses() {
+        let method_of = |verb: &str, template: &str| -> Option<&str> {
+            Some(match (verb, template) {
+                ("POST", "/api/v1/accounts") => "/ledger.v1.Ledger/CreateAccounts",
+                ("GET", "/api/v1/accounts/{id}" | "/api/v1/accounts/{id}/balance") => {
+                    "/ledger.v1.Ledger/LookupAccounts"
+                }
+                ("GET", "/api/v1/pools/{account}") => "/ledger.v1.Ledger/LookupAccounts",
+                ("GET", "/api/v1/accounts/{id}/history") => "/ledger.v1.Ledger/AccountHistory",
+                ("GET", "/api/v1/transactions/{id}") => "/ledger.v1.Ledger/LookupTransfers",
+                ("POST", path) if path.starts_with("/api/v1/transactions/") => {
+                    "/ledger.v1.Ledger/CreateTransfers"
+                }
+                ("GET", "/api/v1/events") => "/ledger.v1.Ledger/StreamTransfers",
+                ("POST", "/api/v1/pools/{account}/rebalance") => "/ledger.v1.Admin/Rebalance",
+                ("PUT", "/api/v1/pools/{account}/policy") => "/ledger.v1.Admin/SetPoolPolicy",
+                ("GET", "/api/v1/cluster" | "/metrics") => "/ledger.v1.Admin/ClusterStatus",
+                _ => return None,
+            })
+        };
+        for (verb, template, access) in HTTP {
+            match (method_of(verb, template), access) {
+                (None, Access::Public) => {}
+                (Some(path), Access::Roles(roles)) => {
+                    let Some(Access::Roles(allowed)) = grpc_access(path) else {
+                        panic!("{path} has no roles");
+                    };
+                    for role in *roles {
+                        assert!(
+                            allowed.contains(role),
+                            "{verb} {template} lets {role:?} do {path}"
+                        );
+                    }
+                }
+                other => panic!("{verb} {template}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_read_in_any_case_and_a_forwarded_call_needs_a_node_key() {
+        use ledger_replication::Gate;
+        let auth = Auth::new(&settings(&[("c", Role::Client), ("n", Role::Node)])).expect("valid");
+        let transfers = grpc_access("/ledger.v1.Ledger/CreateTransfers");
+        assert_eq!(auth.check(transfers, Some(b"bearer c")), Ok(()));
+        assert_eq!(auth.check(transfers, Some(b"BEARER c")), Ok(()));
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer c".parse().expect("a value"));
+        let path = "/ledger.v1.Ledger/CreateTransfers";
+        assert!(auth.admit(path, &headers).is_ok());
+        headers.insert(crate::forward::FORWARDED, "1".parse().expect("a value"));
+        let refused = auth
+            .admit(path, &headers)
+            .expect_err("a client is not a node");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        headers.insert("authorization", "Bearer n".parse().expect("a value"));
+        assert!(auth.admit(path, &headers).is_ok());
+        assert_eq!(
+            http_access(&Method::HEAD, "/health/live"),
+            Some(Access::Public)
+        );
     }
 
     #[test]

@@ -43,11 +43,18 @@ pub struct DevOptions {
 
 /// One key per role, made for a dev cluster: every node accepts each and
 /// shows the `node` key to its peers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DevKeys {
     pub client: String,
     pub operator: String,
     pub node: String,
+}
+
+/// Debug output never shows the keys.
+impl std::fmt::Debug for DevKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DevKeys { <hidden> }")
+    }
 }
 
 impl DevKeys {
@@ -185,6 +192,22 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
     text
 }
 
+/// Writes `text` to `path`, readable by this user only (settings and key
+/// files hold keys).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// A running dev cluster.
 pub struct Cluster {
     pub nodes: Vec<DevNode>,
@@ -254,7 +277,7 @@ impl Cluster {
         let mut children = BTreeMap::new();
         for node in &nodes {
             let settings = settings_text(node, &nodes, options);
-            std::fs::write(&node.config, settings)?;
+            write_private(&node.config, &settings)?;
             children.insert(node.id, spawn(&exe, node)?);
         }
         let cluster = Self {

@@ -25,6 +25,7 @@ pub mod forward;
 pub mod http;
 pub mod ids;
 pub mod members;
+pub mod metrics;
 pub mod runtime;
 pub mod saga;
 pub mod wire;

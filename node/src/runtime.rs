@@ -188,6 +188,11 @@ impl NodeHandle {
             .copied()
     }
 
+    /// Commands being decided on this node.
+    pub fn commands_in_flight(&self) -> usize {
+        COMMANDS_IN_FLIGHT_MAX.saturating_sub(self.in_flight.available_permits())
+    }
+
     /// A client of another node's API that shows this node's key.
     pub async fn client_of(&self, address: &str) -> Result<Client, ClientError> {
         Client::connect_as(address, CALL_TIMEOUT, self.auth.node_key().cloned()).await
@@ -296,11 +301,13 @@ impl NodeHandle {
                 reply,
             });
             if started.is_ok() {
+                crate::metrics::pull_asked();
                 answers.push((slot, repeats, answer));
             }
         }
         for (slot, repeats, answer) in answers {
             if let Ok(result) = answer.await {
+                crate::metrics::pull_ended(&result);
                 for repeat in repeats {
                     results[repeat] = result.as_repeat();
                 }
@@ -604,6 +611,9 @@ where
         None => None,
     };
     let auth = Arc::new(auth_of(&settings)?);
+    if settings.http_listen.is_some() && crate::metrics::install().is_none() {
+        tracing::warn!("metrics are off: another recorder was installed in this process first");
+    }
     let deadline = Duration::from_millis(replication.timings.rpc_deadline_ms);
     let faults = Faults::default();
     let mut transport = GrpcTransport::new(deadline).with_faults(faults.clone());

@@ -193,6 +193,7 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
                         Ok((actor, _)) => {
                             state.by_actor.insert(actor.get_id(), withdrawal);
                             state.running.insert(withdrawal, actor);
+                            crate::metrics::sagas_in_flight("withdrawal", state.running.len());
                         }
                         Err(error) => {
                             tracing::warn!(%withdrawal, %error, "withdrawal saga not started");
@@ -220,6 +221,7 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
         };
         if let Some(withdrawal) = state.by_actor.remove(&cell.get_id()) {
             state.running.remove(&withdrawal);
+            crate::metrics::sagas_in_flight("withdrawal", state.running.len());
         }
         Ok(())
     }
@@ -230,6 +232,7 @@ fn stop_sagas(state: &mut SagaState) {
         saga.stop(Some("leadership lost".into()));
     }
     state.by_actor.clear();
+    crate::metrics::sagas_in_flight("withdrawal", 0);
 }
 
 /// One withdrawal: pay out, then post or void. It stops when done; if its

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tonic::codegen::http::{HeaderMap, Request, Response};
 use tonic::codegen::{BoxFuture, Service};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -15,7 +16,11 @@ pub fn bearer(key: &str) -> Result<MetadataValue<Ascii>, InvalidKey> {
     if key.is_empty() || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
         return Err(InvalidKey);
     }
-    format!("Bearer {key}").parse().map_err(|_| InvalidKey)
+    let mut value: MetadataValue<Ascii> =
+        format!("Bearer {key}").parse().map_err(|_| InvalidKey)?;
+    // Left out of debug output and of HPACK's tables.
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +31,11 @@ pub struct InvalidKey;
 /// headers goes through; the refusal is the call's answer.
 pub trait Gate: Send + Sync + 'static {
     fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), tonic::Status>;
+
+    /// Told of every call once its answer's headers are ready (a refusal
+    /// of [`Gate::admit`]'s too): its code (`Ok` unless the headers carry
+    /// another; a stream's later end is not seen) and how long it took.
+    fn answered(&self, _path: &str, _code: tonic::Code, _elapsed: Duration) {}
 }
 
 /// Lets every call through: a cluster with authentication off.
@@ -87,12 +97,33 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        match self.gate.admit(request.uri().path(), request.headers()) {
+        let started = Instant::now();
+        let path = request.uri().path().to_owned();
+        let gate = self.gate.clone();
+        match gate.admit(&path, request.headers()) {
             Ok(()) => {
                 let answer = self.inner.call(request);
-                Box::pin(answer)
+                Box::pin(async move {
+                    let response = answer.await?;
+                    gate.answered(&path, code_of(response.headers()), started.elapsed());
+                    Ok(response)
+                })
             }
-            Err(refusal) => Box::pin(std::future::ready(Ok(refusal.into_http()))),
+            Err(refusal) => {
+                gate.answered(&path, refusal.code(), started.elapsed());
+                Box::pin(std::future::ready(Ok(refusal.into_http())))
+            }
         }
     }
+}
+
+/// The gRPC code an answer's headers carry: a call refused at once is
+/// answered with headers alone; one that goes on carries its code in the
+/// trailers, after these (`Ok` here).
+fn code_of(headers: &HeaderMap) -> tonic::Code {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32)
 }

@@ -275,6 +275,7 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
     };
     let node = state.node.clone();
     let home = node.home();
+    crate::metrics::entry_proposed(entry.len());
     match node.replica.propose(home, Proposal::Region(entry)).await {
         Ok(applied) => {
             let result = CommandResult::Applied {

@@ -108,7 +108,7 @@ fn print_keys(keys: &DevKeys, dir: &std::path::Path, http: &str) -> anyhow::Resu
          LEDGER_API_KEY={}\n",
         keys.client, keys.operator, keys.node, keys.client
     );
-    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    ledger_node::dev::write_private(&file, &text)?;
     println!(
         "\nauthentication is on; the keys are in {file}:\n  \
          client    {client}\n  operator  {operator}\n  node      {node}\n\
@@ -125,7 +125,12 @@ fn print_keys(keys: &DevKeys, dir: &std::path::Path, http: &str) -> anyhow::Resu
 }
 
 fn temporary_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = std::env::temp_dir().join(format!("ledger-dev-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Made here, for this user only: never one that was there before.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("making {}", dir.display()))?;
     Ok(dir)
 }

@@ -6,6 +6,7 @@ mod account;
 mod bench;
 mod dev;
 mod health;
+mod key;
 mod members;
 mod node;
 mod pools;
@@ -54,6 +55,8 @@ pub enum Command {
     Pools(pools::PoolsCommand),
     /// A bounded load of random transfers through one region's API.
     Bench(bench::BenchArgs),
+    /// A fresh API key, and how a node's settings list it.
+    Key(key::KeyArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -67,6 +70,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Members(command) => members::run(command).await,
         Command::Pools(command) => pools::run(command).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Key(args) => key::run(args),
     }
 }
 
@@ -76,12 +80,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 pub struct Endpoint {
     #[arg(long, default_value = "127.0.0.1:27100")]
     api: String,
-    // The API key shown with every call (a node with authentication on
-    // refuses calls without one); from the environment, so that it stays
-    // out of the shell's history.
-    #[arg(long = "key", env = "LEDGER_API_KEY", hide_env_values = true)]
-    key: Option<String>,
 }
+
+/// The API key every call shows (a node with authentication on refuses
+/// calls without one): from the environment only, so that it is in no
+/// command line (`ps`, the shell's history).
+const API_KEY_VARIABLE: &str = "LEDGER_API_KEY";
 
 impl Endpoint {
     pub async fn connect(&self) -> anyhow::Result<Client> {
@@ -90,12 +94,13 @@ impl Endpoint {
 
     /// A client of another node than `--api`, with this endpoint's key.
     pub async fn connect_to(&self, address: &str, deadline: Duration) -> anyhow::Result<Client> {
-        let key = match &self.key {
-            Some(key) => Some(
-                ledger_replication::bearer(key)
-                    .map_err(|error| anyhow::anyhow!("LEDGER_API_KEY (--key): {error}"))?,
+        let key = match std::env::var(API_KEY_VARIABLE) {
+            Ok(key) => Some(
+                ledger_replication::bearer(&key)
+                    .map_err(|error| anyhow::anyhow!("{API_KEY_VARIABLE}: {error}"))?,
             ),
-            None => None,
+            Err(std::env::VarError::NotPresent) => None,
+            Err(error) => anyhow::bail!("{API_KEY_VARIABLE}: {error}"),
         };
         Ok(Client::connect_as(address, deadline, key).await?)
     }

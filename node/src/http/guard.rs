@@ -19,15 +19,34 @@ pub async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let access = matched.and_then(|path| auth::http_access(request.method(), path.as_str()));
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let template = matched
+        .as_ref()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let access = auth::http_access(&method, &template);
     let authorization = request
         .headers()
         .get(AUTHORIZATION)
         .map(|value| value.as_bytes());
-    let denied = match http.api.node().auth.check(access, authorization) {
-        Ok(()) => return next.run(request).await,
-        Err(denied) => denied,
+    let answer = match http.api.node().auth.check(access, authorization) {
+        Ok(()) => next.run(request).await,
+        Err(denied) => refusal(&denied),
     };
+    let status = answer.status().as_u16();
+    // Labels of a bounded set: a method no rule names is `other`.
+    let method = if access.is_some() {
+        method.as_str()
+    } else {
+        "other"
+    };
+    crate::metrics::http_answered(method, &template, status, started.elapsed());
+    answer
+}
+
+/// The answer to a call `denied` refuses.
+fn refusal(denied: &Denied) -> Response {
     let status = match denied {
         Denied::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Denied::PermissionDenied { .. } => StatusCode::FORBIDDEN,

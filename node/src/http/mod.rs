@@ -14,6 +14,7 @@ mod events;
 mod guard;
 mod health;
 mod limits;
+mod metrics;
 pub mod model;
 mod operators;
 mod transactions;
@@ -85,6 +86,7 @@ pub fn router(api: Api) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(operators::rebalance))
         .routes(routes!(operators::policy))
         .routes(routes!(operators::cluster))
+        .routes(routes!(metrics::text))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(docs::document))

@@ -1,0 +1,285 @@
+//! Prometheus metrics, served as text at `/metrics` on the node's HTTP
+//! port (through the `metrics` facade and its Prometheus exporter).
+//!
+//! Counted as things happen: gRPC and HTTP requests by operation and code,
+//! with their latency; commands by outcome; pulls asked and how they ended;
+//! entries by events. Read when scraped: every group's Raft indexes,
+//! term, leader and lag; pool totals per region, currency and kind (never
+//! one series per account); open pulls; the clock against the peers and
+//! the stamps refused for drift; calls refused for want of a key or role;
+//! commands in flight. Every label takes a bounded set of values: a path
+//! no rule names is counted as `unknown`, not by its text.
+
+use crate::api::Api;
+use crate::auth;
+use crate::runtime::CommandResult;
+use ledger_proto::v1 as api;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Seconds: a call on loopback takes a millisecond, a pull or a call cut
+/// off from its leader several seconds.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Events in one log entry (a call of 8,190 transfers makes more than
+/// 8,190, and the writer batches calls).
+const EVENTS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// This process's recorder, installed by the first call; `None` when
+/// another recorder was installed first (the node then serves no metrics).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("ledger_entry_events".into()),
+                        EVENTS_BUCKETS,
+                    )
+                })
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "ledger_grpc_requests_total",
+        "gRPC calls answered, by service, method and code"
+    );
+    describe_histogram!(
+        "ledger_grpc_request_duration_seconds",
+        "gRPC calls: time until the answer's headers"
+    );
+    describe_counter!(
+        "ledger_http_requests_total",
+        "HTTP requests answered, by route, method and status"
+    );
+    describe_histogram!(
+        "ledger_http_request_duration_seconds",
+        "HTTP requests: time until the answer's headers"
+    );
+    describe_counter!(
+        "ledger_commands_total",
+        "Commands of CreateTransfers by outcome: applied, repeat, or the refusal's code"
+    );
+    describe_histogram!(
+        "ledger_entry_events",
+        "Events in each log entry this node's writer proposed"
+    );
+    describe_counter!(
+        "ledger_pulls_total",
+        "Pulls (a debit past the region's pool) asked, and how each ended"
+    );
+    describe_gauge!(
+        "ledger_raft_committed_index",
+        "Committed index of each group, as this node knows it"
+    );
+    describe_gauge!(
+        "ledger_raft_applied_index",
+        "Applied index of each group on this node"
+    );
+    describe_gauge!(
+        "ledger_raft_lag_entries",
+        "Committed entries of each group this node has not applied"
+    );
+    describe_gauge!(
+        "ledger_raft_last_event_age_milliseconds",
+        "Age of the newest event this node applied from each group"
+    );
+    describe_gauge!(
+        "ledger_raft_term",
+        "Raft term of each group as this node knows it"
+    );
+    describe_gauge!(
+        "ledger_raft_leader",
+        "Node id of each group's leader as this node knows it (0: none)"
+    );
+    describe_gauge!(
+        "ledger_pool_available",
+        "Reservation available per region, currency and account kind, in currency units"
+    );
+    describe_gauge!(
+        "ledger_pool_held",
+        "Reservation held by pending transfers per region, currency and account kind"
+    );
+    describe_gauge!("ledger_pulls_open", "Pulls open in each region's state");
+    describe_gauge!(
+        "ledger_clock_offset_milliseconds",
+        "This node's clock against its peers' median (positive: ahead)"
+    );
+    describe_gauge!(
+        "ledger_clock_refuses_to_lead",
+        "1 while this node's clock is past the drift limit"
+    );
+    describe_counter!(
+        "ledger_clock_drift_refusals_total",
+        "Stamps from peers refused as too far ahead of this node's clock"
+    );
+    describe_counter!(
+        "ledger_auth_refusals_total",
+        "Calls refused: unauthenticated (no known key) or permission_denied (role)"
+    );
+    describe_gauge!(
+        "ledger_commands_in_flight",
+        "Commands being decided on this node"
+    );
+    describe_gauge!(
+        "ledger_sagas_in_flight",
+        "Sagas running on this node, by kind"
+    );
+}
+
+/// A gRPC call answered `code` after `elapsed`.
+pub fn grpc_answered(path: &str, code: tonic::Code, elapsed: Duration) {
+    let (service, method) = match auth::grpc_access(path) {
+        Some(_) => split_path(path),
+        None => ("unknown", "unknown"),
+    };
+    let labels = [
+        ("service", service.to_owned()),
+        ("method", method.to_owned()),
+        ("code", format!("{code:?}")),
+    ];
+    counter!("ledger_grpc_requests_total", &labels).increment(1);
+    histogram!("ledger_grpc_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+/// `/ledger.v1.Ledger/CreateTransfers` as (`Ledger`, `CreateTransfers`).
+fn split_path(path: &str) -> (&str, &str) {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or_default();
+    let method = parts.next().unwrap_or_default();
+    let service = service.rsplit('.').next().unwrap_or(service);
+    (service, method)
+}
+
+/// An HTTP request to the route `template` answered `status` after `elapsed`.
+pub fn http_answered(method: &str, template: &str, status: u16, elapsed: Duration) {
+    let labels = [
+        ("route", template.to_owned()),
+        ("method", method.to_owned()),
+        ("status", status.to_string()),
+    ];
+    counter!("ledger_http_requests_total", &labels).increment(1);
+    histogram!("ledger_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+}
+
+/// The outcome of each command of a CreateTransfers call.
+pub fn commands_answered(results: &[api::TransferResult]) {
+    for result in results {
+        let outcome = match &result.result {
+            Some(api::transfer_result::Result::Applied(applied)) if applied.new => "applied",
+            Some(api::transfer_result::Result::Applied(_)) => "repeat",
+            Some(api::transfer_result::Result::Error(error)) => error.code.as_str(),
+            None => "none",
+        };
+        counter!("ledger_commands_total", "outcome" => outcome.to_owned()).increment(1);
+    }
+}
+
+/// A log entry of `events` events proposed by this node's writer.
+pub fn entry_proposed(events: usize) {
+    histogram!("ledger_entry_events").record(events as f64);
+}
+
+/// A pull asked of the other regions.
+pub fn pull_asked() {
+    counter!("ledger_pulls_total", "outcome" => "asked").increment(1);
+}
+
+/// How a pull ended.
+pub fn pull_ended(result: &CommandResult) {
+    let outcome = match result {
+        CommandResult::Applied { .. } => "applied",
+        CommandResult::Rejected(_) => "refused",
+        CommandResult::Unavailable(_) => "unavailable",
+        CommandResult::PullTimedOut(_) => "timed_out",
+    };
+    counter!("ledger_pulls_total", "outcome" => outcome).increment(1);
+}
+
+/// The sagas of `kind` now running on this node.
+pub fn sagas_in_flight(kind: &'static str, running: usize) {
+    gauge!("ledger_sagas_in_flight", "kind" => kind).set(running as f64);
+}
+
+/// The metrics as Prometheus text, with what is read when scraped brought
+/// up to date first; `None` when this process serves no metrics.
+pub fn render(api: &Api) -> Option<String> {
+    let handle = install()?;
+    let status = api.status();
+    for group in &status.groups {
+        let name = || [("group", group.group.clone())];
+        gauge!("ledger_raft_committed_index", &name()).set(group.committed_index as f64);
+        gauge!("ledger_raft_applied_index", &name()).set(group.applied_index as f64);
+        gauge!("ledger_raft_lag_entries", &name()).set(group.lag_entries as f64);
+        gauge!("ledger_raft_last_event_age_milliseconds", &name())
+            .set(group.last_event_age_ms as f64);
+        gauge!("ledger_raft_term", &name()).set(group.term as f64);
+        gauge!("ledger_raft_leader", &name()).set(group.leader as f64);
+    }
+    gauge!("ledger_clock_offset_milliseconds").set(status.clock_offset_ms as f64);
+    gauge!("ledger_clock_refuses_to_lead").set(f64::from(u8::from(status.refuses_to_lead)));
+    counter!("ledger_clock_drift_refusals_total").absolute(status.drift_refused);
+    let node = api.node();
+    let (unauthenticated, denied) = node.auth.refused();
+    counter!("ledger_auth_refusals_total", "reason" => "unauthenticated").absolute(unauthenticated);
+    counter!("ledger_auth_refusals_total", "reason" => "permission_denied").absolute(denied);
+    gauge!("ledger_commands_in_flight").set(node.commands_in_flight() as f64);
+    pools(api);
+    Some(handle.render())
+}
+
+/// Pool totals and open pulls of every region this node holds.
+fn pools(api: &Api) {
+    let replica = &api.node().replica;
+    let regions = replica.layout().regions();
+    replica.ledger().read(|ledger| {
+        let scales: BTreeMap<_, _> = ledger
+            .control()
+            .currencies()
+            .map(|currency| (currency.code, currency.scale))
+            .collect();
+        for region in &regions {
+            let Some(state) = ledger.region(*region) else {
+                continue;
+            };
+            let mut totals: BTreeMap<(String, String), (i128, i128, u8)> = BTreeMap::new();
+            for (_, pool) in state.pools() {
+                let scale = scales.get(&pool.currency).copied().unwrap_or(0);
+                let key = (pool.currency.to_string(), format!("{:?}", pool.kind));
+                let total = totals.entry(key).or_insert((0, 0, scale));
+                total.0 = total.0.saturating_add(pool.available);
+                total.1 = total.1.saturating_add(pool.held);
+            }
+            let region_label = region.0.to_string();
+            for ((currency, kind), (available, held, scale)) in totals {
+                let labels = [
+                    ("region", region_label.clone()),
+                    ("currency", currency),
+                    ("kind", kind),
+                ];
+                let unit = 10f64.powi(i32::from(scale));
+                gauge!("ledger_pool_available", &labels).set(available as f64 / unit);
+                gauge!("ledger_pool_held", &labels).set(held as f64 / unit);
+            }
+            gauge!("ledger_pulls_open", "region" => region_label).set(state.pulls().count() as f64);
+        }
+    });
+}
