@@ -129,6 +129,7 @@ impl Api {
                     id: node.id,
                     region: u32::from(node.region.0),
                     api: node.api.clone(),
+                    http: node.http.clone(),
                 })
                 .collect(),
         }

@@ -67,7 +67,8 @@ const NODE: Access = Access::Roles(&[Role::Node]);
 const CLIENT_OR_NODE: Access = Access::Roles(&[Role::Client, Role::Node]);
 /// A read of accounts and transfers: a client's, or an operator's.
 const READ: Access = Access::Roles(&[Role::Client, Role::Operator]);
-const ANY_ROLE: Access = Access::Roles(&Role::ALL);
+/// A key of any role: a caller known to this node.
+pub const ANY_ROLE: Access = Access::Roles(&Role::ALL);
 
 /// Every gRPC method either port serves, with what it needs.
 pub const GRPC: &[(&str, Access)] = &[

@@ -88,6 +88,7 @@ pub async fn watch(node: Arc<NodeHandle>) {
                 id: peer.id,
                 region: u32::from(peer.region.0),
                 api: peer.api.clone(),
+                http: peer.http.clone(),
             })
             .collect();
         let mut offsets = Vec::with_capacity(peers.len());

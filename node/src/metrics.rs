@@ -33,12 +33,16 @@ const EVENTS_BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// This process's recorder, installed by the first call; `None` when
-/// another recorder was installed first (the node then serves no metrics).
-pub fn install() -> Option<&'static PrometheusHandle> {
+/// This process's recorder, installed by the first call, every series
+/// labelled with the node's id (`node`) and region (`node_region`; a pool's
+/// own region is `region`); `None` when another recorder was installed
+/// first (the node then serves no metrics).
+pub fn install(node: u64, region: u16) -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
+                .add_global_label("node", node.to_string())
+                .add_global_label("node_region", region.to_string())
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
                 .and_then(|builder| {
                     builder.set_buckets_for_metric(
@@ -222,7 +226,7 @@ pub fn sagas_in_flight(kind: &'static str, running: usize) {
 /// The metrics as Prometheus text, with what is read when scraped brought
 /// up to date first; `None` when this process serves no metrics.
 pub fn render(api: &Api) -> Option<String> {
-    let handle = install()?;
+    let handle = HANDLE.get()?.as_ref()?;
     let status = api.status();
     for group in &status.groups {
         let name = || [("group", group.group.clone())];

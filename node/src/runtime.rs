@@ -611,9 +611,6 @@ where
         None => None,
     };
     let auth = Arc::new(auth_of(&settings)?);
-    if settings.http_listen.is_some() && crate::metrics::install().is_none() {
-        tracing::warn!("metrics are off: another recorder was installed in this process first");
-    }
     let deadline = Duration::from_millis(replication.timings.rpc_deadline_ms);
     let faults = Faults::default();
     let mut transport = GrpcTransport::new(deadline).with_faults(faults.clone());
@@ -635,6 +632,11 @@ where
         }
     }
     let replica = Arc::new(replica);
+    if settings.http_listen.is_some()
+        && crate::metrics::install(replica.id(), replica.region().0).is_none()
+    {
+        tracing::warn!("metrics are off: another recorder was installed in this process first");
+    }
     let raft_service = replica.raft_service().with_faults(faults.clone());
     let gate = GateLayer::new(auth.clone());
     let mut tasks = vec![tokio::spawn(async move {

@@ -91,6 +91,12 @@ async fn every_metric_is_served_and_moves_when_its_thing_happens() {
     ] {
         present(&before, name, &[]);
     }
+    // Every series says which node it is from, and that node's region.
+    present(
+        &before,
+        "ledger_commands_in_flight",
+        &[("node", "1"), ("node_region", "0")],
+    );
     // The cluster's start asked every node for its status.
     let status = [
         ("service", "Admin"),

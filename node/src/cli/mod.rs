@@ -11,6 +11,7 @@ mod members;
 mod node;
 mod pools;
 mod status;
+mod top;
 mod transfer;
 
 use clap::{Args, Parser, Subcommand};
@@ -57,6 +58,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// A fresh API key, and how a node's settings list it.
     Key(key::KeyArgs),
+    /// The cluster at a glance, refreshed every second, from every node's
+    /// metrics.
+    Top(top::TopArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -71,6 +75,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Pools(command) => pools::run(command).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Key(args) => key::run(args),
+        Command::Top(args) => top::run(args).await,
     }
 }
 
@@ -87,6 +92,15 @@ pub struct Endpoint {
 /// command line (`ps`, the shell's history).
 const API_KEY_VARIABLE: &str = "LEDGER_API_KEY";
 
+/// The key in [`API_KEY_VARIABLE`], if set.
+pub fn api_key() -> anyhow::Result<Option<String>> {
+    match std::env::var(API_KEY_VARIABLE) {
+        Ok(key) => Ok(Some(key)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(error) => anyhow::bail!("{API_KEY_VARIABLE}: {error}"),
+    }
+}
+
 impl Endpoint {
     pub async fn connect(&self) -> anyhow::Result<Client> {
         self.connect_to(&self.api, CALL_TIMEOUT).await
@@ -94,13 +108,12 @@ impl Endpoint {
 
     /// A client of another node than `--api`, with this endpoint's key.
     pub async fn connect_to(&self, address: &str, deadline: Duration) -> anyhow::Result<Client> {
-        let key = match std::env::var(API_KEY_VARIABLE) {
-            Ok(key) => Some(
+        let key = match api_key()? {
+            Some(key) => Some(
                 ledger_replication::bearer(&key)
                     .map_err(|error| anyhow::anyhow!("{API_KEY_VARIABLE}: {error}"))?,
             ),
-            Err(std::env::VarError::NotPresent) => None,
-            Err(error) => anyhow::bail!("{API_KEY_VARIABLE}: {error}"),
+            None => None,
         };
         Ok(Client::connect_as(address, deadline, key).await?)
     }

@@ -46,7 +46,7 @@ pub async fn guard(
 }
 
 /// The answer to a call `denied` refuses.
-fn refusal(denied: &Denied) -> Response {
+pub(super) fn refusal(denied: &Denied) -> Response {
     let status = match denied {
         Denied::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Denied::PermissionDenied { .. } => StatusCode::FORBIDDEN,

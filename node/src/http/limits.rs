@@ -24,9 +24,10 @@
 
 use super::error::ApiError;
 use super::{Http, events};
+use crate::auth;
 use axum::body::HttpBody;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -151,9 +152,21 @@ pub async fn limit(State(http): State<Http>, request: Request, next: Next) -> Re
     if path.starts_with("/health/") {
         return next.run(request).await;
     }
+    // A request with a body from a caller no key names is refused before
+    // it takes a place or has its body read (the route's own rule is the
+    // guard's, once routed; every public route is a GET).
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let authorization = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|value| value.as_bytes());
+        if let Err(denied) = http.node().auth.check(Some(auth::ANY_ROLE), authorization) {
+            return super::guard::refusal(&denied);
+        }
+    }
     // Only a GET of the events is a stream; another method there is
     // answered 405 like any request.
-    let stream = path == events::PATH && request.method() == axum::http::Method::GET;
+    let stream = path == events::PATH && request.method() == Method::GET;
     let (places, max, what) = if stream {
         (&limits.streams, limits.streams_max, "event streams")
     } else {
