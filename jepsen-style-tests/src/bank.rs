@@ -7,7 +7,7 @@ use crate::history::{Outcome, Recorder, Transfer};
 use crate::rng::Rng;
 use crate::workload::send;
 use anyhow::Context;
-use ledger_node::client::Client;
+use ledger_node::auth::Role;
 use ledger_proto::v1 as api;
 use std::time::Duration;
 
@@ -83,7 +83,7 @@ pub async fn setup(
                 Transfer::moving(id, bank.bank(), user, funds.to_owned())
             })
             .collect();
-        let mut client = RegionClient::new(cluster, region, 0);
+        let mut client = RegionClient::new(cluster, region, 0, Role::Client);
         let deadline = tokio::time::Instant::now() + SETUP_DEADLINE;
         while !pending.is_empty() {
             let outcomes = send(&mut client, recorder, &pending).await;
@@ -114,7 +114,7 @@ async fn open_accounts(cluster: &Cluster, bank: &Bank) -> anyhow::Result<()> {
         let node = &cluster.nodes()[next % cluster.nodes().len().max(1)];
         next += 1;
         let answer = async {
-            Client::connect(&node.api)
+            crate::keys::connect(&node.api, Role::Client)
                 .await?
                 .create_accounts(bank.new_accounts())
                 .await

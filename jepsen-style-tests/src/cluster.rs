@@ -2,6 +2,7 @@
 //! address, learned from the first node given that answers.
 
 use anyhow::Context;
+use ledger_node::auth::Role;
 use ledger_node::client::{Client, Minter};
 use ledger_proto::v1 as api;
 
@@ -16,7 +17,13 @@ impl Cluster {
     pub async fn discover(addresses: &[String]) -> anyhow::Result<Self> {
         let mut reasons = Vec::new();
         for address in addresses {
-            let answer = async { Client::connect(address).await?.status().await }.await;
+            let answer = async {
+                crate::keys::connect(address, Role::Operator)
+                    .await?
+                    .status()
+                    .await
+            }
+            .await;
             match answer {
                 Ok(status) => return Ok(Self { status }),
                 Err(error) => reasons.push(format!("{address}: {error}")),
@@ -57,6 +64,8 @@ impl Cluster {
 /// one it has cannot be reached (a node killed or restarting).
 pub struct RegionClient {
     pub region: u32,
+    /// Whose key it shows.
+    role: Role,
     nodes: Vec<(u64, String)>,
     next: usize,
     /// The node asked and a client of it.
@@ -64,9 +73,10 @@ pub struct RegionClient {
 }
 
 impl RegionClient {
-    pub fn new(cluster: &Cluster, region: u32, start: usize) -> Self {
+    pub fn new(cluster: &Cluster, region: u32, start: usize, role: Role) -> Self {
         Self {
             region,
+            role,
             nodes: cluster.nodes_of(region),
             next: start,
             client: None,
@@ -85,7 +95,7 @@ impl RegionClient {
             });
         };
         self.next += 1;
-        let client = Client::connect(address).await?;
+        let client = crate::keys::connect(address, self.role).await?;
         self.client = Some((*node, client.clone()));
         Ok(client)
     }

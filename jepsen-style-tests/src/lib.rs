@@ -14,6 +14,7 @@ pub mod check;
 pub mod cluster;
 pub mod delay;
 pub mod history;
+pub mod keys;
 pub mod nemesis;
 pub mod net;
 pub mod observe;

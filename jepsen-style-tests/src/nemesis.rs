@@ -11,7 +11,7 @@
 
 use crate::net::{Delayer, Network, Rule};
 use crate::rng::Rng;
-use ledger_node::client::Client;
+use ledger_node::auth::Role;
 use ledger_node::dev::Cluster as Nodes;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -314,7 +314,7 @@ pub async fn leadership(
         let Some(node) = nodes.nodes.iter().find(|node| node.id == id) else {
             continue;
         };
-        let Ok(client) = Client::connect(&node.api).await else {
+        let Ok(client) = crate::keys::connect(&node.api, Role::Operator).await else {
             continue;
         };
         if let Ok(status) = client.status().await {

@@ -5,7 +5,8 @@
 use crate::bank::Bank;
 use crate::cluster::Cluster;
 use crate::history::AccountRead;
-use ledger_node::client::{Client, applied_by_region};
+use ledger_node::auth::Role;
+use ledger_node::client::applied_by_region;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -124,7 +125,7 @@ async fn views(cluster: &Cluster, bank: &Bank) -> Vec<Result<NodeFinal, String>>
     let mut views = Vec::new();
     for node in cluster.nodes() {
         let answer = async {
-            Client::connect(&node.api)
+            crate::keys::connect(&node.api, Role::Operator)
                 .await?
                 .lookup_accounts(bank.all())
                 .await
@@ -204,7 +205,7 @@ async fn movements_of(
     node: u64,
     accounts: &[String],
 ) -> anyhow::Result<BTreeMap<String, Vec<Movement>>> {
-    let client = Client::connect(&api_of(cluster, node)).await?;
+    let client = crate::keys::connect(&api_of(cluster, node), Role::Operator).await?;
     let mut all = BTreeMap::new();
     for account in accounts {
         let mut movements: Vec<Movement> = Vec::new();
@@ -257,7 +258,7 @@ async fn with_transfers(
     cluster: &Cluster,
     ids: &[String],
 ) -> anyhow::Result<NodeFinal> {
-    let client = Client::connect(&api_of(cluster, view.node)).await?;
+    let client = crate::keys::connect(&api_of(cluster, view.node), Role::Operator).await?;
     for chunk in ids.chunks(LOOKUP_CHUNK) {
         let response = client.lookup_transfers(chunk.to_vec()).await?;
         for transfer in response.transfers {

@@ -242,7 +242,7 @@ async fn rebalanced(client: &Client, request: api::RebalanceRequest) -> String {
         && error.code == "NOT_LEADER"
         && !error.redirect.is_empty()
     {
-        answer = match Client::connect(&error.redirect).await {
+        answer = match client.to(&error.redirect).await {
             Ok(leader) => leader.rebalance(request).await,
             Err(error) => Err(error),
         };

@@ -435,6 +435,7 @@ async fn start(net: &Network, shape: Shape, settings: &Settings) -> anyhow::Resu
     );
     options.binary = Some(settings.ledger.clone());
     options.fault_injection = true;
+    options.keys = Some(crate::keys::make()?);
     options.bite = settings.bite.clone();
     Nodes::start_nodes(planned, &options).await
 }

@@ -8,6 +8,7 @@ use crate::cluster::{Cluster, RegionClient};
 use crate::history::{Event, Outcome, Recorder, Transfer};
 use crate::ops::{self, Fate, Op};
 use crate::rng::Rng;
+use ledger_node::auth::Role;
 use ledger_node::client::{ClientError, Minter};
 use ledger_proto::v1 as api;
 use std::collections::{BTreeMap, VecDeque};
@@ -175,8 +176,8 @@ impl Plan<'_> {
             .position(|r| *r == region)
             .map(|at| all[(at + 1) % all.len()])
             .filter(|next| *next != region);
-        let home = RegionClient::new(self.cluster, region, index);
-        let elsewhere = next.map(|next| RegionClient::new(self.cluster, next, index));
+        let home = RegionClient::new(self.cluster, region, index, Role::Client);
+        let elsewhere = next.map(|next| RegionClient::new(self.cluster, next, index, Role::Client));
         let (bank, options, recorder) = (self.bank, self.options.clone(), self.recorder.clone());
         let (seed, deadline) = (self.seed(region, index as u64), self.deadline);
         tasks.spawn(async move {
@@ -198,7 +199,7 @@ impl Plan<'_> {
     }
 
     fn spawn_side(&self, tasks: &mut Tasks, region: u32, minter: Minter, side: Side) {
-        let client = RegionClient::new(self.cluster, region, side as usize);
+        let client = RegionClient::new(self.cluster, region, side as usize, Role::Operator);
         let (bank, options, recorder) = (self.bank, self.options.clone(), self.recorder.clone());
         let seed = self.seed(region, SIDE_SEED ^ side as u64);
         let (regions, deadline) = (self.all.clone(), self.deadline);

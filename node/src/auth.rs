@@ -21,8 +21,9 @@
 //! (to mint ids) and its leaders from it. Health checks and the API's own
 //! description are public.
 //!
-//! With no `[auth]` in a node's settings every call goes through, and the
-//! node says so when it starts.
+//! A node's settings hold `[auth]`, or `insecure_no_auth = true` (every
+//! call goes through, and the node says so when it starts); with neither,
+//! the node refuses to start.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

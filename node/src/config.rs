@@ -44,9 +44,15 @@ pub struct NodeSettings {
     #[serde(default)]
     pub chaos_bite: Option<crate::bite::Bite>,
     /// The API keys this node accepts and the one it shows its peers
-    /// ([`crate::auth`]); without it every call goes through.
+    /// ([`crate::auth`]). Required, unless `insecure_no_auth` says that
+    /// every call may go through.
     #[serde(default)]
     pub auth: Option<AuthSettings>,
+    /// Lets every call through, Raft's included: for tests and closed
+    /// networks only. A node with neither this nor `[auth]` refuses to
+    /// start, so that no node is open by a setting left out.
+    #[serde(default)]
+    pub insecure_no_auth: bool,
     pub replication: ReplicaConfig,
 }
 
@@ -138,11 +144,28 @@ impl NodeSettings {
         if let Some(value) = env("LEDGER_DATA_DIR") {
             settings.replication.data_dir = PathBuf::from(value);
         }
-        if let Some(auth) = &mut settings.auth {
-            if let Some(key) = env("LEDGER_NODE_KEY") {
-                auth.node_key = Some(key);
+        match (&mut settings.auth, settings.insecure_no_auth) {
+            (Some(auth), false) => {
+                if let Some(key) = env("LEDGER_NODE_KEY") {
+                    auth.node_key = Some(key);
+                }
+                Auth::new(auth)?;
             }
-            Auth::new(auth)?;
+            (None, true) => {}
+            (Some(_), true) => {
+                return Err(SettingsError::Invalid {
+                    field: "insecure_no_auth",
+                    reason: "and [auth] are both set; choose one",
+                });
+            }
+            (None, false) => {
+                return Err(SettingsError::Invalid {
+                    field: "auth",
+                    reason: "is missing: list the API keys this node takes in [auth] \
+                             (docs/operations.md), or set insecure_no_auth = true to let \
+                             every call through",
+                });
+            }
         }
         settings.replication.validate()?;
         if !(1..=Self::HTTP_REQUESTS_MAX_MAX).contains(&settings.http_requests_max) {
@@ -224,6 +247,7 @@ mod tests {
 
     const TEXT: &str = r#"
 api_listen = "127.0.0.1:7101"
+insecure_no_auth = true
 
 [replication]
 node_id = 1
@@ -304,6 +328,15 @@ api = "127.0.0.1:7101"
             (
                 format!("park_deadline_ms = 0\n{TEXT}"),
                 "park_deadline_ms must be",
+            ),
+            // No node is open by a setting left out.
+            (
+                TEXT.replace("insecure_no_auth = true\n", ""),
+                "auth is missing",
+            ),
+            (
+                format!("{TEXT}\n[auth]\nkeys = []\nnode_key = \"k\"\n"),
+                "choose one",
             ),
         ] {
             let error = NodeSettings::from_toml(&text, |_| None)

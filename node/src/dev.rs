@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::process::{Child, Command};
+use tonic::metadata::{Ascii, MetadataValue};
 
 /// How long the cluster may take to elect every leader.
 const READY_WAIT: Duration = Duration::from_secs(60);
@@ -74,6 +75,14 @@ impl DevKeys {
             Role::Operator => &self.operator,
             Role::Node => &self.node,
         }
+    }
+
+    /// The `authorization` value of `role`'s key.
+    pub fn bearer(
+        &self,
+        role: Role,
+    ) -> Result<MetadataValue<Ascii>, ledger_replication::InvalidKey> {
+        ledger_replication::bearer(self.of(role))
     }
 
     /// The `[auth]` section of every node's settings.
@@ -180,8 +189,9 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
     if let Some(bite) = &options.bite {
         text.insert_str(0, &format!("chaos_bite = \"{bite}\"\n"));
     }
-    if let Some(keys) = &options.keys {
-        text.push_str(&keys.settings_text());
+    match &options.keys {
+        Some(keys) => text.push_str(&keys.settings_text()),
+        None => text.insert_str(0, "insecure_no_auth = true\n"),
     }
     for other in all {
         text.push_str(&format!(
@@ -206,6 +216,23 @@ pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A client of the node at `address` that shows `keys`' key of `role`
+/// (none without keys).
+pub async fn connect_as(
+    keys: Option<&DevKeys>,
+    address: &str,
+    role: Role,
+) -> Result<Client, ClientError> {
+    let key = keys
+        .map(|keys| keys.bearer(role))
+        .transpose()
+        .map_err(|error| ClientError::Connect {
+            address: address.to_owned(),
+            reason: error.to_string(),
+        })?;
+    Client::connect_as(address, CALL_TIMEOUT, key).await
 }
 
 /// A running dev cluster.
@@ -376,16 +403,7 @@ impl Cluster {
     /// A client of the node at `address` that shows the key of `role`
     /// (none, with authentication off).
     pub async fn connect(&self, address: &str, role: Role) -> Result<Client, ClientError> {
-        let key = match &self.keys {
-            Some(keys) => Some(ledger_replication::bearer(keys.of(role)).map_err(|error| {
-                ClientError::Connect {
-                    address: address.to_owned(),
-                    reason: error.to_string(),
-                }
-            })?),
-            None => None,
-        };
-        Client::connect_as(address, CALL_TIMEOUT, key).await
+        connect_as(self.keys.as_ref(), address, role).await
     }
 
     /// The ids of the running nodes.

@@ -585,8 +585,8 @@ fn auth_of(settings: &NodeSettings) -> Result<Auth, crate::auth::AuthError> {
         Some(auth) => Auth::new(auth),
         None => {
             tracing::warn!(
-                "authentication is off (no [auth] in the settings): anyone who reaches this \
-                 node's ports may call every API, Raft's included"
+                "authentication is off (insecure_no_auth): anyone who reaches this node's \
+                 ports may call every API, Raft's included"
             );
             Ok(Auth::open())
         }
