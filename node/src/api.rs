@@ -283,8 +283,12 @@ impl Ledger for Api {
         &self,
         request: Request<api::CreateTransfersRequest>,
     ) -> Result<Response<api::CreateTransfersResponse>, Status> {
+        // A call another node sent on is counted there, where its client called.
+        let forwarded = request.metadata().contains_key(forward::FORWARDED);
         let response = self.create_transfers_answer(request).await?;
-        crate::metrics::commands_answered(&response.get_ref().results);
+        if !forwarded {
+            crate::metrics::commands_answered(&response.get_ref().results);
+        }
         Ok(response)
     }
 

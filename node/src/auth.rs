@@ -18,7 +18,8 @@
 //! the node role too, whatever its method's rule.
 //!
 //! Every role may read the cluster's status: a client learns its region
-//! (to mint ids) and its leaders from it. Health checks and the API's own
+//! (to mint ids) and its leaders from it. `/metrics` is an operator's or a
+//! node's. Health checks and the API's own
 //! description are public.
 //!
 //! A node's settings hold `[auth]`, or `insecure_no_auth = true` (every
@@ -66,6 +67,9 @@ const OPERATOR: Access = Access::Roles(&[Role::Operator]);
 const NODE: Access = Access::Roles(&[Role::Node]);
 /// A client's command, or the same sent on by the node that took it.
 const CLIENT_OR_NODE: Access = Access::Roles(&[Role::Client, Role::Node]);
+/// The metrics: an operator's, or a node's (a scraper holds one of
+/// those keys; a client may not make every node walk its pools).
+const WATCH: Access = Access::Roles(&[Role::Operator, Role::Node]);
 /// A read of accounts and transfers: a client's, or an operator's.
 const READ: Access = Access::Roles(&[Role::Client, Role::Operator]);
 /// A key of any role: a caller known to this node.
@@ -119,7 +123,7 @@ pub const HTTP: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/pools/{account}/rebalance", OPERATOR),
     ("PUT", "/api/v1/pools/{account}/policy", OPERATOR),
     ("GET", "/api/v1/cluster", ANY_ROLE),
-    ("GET", "/metrics", ANY_ROLE),
+    ("GET", "/metrics", WATCH),
     ("GET", "/health/live", Access::Public),
     ("GET", "/health/ready", Access::Public),
     ("GET", "/api/docs/openapi.json", Access::Public),
@@ -195,6 +199,8 @@ pub enum AuthError {
     NoNodeKey,
     #[error("the node key {0}")]
     NodeKey(ledger_replication::InvalidKey),
+    #[error("no [auth] and no insecure_no_auth = true: this node would let every call through")]
+    Missing,
 }
 
 /// The keys a node accepts, by digest.

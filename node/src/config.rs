@@ -151,6 +151,13 @@ impl NodeSettings {
                 }
                 Auth::new(auth)?;
             }
+            (None, true) if env("LEDGER_NODE_KEY").is_some() => {
+                return Err(SettingsError::Invalid {
+                    field: "LEDGER_NODE_KEY",
+                    reason: "is set but insecure_no_auth = true lets every call through: \
+                             list the keys in [auth] instead",
+                });
+            }
             (None, true) => {}
             (Some(_), true) => {
                 return Err(SettingsError::Invalid {

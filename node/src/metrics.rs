@@ -14,6 +14,7 @@ use crate::api::Api;
 use crate::auth;
 use crate::runtime::CommandResult;
 use ledger_proto::v1 as api;
+use ledger_reservations::{AccountKind, CurrencyCode, RegionId};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::BTreeMap;
@@ -32,6 +33,20 @@ const EVENTS_BUCKETS: &[f64] = &[
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// How often histograms' samples are folded in while nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds recorded samples into the histograms every [`UPKEEP_EVERY`]:
+/// the exporter keeps each sample until then, so a node nobody scrapes
+/// would hold every call's sample.
+pub async fn upkeep(handle: &'static PrometheusHandle) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
 
 /// This process's recorder, installed by the first call, every series
 /// labelled with the node's id (`node`) and region (`node_region`; a pool's
@@ -149,11 +164,21 @@ fn describe() {
     );
 }
 
-/// A gRPC call answered `code` after `elapsed`.
+/// Methods of the services [`auth`] rules by prefix, by name.
+const SERVICE_METHODS: &[&str] = &[
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+];
+
+/// A gRPC call answered `code` after `elapsed`. Its method is a label only
+/// if it is one this node serves by name; any other path is `unknown`.
 pub fn grpc_answered(path: &str, code: tonic::Code, elapsed: Duration) {
-    let (service, method) = match auth::grpc_access(path) {
-        Some(_) => split_path(path),
-        None => ("unknown", "unknown"),
+    let known =
+        auth::GRPC.iter().any(|(known, _)| *known == path) || SERVICE_METHODS.contains(&path);
+    let (service, method) = match known {
+        true => split_path(path),
+        false => ("unknown", "unknown"),
     };
     let labels = [
         ("service", service.to_owned()),
@@ -184,17 +209,34 @@ pub fn http_answered(method: &str, template: &str, status: u16, elapsed: Duratio
     histogram!("ledger_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
 }
 
-/// The outcome of each command of a CreateTransfers call.
+/// The outcome of each command of a CreateTransfers call a client made
+/// of this node (one sent on by another node is counted there). A code
+/// is a label only if it is one of the ledger's stable codes (a peer's
+/// answer passes through): any other is `other`.
 pub fn commands_answered(results: &[api::TransferResult]) {
+    let mut outcomes: BTreeMap<&str, u64> = BTreeMap::new();
     for result in results {
         let outcome = match &result.result {
             Some(api::transfer_result::Result::Applied(applied)) if applied.new => "applied",
             Some(api::transfer_result::Result::Applied(_)) => "repeat",
-            Some(api::transfer_result::Result::Error(error)) => error.code.as_str(),
-            None => "none",
+            Some(api::transfer_result::Result::Error(error)) if stable_code(&error.code) => {
+                error.code.as_str()
+            }
+            Some(api::transfer_result::Result::Error(_)) | None => "other",
         };
-        counter!("ledger_commands_total", "outcome" => outcome.to_owned()).increment(1);
+        *outcomes.entry(outcome).or_default() += 1;
     }
+    for (outcome, count) in outcomes {
+        counter!("ledger_commands_total", "outcome" => outcome.to_owned()).increment(count);
+    }
+}
+
+/// A code as the ledger writes them: a few upper-case words.
+fn stable_code(code: &str) -> bool {
+    (1..=40).contains(&code.len())
+        && code
+            .bytes()
+            .all(|byte| byte.is_ascii_uppercase() || byte == b'_')
 }
 
 /// A log entry of `events` events proposed by this node's writer.
@@ -250,40 +292,57 @@ pub fn render(api: &Api) -> Option<String> {
     Some(handle.render())
 }
 
-/// Pool totals and open pulls of every region this node holds.
+/// Pool totals and open pulls of every region this node holds. The sums
+/// are taken under the ledger's read lock with nothing allocated per pool;
+/// the labels are made after it is let go.
 fn pools(api: &Api) {
+    type Totals = BTreeMap<(RegionId, CurrencyCode, &'static str), (i128, i128)>;
     let replica = &api.node().replica;
     let regions = replica.layout().regions();
-    replica.ledger().read(|ledger| {
-        let scales: BTreeMap<_, _> = ledger
+    let (totals, pulls, scales) = replica.ledger().read(|ledger| {
+        let scales: BTreeMap<CurrencyCode, u8> = ledger
             .control()
             .currencies()
             .map(|currency| (currency.code, currency.scale))
             .collect();
+        let mut totals = Totals::new();
+        let mut pulls = Vec::with_capacity(regions.len());
         for region in &regions {
             let Some(state) = ledger.region(*region) else {
                 continue;
             };
-            let mut totals: BTreeMap<(String, String), (i128, i128, u8)> = BTreeMap::new();
             for (_, pool) in state.pools() {
-                let scale = scales.get(&pool.currency).copied().unwrap_or(0);
-                let key = (pool.currency.to_string(), format!("{:?}", pool.kind));
-                let total = totals.entry(key).or_insert((0, 0, scale));
+                let total = totals
+                    .entry((*region, pool.currency, kind_name(pool.kind)))
+                    .or_insert((0, 0));
                 total.0 = total.0.saturating_add(pool.available);
                 total.1 = total.1.saturating_add(pool.held);
             }
-            let region_label = region.0.to_string();
-            for ((currency, kind), (available, held, scale)) in totals {
-                let labels = [
-                    ("region", region_label.clone()),
-                    ("currency", currency),
-                    ("kind", kind),
-                ];
-                let unit = 10f64.powi(i32::from(scale));
-                gauge!("ledger_pool_available", &labels).set(available as f64 / unit);
-                gauge!("ledger_pool_held", &labels).set(held as f64 / unit);
-            }
-            gauge!("ledger_pulls_open", "region" => region_label).set(state.pulls().count() as f64);
+            pulls.push((*region, state.pulls().count()));
         }
+        (totals, pulls, scales)
     });
+    for ((region, currency, kind), (available, held)) in totals {
+        let labels = [
+            ("region", region.0.to_string()),
+            ("currency", currency.to_string()),
+            ("kind", kind.to_owned()),
+        ];
+        let scale = scales.get(&currency).copied().unwrap_or(0);
+        let unit = 10f64.powi(i32::from(scale));
+        gauge!("ledger_pool_available", &labels).set(available as f64 / unit);
+        gauge!("ledger_pool_held", &labels).set(held as f64 / unit);
+    }
+    for (region, open) in pulls {
+        gauge!("ledger_pulls_open", "region" => region.0.to_string()).set(open as f64);
+    }
+}
+
+/// An account kind as the API names it.
+fn kind_name(kind: AccountKind) -> &'static str {
+    match kind {
+        AccountKind::User => "USER",
+        AccountKind::External => "EXTERNAL",
+        AccountKind::System => "SYSTEM",
+    }
 }

@@ -583,6 +583,7 @@ impl RunningNode {
 fn auth_of(settings: &NodeSettings) -> Result<Auth, crate::auth::AuthError> {
     match &settings.auth {
         Some(auth) => Auth::new(auth),
+        None if !settings.insecure_no_auth => Err(crate::auth::AuthError::Missing),
         None => {
             tracing::warn!(
                 "authentication is off (insecure_no_auth): anyone who reaches this node's \
@@ -632,9 +633,11 @@ where
         }
     }
     let replica = Arc::new(replica);
-    if settings.http_listen.is_some()
-        && crate::metrics::install(replica.id(), replica.region().0).is_none()
-    {
+    let metrics = match settings.http_listen {
+        Some(_) => crate::metrics::install(replica.id(), replica.region().0),
+        None => None,
+    };
+    if settings.http_listen.is_some() && metrics.is_none() {
         tracing::warn!("metrics are off: another recorder was installed in this process first");
     }
     let raft_service = replica.raft_service().with_faults(faults.clone());
@@ -644,6 +647,9 @@ where
             tracing::error!(%error, "the Raft server stopped");
         }
     })];
+    if let Some(handle) = metrics {
+        tasks.push(tokio::spawn(crate::metrics::upkeep(handle)));
+    }
     if settings.fault_injection {
         tracing::warn!("fault injection is on: blocked-peers and append-delay-ms are followed");
         tasks.push(tokio::spawn(

@@ -292,8 +292,8 @@ async fn the_cli_shows_the_key_from_the_environment() {
     ];
     let line = one_error_line(&with_key(Some(&keys.client), &policy).await);
     assert!(line.contains("PERMISSION_DENIED"), "{line}");
-    // `ledger top` reads every node's metrics with the same key.
-    let top = with_key(Some(&keys.client), &["top", "--api", &api, "--once"]).await;
+    // `ledger top` reads every node's metrics with an operator's key.
+    let top = with_key(Some(&keys.operator), &["top", "--api", &api, "--once"]).await;
     assert!(top.status.success(), "{top:?}");
     let view = String::from_utf8_lossy(&top.stdout);
     assert!(view.contains("transfers/s"), "{view}");

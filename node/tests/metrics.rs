@@ -54,6 +54,26 @@ fn present(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     value(scrape, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} is not in /metrics"))
 }
 
+/// Calls `/grpc.health.v1.Health/NoSuchMethod` (public, no key): answered
+/// UNIMPLEMENTED.
+async fn unknown_health_method(address: &str) {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("an endpoint")
+        .connect()
+        .await
+        .expect("connects");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/NoSuchMethod");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let answer = grpc.unary(tonic::Request::new(()), path, codec).await;
+    assert_eq!(
+        answer.expect_err("no such method").code(),
+        tonic::Code::Unimplemented
+    );
+}
+
 async fn client_of(cluster: &Cluster, region: u16) -> Client {
     let address = cluster.api_of(region).expect("a region").to_owned();
     cluster
@@ -124,6 +144,7 @@ async fn every_metric_is_served_and_moves_when_its_thing_happens() {
         .await
         .expect("connects");
     assert!(anonymous.lookup_accounts(vec![id(10)]).await.is_err());
+    unknown_health_method(cluster.api_of(0).expect("a node")).await;
 
     let after = scrape(&cluster, 0).await;
     let grew = |name: &str, labels: &[(&str, &str)]| {
@@ -143,12 +164,26 @@ async fn every_metric_is_served_and_moves_when_its_thing_happens() {
     grew("ledger_raft_applied_index", &[("group", "region-0")]);
     grew("ledger_raft_applied_index", &[("group", "region-1")]);
     assert!(present(&after, "ledger_auth_refusals_total", &refused) > refused_before);
+    // A refusal's code is counted too (a trailers-only answer).
+    let unauthenticated = [("method", "LookupAccounts"), ("code", "Unauthenticated")];
+    grew("ledger_grpc_requests_total", &unauthenticated);
+    // A path no rule names is `unknown`, never its text, even where a
+    // whole service is public.
+    assert_eq!(
+        value(
+            &after,
+            "ledger_grpc_requests_total",
+            &[("method", "NoSuchMethod")]
+        ),
+        None
+    );
+    grew("ledger_grpc_requests_total", &[("method", "unknown")]);
     // The first scrape is in the second's counts.
     grew(
         "ledger_http_requests_total",
         &[("route", "/metrics"), ("status", "200")],
     );
-    let usd_users = [("region", "0"), ("currency", "USD"), ("kind", "User")];
+    let usd_users = [("region", "0"), ("currency", "USD"), ("kind", "USER")];
     assert!(present(&after, "ledger_pool_available", &usd_users) > 0.0);
     present(&after, "ledger_pool_held", &usd_users);
     present(&after, "ledger_pulls_open", &[("region", "0")]);

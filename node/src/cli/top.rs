@@ -45,8 +45,11 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
             print!("{view}");
             return Ok(());
         }
-        // Home and clear the screen, then the view.
-        print!("\x1b[H\x1b[2J{view}");
+        // On a terminal: home and clear the screen, then the view.
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            print!("\x1b[H\x1b[2J");
+        }
+        print!("{view}");
         last = now;
     }
 }
@@ -56,18 +59,28 @@ async fn read_all(
     key: Option<&str>,
     nodes: &[api::NodeInfo],
 ) -> Vec<Reading> {
-    let mut readings = Vec::with_capacity(nodes.len());
-    for node in nodes {
+    // At once: a node that does not answer holds up no other.
+    let reads = nodes.iter().map(|node| async move {
         let scrape = match node.http.is_empty() {
             true => None,
             false => read(http, key, &node.http).await,
         };
-        readings.push(Reading {
+        Reading {
             at: Instant::now(),
             scrape,
-        });
+        }
+    });
+    futures_util::future::join_all(reads).await
+}
+
+/// How much a counter grew between two readings; a node that restarted in
+/// between counts from zero again.
+fn growth(before: f64, after: f64) -> f64 {
+    if after >= before {
+        after - before
+    } else {
+        after
     }
-    readings
 }
 
 /// A node's `/metrics`, or `None` if it does not answer them.
@@ -128,10 +141,8 @@ fn quantile_between(
     let mut bounds: Vec<(f64, f64)> = after
         .iter()
         .map(|(bits, count)| {
-            (
-                f64::from_bits(*bits),
-                count - before.get(bits).copied().unwrap_or(0.0),
-            )
+            let was = before.get(bits).copied().unwrap_or(0.0);
+            (f64::from_bits(*bits), growth(was, *count))
         })
         .collect();
     bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -148,7 +159,7 @@ fn quantile_between(
 fn draw(nodes: &[api::NodeInfo], last: &[Reading], now: &[Reading]) -> String {
     let mut out = format!(
         "{:<5} {:<7} {:>12} {:>9} {:>10} {:>13} {:>9}  leads\n",
-        "node", "region", "transfers/s", "p99 ms", "lag", "event age ms", "clock ms"
+        "node", "region", "transfers/s", "p99 ≤ ms", "lag", "event age ms", "clock ms"
     );
     let mut pools: BTreeMap<(String, String), f64> = BTreeMap::new();
     for ((node, before), after) in nodes.iter().zip(last).zip(now) {
@@ -158,9 +169,10 @@ fn draw(nodes: &[api::NodeInfo], last: &[Reading], now: &[Reading]) -> String {
         };
         let seconds = after.at.duration_since(before.at).as_secs_f64().max(1e-3);
         let applied = [("outcome", "applied")];
-        let rate = (sum(is, "ledger_commands_total", &applied)
-            - sum(was, "ledger_commands_total", &applied))
-            / seconds;
+        let rate = growth(
+            sum(was, "ledger_commands_total", &applied),
+            sum(is, "ledger_commands_total", &applied),
+        ) / seconds;
         let calls = [("method", "CreateTransfers")];
         let name = "ledger_grpc_request_duration_seconds";
         let p99 = quantile_between(
@@ -186,7 +198,7 @@ fn draw(nodes: &[api::NodeInfo], last: &[Reading], now: &[Reading]) -> String {
             node.region,
             leads.join(", ")
         ));
-        for sample in matching(is, "ledger_pool_available", &[("kind", "User")]) {
+        for sample in matching(is, "ledger_pool_available", &[("kind", "USER")]) {
             let key = (
                 sample.labels.get("region").unwrap_or("?").to_owned(),
                 sample.labels.get("currency").unwrap_or("?").to_owned(),
@@ -195,7 +207,7 @@ fn draw(nodes: &[api::NodeInfo], last: &[Reading], now: &[Reading]) -> String {
             *held = held.max(value(sample));
         }
     }
-    out.push_str("\npools of USER accounts, available (the newest view of any node):\n");
+    out.push_str("\npools of USER accounts, available (the largest any node reports):\n");
     for ((region, currency), available) in pools {
         out.push_str(&format!(
             "  region {region:<3} {currency:<5} {available:>16.2}\n"
@@ -208,5 +220,40 @@ fn value(sample: &Sample) -> f64 {
     match &sample.value {
         Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
         _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(pairs: &[(f64, f64)]) -> BTreeMap<u64, f64> {
+        pairs
+            .iter()
+            .map(|(bound, count)| (bound.to_bits(), *count))
+            .collect()
+    }
+
+    #[test]
+    fn the_quantile_is_the_bound_under_which_it_falls_between_two_readings() {
+        let before = counts(&[(0.01, 10.0), (0.1, 10.0), (f64::INFINITY, 10.0)]);
+        // 100 calls since: 98 under 10 ms, 2 under 100 ms.
+        let after = counts(&[(0.01, 108.0), (0.1, 110.0), (f64::INFINITY, 110.0)]);
+        assert_eq!(quantile_between(&before, &after, 0.5), Some(0.01));
+        assert_eq!(quantile_between(&before, &after, 0.99), Some(0.1));
+        assert_eq!(
+            quantile_between(&after, &after, 0.99),
+            None,
+            "nothing since"
+        );
+    }
+
+    #[test]
+    fn a_counter_that_went_down_was_reset_by_a_restart() {
+        assert_eq!(growth(10.0, 25.0), 15.0);
+        assert_eq!(growth(500.0, 7.0), 7.0);
+        let restarted = counts(&[(0.01, 1.0), (0.1, 2.0), (f64::INFINITY, 2.0)]);
+        let before = counts(&[(0.01, 900.0), (0.1, 990.0), (f64::INFINITY, 1000.0)]);
+        assert_eq!(quantile_between(&before, &restarted, 0.99), Some(0.1));
     }
 }

@@ -154,8 +154,8 @@ pub async fn limit(State(http): State<Http>, request: Request, next: Next) -> Re
     }
     // A request with a body from a caller no key names is refused before
     // it takes a place or has its body read (the route's own rule is the
-    // guard's, once routed; every public route is a GET).
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+    // guard's, once routed; no public route takes a body).
+    if request.body().size_hint().exact() != Some(0) {
         let authorization = request
             .headers()
             .get(axum::http::header::AUTHORIZATION)
