@@ -137,7 +137,11 @@ impl Api {
 
     /// Serves both services on `listener` until the task is dropped.
     pub async fn serve(self, listener: tokio::net::TcpListener) {
-        let gate = ledger_replication::GateLayer::new(self.node.auth.clone());
+        let gate = ledger_replication::GateLayer::new(Arc::new(crate::telemetry::Traced {
+            gate: self.node.auth.clone(),
+            node: self.node.replica.id(),
+            region: self.node.replica.region().0,
+        }));
         let ledger = LedgerServer::new(self.clone())
             .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(API_MESSAGE_BYTES_MAX);

@@ -158,7 +158,8 @@ impl Minter {
     }
 }
 
-/// Puts the caller's key (`authorization: Bearer <key>`) on every call.
+/// Puts the caller's key (`authorization: Bearer <key>`) on every call,
+/// and the caller's trace (`traceparent`) when it is recorded.
 #[derive(Clone, Default)]
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
@@ -169,6 +170,11 @@ impl Interceptor for Bearer {
     ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(key) = &self.0 {
             request.metadata_mut().insert("authorization", key.clone());
+        }
+        if let Some(parent) = crate::telemetry::traceparent()
+            .and_then(|parent| MetadataValue::<Ascii>::try_from(parent).ok())
+        {
+            request.metadata_mut().insert("traceparent", parent);
         }
         Ok(request)
     }

@@ -53,6 +53,9 @@ pub struct NodeSettings {
     /// start, so that no node is open by a setting left out.
     #[serde(default)]
     pub insecure_no_auth: bool,
+    /// Where traces go ([`crate::telemetry`]); off unless set.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetrySettings,
     pub replication: ReplicaConfig,
 }
 
@@ -175,6 +178,10 @@ impl NodeSettings {
             }
         }
         settings.replication.validate()?;
+        settings
+            .telemetry
+            .validate()
+            .map_err(|(field, reason)| SettingsError::Invalid { field, reason })?;
         if !(1..=Self::HTTP_REQUESTS_MAX_MAX).contains(&settings.http_requests_max) {
             return Err(SettingsError::Invalid {
                 field: "http_requests_max",

@@ -40,6 +40,8 @@ pub struct DevOptions {
     pub bite: Option<String>,
     /// The keys every node takes (authentication on), or none (off).
     pub keys: Option<DevKeys>,
+    /// Where every node sends its spans (OTLP/gRPC), or none (traces off).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// One key per role, made for a dev cluster: every node accepts each and
@@ -119,6 +121,7 @@ impl DevOptions {
             http_requests_max: NodeSettings::HTTP_REQUESTS_MAX,
             bite: None,
             keys: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -192,6 +195,9 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
     match &options.keys {
         Some(keys) => text.push_str(&keys.settings_text()),
         None => text.insert_str(0, "insecure_no_auth = true\n"),
+    }
+    if let Some(endpoint) = &options.otlp_endpoint {
+        text.push_str(&format!("\n[telemetry]\notlp_endpoint = {endpoint:?}\n"));
     }
     for other in all {
         text.push_str(&format!(

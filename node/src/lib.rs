@@ -7,8 +7,8 @@
 //! (withdrawals, cross-region pulls) and pool policies under a supervisor
 //! (`actors`, `saga`; decision 0007); the gRPC services with strong reads,
 //! history and a transfer stream; the HTTP/JSON API over the same services
-//! (`http`); `ledger node`, `ledger dev` with a demonstration, and the CLI.
-//! Telemetry comes next.
+//! (`http`); `ledger node`, `ledger dev` with a demonstration, and the CLI;
+//! metrics (`metrics`), API keys (`auth`) and traces (`telemetry`).
 
 mod actors;
 pub mod api;
@@ -28,4 +28,5 @@ pub mod members;
 pub mod metrics;
 pub mod runtime;
 pub mod saga;
+pub mod telemetry;
 pub mod wire;

@@ -24,20 +24,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal: not in a container's
-        // or a service manager's log.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(cli::run(cli.command))
+    let result = runtime.block_on(cli::run(cli.command));
+    // The spans still buffered, before the runtime their channel is on goes.
+    ledger_node::telemetry::shutdown();
+    result
 }

@@ -296,9 +296,10 @@ impl NodeHandle {
         {
             let (reply, answer) = oneshot::channel();
             let started = sagas.send_message(crate::saga::SagaMsg::Pull {
-                item,
+                item: Box::new(item),
                 shortfall,
                 reply,
+                span: tracing::Span::current(),
             });
             if started.is_ok() {
                 crate::metrics::pull_asked();
@@ -641,6 +642,7 @@ where
         tracing::warn!("metrics are off: another recorder was installed in this process first");
     }
     let raft_service = replica.raft_service().with_faults(faults.clone());
+    // No spans on the Raft port: heartbeats are not anyone's request.
     let gate = GateLayer::new(auth.clone());
     let mut tasks = vec![tokio::spawn(async move {
         if let Err(error) = serve(raft_service, raft_listener, gate).await {

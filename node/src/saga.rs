@@ -12,6 +12,7 @@
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use crate::wire::{DESTINATION_KEY, PAYOUT_TIMEOUT_KEY};
 use ledger_engine::{PullNext, PullProgress, is_withdrawal};
+use ledger_replication::TraceContext;
 use ledger_reservations::{Command, Item, Money, RegionId, Reject, Shortfall, TransferId};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// How often the leader looks for withdrawals to drive.
 const SWEEP_EVERY: Duration = Duration::from_millis(200);
@@ -98,9 +100,11 @@ pub(crate) enum SagaMsg {
     /// A transfer or hold refused for want of funds in this region, though
     /// the account's global balance covers it: pull, then decide it again.
     Pull {
-        item: Item,
+        item: Box<Item>,
         shortfall: Box<Shortfall>,
         reply: oneshot::Sender<CommandResult>,
+        /// The request's span: the saga's steps continue its trace.
+        span: tracing::Span,
     },
 }
 
@@ -162,8 +166,13 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
                 item,
                 shortfall,
                 reply,
+                span,
             } => {
-                let args = (state.node.clone(), item, shortfall, reply);
+                let span = match TraceContext::of(&span) {
+                    Some(_) => tracing::info_span!(parent: &span, "saga.pull"),
+                    None => tracing::Span::none(),
+                };
+                let args = (state.node.clone(), *item, shortfall, reply, span);
                 // Not tracked: a pull lives as long as its caller waits, and
                 // its steps (the asks, the releases, the grants) are events
                 // that complete without it.
@@ -390,6 +399,7 @@ type PullArgs = (
     Item,
     Box<Shortfall>,
     oneshot::Sender<CommandResult>,
+    tracing::Span,
 );
 
 impl Actor for PullSaga {
@@ -412,8 +422,8 @@ impl Actor for PullSaga {
         _message: (),
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some((node, item, shortfall, reply)) = state.take() {
-            let result = pull(&node, item, *shortfall).await;
+        if let Some((node, item, shortfall, reply, span)) = state.take() {
+            let result = pull(&node, item, *shortfall).instrument(span).await;
             let _ = reply.send(result);
         }
         myself.stop(None);

@@ -68,7 +68,7 @@ async fn appends(per_call: u64) -> f64 {
                 index += 1;
                 Entry {
                     log_id: log_id::<TypeConfig>(1, 1, index),
-                    payload: EntryPayload::Normal(Proposal::Region(events(
+                    payload: EntryPayload::Normal(Proposal::region(events(
                         u128::from(index) * 1_000,
                     ))),
                 }
@@ -153,7 +153,7 @@ async fn group_commit(concurrency: usize) -> f64 {
     use futures_util::StreamExt;
     while next < PROPOSALS || !in_flight.is_empty() {
         while next < PROPOSALS && in_flight.len() < concurrency {
-            let proposal = Proposal::Region(events(next as u128 * 1_000));
+            let proposal = Proposal::region(events(next as u128 * 1_000));
             let leader = leader.clone();
             in_flight.push(async move { leader.propose(group, proposal).await });
             next += 1;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tonic::codegen::http::{HeaderMap, Request, Response};
 use tonic::codegen::{BoxFuture, Service};
 use tonic::metadata::{Ascii, MetadataValue};
+use tracing::Instrument;
 
 /// The `authorization` value that shows `key`: `Bearer <key>`.
 pub fn bearer(key: &str) -> Result<MetadataValue<Ascii>, InvalidKey> {
@@ -36,6 +37,11 @@ pub trait Gate: Send + Sync + 'static {
     /// of [`Gate::admit`]'s too): its code (`Ok` unless the headers carry
     /// another; a stream's later end is not seen) and how long it took.
     fn answered(&self, _path: &str, _code: tonic::Code, _elapsed: Duration) {}
+
+    /// The span an admitted call runs in (none by default).
+    fn span(&self, _path: &str, _headers: &HeaderMap) -> tracing::Span {
+        tracing::Span::none()
+    }
 }
 
 /// Lets every call through: a cluster with authentication off.
@@ -102,12 +108,23 @@ where
         let gate = self.gate.clone();
         match gate.admit(&path, request.headers()) {
             Ok(()) => {
-                let answer = self.inner.call(request);
-                Box::pin(async move {
-                    let response = answer.await?;
-                    gate.answered(&path, code_of(response.headers()), started.elapsed());
-                    Ok(response)
-                })
+                let span = gate.span(&path, request.headers());
+                let answer = {
+                    let _entered = span.enter();
+                    self.inner.call(request)
+                };
+                Box::pin(
+                    async move {
+                        let response = answer.await?;
+                        let code = code_of(response.headers());
+                        if code != tonic::Code::Ok {
+                            tracing::Span::current().record("otel.status_code", "ERROR");
+                        }
+                        gate.answered(&path, code, started.elapsed());
+                        Ok(response)
+                    }
+                    .instrument(span),
+                )
             }
             Err(refusal) => {
                 gate.answered(&path, refusal.code(), started.elapsed());

@@ -26,6 +26,7 @@ mod log_store;
 mod network;
 mod node;
 mod state_machine;
+mod traces;
 
 mod types;
 
@@ -43,6 +44,7 @@ pub use node::{
 };
 pub use state_machine::{SharedLedger, StateMachine};
 
+pub use traces::{Cause, EntryTrace, TraceBook, TraceContext};
 pub use types::{Applied, Group, Proposal};
 
 #[doc(hidden)]

@@ -9,6 +9,7 @@
 
 use crate::codec::{self, Format};
 use crate::faults::Faults;
+use crate::traces::entry_trace;
 use crate::types::{Group, TypeConfig};
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -18,6 +19,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use tracing::Instrument;
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -260,10 +262,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // A disk stall, when a chaos test injects one: it holds the write
         // transaction (and so redb's write lock), as a slow fsync would.
         let stall = self.faults.append_delay();
+        let mut traced = None;
         let records = entries
             .into_iter()
-            .map(|entry| Ok((entry.log_id.index, codec::encode(Format::Json, &entry)?)))
+            .map(|entry| {
+                traced = traced.or_else(|| entry_trace(&entry.payload));
+                Ok((entry.log_id.index, codec::encode(Format::Json, &entry)?))
+            })
             .collect::<io::Result<Vec<(u64, Vec<u8>)>>>();
+        let span = tracing::info_span!(
+            "raft.append",
+            group = %self.group,
+            entries = records.as_ref().map_or(0, Vec::len),
+        );
+        if let Some(context) = traced {
+            context.adopt(&span);
+        }
         let result = match records {
             Ok(records) => {
                 self.blocking(move |store| {
@@ -280,6 +294,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     // One fsync for the whole batch.
                     txn.commit().map_err(other)
                 })
+                .instrument(span)
                 .await
             }
             Err(error) => Err(error),

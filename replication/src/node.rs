@@ -839,6 +839,7 @@ impl ReplicaNode {
 
     /// Appends a proposal to a group this node leads and waits until it is
     /// committed and applied here.
+    #[tracing::instrument(name = "raft.propose", skip_all, fields(%group, %proposal))]
     pub async fn propose(&self, group: Group, proposal: Proposal) -> Result<Applied, ProposeError> {
         let raft = self.raft(group).map_err(|error| ProposeError::Failed {
             group,
@@ -917,7 +918,7 @@ impl ReplicaNode {
             .collect();
         let granted = events.len();
         if granted > 0 {
-            self.propose(group, Proposal::Region(events))
+            self.propose(group, Proposal::region(events))
                 .await
                 .map_err(GrantError::Propose)?;
         }

@@ -8,6 +8,7 @@
 //! open, so a restart replays only the log after it.
 
 use crate::codec::{self, Format};
+use crate::traces::{Cause, TraceBook, TraceContext, entry_trace};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
 use futures_util::StreamExt;
 use ledger_reservations::{Control, Ledger, Position, RegionState};
@@ -18,7 +19,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 const SNAPSHOT_META: &str = "meta";
 const SNAPSHOT_DATA: &str = "data";
@@ -38,14 +39,35 @@ struct Inner {
 /// A node's ledger, shared by the state machines of all its groups and read
 /// by the rest of the node. The lock is never held across an await.
 #[derive(Clone)]
-pub struct SharedLedger(Arc<RwLock<Inner>>);
+pub struct SharedLedger {
+    inner: Arc<RwLock<Inner>>,
+    /// Traces of the releases and pulls applied here, for the region that
+    /// acts on them; a lock of its own, so that taking one never waits
+    /// for an apply.
+    traces: Arc<Mutex<TraceBook>>,
+}
 
 impl SharedLedger {
     pub fn new(ledger: Ledger) -> Self {
-        Self(Arc::new(RwLock::new(Inner {
-            ledger,
-            progress: BTreeMap::new(),
-        })))
+        Self {
+            inner: Arc::new(RwLock::new(Inner {
+                ledger,
+                progress: BTreeMap::new(),
+            })),
+            traces: Arc::default(),
+        }
+    }
+
+    /// The trace of a release or pull applied here, forgotten once taken.
+    pub fn take_trace(&self, cause: &Cause) -> Option<TraceContext> {
+        self.book().take(cause)
+    }
+
+    fn book(&self) -> MutexGuard<'_, TraceBook> {
+        // A map of contexts: a panic elsewhere cannot leave it half-written.
+        self.traces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reads the ledger as applied so far. Readers (deciders, the writer's
@@ -58,13 +80,13 @@ impl SharedLedger {
     // A panic while applying leaves the ledger in an unknown state; the node
     // stops on it (apply errors are fatal), so poison is not read past.
     fn shared(&self) -> RwLockReadGuard<'_, Inner> {
-        self.0
+        self.inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn exclusive(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.0
+        self.inner
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -215,12 +237,15 @@ impl StateMachine {
                 progress.membership =
                     StoredMembershipOf::<TypeConfig>::new(Some(log_id), membership.clone());
             }
-            (EntryPayload::Normal(Proposal::Region(events)), Group::Region(region)) => {
+            (EntryPayload::Normal(Proposal::Region { events, trace }), Group::Region(region)) => {
                 for (offset, event) in events.iter().enumerate() {
                     let position = Position::new(index, offset_u32(offset)?);
                     if inner.ledger.apply(region, position, event).map_err(other)? {
                         applied += 1;
                     }
+                }
+                if let Some(trace) = trace {
+                    self.shared.book().record(region, events, trace);
                 }
             }
             (EntryPayload::Normal(Proposal::Control(events)), Group::Control) => {
@@ -264,10 +289,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
+            let span = tracing::info_span!(
+                "raft.apply",
+                group = %self.group,
+                index = entry.log_id.index,
+                events = tracing::field::Empty,
+            );
+            if let Some(context) = entry_trace(&entry.payload) {
+                context.adopt(&span);
+            }
             let applied = {
+                let _applying = span.enter();
                 let mut inner = self.shared.exclusive();
                 self.apply_entry(&mut inner, entry.log_id, &entry.payload)?
             };
+            span.record("events", applied);
             if let Some(responder) = responder {
                 responder.send(Applied {
                     index: entry.log_id.index,

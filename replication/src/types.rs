@@ -1,5 +1,7 @@
+use crate::traces::EntryTrace;
 use ledger_reservations::{ControlEvent, Event, RegionId};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 /// A Raft group: one per region, and the global control group.
@@ -31,24 +33,47 @@ impl fmt::Display for Group {
 /// openraft's own types as one base64 string; in a binary format, as bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proposal {
-    /// Events of a region's own log.
-    Region(Vec<Event>),
+    /// Events of a region's own log, and the trace they continue (only
+    /// when something in them was traced).
+    Region {
+        events: Vec<Event>,
+        trace: Option<Box<EntryTrace>>,
+    },
     /// Events of the global control log.
     Control(Vec<ControlEvent>),
 }
 
-/// The shape postcard encodes.
+impl Proposal {
+    /// A region's entry that carries no trace.
+    pub fn region(events: Vec<Event>) -> Self {
+        Proposal::Region {
+            events,
+            trace: None,
+        }
+    }
+}
+
+/// The shape postcard encodes. An entry without a trace is encoded as it
+/// was before traces existed; variants are only ever added at the end.
 #[derive(Serialize, Deserialize)]
 enum ProposalBody<'a> {
-    Region(std::borrow::Cow<'a, [Event]>),
-    Control(std::borrow::Cow<'a, [ControlEvent]>),
+    Region(Cow<'a, [Event]>),
+    Control(Cow<'a, [ControlEvent]>),
+    RegionTraced(Cow<'a, [Event]>, Cow<'a, EntryTrace>),
 }
 
 impl Serialize for Proposal {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use base64::Engine;
         let body = match self {
-            Proposal::Region(events) => ProposalBody::Region(events.as_slice().into()),
+            Proposal::Region {
+                events,
+                trace: None,
+            } => ProposalBody::Region(events.as_slice().into()),
+            Proposal::Region {
+                events,
+                trace: Some(trace),
+            } => ProposalBody::RegionTraced(events.as_slice().into(), Cow::Borrowed(&**trace)),
             Proposal::Control(events) => ProposalBody::Control(events.as_slice().into()),
         };
         let bytes = postcard::to_stdvec(&body).map_err(serde::ser::Error::custom)?;
@@ -74,7 +99,11 @@ impl<'de> Deserialize<'de> for Proposal {
         let body: ProposalBody<'static> =
             postcard::from_bytes(&bytes).map_err(serde::de::Error::custom)?;
         Ok(match body {
-            ProposalBody::Region(events) => Proposal::Region(events.into_owned()),
+            ProposalBody::Region(events) => Proposal::region(events.into_owned()),
+            ProposalBody::RegionTraced(events, trace) => Proposal::Region {
+                events: events.into_owned(),
+                trace: Some(Box::new(trace.into_owned())),
+            },
             ProposalBody::Control(events) => Proposal::Control(events.into_owned()),
         })
     }
@@ -83,7 +112,7 @@ impl<'de> Deserialize<'de> for Proposal {
 impl fmt::Display for Proposal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Proposal::Region(events) => write!(f, "{} region events", events.len()),
+            Proposal::Region { events, .. } => write!(f, "{} region events", events.len()),
             Proposal::Control(events) => write!(f, "{} control events", events.len()),
         }
     }
@@ -132,7 +161,7 @@ mod tests {
                 metadata: Some(Box::new([("k".to_owned(), "v".to_owned())].into())),
             }),
         };
-        let proposal = Proposal::Region(vec![event.clone(); 100]);
+        let proposal = Proposal::region(vec![event.clone(); 100]);
         let json = serde_json::to_string(&proposal).expect("json");
         assert_eq!(
             serde_json::from_str::<Proposal>(&json).expect("back"),
@@ -151,5 +180,61 @@ mod tests {
             events_as_json.len()
         );
         assert!(serde_json::from_str::<Proposal>("\"not base64!\"").is_err());
+    }
+
+    #[test]
+    fn an_untraced_entry_is_encoded_as_before_and_a_traced_one_round_trips() {
+        use crate::traces::{EntryTrace, TraceContext};
+        let event = Event {
+            stamp: Stamp::new(1, 2, NodeId(3)),
+            body: EventBody::PendingExpired {
+                pending_id: TransferId(7),
+            },
+        };
+        // The shape entries had before traces: variant 0, the events.
+        #[derive(Serialize)]
+        enum Before<'a> {
+            Region(&'a [Event]),
+        }
+        let before =
+            postcard::to_stdvec(&Before::Region(std::slice::from_ref(&event))).expect("postcard");
+        let untraced = Proposal::region(vec![event.clone()]);
+        assert_eq!(
+            postcard::to_stdvec(&untraced).expect("postcard"),
+            postcard::to_stdvec(&serde_bytes_of(&before)).expect("postcard")
+        );
+        let context = TraceContext {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            flags: 1,
+        };
+        let traced = Proposal::Region {
+            events: vec![event],
+            trace: Some(Box::new(EntryTrace {
+                entry: context,
+                events: vec![(0, context)],
+            })),
+        };
+        let bytes = postcard::to_stdvec(&traced).expect("postcard");
+        assert_eq!(
+            postcard::from_bytes::<Proposal>(&bytes).expect("back"),
+            traced
+        );
+        let json = serde_json::to_string(&traced).expect("json");
+        assert_eq!(
+            serde_json::from_str::<Proposal>(&json).expect("back"),
+            traced
+        );
+    }
+
+    /// `bytes` as serde bytes (how a binary format holds a proposal).
+    fn serde_bytes_of(bytes: &[u8]) -> impl Serialize + '_ {
+        struct Bytes<'a>(&'a [u8]);
+        impl Serialize for Bytes<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        Bytes(bytes)
     }
 }

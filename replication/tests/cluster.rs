@@ -237,7 +237,7 @@ async fn a_stalled_disk_holds_up_its_own_appends_and_nothing_else() {
     for id in 1..=5 {
         let event = top_up(id, 10, 2_000 + id as u64);
         cluster.nodes[&4]
-            .propose(region1, Proposal::Region(vec![event]))
+            .propose(region1, Proposal::region(vec![event]))
             .await
             .expect("region 1 commits");
         // Time for the learners' appends to start, and stall.
@@ -272,7 +272,7 @@ async fn a_log_that_does_not_fit_the_state_stops_the_group_and_says_why() {
     let leader = cluster.wait_leader(REGION0).await;
     let event = top_up(1, 100, 5_000);
     let outcome = cluster.nodes[&leader]
-        .propose(REGION0, Proposal::Region(vec![event]))
+        .propose(REGION0, Proposal::region(vec![event]))
         .await;
     assert!(outcome.is_err(), "{outcome:?}");
     // The leader applied it first and stopped, with the reason. Whether the

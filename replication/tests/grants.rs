@@ -72,7 +72,7 @@ impl Bank {
         else {
             panic!("{command:?} is decided");
         };
-        node.propose(group, Proposal::Region(vec![event]))
+        node.propose(group, Proposal::region(vec![event]))
             .await
             .expect("committed")
             .index

@@ -121,7 +121,7 @@ async fn propose(nodes: &BTreeMap<u64, Served>, group: Group, event: Event) -> u
         let id = leader(nodes, group).await;
         match nodes[&id]
             .node
-            .propose(group, Proposal::Region(vec![event.clone()]))
+            .propose(group, Proposal::region(vec![event.clone()]))
             .await
         {
             Ok(applied) => return applied.index,

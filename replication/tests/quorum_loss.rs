@@ -189,7 +189,7 @@ async fn a_leader_cut_from_its_quorum_answers_within_a_lease() {
     // Taken while the lease still holds (else refused at once): appended,
     // it may yet commit, so its outcome is unknown, said within a lease.
     let event = cluster.top_up(2, 50);
-    let proposal = Proposal::Region(vec![event]);
+    let proposal = Proposal::region(vec![event]);
     let pending = cluster.nodes[&old].propose(REGION0, proposal);
     let answer = tokio::time::timeout(answer_max, pending)
         .await
@@ -205,7 +205,7 @@ async fn a_leader_cut_from_its_quorum_answers_within_a_lease() {
     // Once the lease has run out: refused before it is appended, and no
     // leader named, so a client goes to another node.
     let event = cluster.top_up(3, 25);
-    let proposal = Proposal::Region(vec![event]);
+    let proposal = Proposal::region(vec![event]);
     let refused = tokio::time::timeout(answer_max, cluster.nodes[&old].propose(REGION0, proposal))
         .await
         .expect("refused at once");

@@ -54,7 +54,7 @@ mod durability {
     fn entry(index: u64, events: Vec<Event>) -> EntryOf<TypeConfig> {
         Entry {
             log_id: log_id::<TypeConfig>(1, 1, index),
-            payload: EntryPayload::Normal(Proposal::Region(events)),
+            payload: EntryPayload::Normal(Proposal::region(events)),
         }
     }
 

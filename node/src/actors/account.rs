@@ -135,6 +135,16 @@ impl Actor for AccountActor {
         match message {
             AccountMsg::Decide(work) => {
                 state.args.queued.fetch_sub(1, Ordering::SeqCst);
+                // A span only within a traced request (a child of its span).
+                let span = match work.collector.trace() {
+                    Some(_) => tracing::info_span!(
+                        parent: work.collector.span(),
+                        "account.decide",
+                        account = %state.args.account,
+                    ),
+                    None => tracing::Span::none(),
+                };
+                let _deciding = span.enter();
                 decide(state, work);
             }
             AccountMsg::Park { parked, resume } => {

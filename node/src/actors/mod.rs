@@ -29,6 +29,7 @@ pub(crate) use ledger_engine::Gate;
 pub(crate) use supervisor::{Actors, start};
 
 use crate::runtime::CommandResult;
+use ledger_replication::TraceContext;
 use ledger_reservations::{Item, Shortfall};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
@@ -38,6 +39,11 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 /// caller reads as "the node is stopping".
 pub(crate) struct Collector {
     inner: Mutex<Filling>,
+    /// The span of the request (or saga step) that made it: the deciders'
+    /// and the writer's spans continue its trace.
+    span: tracing::Span,
+    /// That span's context, when its trace is recorded.
+    trace: Option<TraceContext>,
 }
 
 /// What a request's deciders answered, and which of its refused commands
@@ -76,7 +82,11 @@ impl Collector {
         permit: Option<OwnedSemaphorePermit>,
         client: bool,
     ) -> Arc<Self> {
+        let span = tracing::Span::current();
+        let trace = TraceContext::of(&span);
         let collector = Arc::new(Self {
+            span,
+            trace,
             inner: Mutex::new(Filling {
                 client,
                 results: vec![None; count],
@@ -88,6 +98,16 @@ impl Collector {
         });
         collector.fill(std::iter::empty());
         collector
+    }
+
+    /// The span of the request that made it.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The request's trace, when it is recorded.
+    pub(crate) fn trace(&self) -> Option<TraceContext> {
+        self.trace
     }
 
     /// Whether the request came from a client rather than a saga.

@@ -13,12 +13,13 @@ use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_engine::{
     Candidate, Decider, EntryWriter, GrantHeld, ProposalFailure, Refusal, entry_batch,
 };
-use ledger_replication::{Proposal, ProposeError};
-use ledger_reservations::Event;
+use ledger_replication::{Cause, EntryTrace, Proposal, ProposeError, TraceContext};
+use ledger_reservations::{Event, EventBody};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// Events in one entry, at most.
 const ENTRY_EVENTS_MAX: usize = 8_190;
@@ -262,7 +263,17 @@ fn retry(message: &str) -> NodeFailure {
 async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
     #[cfg(feature = "chaos-bite")]
     answer_before_commit(&state.node, &submissions);
-    if let Err(failure) = prepare(state).await {
+    let requests: Vec<TraceContext> = submissions
+        .iter()
+        .filter_map(|submission| submission.collector.trace())
+        .collect();
+    // A span only for a traced request: the grant rounds every 50 ms are
+    // nobody's.
+    let preparing = match requests.is_empty() {
+        true => tracing::Span::none(),
+        false => continued(tracing::info_span!("writer.barrier"), &requests),
+    };
+    if let Err(failure) = prepare(state).instrument(preparing).await {
         // `prepare` reset the gate: every decision of the epoch they were
         // made in is void, and their deciders drop what they hold.
         for submission in submissions {
@@ -270,14 +281,53 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
         }
         return;
     }
-    let Some((entry, admitted)) = assemble(state, submissions) else {
+    let Some(Assembled {
+        entry,
+        admitted,
+        traced,
+    }) = assemble(state, submissions)
+    else {
         return;
     };
     let node = state.node.clone();
     let home = node.home();
-    crate::metrics::entry_proposed(entry.len());
-    match node.replica.propose(home, Proposal::Region(entry)).await {
+    // Each grant of a traced release continues that release's trace, in
+    // its own region: one transfer that crosses regions is one trace.
+    let grants = grant_spans(&node, &entry);
+    let causes: Vec<TraceContext> = requests
+        .into_iter()
+        .chain(grants.iter().filter_map(TraceContext::of))
+        .collect();
+    let span = continued(
+        tracing::info_span!(
+            "writer.entry",
+            ledger.node = node.replica.id(),
+            ledger.region = node.replica.region().0,
+            events = entry.len(),
+            index = tracing::field::Empty,
+        ),
+        &causes,
+    );
+    let events = entry.len();
+    let proposal = Proposal::Region {
+        trace: TraceContext::of(&span).map(|context| {
+            Box::new(EntryTrace {
+                entry: context,
+                events: traced,
+            })
+        }),
+        events: entry,
+    };
+    crate::metrics::entry_proposed(events);
+    let proposed = node
+        .replica
+        .propose(home, proposal)
+        .instrument(span.clone())
+        .await;
+    drop(grants);
+    match proposed {
         Ok(applied) => {
+            span.record("index", applied.index);
             let result = CommandResult::Applied {
                 fresh: true,
                 index: applied.index,
@@ -287,6 +337,7 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
             }
         }
         Err(error) => {
+            span.record("otel.status_code", "ERROR");
             // The entry may still commit: nothing decided from now on may
             // count on it either way, and nothing is decided again until the
             // state holds everything the log held at this moment.
@@ -303,6 +354,48 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
             }
         }
     }
+}
+
+/// `span`, continuing the first of `causes` and linked to the others (an
+/// entry serves many requests).
+fn continued(span: tracing::Span, causes: &[TraceContext]) -> tracing::Span {
+    if let Some((first, others)) = causes.split_first() {
+        first.adopt(&span);
+        for other in others {
+            other.link(&span);
+        }
+    }
+    span
+}
+
+/// A span for each grant in `entry` whose release was traced, child of the
+/// span that released it in the other region; open until the entry is
+/// proposed.
+fn grant_spans(node: &NodeHandle, entry: &[Event]) -> Vec<tracing::Span> {
+    let home = node.replica.region();
+    entry
+        .iter()
+        .filter_map(|event| match &event.body {
+            EventBody::Granted { from, seq, .. } => {
+                let cause = Cause::Release {
+                    from: *from,
+                    to: home,
+                    seq: *seq,
+                };
+                let context = node.replica.ledger().take_trace(&cause)?;
+                let span = tracing::info_span!(
+                    "grant",
+                    ledger.node = node.replica.id(),
+                    ledger.region = home.0,
+                    from = from.0,
+                    seq = *seq,
+                );
+                context.adopt(&span);
+                Some(span)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Chaos bite `answer-before-commit` (see `crate::bite`): answers the
@@ -342,7 +435,7 @@ async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
     if state.engine.must_settle(term(&node)) {
         if let Err(error) = node
             .replica
-            .propose(home, Proposal::Region(Vec::new()))
+            .propose(home, Proposal::region(Vec::new()))
             .await
         {
             tracing::info!(%error, "an earlier entry is not settled yet");
@@ -378,13 +471,17 @@ async fn prepare(state: &mut WriterState) -> Result<(), NodeFailure> {
     Ok(())
 }
 
+/// The next entry, the submissions it holds, and which of its events
+/// traced requests decided (those that ask another region).
+struct Assembled {
+    entry: Vec<Event>,
+    admitted: Vec<Submission>,
+    traced: Vec<(u32, TraceContext)>,
+}
+
 /// Assembles the next entry from `submissions` and the grants the region
-/// owes, answers what was refused, and returns the entry with the
-/// submissions it holds; `None` when it would be empty.
-fn assemble(
-    state: &mut WriterState,
-    mut submissions: Vec<Submission>,
-) -> Option<(Vec<Event>, Vec<Submission>)> {
+/// owes and answers what was refused; `None` when the entry would be empty.
+fn assemble(state: &mut WriterState, mut submissions: Vec<Submission>) -> Option<Assembled> {
     let WriterState {
         node, gate, engine, ..
     } = state;
@@ -416,9 +513,15 @@ fn assemble(
     }
     let mut admitted = Vec::with_capacity(submissions.len());
     let mut entry = Vec::new();
+    let mut traced = Vec::new();
     for (mut submission, verdict) in submissions.into_iter().zip(assembled.verdicts) {
         match verdict {
             Ok(()) => {
+                if let Some(context) = submission.collector.trace() {
+                    for (place, event) in submission.events.iter().enumerate() {
+                        EntryTrace::note(&mut traced, entry.len() + place, event, context);
+                    }
+                }
                 entry.append(&mut submission.events);
                 admitted.push(submission);
             }
@@ -426,7 +529,11 @@ fn assemble(
         }
     }
     entry.extend(assembled.grants);
-    (!entry.is_empty()).then_some((entry, admitted))
+    (!entry.is_empty()).then_some(Assembled {
+        entry,
+        admitted,
+        traced,
+    })
 }
 
 /// Wires learners where this node leads, one round after another.

@@ -29,6 +29,10 @@ pub struct DevArgs {
     /// with one client, such as the schema tests).
     #[arg(long)]
     no_auth: bool,
+    /// Sends every node's spans to this OTLP/gRPC collector
+    /// (`http://127.0.0.1:4317`); `OTEL_EXPORTER_OTLP_ENDPOINT` does too.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 const NODES: Table = Table(&[
@@ -55,6 +59,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.base_port,
         data_dir,
     );
+    options.otlp_endpoint = args.otlp_endpoint;
     if !args.no_auth {
         options.keys = Some(DevKeys::generate()?);
     }

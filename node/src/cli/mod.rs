@@ -64,6 +64,11 @@ pub enum Command {
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
+    // A node installs its logs and traces from its settings; every other
+    // command logs only.
+    if !matches!(command, Command::Node(_)) {
+        ledger_node::telemetry::init(None)?;
+    }
     match command {
         Command::Node(args) => node::run(args).await,
         Command::Dev(args) => dev::run(args).await,

@@ -17,6 +17,17 @@ pub struct NodeArgs {
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let settings = NodeSettings::from_file(&args.config)?;
+    let region = settings
+        .replication
+        .nodes
+        .iter()
+        .find(|node| node.id == settings.replication.node_id)
+        .map_or(0, |node| node.region.0);
+    ledger_node::telemetry::init(Some((
+        &settings.telemetry,
+        settings.replication.node_id,
+        region,
+    )))?;
     let id = settings.replication.node_id;
     // Watched from the start: a node asked to stop while it opens and
     // replays its log stops then, instead of being killed after the grace

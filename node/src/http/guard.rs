@@ -10,6 +10,7 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 /// Lets a request through to its route only with a key of a role the
 /// route takes (any, for a public route; none, with authentication off).
@@ -30,8 +31,22 @@ pub async fn guard(
         .headers()
         .get(AUTHORIZATION)
         .map(|value| value.as_bytes());
-    let answer = match http.api.node().auth.check(access, authorization) {
-        Ok(()) => next.run(request).await,
+    let node = http.api.node();
+    let answer = match node.auth.check(access, authorization) {
+        Ok(()) => {
+            let span = crate::telemetry::server_span(
+                "http",
+                &format!("{method} {template}"),
+                request.headers(),
+                node.replica.id(),
+                node.replica.region().0,
+            );
+            let answer = next.run(request).instrument(span.clone()).await;
+            if answer.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+            answer
+        }
         Err(denied) => refusal(&denied),
     };
     let status = answer.status().as_u16();

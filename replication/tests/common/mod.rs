@@ -207,7 +207,7 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let leader = self.wait_leader(REGION0).await;
-            let proposal = Proposal::Region(vec![event.clone()]);
+            let proposal = Proposal::region(vec![event.clone()]);
             match self.nodes[&leader].propose(REGION0, proposal).await {
                 Ok(applied) => return applied,
                 Err(ProposeError::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {

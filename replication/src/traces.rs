@@ -1,0 +1,252 @@
+//! Trace context in the log: an entry names the span that proposed it and,
+//! for each event a traced request decided, that request's span, so that a
+//! node applying the entry (in any region) continues the same trace, and
+//! a region taking in another's release or answering its pull continues the
+//! trace of the request that made it.
+//!
+//! Only sampled contexts are carried: with tracing off (no OpenTelemetry
+//! layer) every span's context is invalid, nothing is recorded and the
+//! entry is encoded exactly as before.
+
+use ledger_reservations::{Event, EventBody, RegionId, TransferId};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// A W3C trace context: the trace, the span within it, and its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// The context of `span`, if it is recorded in a sampled trace.
+    pub fn of(span: &tracing::Span) -> Option<Self> {
+        if span.is_none() {
+            return None;
+        }
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        (span_context.is_valid() && span_context.is_sampled()).then(|| Self {
+            trace_id: span_context.trace_id().to_bytes(),
+            span_id: span_context.span_id().to_bytes(),
+            flags: span_context.trace_flags().to_u8(),
+        })
+    }
+
+    /// The context of the current span, if it is sampled.
+    pub fn current() -> Option<Self> {
+        Self::of(&tracing::Span::current())
+    }
+
+    /// As OpenTelemetry's, from another process (or another span's past).
+    pub fn span_context(&self) -> SpanContext {
+        SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(self.span_id),
+            TraceFlags::new(self.flags),
+            true,
+            TraceState::NONE,
+        )
+    }
+
+    /// Makes `span` (created, not yet entered) a child of this context.
+    pub fn adopt(&self, span: &tracing::Span) {
+        let parent = opentelemetry::Context::new().with_remote_span_context(self.span_context());
+        // Refused only when the span has already started its trace: it
+        // then keeps the parent it has.
+        let _ = span.set_parent(parent);
+    }
+
+    /// Links `span` to this context (a batch that serves many traces).
+    pub fn link(&self, span: &tracing::Span) {
+        span.add_link(self.span_context());
+    }
+}
+
+/// The trace context an entry carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryTrace {
+    /// The span that proposed the entry: applying it continues this one.
+    pub entry: TraceContext,
+    /// Each traced event's request, by the event's place in the entry.
+    pub events: Vec<(u32, TraceContext)>,
+}
+
+/// The context of the span that proposed an entry, if it was traced.
+pub(crate) fn entry_trace(
+    payload: &openraft::EntryPayload<crate::types::Proposal, u64, openraft::BasicNode>,
+) -> Option<TraceContext> {
+    match payload {
+        openraft::EntryPayload::Normal(crate::types::Proposal::Region {
+            trace: Some(trace),
+            ..
+        }) => Some(trace.entry),
+        _ => None,
+    }
+}
+
+impl EntryTrace {
+    /// Notes that the event at `offset` was decided in `context`, when it
+    /// asks something of another region (a release, a pull): only those
+    /// are carried, so that a traced call of 8,190 transfers adds nothing.
+    pub fn note(
+        events: &mut Vec<(u32, TraceContext)>,
+        offset: usize,
+        event: &Event,
+        context: TraceContext,
+    ) {
+        let asks_another_region = matches!(
+            event.body,
+            EventBody::Released { .. } | EventBody::PullRequested { .. }
+        );
+        if let (true, Ok(offset)) = (asks_another_region, u32::try_from(offset)) {
+            events.push((offset, context));
+        }
+    }
+}
+
+/// What another region's entry asked of this one, by what it asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The `seq`-th release of region `from` to region `to`.
+    Release {
+        from: RegionId,
+        to: RegionId,
+        seq: u64,
+    },
+    /// A pull, by its id.
+    Pull(TransferId),
+}
+
+impl Cause {
+    /// What `event`, in the log of `region`, may lead another region to do.
+    fn of(region: RegionId, event: &Event) -> Option<Self> {
+        match &event.body {
+            EventBody::Released { to, seq, .. } => Some(Cause::Release {
+                from: region,
+                to: *to,
+                seq: *seq,
+            }),
+            EventBody::PullRequested { id, .. } => Some(Cause::Pull(*id)),
+            _ => None,
+        }
+    }
+}
+
+/// Traces of releases and pulls applied here, until the region they ask
+/// acts on them. Bounded: past [`TraceBook::CAPACITY`] the oldest is
+/// forgotten (its grant or answer then starts a trace of its own).
+#[derive(Debug, Default)]
+pub struct TraceBook {
+    contexts: HashMap<Cause, TraceContext>,
+    order: VecDeque<Cause>,
+}
+
+impl TraceBook {
+    pub const CAPACITY: usize = 4_096;
+
+    /// Records the traced releases and pulls of an entry of `region`'s log.
+    pub fn record(&mut self, region: RegionId, events: &[Event], trace: &EntryTrace) {
+        for (offset, context) in &trace.events {
+            let Some(event) = usize::try_from(*offset)
+                .ok()
+                .and_then(|offset| events.get(offset))
+            else {
+                continue;
+            };
+            if let Some(cause) = Cause::of(region, event)
+                && self.contexts.insert(cause, *context).is_none()
+            {
+                self.order.push_back(cause);
+            }
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.contexts.remove(&oldest);
+            }
+        }
+    }
+
+    /// The trace of `cause`, forgotten once taken.
+    pub fn take(&mut self, cause: &Cause) -> Option<TraceContext> {
+        let context = self.contexts.remove(cause)?;
+        self.order.retain(|kept| kept != cause);
+        Some(context)
+    }
+
+    pub fn len(&self) -> usize {
+        self.contexts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.contexts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_hlc::{NodeId, Stamp};
+    use ledger_reservations::{AccountId, AccountKind, CurrencyCode};
+
+    fn context(n: u8) -> TraceContext {
+        TraceContext {
+            trace_id: [n; 16],
+            span_id: [n; 8],
+            flags: 1,
+        }
+    }
+
+    fn pull(id: u128) -> Event {
+        Event {
+            stamp: Stamp::new(1, 0, NodeId(1)),
+            body: EventBody::PullRequested {
+                id: TransferId(id),
+                account: AccountId(1),
+                currency: CurrencyCode::new("USD").expect("code"),
+                kind: AccountKind::User,
+                units: 1,
+                from: RegionId(2),
+            },
+        }
+    }
+
+    #[test]
+    fn a_book_keeps_what_was_traced_until_taken_and_stays_bounded() {
+        let mut book = TraceBook::default();
+        let events = vec![pull(1), pull(2)];
+        let trace = EntryTrace {
+            entry: context(9),
+            // The second event only; an offset past the entry is ignored.
+            events: vec![(1, context(2)), (7, context(7))],
+        };
+        book.record(RegionId(1), &events, &trace);
+        assert_eq!(book.take(&Cause::Pull(TransferId(1))), None);
+        assert_eq!(book.take(&Cause::Pull(TransferId(2))), Some(context(2)));
+        assert_eq!(book.take(&Cause::Pull(TransferId(2))), None);
+
+        let many: Vec<Event> = (0..TraceBook::CAPACITY as u128 + 10).map(pull).collect();
+        let trace = EntryTrace {
+            entry: context(9),
+            events: (0..many.len() as u32).map(|i| (i, context(3))).collect(),
+        };
+        book.record(RegionId(1), &many, &trace);
+        assert_eq!(book.len(), TraceBook::CAPACITY);
+        // The oldest went first.
+        assert_eq!(book.take(&Cause::Pull(TransferId(0))), None);
+        assert!(
+            book.take(&Cause::Pull(TransferId(many.len() as u128 - 1)))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn an_unrecorded_span_has_no_context() {
+        assert_eq!(TraceContext::of(&tracing::Span::none()), None);
+        assert_eq!(TraceContext::current(), None);
+    }
+}
