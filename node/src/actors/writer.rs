@@ -305,6 +305,7 @@ async fn flush(state: &mut WriterState, submissions: Vec<Submission>) {
             ledger.region = node.replica.region().0,
             events = entry.len(),
             index = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         ),
         &causes,
     );
