@@ -338,11 +338,9 @@ fn pools(api: &Api) {
     }
 }
 
-/// An account kind as the API names it.
+/// An account kind as the API names it (`USER`).
 fn kind_name(kind: AccountKind) -> &'static str {
-    match kind {
-        AccountKind::User => "USER",
-        AccountKind::External => "EXTERNAL",
-        AccountKind::System => "SYSTEM",
-    }
+    crate::wire::kind_to_wire(kind)
+        .as_str_name()
+        .trim_start_matches("ACCOUNT_KIND_")
 }

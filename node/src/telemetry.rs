@@ -9,9 +9,8 @@
 //! entries themselves ([`ledger_replication::EntryTrace`]).
 
 use anyhow::Context as _;
-use ledger_replication::TraceContext;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -84,15 +83,17 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 /// exporter's channel lives on it); returns whether traces are on.
 /// `node`: the node's id and region, for the spans' resource.
 pub fn init(node: Option<(&TelemetrySettings, u64, u16)>) -> anyhow::Result<bool> {
-    let settings = node.map(|(settings, _, _)| settings);
-    let endpoint = settings.and_then(TelemetrySettings::endpoint);
-    let provider = match (&endpoint, node) {
-        (Some(endpoint), Some((settings, id, region))) => {
-            Some(provider(endpoint, settings.sample_ratio, id, region)?)
-        }
-        _ => None,
-    };
-    let traces = provider.as_ref().map(layer);
+    let exporting = node.and_then(|(settings, id, region)| {
+        let endpoint = settings.endpoint()?;
+        Some((endpoint, settings.sample_ratio, id, region))
+    });
+    let provider = exporting
+        .as_ref()
+        .map(|(endpoint, ratio, id, region)| provider(endpoint, *ratio, *id, *region))
+        .transpose()?;
+    let traces = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("ledger")));
     Registry::default()
         .with(traces)
         .with(
@@ -108,20 +109,18 @@ pub fn init(node: Option<(&TelemetrySettings, u64, u16)>) -> anyhow::Result<bool
         )
         .try_init()
         .context("installing the log subscriber")?;
-    let Some(provider) = provider else {
+    let (Some(provider), Some((endpoint, ratio, _, _))) = (provider, exporting) else {
         return Ok(false);
     };
     let _ = PROVIDER.set(provider);
-    if let (Some(endpoint), Some(settings)) = (endpoint, settings) {
-        tracing::info!(%endpoint, ratio = settings.sample_ratio, "traces go over OTLP");
-    }
+    tracing::info!(%endpoint, ratio, "traces go over OTLP");
     Ok(true)
 }
 
 /// A tracer provider exporting over OTLP/gRPC to `endpoint` as `node` of
 /// `region`, sampling new traces at `ratio`. Built inside the runtime (the exporter's channel
 /// lives on it).
-pub fn provider(
+fn provider(
     endpoint: &str,
     ratio: f64,
     node: u64,
@@ -148,16 +147,6 @@ pub fn provider(
         ))))
         .with_resource(resource)
         .build())
-}
-
-/// The layer that turns `tracing` spans into `provider`'s spans.
-pub fn layer<S>(
-    provider: &SdkTracerProvider,
-) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
-where
-    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
-{
-    tracing_opentelemetry::layer().with_tracer(provider.tracer("ledger"))
 }
 
 /// Sends the spans still buffered; called once, as the process ends.
@@ -198,9 +187,12 @@ pub fn server_span(
 /// The current span's context as a W3C `traceparent` value, so that the
 /// node called continues this trace; none when it is not recorded.
 pub fn traceparent() -> Option<String> {
-    TraceContext::current()?;
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_sampled() {
+        return None;
+    }
     let mut carrier = std::collections::HashMap::new();
-    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
     carrier.remove("traceparent")
 }
 

@@ -123,7 +123,7 @@ pub fn kind(kind: i32) -> Result<AccountKind, WireError> {
     }
 }
 
-fn kind_to_wire(kind: AccountKind) -> api::AccountKind {
+pub(crate) fn kind_to_wire(kind: AccountKind) -> api::AccountKind {
     match kind {
         AccountKind::User => api::AccountKind::User,
         AccountKind::External => api::AccountKind::External,

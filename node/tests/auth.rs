@@ -14,7 +14,6 @@ use prost::Message;
 use std::time::Duration;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
 
 /// What a call was answered, as far as who may make it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +65,12 @@ fn grpc_methods() -> Vec<(String, bool)> {
 }
 
 /// Calls `path` with an empty request (every field left out) and `key`.
-async fn call_grpc(channel: Channel, path: &str, streaming: bool, key: Option<&str>) -> Verdict {
+async fn call_grpc(
+    channel: tonic::transport::Channel,
+    path: &str,
+    streaming: bool,
+    key: Option<&str>,
+) -> Verdict {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.expect("the channel is ready");
     let mut request = tonic::Request::new(());
@@ -93,14 +97,6 @@ async fn call_grpc(channel: Channel, path: &str, streaming: bool, key: Option<&s
         Some(tonic::Code::PermissionDenied) => Verdict::PermissionDenied,
         _ => Verdict::Through,
     }
-}
-
-async fn channel(address: &str) -> Channel {
-    Endpoint::from_shared(format!("http://{address}"))
-        .expect("an endpoint")
-        .connect()
-        .await
-        .expect("the node answers")
 }
 
 async fn authenticated_cluster(base_port: u16, dir: &std::path::Path) -> Cluster {

@@ -57,11 +57,7 @@ fn present(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// Calls `/grpc.health.v1.Health/NoSuchMethod` (public, no key): answered
 /// UNIMPLEMENTED.
 async fn unknown_health_method(address: &str) {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .expect("an endpoint")
-        .connect()
-        .await
-        .expect("connects");
+    let channel = channel(address).await;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.expect("ready");
     let path =

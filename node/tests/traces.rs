@@ -123,11 +123,7 @@ async fn collector() -> (Collector, String) {
 async fn rebalance_in_trace(cluster: &Cluster, account: u128, amount: &str) {
     let keys = cluster.keys.as_ref().expect("keys");
     let address = cluster.api_of(0).expect("region 0");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .expect("an endpoint")
-        .connect()
-        .await
-        .expect("connects");
+    let channel = channel(address).await;
     let mut admin = api::admin_client::AdminClient::new(channel);
     let mut request = tonic::Request::new(api::RebalanceRequest {
         account: id(account),

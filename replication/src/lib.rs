@@ -44,7 +44,7 @@ pub use node::{
 };
 pub use state_machine::{SharedLedger, StateMachine};
 
-pub use traces::{Cause, EntryTrace, TraceBook, TraceContext};
+pub use traces::{EntryTrace, ReleaseKey, TraceBook, TraceContext};
 pub use types::{Applied, Group, Proposal};
 
 #[doc(hidden)]

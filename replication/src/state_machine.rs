@@ -8,7 +8,7 @@
 //! open, so a restart replays only the log after it.
 
 use crate::codec::{self, Format};
-use crate::traces::{Cause, TraceBook, TraceContext, entry_trace};
+use crate::traces::{ReleaseKey, TraceBook, TraceContext, entry_trace};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
 use futures_util::StreamExt;
 use ledger_reservations::{Control, Ledger, Position, RegionState};
@@ -41,9 +41,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct SharedLedger {
     inner: Arc<RwLock<Inner>>,
-    /// Traces of the releases and pulls applied here, for the region that
-    /// acts on them; a lock of its own, so that taking one never waits
-    /// for an apply.
+    /// Traces of the releases applied here, for the region they go to; a
+    /// lock of its own, so that taking one never waits for an apply.
     traces: Arc<Mutex<TraceBook>>,
 }
 
@@ -58,9 +57,9 @@ impl SharedLedger {
         }
     }
 
-    /// The trace of a release or pull applied here, forgotten once taken.
-    pub fn take_trace(&self, cause: &Cause) -> Option<TraceContext> {
-        self.book().take(cause)
+    /// The trace of a release applied here, forgotten once taken.
+    pub fn take_trace(&self, release: &ReleaseKey) -> Option<TraceContext> {
+        self.book().take(release)
     }
 
     fn book(&self) -> MutexGuard<'_, TraceBook> {

@@ -1,14 +1,14 @@
 //! Trace context in the log: an entry names the span that proposed it and,
 //! for each event a traced request decided, that request's span, so that a
 //! node applying the entry (in any region) continues the same trace, and
-//! a region taking in another's release or answering its pull continues the
-//! trace of the request that made it.
+//! a region taking in another's release continues the trace of the request
+//! that released.
 //!
 //! Only sampled contexts are carried: with tracing off (no OpenTelemetry
 //! layer) every span's context is invalid, nothing is recorded and the
 //! entry is encoded exactly as before.
 
-use ledger_reservations::{Event, EventBody, RegionId, TransferId};
+use ledger_reservations::{Event, EventBody, RegionId};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -91,65 +91,56 @@ pub(crate) fn entry_trace(
 
 impl EntryTrace {
     /// Notes that the event at `offset` was decided in `context`, when it
-    /// asks something of another region (a release, a pull): only those
-    /// are carried, so that a traced call of 8,190 transfers adds nothing.
+    /// is a release (what another region acts on): only those are carried,
+    /// so that a traced call of 8,190 transfers adds nothing.
     pub fn note(
         events: &mut Vec<(u32, TraceContext)>,
         offset: usize,
         event: &Event,
         context: TraceContext,
     ) {
-        let asks_another_region = matches!(
-            event.body,
-            EventBody::Released { .. } | EventBody::PullRequested { .. }
-        );
-        if let (true, Ok(offset)) = (asks_another_region, u32::try_from(offset)) {
+        let release = matches!(event.body, EventBody::Released { .. });
+        if let (true, Ok(offset)) = (release, u32::try_from(offset)) {
             events.push((offset, context));
         }
     }
 }
 
-/// What another region's entry asked of this one, by what it asked.
+/// The `seq`-th release of region `from` to region `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Cause {
-    /// The `seq`-th release of region `from` to region `to`.
-    Release {
-        from: RegionId,
-        to: RegionId,
-        seq: u64,
-    },
-    /// A pull, by its id.
-    Pull(TransferId),
+pub struct ReleaseKey {
+    pub from: RegionId,
+    pub to: RegionId,
+    pub seq: u64,
 }
 
-impl Cause {
-    /// What `event`, in the log of `region`, may lead another region to do.
+impl ReleaseKey {
+    /// The release `event` is, in the log of `region`.
     fn of(region: RegionId, event: &Event) -> Option<Self> {
         match &event.body {
-            EventBody::Released { to, seq, .. } => Some(Cause::Release {
+            EventBody::Released { to, seq, .. } => Some(ReleaseKey {
                 from: region,
                 to: *to,
                 seq: *seq,
             }),
-            EventBody::PullRequested { id, .. } => Some(Cause::Pull(*id)),
             _ => None,
         }
     }
 }
 
-/// Traces of releases and pulls applied here, until the region they ask
-/// acts on them. Bounded: past [`TraceBook::CAPACITY`] the oldest is
-/// forgotten (its grant or answer then starts a trace of its own).
+/// Traces of releases applied here, until the region they go to takes them
+/// in. Bounded: past [`TraceBook::CAPACITY`] the oldest is forgotten (its
+/// grant then starts a trace of its own).
 #[derive(Debug, Default)]
 pub struct TraceBook {
-    contexts: HashMap<Cause, TraceContext>,
-    order: VecDeque<Cause>,
+    contexts: HashMap<ReleaseKey, TraceContext>,
+    order: VecDeque<ReleaseKey>,
 }
 
 impl TraceBook {
     pub const CAPACITY: usize = 4_096;
 
-    /// Records the traced releases and pulls of an entry of `region`'s log.
+    /// Records the traced releases of an entry of `region`'s log.
     pub fn record(&mut self, region: RegionId, events: &[Event], trace: &EntryTrace) {
         for (offset, context) in &trace.events {
             let Some(event) = usize::try_from(*offset)
@@ -158,10 +149,10 @@ impl TraceBook {
             else {
                 continue;
             };
-            if let Some(cause) = Cause::of(region, event)
-                && self.contexts.insert(cause, *context).is_none()
+            if let Some(release) = ReleaseKey::of(region, event)
+                && self.contexts.insert(release, *context).is_none()
             {
-                self.order.push_back(cause);
+                self.order.push_back(release);
             }
         }
         while self.order.len() > Self::CAPACITY {
@@ -171,10 +162,10 @@ impl TraceBook {
         }
     }
 
-    /// The trace of `cause`, forgotten once taken.
-    pub fn take(&mut self, cause: &Cause) -> Option<TraceContext> {
-        let context = self.contexts.remove(cause)?;
-        self.order.retain(|kept| kept != cause);
+    /// The trace of `release`, forgotten once taken.
+    pub fn take(&mut self, release: &ReleaseKey) -> Option<TraceContext> {
+        let context = self.contexts.remove(release)?;
+        self.order.retain(|kept| kept != release);
         Some(context)
     }
 
@@ -191,7 +182,7 @@ impl TraceBook {
 mod tests {
     use super::*;
     use ledger_hlc::{NodeId, Stamp};
-    use ledger_reservations::{AccountId, AccountKind, CurrencyCode};
+    use ledger_reservations::{AccountId, AccountKind, CurrencyCode, Release};
 
     fn context(n: u8) -> TraceContext {
         TraceContext {
@@ -201,35 +192,47 @@ mod tests {
         }
     }
 
-    fn pull(id: u128) -> Event {
+    /// The `seq`-th release of region 1 to region 2.
+    fn release(seq: u64) -> Event {
         Event {
             stamp: Stamp::new(1, 0, NodeId(1)),
-            body: EventBody::PullRequested {
-                id: TransferId(id),
-                account: AccountId(1),
-                currency: CurrencyCode::new("USD").expect("code"),
-                kind: AccountKind::User,
-                units: 1,
-                from: RegionId(2),
+            body: EventBody::Released {
+                release: Release {
+                    account: AccountId(1),
+                    currency: CurrencyCode::new("USD").expect("code"),
+                    kind: AccountKind::User,
+                    units: 1,
+                },
+                to: RegionId(2),
+                seq,
+                pull: None,
             },
+        }
+    }
+
+    fn key(seq: u64) -> ReleaseKey {
+        ReleaseKey {
+            from: RegionId(1),
+            to: RegionId(2),
+            seq,
         }
     }
 
     #[test]
     fn a_book_keeps_what_was_traced_until_taken_and_stays_bounded() {
         let mut book = TraceBook::default();
-        let events = vec![pull(1), pull(2)];
+        let events = vec![release(1), release(2)];
         let trace = EntryTrace {
             entry: context(9),
             // The second event only; an offset past the entry is ignored.
             events: vec![(1, context(2)), (7, context(7))],
         };
         book.record(RegionId(1), &events, &trace);
-        assert_eq!(book.take(&Cause::Pull(TransferId(1))), None);
-        assert_eq!(book.take(&Cause::Pull(TransferId(2))), Some(context(2)));
-        assert_eq!(book.take(&Cause::Pull(TransferId(2))), None);
+        assert_eq!(book.take(&key(1)), None);
+        assert_eq!(book.take(&key(2)), Some(context(2)));
+        assert_eq!(book.take(&key(2)), None);
 
-        let many: Vec<Event> = (0..TraceBook::CAPACITY as u128 + 10).map(pull).collect();
+        let many: Vec<Event> = (0..TraceBook::CAPACITY as u64 + 10).map(release).collect();
         let trace = EntryTrace {
             entry: context(9),
             events: (0..many.len() as u32).map(|i| (i, context(3))).collect(),
@@ -237,11 +240,8 @@ mod tests {
         book.record(RegionId(1), &many, &trace);
         assert_eq!(book.len(), TraceBook::CAPACITY);
         // The oldest went first.
-        assert_eq!(book.take(&Cause::Pull(TransferId(0))), None);
-        assert!(
-            book.take(&Cause::Pull(TransferId(many.len() as u128 - 1)))
-                .is_some()
-        );
+        assert_eq!(book.take(&key(0)), None);
+        assert!(book.take(&key(many.len() as u64 - 1)).is_some());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_engine::{
     Candidate, Decider, EntryWriter, GrantHeld, ProposalFailure, Refusal, entry_batch,
 };
-use ledger_replication::{Cause, EntryTrace, Proposal, ProposeError, TraceContext};
+use ledger_replication::{EntryTrace, Proposal, ProposeError, ReleaseKey, TraceContext};
 use ledger_reservations::{Event, EventBody};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::{Arc, Mutex};
@@ -378,12 +378,12 @@ fn grant_spans(node: &NodeHandle, entry: &[Event]) -> Vec<tracing::Span> {
         .iter()
         .filter_map(|event| match &event.body {
             EventBody::Granted { from, seq, .. } => {
-                let cause = Cause::Release {
+                let release = ReleaseKey {
                     from: *from,
                     to: home,
                     seq: *seq,
                 };
-                let context = node.replica.ledger().take_trace(&cause)?;
+                let context = node.replica.ledger().take_trace(&release)?;
                 let span = tracing::info_span!(
                     "grant",
                     ledger.node = node.replica.id(),

@@ -53,6 +53,15 @@ pub async fn cluster_with(
     Cluster::start(&options).await.expect("the cluster starts")
 }
 
+/// A channel to the gRPC API at `address`.
+pub async fn channel(address: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("an endpoint")
+        .connect()
+        .await
+        .expect("the node answers")
+}
+
 /// The API address of node `id`.
 pub fn api_of(cluster: &Cluster, id: u64) -> String {
     cluster
