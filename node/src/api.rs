@@ -135,8 +135,13 @@ impl Api {
         }
     }
 
-    /// Serves both services on `listener` until the task is dropped.
-    pub async fn serve(self, listener: tokio::net::TcpListener) {
+    /// Serves both services on `listener` (over TLS with `tls`) until the
+    /// task is dropped.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) {
         let gate = ledger_replication::GateLayer::new(Arc::new(crate::telemetry::Traced {
             gate: self.node.auth.clone(),
             node: self.node.replica.id(),
@@ -168,7 +173,17 @@ impl Api {
                 None
             }
         };
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = match server.tls_config(tls) {
+                Ok(server) => server,
+                Err(error) => {
+                    tracing::error!(%error, "the API server did not start: its TLS is refused");
+                    return;
+                }
+            };
+        }
+        let served = server
             .tcp_nodelay(true)
             .layer(gate)
             .add_service(health)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Deadline of one call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,7 +111,7 @@ fn push_causes(line: &mut String, error: &(dyn std::error::Error + 'static)) {
 }
 
 /// An error with its causes ("transport error" alone says little).
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     if let Some(source) = error.source() {
         push_causes(&mut line, source);
@@ -182,11 +182,30 @@ impl Interceptor for Bearer {
 
 type Keyed = InterceptedService<Channel, Bearer>;
 
+/// How a client reaches a node: each call's deadline, the key it shows,
+/// and TLS (the CA it trusts, and a certificate of its own for a node).
+#[derive(Clone)]
+pub struct Access {
+    pub deadline: Duration,
+    pub key: Option<MetadataValue<Ascii>>,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl Access {
+    /// No key, no TLS, the default deadline.
+    pub fn open() -> Self {
+        Self {
+            deadline: CALL_TIMEOUT,
+            key: None,
+            tls: None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     address: String,
-    deadline: Duration,
-    bearer: Bearer,
+    access: Access,
     ledger: LedgerClient<Keyed>,
     admin: AdminClient<Keyed>,
 }
@@ -194,34 +213,46 @@ pub struct Client {
 impl Client {
     /// A client that shows no key (a cluster with authentication off).
     pub async fn connect(address: &str) -> Result<Self, ClientError> {
-        Self::connect_as(address, CALL_TIMEOUT, None).await
-    }
-
-    /// A client that shows no key and whose every call may take up to
-    /// `deadline` (a membership change waits for a learner to catch up).
-    pub async fn connect_with_deadline(
-        address: &str,
-        deadline: Duration,
-    ) -> Result<Self, ClientError> {
-        Self::connect_as(address, deadline, None).await
+        Self::connect_with(address, Access::open()).await
     }
 
     /// A client that shows `key` ([`ledger_replication::bearer`]) with
-    /// every call, each of which may take up to `deadline`.
+    /// every call, each of which may take up to `deadline`, without TLS.
     pub async fn connect_as(
         address: &str,
         deadline: Duration,
         key: Option<MetadataValue<Ascii>>,
     ) -> Result<Self, ClientError> {
+        let access = Access {
+            deadline,
+            key,
+            tls: None,
+        };
+        Self::connect_with(address, access).await
+    }
+
+    /// A client of the node at `address`, reached as `access` says.
+    pub async fn connect_with(address: &str, access: Access) -> Result<Self, ClientError> {
         let connect_error = |reason: String| ClientError::Connect {
             address: address.to_owned(),
             reason,
         };
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|error| connect_error(with_causes(&error)))?
+        let scheme = if access.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|error| connect_error(with_causes(&error)))?;
+        if let Some(tls) = &access.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|error| connect_error(with_causes(&error)))?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
-            .timeout(deadline)
+            .timeout(access.deadline)
             // A connection that died without a word (a cut network) is
             // found by an unanswered ping and replaced, not waited on.
             .http2_keep_alive_interval(Duration::from_secs(5))
@@ -230,19 +261,18 @@ impl Client {
             .connect()
             .await
             .map_err(|error| connect_error(with_causes(&error)))?;
-        let bearer = Bearer(key);
+        let bearer = Bearer(access.key.clone());
         Ok(Self {
             address: address.to_owned(),
-            deadline,
             ledger: LedgerClient::with_interceptor(channel.clone(), bearer.clone()),
-            admin: AdminClient::with_interceptor(channel, bearer.clone()),
-            bearer,
+            admin: AdminClient::with_interceptor(channel, bearer),
+            access,
         })
     }
 
-    /// A client of another node, with this one's key and deadline.
+    /// A client of another node, reached the way this one is.
     pub async fn to(&self, address: &str) -> Result<Self, ClientError> {
-        Self::connect_as(address, self.deadline, self.bearer.0.clone()).await
+        Self::connect_with(address, self.access.clone()).await
     }
 
     pub fn address(&self) -> &str {

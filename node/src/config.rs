@@ -53,6 +53,10 @@ pub struct NodeSettings {
     /// start, so that no node is open by a setting left out.
     #[serde(default)]
     pub insecure_no_auth: bool,
+    /// Mutual TLS between nodes, and TLS for clients ([`crate::tls`]); off
+    /// unless set, and then the Raft port takes only the cluster's nodes.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsSettings>,
     /// Where traces go ([`crate::telemetry`]); off unless set.
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetrySettings,

@@ -1,14 +1,16 @@
 //! `ledger dev`: a whole cluster on this machine, one process per node.
 
 use crate::auth::{self, Role};
-use crate::client::{CALL_TIMEOUT, Client, ClientError};
+use crate::client::{Access, CALL_TIMEOUT, Client, ClientError};
 use crate::config::NodeSettings;
+use crate::tls::DevCa;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::process::{Child, Command};
 use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Certificate, ClientTlsConfig};
 
 /// How long the cluster may take to elect every leader.
 const READY_WAIT: Duration = Duration::from_secs(60);
@@ -42,6 +44,73 @@ pub struct DevOptions {
     pub keys: Option<DevKeys>,
     /// Where every node sends its spans (OTLP/gRPC), or none (traces off).
     pub otlp_endpoint: Option<String>,
+    /// Mutual TLS between the nodes, and TLS for clients, with a throwaway
+    /// CA made at start ([`DevTls`]).
+    pub tls: bool,
+}
+
+/// The TLS files of a dev cluster, in `<data_dir>/tls`: the CA's
+/// certificate, and each node's certificate (valid for the hosts of its
+/// addresses and `localhost`) and key. The CA's key is not kept.
+pub struct DevTls {
+    pub ca: PathBuf,
+    /// What a client of the cluster trusts.
+    pub client: ClientTlsConfig,
+}
+
+impl DevTls {
+    /// The directory the files are in.
+    fn dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("tls")
+    }
+
+    /// Makes a CA and a certificate for each of `nodes`.
+    fn make(data_dir: &Path, nodes: &[DevNode]) -> anyhow::Result<Self> {
+        let dir = Self::dir(data_dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let ca = DevCa::new("ledger dev CA").context("making the dev CA")?;
+        let ca_file = dir.join("ca.pem");
+        write_private(&ca_file, &ca.pem())?;
+        for node in nodes {
+            let mut names = vec!["localhost".to_owned()];
+            for address in [&node.raft, &node.api, &node.http] {
+                let host = crate::tls::host_of(address).to_owned();
+                if !names.contains(&host) {
+                    names.push(host);
+                }
+            }
+            let issued = ca
+                .issue(&format!("node-{}", node.id), &names)
+                .with_context(|| format!("making node {}'s certificate", node.id))?;
+            let (cert, key) = Self::node_files(data_dir, node.id);
+            write_private(&cert, &issued.cert)?;
+            write_private(&key, &issued.key)?;
+        }
+        Ok(Self {
+            client: crate::tls::client_trusting(Certificate::from_pem(ca.pem()), None),
+            ca: ca_file,
+        })
+    }
+
+    /// Node `id`'s certificate and key files.
+    fn node_files(data_dir: &Path, id: u64) -> (PathBuf, PathBuf) {
+        let dir = Self::dir(data_dir);
+        (
+            dir.join(format!("node-{id}.pem")),
+            dir.join(format!("node-{id}.key")),
+        )
+    }
+
+    /// The `[tls]` section of node `id`'s settings.
+    fn settings_text(data_dir: &Path, id: u64) -> String {
+        let (cert, key) = Self::node_files(data_dir, id);
+        format!(
+            "\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            Self::dir(data_dir).join("ca.pem"),
+            cert,
+            key
+        )
+    }
 }
 
 /// One key per role, made for a dev cluster: every node accepts each and
@@ -122,6 +191,7 @@ impl DevOptions {
             bite: None,
             keys: None,
             otlp_endpoint: None,
+            tls: false,
         }
     }
 }
@@ -199,6 +269,9 @@ fn settings_text(node: &DevNode, all: &[DevNode], options: &DevOptions) -> Strin
     if let Some(endpoint) = &options.otlp_endpoint {
         text.push_str(&format!("\n[telemetry]\notlp_endpoint = {endpoint:?}\n"));
     }
+    if options.tls {
+        text.push_str(&DevTls::settings_text(data_dir, node.id));
+    }
     for other in all {
         text.push_str(&format!(
             "\n[[replication.nodes]]\nid = {}\nregion = {}\naddr = \"{}\"\napi = \"{}\"\nhttp = \"{}\"\n",
@@ -231,6 +304,16 @@ pub async fn connect_as(
     address: &str,
     role: Role,
 ) -> Result<Client, ClientError> {
+    connect_over(keys, None, address, role).await
+}
+
+/// [`connect_as`], over TLS with `tls`.
+async fn connect_over(
+    keys: Option<&DevKeys>,
+    tls: Option<&ClientTlsConfig>,
+    address: &str,
+    role: Role,
+) -> Result<Client, ClientError> {
     let key = keys
         .map(|keys| keys.bearer(role))
         .transpose()
@@ -238,7 +321,12 @@ pub async fn connect_as(
             address: address.to_owned(),
             reason: error.to_string(),
         })?;
-    Client::connect_as(address, CALL_TIMEOUT, key).await
+    let access = Access {
+        deadline: CALL_TIMEOUT,
+        key,
+        tls: tls.cloned(),
+    };
+    Client::connect_with(address, access).await
 }
 
 /// A running dev cluster.
@@ -246,6 +334,8 @@ pub struct Cluster {
     pub nodes: Vec<DevNode>,
     /// The keys the nodes take, if authentication is on.
     pub keys: Option<DevKeys>,
+    /// The cluster's TLS files and what its clients trust, if TLS is on.
+    pub tls: Option<DevTls>,
     children: BTreeMap<u64, Child>,
     data_dir: PathBuf,
     exe: PathBuf,
@@ -307,6 +397,10 @@ impl Cluster {
             Some(binary) => binary.clone(),
             None => std::env::current_exe().context("finding the ledger binary")?,
         };
+        let tls = match options.tls {
+            true => Some(DevTls::make(&options.data_dir, &nodes)?),
+            false => None,
+        };
         let mut children = BTreeMap::new();
         for node in &nodes {
             let settings = settings_text(node, &nodes, options);
@@ -316,6 +410,7 @@ impl Cluster {
         let cluster = Self {
             nodes,
             keys: options.keys.clone(),
+            tls,
             children,
             data_dir: options.data_dir.clone(),
             exe,
@@ -409,7 +504,8 @@ impl Cluster {
     /// A client of the node at `address` that shows the key of `role`
     /// (none, with authentication off).
     pub async fn connect(&self, address: &str, role: Role) -> Result<Client, ClientError> {
-        connect_as(self.keys.as_ref(), address, role).await
+        let tls = self.tls.as_ref().map(|tls| &tls.client);
+        connect_over(self.keys.as_ref(), tls, address, role).await
     }
 
     /// The ids of the running nodes.

@@ -29,4 +29,5 @@ pub mod metrics;
 pub mod runtime;
 pub mod saga;
 pub mod telemetry;
+pub mod tls;
 pub mod wire;

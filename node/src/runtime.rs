@@ -3,8 +3,9 @@
 
 use crate::actors::{self, Actors, Answers, Collector, PullAsk, RouterMsg};
 use crate::auth::Auth;
-use crate::client::{CALL_TIMEOUT, Client, ClientError};
+use crate::client::{Access, CALL_TIMEOUT, Client, ClientError};
 use crate::config::NodeSettings;
+use crate::tls::Tls;
 use ledger_hlc::{Clock, Hlc, NodeId, SystemClock};
 use ledger_replication::{
     Faults, GateLayer, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
@@ -19,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use tonic::transport::{ClientTlsConfig, ServerTlsConfig};
 
 /// Commands decided or being decided on this node at once, at most: every
 /// actor's mailbox is bounded by it, and callers past it wait.
@@ -105,6 +107,8 @@ pub struct NodeHandle {
     pub faults: Faults,
     /// Who may call this node, and the key it shows its peers.
     pub auth: Arc<Auth>,
+    /// How this node calls its peers over TLS, if it does.
+    peer_tls: Option<ClientTlsConfig>,
     /// This node's clock against its peers' (ms, ahead positive), and
     /// whether that is past the drift limit ([`crate::clock_watch`]).
     clock_offset_ms: AtomicI64,
@@ -195,7 +199,12 @@ impl NodeHandle {
 
     /// A client of another node's API that shows this node's key.
     pub async fn client_of(&self, address: &str) -> Result<Client, ClientError> {
-        Client::connect_as(address, CALL_TIMEOUT, self.auth.node_key().cloned()).await
+        let access = Access {
+            deadline: CALL_TIMEOUT,
+            key: self.auth.node_key().cloned(),
+            tls: self.peer_tls.clone(),
+        };
+        Client::connect_with(address, access).await
     }
 
     pub fn api_address(&self, node: Option<u64>) -> String {
@@ -599,7 +608,7 @@ fn auth_of(settings: &NodeSettings) -> Result<Auth, crate::auth::AuthError> {
 /// the API server from `api` (built by the caller around the handle).
 pub async fn start<F, Fut>(settings: NodeSettings, api: F) -> anyhow::Result<RunningNode>
 where
-    F: FnOnce(Arc<NodeHandle>, tokio::net::TcpListener) -> Fut,
+    F: FnOnce(Arc<NodeHandle>, tokio::net::TcpListener, Option<ServerTlsConfig>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     // Before the replica applies anything: the core's bites change apply.
@@ -613,11 +622,15 @@ where
         None => None,
     };
     let auth = Arc::new(auth_of(&settings)?);
+    let tls = settings.tls.as_ref().map(Tls::load).transpose()?;
     let deadline = Duration::from_millis(replication.timings.rpc_deadline_ms);
     let faults = Faults::default();
     let mut transport = GrpcTransport::new(deadline).with_faults(faults.clone());
     if let Some(key) = auth.node_key() {
         transport = transport.with_key(key.clone());
+    }
+    if let Some(tls) = &tls {
+        transport = transport.with_tls(tls.client());
     }
     let replica = ReplicaNode::start(
         replication.node_id,
@@ -644,8 +657,9 @@ where
     let raft_service = replica.raft_service().with_faults(faults.clone());
     // No spans on the Raft port: heartbeats are not anyone's request.
     let gate = GateLayer::new(auth.clone());
+    let raft_tls = tls.as_ref().map(Tls::raft_server);
     let mut tasks = vec![tokio::spawn(async move {
-        if let Err(error) = serve(raft_service, raft_listener, gate).await {
+        if let Err(error) = serve(raft_service, raft_listener, gate, raft_tls).await {
             tracing::error!(%error, "the Raft server stopped");
         }
     })];
@@ -675,14 +689,17 @@ where
         control: Mutex::new(ControlProposer::default()),
         faults,
         auth,
+        peer_tls: tls.as_ref().map(Tls::client),
         clock_offset_ms: AtomicI64::new(0),
         clock_off: AtomicBool::new(false),
     });
     let actors = actors::start(handle.clone(), Arc::new(crate::saga::SimulatedPayouts)).await?;
-    tasks.push(tokio::spawn(api(handle.clone(), api_listener)));
+    let api_tls = tls.as_ref().map(Tls::api_server);
+    tasks.push(tokio::spawn(api(handle.clone(), api_listener, api_tls)));
     if let Some(listener) = http_listener {
         let api = crate::api::Api::new(handle.clone());
-        tasks.push(tokio::spawn(crate::http::serve(api, listener)));
+        let tls = tls.as_ref().map(Tls::http_server);
+        tasks.push(tokio::spawn(crate::http::serve(api, listener, tls)));
     }
     if settings.clock_watch {
         tasks.push(tokio::spawn(crate::clock_watch::watch(handle.clone())));

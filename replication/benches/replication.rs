@@ -133,6 +133,7 @@ async fn group_commit(concurrency: usize) -> f64 {
             node.raft_service(),
             listener,
             GateLayer::open(),
+            None,
         )));
         nodes.push(node);
     }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 /// The largest Raft message either side accepts: a whole snapshot travels
@@ -221,12 +221,18 @@ const RESETS_BEFORE_GOAWAY: usize = 10_000;
 
 /// Serves `service` on `listener`, each call asked of `gate` first, until
 /// the server fails or the task is dropped.
+/// With `tls`, only callers that show a certificate it accepts get in.
 pub async fn serve(
     service: RaftService,
     listener: tokio::net::TcpListener,
     gate: GateLayer,
+    tls: Option<ServerTlsConfig>,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .tcp_nodelay(true)
         .layer(gate)
         // A peer drops an RPC it stops waiting for (openraft gives a
@@ -248,6 +254,9 @@ pub struct GrpcTransport {
     faults: Faults,
     /// The `authorization` value every RPC carries (a node's key), if any.
     key: Option<MetadataValue<Ascii>>,
+    /// How peers are called over TLS (this node's certificate and the CA
+    /// theirs must be signed by), if they are.
+    tls: Option<ClientTlsConfig>,
     clients: Mutex<BTreeMap<u64, (String, RaftTransportClient<Channel>)>>,
 }
 
@@ -258,6 +267,7 @@ impl GrpcTransport {
             deadline,
             faults: Faults::default(),
             key: None,
+            tls: None,
             clients: Mutex::new(BTreeMap::new()),
         }
     }
@@ -272,6 +282,12 @@ impl GrpcTransport {
     /// that ask for one.
     pub fn with_key(mut self, key: MetadataValue<Ascii>) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// Calls every peer over TLS with `tls`.
+    pub fn with_tls(mut self, tls: ClientTlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -295,8 +311,15 @@ impl GrpcTransport {
         }
         let node = peer.id;
         let unreachable = |reason: String| TransportError::Unreachable { node, reason };
-        let endpoint = Endpoint::from_shared(format!("http://{}", peer.addr))
-            .map_err(|error| unreachable(error.to_string()))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", peer.addr))
+            .map_err(|error| unreachable(error.to_string()))?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|error| unreachable(error.to_string()))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(self.deadline)
             .tcp_nodelay(true)

@@ -57,7 +57,7 @@ async fn start(nodes: &[(u64, u16)], dir: &std::path::Path) -> (Layout, BTreeMap
         .expect("starts");
         let service = node.raft_service();
         let server = tokio::spawn(async move {
-            if let Err(error) = serve(service, listener, GateLayer::open()).await {
+            if let Err(error) = serve(service, listener, GateLayer::open(), None).await {
                 panic!("server failed: {error}");
             }
         });

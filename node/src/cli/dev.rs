@@ -33,6 +33,10 @@ pub struct DevArgs {
     /// (`http://127.0.0.1:4317`); `OTEL_EXPORTER_OTLP_ENDPOINT` does too.
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// Mutual TLS between the nodes and TLS for clients, with a throwaway
+    /// CA and node certificates made in `<data-dir>/tls`.
+    #[arg(long)]
+    tls: bool,
 }
 
 const NODES: Table = Table(&[
@@ -60,6 +64,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir,
     );
     options.otlp_endpoint = args.otlp_endpoint;
+    options.tls = args.tls;
     if !args.no_auth {
         options.keys = Some(DevKeys::generate()?);
     }
@@ -82,8 +87,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             &node.log.display(),
         ]);
     }
+    let ca = cluster.tls.as_ref().map(|tls| tls.ca.as_path());
     if let Some(keys) = &cluster.keys {
-        print_keys(keys, &options.data_dir, &cluster.nodes[0].http)?;
+        print_keys(keys, &options.data_dir, &cluster.nodes[0].http, ca)?;
+    }
+    if let Some(tls) = &cluster.tls {
+        println!(
+            "\nTLS is on: the nodes call each other with certificates of a CA made for this \
+             run, and both APIs take TLS only; `ledger` trusts it with\n  \
+             export LEDGER_TLS_CA={}",
+            tls.ca.display()
+        );
     }
     if args.demo
         && let Err(error) = demo::run_demo(&cluster).await
@@ -104,8 +118,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the keys where a shell can read them, and says how to use them.
-fn print_keys(keys: &DevKeys, dir: &std::path::Path, http: &str) -> anyhow::Result<()> {
+/// Writes the keys where a shell can read them, and says how to use them
+/// (over HTTPS trusting `ca`, if given).
+fn print_keys(
+    keys: &DevKeys,
+    dir: &std::path::Path,
+    http: &str,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let file = dir.join("keys.env");
     let text = format!(
         "# API keys of this dev cluster, one per role; `ledger` reads LEDGER_API_KEY.\n\
@@ -120,8 +140,10 @@ fn print_keys(keys: &DevKeys, dir: &std::path::Path, http: &str) -> anyhow::Resu
          use them with\n  \
          set -a; . {file}; set +a          # LEDGER_API_KEY: the client key\n  \
          LEDGER_API_KEY=$LEDGER_OPERATOR_KEY ledger pools ...\n  \
-         curl -H \"Authorization: Bearer $LEDGER_CLIENT_KEY\" http://{http}/api/v1/accounts/...",
+         curl{cacert} -H \"Authorization: Bearer $LEDGER_CLIENT_KEY\" {scheme}://{http}/api/v1/accounts/...",
         file = file.display(),
+        cacert = ca.map_or(String::new(), |ca| format!(" --cacert {}", ca.display())),
+        scheme = if ca.is_some() { "https" } else { "http" },
         client = keys.client,
         operator = keys.operator,
         node = keys.node,

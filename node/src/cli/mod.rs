@@ -14,8 +14,9 @@ mod status;
 mod top;
 mod transfer;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ledger_node::client::{CALL_TIMEOUT, Client};
+use ledger_node::client::{Access, CALL_TIMEOUT, Client};
 use ledger_proto::v1 as api;
 use std::time::Duration;
 
@@ -90,6 +91,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 pub struct Endpoint {
     #[arg(long, default_value = "127.0.0.1:27100")]
     api: String,
+    /// The CA certificate (PEM) of a cluster that serves TLS: calls go over
+    /// TLS and the node's certificate is checked against it.
+    #[arg(long, env = "LEDGER_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the node's certificate must carry, in place of the host
+    /// of `--api`.
+    #[arg(long, env = "LEDGER_TLS_SERVER_NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 /// The API key every call shows (a node with authentication on refuses
@@ -111,6 +120,29 @@ impl Endpoint {
         self.connect_to(&self.api, CALL_TIMEOUT).await
     }
 
+    /// An HTTP client of the nodes' HTTP ports, and the scheme they serve
+    /// (`https` with `--tls-ca`, which it then trusts alone).
+    pub fn http_client(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<(reqwest::Client, &'static str)> {
+        let builder = reqwest::Client::builder().timeout(timeout);
+        match &self.tls_ca {
+            None => Ok((builder.build()?, "http")),
+            Some(path) => {
+                let pem =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                let ca = reqwest::Certificate::from_pem(&pem)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let client = builder
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(ca)
+                    .build()?;
+                Ok((client, "https"))
+            }
+        }
+    }
+
     /// A client of another node than `--api`, with this endpoint's key.
     pub async fn connect_to(&self, address: &str, deadline: Duration) -> anyhow::Result<Client> {
         let key = match api_key()? {
@@ -120,7 +152,15 @@ impl Endpoint {
             ),
             None => None,
         };
-        Ok(Client::connect_as(address, deadline, key).await?)
+        let tls = match &self.tls_ca {
+            Some(path) => Some(ledger_node::tls::client_trusting(
+                ledger_node::tls::read_ca(path)?,
+                self.tls_server_name.as_deref(),
+            )),
+            None => None,
+        };
+        let access = Access { deadline, key, tls };
+        Ok(Client::connect_with(address, access).await?)
     }
 }
 

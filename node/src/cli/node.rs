@@ -34,8 +34,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     // period (as a container's first process it has no default handler).
     let terminated = terminated();
     tokio::pin!(terminated);
-    let starting = runtime::start(settings, |handle, listener| {
-        Api::new(handle).serve(listener)
+    let starting = runtime::start(settings, |handle, listener, tls| {
+        Api::new(handle).serve(listener, tls)
     });
     let running = tokio::select! {
         running = starting => running?,

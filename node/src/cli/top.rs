@@ -31,15 +31,18 @@ struct Reading {
 
 pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     let status = args.endpoint.connect().await?.status().await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
+    let (http, scheme) = args.endpoint.http_client(Duration::from_secs(2))?;
     let key = api_key()?;
     let every = Duration::from_secs(args.every.max(1));
-    let mut last = read_all(&http, key.as_deref(), &status.nodes).await;
+    let reader = Reader {
+        http,
+        scheme,
+        key: key.as_deref(),
+    };
+    let mut last = reader.read_all(&status.nodes).await;
     loop {
         tokio::time::sleep(every).await;
-        let now = read_all(&http, key.as_deref(), &status.nodes).await;
+        let now = reader.read_all(&status.nodes).await;
         let view = draw(&status.nodes, &last, &now);
         if args.once {
             print!("{view}");
@@ -54,23 +57,48 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn read_all(
-    http: &reqwest::Client,
-    key: Option<&str>,
-    nodes: &[api::NodeInfo],
-) -> Vec<Reading> {
-    // At once: a node that does not answer holds up no other.
-    let reads = nodes.iter().map(|node| async move {
-        let scrape = match node.http.is_empty() {
-            true => None,
-            false => read(http, key, &node.http).await,
-        };
-        Reading {
-            at: Instant::now(),
-            scrape,
+/// Reads the nodes' `/metrics`.
+struct Reader<'a> {
+    http: reqwest::Client,
+    scheme: &'static str,
+    key: Option<&'a str>,
+}
+
+impl Reader<'_> {
+    async fn read_all(&self, nodes: &[api::NodeInfo]) -> Vec<Reading> {
+        // At once: a node that does not answer holds up no other.
+        let reads = nodes.iter().map(|node| async move {
+            let scrape = match node.http.is_empty() {
+                true => None,
+                false => self.read(&node.http).await,
+            };
+            Reading {
+                at: Instant::now(),
+                scrape,
+            }
+        });
+        futures_util::future::join_all(reads).await
+    }
+
+    /// A node's `/metrics`, or `None` if it does not answer them.
+    async fn read(&self, address: &str) -> Option<Scrape> {
+        let mut request = self
+            .http
+            .get(format!("{}://{address}/metrics", self.scheme));
+        if let Some(key) = self.key {
+            request = request.bearer_auth(key);
         }
-    });
-    futures_util::future::join_all(reads).await
+        let text = request
+            .send()
+            .await
+            .ok()?
+            .error_for_status()
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).ok()
+    }
 }
 
 /// How much a counter grew between two readings; a node that restarted in
@@ -81,24 +109,6 @@ fn growth(before: f64, after: f64) -> f64 {
     } else {
         after
     }
-}
-
-/// A node's `/metrics`, or `None` if it does not answer them.
-async fn read(http: &reqwest::Client, key: Option<&str>, address: &str) -> Option<Scrape> {
-    let mut request = http.get(format!("http://{address}/metrics"));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let text = request
-        .send()
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).ok()
 }
 
 fn matching<'a>(

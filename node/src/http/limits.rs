@@ -34,6 +34,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 /// The largest body a request may have (a batch of 8,190 transfers is
 /// about 2 MiB).
@@ -73,9 +74,15 @@ impl Limits {
     }
 }
 
-/// Serves `router` on `listener` until the task is dropped, and with it
-/// every connection it opened (so nothing holds the node after it stops).
-pub async fn serve(router: axum::Router, listener: tokio::net::TcpListener, requests_max: usize) {
+/// Serves `router` on `listener` (HTTPS with `tls`) until the task is
+/// dropped, and with it every connection it opened (so nothing holds the
+/// node after it stops).
+pub async fn serve(
+    router: axum::Router,
+    listener: tokio::net::TcpListener,
+    requests_max: usize,
+    tls: Option<TlsAcceptor>,
+) {
     let connections = Arc::new(Semaphore::new(
         requests_max.saturating_mul(CONNECTIONS_PER_REQUEST),
     ));
@@ -96,7 +103,7 @@ pub async fn serve(router: axum::Router, listener: tokio::net::TcpListener, requ
                 continue;
             }
         };
-        open.spawn(connection(router.clone(), stream, place));
+        open.spawn(connection(router.clone(), stream, tls.clone(), place));
     }
 }
 
@@ -108,13 +115,14 @@ fn is_connection_error(error: &std::io::Error) -> bool {
     )
 }
 
-/// One connection, HTTP/1.1 or HTTP/2, its place held until it ends.
+/// One connection, HTTP/1.1 or HTTP/2 (over TLS with `tls`), its place
+/// held until it ends.
 async fn connection(
     router: axum::Router,
     stream: tokio::net::TcpStream,
+    tls: Option<TlsAcceptor>,
     place: OwnedSemaphorePermit,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let _ = stream.set_nodelay(true);
     // A connection that sends nothing is closed; hyper's own header timeout
     // starts only once it knows the protocol.
@@ -125,6 +133,24 @@ async fn connection(
     ) {
         return;
     }
+    match tls {
+        None => serve_connection(router, stream).await,
+        // A handshake is bounded as the headers are.
+        Some(tls) => match tokio::time::timeout(HEADER_READ_MAX, tls.accept(stream)).await {
+            Ok(Ok(stream)) => serve_connection(router, stream).await,
+            Ok(Err(error)) => tracing::debug!(%error, "a TLS handshake failed"),
+            Err(_) => tracing::debug!("a TLS handshake took too long"),
+        },
+    }
+    drop(place);
+}
+
+/// Serves HTTP on one connection until it ends.
+async fn serve_connection<Io>(router: axum::Router, io: Io)
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let service = hyper_util::service::TowerToHyperService::new(router);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -136,13 +162,9 @@ async fn connection(
         .timer(TokioTimer::new())
         .keep_alive_interval(HTTP2_PING_EVERY)
         .keep_alive_timeout(HEADER_READ_MAX);
-    if let Err(error) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
+    if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
         tracing::debug!(%error, "an HTTP connection ended");
     }
-    drop(place);
 }
 
 /// The middleware that keeps every limit above but the connections'.

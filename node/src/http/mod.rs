@@ -117,11 +117,16 @@ pub fn router(api: Api) -> (axum::Router, utoipa::openapi::OpenApi) {
     (router, document)
 }
 
-/// Serves the HTTP API on `listener` until the task is dropped.
-pub async fn serve(api: Api, listener: tokio::net::TcpListener) {
+/// Serves the HTTP API on `listener` (HTTPS with `tls`) until the task is
+/// dropped.
+pub async fn serve(
+    api: Api,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let requests_max = api.node().settings.http_requests_max;
     let (router, _) = router(api);
-    limits::serve(router, listener, requests_max).await;
+    limits::serve(router, listener, requests_max, tls).await;
 }
 
 async fn no_route(uri: Uri) -> ApiError {
