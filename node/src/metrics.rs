@@ -32,6 +32,21 @@ const EVENTS_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0,
 ];
 
+/// Bytes of one log entry as stored: a heartbeat's few hundred up to the
+/// largest an RPC carries.
+const BYTES_BUCKETS: &[f64] = &[
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// How often histograms' samples are folded in while nobody scrapes.
@@ -63,6 +78,12 @@ pub fn install(node: u64, region: u16) -> Option<&'static PrometheusHandle> {
                     builder.set_buckets_for_metric(
                         Matcher::Full("ledger_entry_events".into()),
                         EVENTS_BUCKETS,
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("ledger_entry_bytes".into()),
+                        BYTES_BUCKETS,
                     )
                 })
                 .ok()?
@@ -157,6 +178,22 @@ fn describe() {
     describe_gauge!(
         "ledger_commands_in_flight",
         "Commands being decided on this node"
+    );
+    describe_gauge!(
+        "ledger_actors_alive",
+        "Actors alive on this node, by kind (account actors at the router's last sweep)"
+    );
+    describe_gauge!(
+        "ledger_actor_mailbox_messages",
+        "Commands sent to an actor and not yet taken up, by actor (all account actors summed)"
+    );
+    describe_gauge!(
+        "ledger_actor_mailbox_deepest_messages",
+        "Commands waiting in the fullest account actor's mailbox"
+    );
+    describe_histogram!(
+        "ledger_entry_bytes",
+        "Bytes of each log entry this node writes to its logs, by group"
     );
     describe_gauge!(
         "ledger_sagas_in_flight",
@@ -288,6 +325,7 @@ pub fn render(api: &Api) -> Option<String> {
     counter!("ledger_auth_refusals_total", "reason" => "unauthenticated").absolute(unauthenticated);
     counter!("ledger_auth_refusals_total", "reason" => "permission_denied").absolute(denied);
     gauge!("ledger_commands_in_flight").set(node.commands_in_flight() as f64);
+    actors();
     pools(api);
     Some(handle.render())
 }
@@ -339,6 +377,23 @@ fn pools(api: &Api) {
 }
 
 /// An account kind as the API names it (`USER`).
+/// The actors alive and what waits in their mailboxes.
+fn actors() {
+    let census = crate::actors::census::read();
+    let alive = |kind: &'static str, count: u64| {
+        gauge!("ledger_actors_alive", "actor" => kind).set(count as f64);
+    };
+    alive("account", census.accounts_alive);
+    let queued = |actor: &'static str, count: u64| {
+        gauge!("ledger_actor_mailbox_messages", "actor" => actor).set(count as f64);
+    };
+    queued("router", census.router_queued);
+    queued("writer", census.writer_queued);
+    queued("account", census.accounts_queued);
+    gauge!("ledger_actor_mailbox_deepest_messages", "actor" => "account")
+        .set(census.account_deepest as f64);
+}
+
 fn kind_name(kind: AccountKind) -> &'static str {
     crate::wire::kind_to_wire(kind)
         .as_str_name()

@@ -371,8 +371,8 @@ impl NodeHandle {
         let collector = Collector::new(count, reply, Some(permit), client);
         let mut answers = match router {
             Some(router)
-                if router
-                    .send_message(RouterMsg::Route { items, collector })
+                if actors::census::ROUTER
+                    .send(|| router.send_message(RouterMsg::Route { items, collector }))
                     .is_ok() =>
             {
                 answer.await.unwrap_or_else(|_| unavailable(count))

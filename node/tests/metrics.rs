@@ -107,6 +107,18 @@ async fn every_metric_is_served_and_moves_when_its_thing_happens() {
     ] {
         present(&before, name, &[]);
     }
+    for actor in ["router", "writer", "account"] {
+        present(
+            &before,
+            "ledger_actor_mailbox_messages",
+            &[("actor", actor)],
+        );
+    }
+    present(
+        &before,
+        "ledger_actor_mailbox_deepest_messages",
+        &[("actor", "account")],
+    );
     // Every series says which node it is from, and that node's region.
     present(
         &before,
@@ -155,6 +167,8 @@ async fn every_metric_is_served_and_moves_when_its_thing_happens() {
     grew("ledger_grpc_requests_total", &transfers);
     grew("ledger_grpc_request_duration_seconds", &transfers);
     grew("ledger_entry_events", &[]);
+    grew("ledger_entry_bytes", &[("group", "region-0")]);
+    grew("ledger_entry_bytes", &[("group", "region-1")]);
     grew("ledger_pulls_total", &[("outcome", "asked")]);
     grew("ledger_pulls_total", &[("outcome", "applied")]);
     grew("ledger_raft_applied_index", &[("group", "region-0")]);
@@ -183,16 +197,20 @@ async fn every_metric_is_served_and_moves_when_its_thing_happens() {
     assert!(present(&after, "ledger_pool_available", &usd_users) > 0.0);
     present(&after, "ledger_pool_held", &usd_users);
     present(&after, "ledger_pulls_open", &[("region", "0")]);
-    // The slow payout runs for seconds: its saga is in flight now.
+    // The slow payout runs for seconds: its saga is in flight now. The
+    // accounts just used have actors, counted at the router's next sweep
+    // (each second; an actor retires after 5 idle seconds).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let now = scrape(&cluster, 0).await;
-        if value(&now, "ledger_sagas_in_flight", &[("kind", "withdrawal")]) >= Some(1.0) {
+        let saga = value(&now, "ledger_sagas_in_flight", &[("kind", "withdrawal")]);
+        let accounts = value(&now, "ledger_actors_alive", &[("actor", "account")]);
+        if saga >= Some(1.0) && accounts >= Some(1.0) {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no saga in flight seen"
+            "sagas in flight {saga:?}, account actors {accounts:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -270,6 +270,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Ok((entry.log_id.index, codec::encode(Format::Json, &entry)?))
             })
             .collect::<io::Result<Vec<(u64, Vec<u8>)>>>();
+        if let Ok(records) = &records {
+            // The `metrics` facade: nothing unless the process installed a
+            // recorder (the node serves it at /metrics).
+            let bytes =
+                metrics::histogram!("ledger_entry_bytes", "group" => self.group.to_string());
+            for (_, record) in records {
+                bytes.record(record.len() as f64);
+            }
+        }
         let span = tracing::info_span!(
             "raft.append",
             group = %self.group,

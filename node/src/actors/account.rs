@@ -360,6 +360,7 @@ impl Actor for Router {
         (node, gate, writer): Self::Arguments,
     ) -> Result<RouterState, ActorProcessingErr> {
         myself.send_interval(SWEEP_EVERY, || RouterMsg::Sweep);
+        super::census::ROUTER.emptied();
         Ok(RouterState {
             node,
             gate,
@@ -387,6 +388,7 @@ impl Actor for Router {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RouterMsg::Route { items, collector } => {
+                super::census::ROUTER.taken();
                 route(&myself, state, items, collector).await;
             }
             RouterMsg::Sweep => {
@@ -404,6 +406,7 @@ impl Actor for Router {
                     }
                 }
                 state.retiring.retain(|_, gone| gone.has_changed().is_ok());
+                count_accounts(state);
             }
             RouterMsg::StopAll => stop_all(state),
         }
@@ -448,12 +451,25 @@ impl Actor for Router {
     }
 }
 
+/// Tells the census how many account actors are alive (retiring ones
+/// included) and what waits in their mailboxes: once a sweep, over the
+/// accounts used in the last [`ACCOUNT_IDLE`].
+fn count_accounts(state: &RouterState) {
+    let depths = state
+        .accounts
+        .values()
+        .map(|entry| entry.queued.load(Ordering::Relaxed));
+    let (queued, deepest) = depths.fold((0, 0), |(sum, max), depth| (sum + depth, max.max(depth)));
+    super::census::accounts_counted(state.accounts.len() + state.retiring.len(), queued, deepest);
+}
+
 fn stop_all(state: &mut RouterState) {
     for (_, entry) in state.accounts.drain() {
         entry.actor.stop(Some("leadership lost".into()));
     }
     state.retiring.clear();
     state.gate.reset();
+    count_accounts(state);
 }
 
 /// The actor of `account`, spawned if it has none.

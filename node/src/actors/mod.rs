@@ -21,6 +21,7 @@
 //! change of leader).
 
 mod account;
+pub mod census;
 mod supervisor;
 mod writer;
 

@@ -298,9 +298,12 @@ fn sweep(state: &SupervisorState, running: &Arc<AtomicBool>, items: Vec<Item>, w
     }
     let (reply, answer) = oneshot::channel();
     let collector = Collector::new(items.len(), reply, None, false);
-    if children
-        .router
-        .send_message(RouterMsg::Route { items, collector })
+    if super::census::ROUTER
+        .send(|| {
+            children
+                .router
+                .send_message(RouterMsg::Route { items, collector })
+        })
         .is_err()
     {
         running.store(false, Ordering::SeqCst);

@@ -140,8 +140,10 @@ impl Submission {
 
 /// Hands a submission to the writer; if the writer is gone (restarting),
 /// answers it as unavailable and returns false.
+// ractor's error holds the message, which is how a submission comes back.
+#[allow(clippy::result_large_err)]
 pub(crate) fn submit(writer: &ActorRef<WriterMsg>, submission: Submission) -> bool {
-    match writer.send_message(WriterMsg::Submit(submission)) {
+    match super::census::WRITER.send(|| writer.send_message(WriterMsg::Submit(submission))) {
         Ok(()) => true,
         Err(ractor::MessagingErr::SendErr(WriterMsg::Submit(submission))) => {
             submission.answer(&CommandResult::Unavailable(retry(
@@ -183,6 +185,7 @@ impl Actor for Writer {
         (node, gate): Self::Arguments,
     ) -> Result<WriterState, ActorProcessingErr> {
         myself.send_after(GRANTS_EVERY, || WriterMsg::Housekeep);
+        super::census::WRITER.emptied();
         let wiring = tokio::spawn(wire_learners(node.clone()));
         Ok(WriterState {
             node,
@@ -211,6 +214,7 @@ impl Actor for Writer {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             WriterMsg::Submit(submission) => {
+                super::census::WRITER.taken();
                 state.gathered.push(submission);
                 // The flush goes to the back of the mailbox: it takes every
                 // submission that arrived before it.
