@@ -17,6 +17,7 @@ use ledger_proto::v1 as api;
 use ledger_reservations::{AccountKind, CurrencyCode, RegionId};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -47,6 +48,10 @@ const BYTES_BUCKETS: &[f64] = &[
     67_108_864.0,
 ];
 
+/// How long a gauge no scrape has set stays served. Every gauge is set at
+/// each scrape, so only one of a thing that is gone reaches it.
+const GAUGE_IDLE: Duration = Duration::from_secs(60);
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// How often histograms' samples are folded in while nobody scrapes.
@@ -71,6 +76,9 @@ pub fn install(node: u64, region: u16) -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
+                // A gauge not set for a while is of a thing that is gone (a
+                // group this node left, a currency no pool holds): dropped.
+                .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
                 .add_global_label("node", node.to_string())
                 .add_global_label("node_region", region.to_string())
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
@@ -297,11 +305,6 @@ pub fn pull_ended(result: &CommandResult) {
     counter!("ledger_pulls_total", "outcome" => outcome).increment(1);
 }
 
-/// The sagas of `kind` now running on this node.
-pub fn sagas_in_flight(kind: &'static str, running: usize) {
-    gauge!("ledger_sagas_in_flight", "kind" => kind).set(running as f64);
-}
-
 /// The metrics as Prometheus text, with what is read when scraped brought
 /// up to date first; `None` when this process serves no metrics.
 pub fn render(api: &Api) -> Option<String> {
@@ -392,6 +395,11 @@ fn actors() {
     queued("account", census.accounts_queued);
     gauge!("ledger_actor_mailbox_deepest_messages", "actor" => "account")
         .set(census.account_deepest as f64);
+    let sagas = |kind: &'static str, count: u64| {
+        gauge!("ledger_sagas_in_flight", "kind" => kind).set(count as f64);
+    };
+    sagas("withdrawal", census.withdrawal_sagas);
+    sagas("pull", census.pull_sagas);
 }
 
 fn kind_name(kind: AccountKind) -> &'static str {

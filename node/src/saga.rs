@@ -15,7 +15,7 @@ use ledger_engine::{PullNext, PullProgress, is_withdrawal};
 use ledger_replication::TraceContext;
 use ledger_reservations::{Command, Item, Money, RegionId, Reject, Shortfall, TransferId};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,6 +125,8 @@ pub(crate) struct SagaState {
     node: Arc<NodeHandle>,
     running: BTreeMap<TransferId, ActorRef<()>>,
     by_actor: BTreeMap<ActorId, TransferId>,
+    /// Pull sagas running (not resumed by a sweep: counted only).
+    pulls: BTreeSet<ActorId>,
 }
 
 impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
@@ -142,6 +144,7 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
             node,
             running: BTreeMap::new(),
             by_actor: BTreeMap::new(),
+            pulls: BTreeSet::new(),
         })
     }
 
@@ -176,10 +179,12 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
                 // Not tracked: a pull lives as long as its caller waits, and
                 // its steps (the asks, the releases, the grants) are events
                 // that complete without it.
-                if let Err(error) =
-                    Actor::spawn_linked(None, PullSaga, args, myself.get_cell()).await
-                {
-                    tracing::warn!(%error, "pull saga not started");
+                match Actor::spawn_linked(None, PullSaga, args, myself.get_cell()).await {
+                    Ok((actor, _)) => {
+                        state.pulls.insert(actor.get_id());
+                        count_sagas(state);
+                    }
+                    Err(error) => tracing::warn!(%error, "pull saga not started"),
                 }
             }
             SagaMsg::Sweep => {
@@ -202,7 +207,7 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
                         Ok((actor, _)) => {
                             state.by_actor.insert(actor.get_id(), withdrawal);
                             state.running.insert(withdrawal, actor);
-                            crate::metrics::sagas_in_flight("withdrawal", state.running.len());
+                            count_sagas(state);
                         }
                         Err(error) => {
                             tracing::warn!(%withdrawal, %error, "withdrawal saga not started");
@@ -230,8 +235,9 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
         };
         if let Some(withdrawal) = state.by_actor.remove(&cell.get_id()) {
             state.running.remove(&withdrawal);
-            crate::metrics::sagas_in_flight("withdrawal", state.running.len());
         }
+        state.pulls.remove(&cell.get_id());
+        count_sagas(state);
         Ok(())
     }
 }
@@ -241,7 +247,12 @@ fn stop_sagas(state: &mut SagaState) {
         saga.stop(Some("leadership lost".into()));
     }
     state.by_actor.clear();
-    crate::metrics::sagas_in_flight("withdrawal", 0);
+    count_sagas(state);
+}
+
+/// Tells the census how many sagas of each kind run.
+fn count_sagas(state: &SagaState) {
+    crate::actors::census::sagas_counted(state.running.len(), state.pulls.len());
 }
 
 /// One withdrawal: pay out, then post or void. It stops when done; if its

@@ -153,6 +153,13 @@ async fn every_metric_is_served_and_moves_when_its_thing_happens() {
         .expect("connects");
     assert!(anonymous.lookup_accounts(vec![id(10)]).await.is_err());
     unknown_health_method(cluster.api_of(0).expect("a node")).await;
+    let nowhere = reqwest::Client::new()
+        .get(format!("http://{}/no/such/route", cluster.nodes[0].http))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(nowhere.status(), reqwest::StatusCode::NOT_FOUND);
 
     let after = scrape(&cluster, 0).await;
     let grew = |name: &str, labels: &[(&str, &str)]| {
@@ -188,6 +195,11 @@ async fn every_metric_is_served_and_moves_when_its_thing_happens() {
         None
     );
     grew("ledger_grpc_requests_total", &[("method", "unknown")]);
+    // An answer from no route (here, none matched) is counted too.
+    grew(
+        "ledger_http_requests_total",
+        &[("route", "none"), ("status", "404")],
+    );
     // The first scrape is in the second's counts.
     grew(
         "ledger_http_requests_total",

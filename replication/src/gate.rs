@@ -113,14 +113,28 @@ where
                     let _entered = span.enter();
                     self.inner.call(request)
                 };
+                // A call its caller gave up on is dropped before it is
+                // answered: told as CANCELLED.
+                let mut pending = Pending {
+                    gate,
+                    path,
+                    started,
+                    answered: false,
+                };
                 Box::pin(
                     async move {
-                        let response = answer.await?;
+                        let response = match answer.await {
+                            Ok(response) => response,
+                            Err(error) => {
+                                pending.answer(tonic::Code::Unknown);
+                                return Err(error);
+                            }
+                        };
                         let code = code_of(response.headers());
                         if code != tonic::Code::Ok {
                             tracing::Span::current().record("otel.status_code", "ERROR");
                         }
-                        gate.answered(&path, code, started.elapsed());
+                        pending.answer(code);
                         Ok(response)
                     }
                     .instrument(span),
@@ -134,6 +148,29 @@ where
     }
 }
 
+/// A call let through and not yet answered.
+struct Pending {
+    gate: Arc<dyn Gate>,
+    path: String,
+    started: Instant,
+    answered: bool,
+}
+
+impl Pending {
+    fn answer(&mut self, code: tonic::Code) {
+        self.answered = true;
+        self.gate.answered(&self.path, code, self.started.elapsed());
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.answer(tonic::Code::Cancelled);
+        }
+    }
+}
+
 /// The gRPC code an answer's headers carry: a call refused at once is
 /// answered with headers alone; one that goes on carries its code in the
 /// trailers, after these (`Ok` here).
@@ -143,4 +180,80 @@ fn code_of(headers: &HeaderMap) -> tonic::Code {
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.parse::<i32>().ok())
         .map_or(tonic::Code::Ok, tonic::Code::from_i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Lets every call through and keeps what it is told of.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<(String, tonic::Code)>>);
+
+    impl Gate for Recording {
+        fn admit(&self, _path: &str, _headers: &HeaderMap) -> Result<(), tonic::Status> {
+            Ok(())
+        }
+
+        fn answered(&self, path: &str, code: tonic::Code, _elapsed: Duration) {
+            if let Ok(mut told) = self.0.lock() {
+                told.push((path.to_owned(), code));
+            }
+        }
+    }
+
+    /// A service that answers `Ok` at once, or never.
+    #[derive(Clone)]
+    struct Answers(bool);
+
+    impl Service<Request<()>> for Answers {
+        type Response = Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _request: Request<()>) -> Self::Future {
+            match self.0 {
+                true => Box::pin(std::future::ready(Ok(Response::new(
+                    tonic::body::Body::empty(),
+                )))),
+                false => Box::pin(std::future::pending()),
+            }
+        }
+    }
+
+    fn call(
+        service: &mut Gated<Answers>,
+        path: &'static str,
+    ) -> BoxFuture<Response<tonic::body::Body>, std::convert::Infallible> {
+        service.call(Request::builder().uri(path).body(()).expect("a request"))
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_on_is_told_as_cancelled() {
+        let recording = Arc::new(Recording::default());
+        let layer = GateLayer::new(recording.clone());
+        let mut answering = tower_layer::Layer::layer(&layer, Answers(true));
+        let mut silent = tower_layer::Layer::layer(&layer, Answers(false));
+        assert!(call(&mut answering, "/s/Answered").await.is_ok());
+        let given_up = call(&mut silent, "/s/GivenUp");
+        let waited = tokio::time::timeout(Duration::from_millis(10), given_up).await;
+        assert!(waited.is_err(), "the silent service answered");
+        let told = recording
+            .0
+            .lock()
+            .map(|told| told.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            told,
+            vec![
+                ("/s/Answered".to_owned(), tonic::Code::Ok),
+                ("/s/GivenUp".to_owned(), tonic::Code::Cancelled),
+            ]
+        );
+    }
 }

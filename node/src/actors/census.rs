@@ -1,7 +1,8 @@
 //! How many actors are alive and how many messages wait for them, read by
 //! the metrics at each scrape: the router's and the writer's mailboxes
-//! (the commands they have been sent and not yet taken up) and the account
-//! actors, counted by the router at each sweep.
+//! (the commands they have been sent and not yet taken up), the account
+//! actors, counted by the router at each sweep, and the sagas, counted by
+//! their supervisor as they start and end.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -51,10 +52,23 @@ static ACCOUNTS_DEEPEST: AtomicU64 = AtomicU64::new(0);
 /// The router's count of its account actors: how many are alive, the
 /// commands waiting in all their mailboxes, and in the fullest one.
 pub(crate) fn accounts_counted(alive: usize, queued: usize, deepest: usize) {
-    let count = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
     ACCOUNTS_ALIVE.store(count(alive), Ordering::Relaxed);
     ACCOUNTS_QUEUED.store(count(queued), Ordering::Relaxed);
     ACCOUNTS_DEEPEST.store(count(deepest), Ordering::Relaxed);
+}
+
+/// Sagas running, by kind, as their supervisor last counted them.
+static WITHDRAWAL_SAGAS: AtomicU64 = AtomicU64::new(0);
+static PULL_SAGAS: AtomicU64 = AtomicU64::new(0);
+
+/// The saga supervisor's count of the sagas it runs.
+pub(crate) fn sagas_counted(withdrawals: usize, pulls: usize) {
+    WITHDRAWAL_SAGAS.store(count(withdrawals), Ordering::Relaxed);
+    PULL_SAGAS.store(count(pulls), Ordering::Relaxed);
+}
+
+fn count(value: usize) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
 }
 
 /// The figures at this moment.
@@ -65,6 +79,8 @@ pub struct Census {
     pub accounts_alive: u64,
     pub accounts_queued: u64,
     pub account_deepest: u64,
+    pub withdrawal_sagas: u64,
+    pub pull_sagas: u64,
 }
 
 pub fn read() -> Census {
@@ -74,6 +90,8 @@ pub fn read() -> Census {
         accounts_alive: ACCOUNTS_ALIVE.load(Ordering::Relaxed),
         accounts_queued: ACCOUNTS_QUEUED.load(Ordering::Relaxed),
         account_deepest: ACCOUNTS_DEEPEST.load(Ordering::Relaxed),
+        withdrawal_sagas: WITHDRAWAL_SAGAS.load(Ordering::Relaxed),
+        pull_sagas: PULL_SAGAS.load(Ordering::Relaxed),
     }
 }
 

@@ -20,7 +20,6 @@ pub async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    let started = std::time::Instant::now();
     let method = request.method().clone();
     let template = matched
         .as_ref()
@@ -49,15 +48,23 @@ pub async fn guard(
         }
         Err(denied) => refusal(&denied),
     };
-    let status = answer.status().as_u16();
-    // Labels of a bounded set: a method no rule names is `other`.
+    // Labels of a bounded set: a method no rule names is `other`. Counted
+    // by the limits, which see every answer (their own refusals too).
     let method = if access.is_some() {
-        method.as_str()
+        method.to_string()
     } else {
-        "other"
+        "other".to_owned()
     };
-    crate::metrics::http_answered(method, &template, status, started.elapsed());
+    let mut answer = answer;
+    answer.extensions_mut().insert(Routed { method, template });
     answer
+}
+
+/// The labels of an answer from a route: its method and template.
+#[derive(Clone)]
+pub(super) struct Routed {
+    pub(super) method: String,
+    pub(super) template: String,
 }
 
 /// The answer to a call `denied` refuses.

@@ -167,8 +167,27 @@ where
     }
 }
 
-/// The middleware that keeps every limit above but the connections'.
+/// The middleware that keeps every limit above but the connections', and
+/// counts every answer in the metrics: a route's by its method and
+/// template (the guard's labels), any other (no such route, or refused
+/// here before routing) as `other` and `none`.
 pub async fn limit(State(http): State<Http>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let answer = limited(&http, request, next).await;
+    let (method, template) = match answer.extensions().get::<super::guard::Routed>() {
+        Some(routed) => (routed.method.as_str(), routed.template.as_str()),
+        None => ("other", "none"),
+    };
+    crate::metrics::http_answered(
+        method,
+        template,
+        answer.status().as_u16(),
+        started.elapsed(),
+    );
+    answer
+}
+
+async fn limited(http: &Http, request: Request, next: Next) -> Response {
     let limits = &http.limits;
     let path = request.uri().path();
     if path.starts_with("/health/") {
