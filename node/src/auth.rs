@@ -244,6 +244,8 @@ pub struct Auth {
     keys: Option<Keys>,
     /// The `authorization` value this node shows its peers.
     node_key: Option<MetadataValue<Ascii>>,
+    /// Whether a gRPC call with a node key must also show a certificate.
+    node_certificates: bool,
     unauthenticated: AtomicU64,
     permission_denied: AtomicU64,
 }
@@ -295,16 +297,37 @@ impl Auth {
         access: Option<Access>,
         authorization: Option<&[u8]>,
     ) -> Result<(), Denied> {
+        self.counted(self.role_for(access, authorization).map(|_| ()))
+    }
+
+    /// Requires a verified certificate of every gRPC call made with a node
+    /// key ([`crate::tls`] on).
+    pub fn with_node_certificates(mut self) -> Self {
+        self.node_certificates = true;
+        self
+    }
+
+    /// The role of a call that needs `access` and goes through with this
+    /// `authorization` header (`None`: a public call, or authentication off).
+    fn role_for(
+        &self,
+        access: Option<Access>,
+        authorization: Option<&[u8]>,
+    ) -> Result<Option<Role>, Denied> {
         let Some(keys) = &self.keys else {
-            return Ok(());
+            return Ok(None);
         };
-        let decided = match access {
-            Some(Access::Public) => Ok(()),
+        match access {
+            Some(Access::Public) => Ok(None),
             _ => keys.role_of(authorization).and_then(|role| match access {
-                Some(Access::Roles(roles)) if roles.contains(&role) => Ok(()),
+                Some(Access::Roles(roles)) if roles.contains(&role) => Ok(Some(role)),
                 _ => Err(Denied::PermissionDenied { role }),
             }),
-        };
+        }
+    }
+
+    /// `decided`, with a refusal counted.
+    fn counted(&self, decided: Result<(), Denied>) -> Result<(), Denied> {
         match &decided {
             Err(Denied::Unauthenticated(_)) => &self.unauthenticated,
             Err(Denied::PermissionDenied { .. }) => &self.permission_denied,
@@ -348,7 +371,7 @@ impl Keys {
 
 /// The gRPC servers' gate: each call needs what [`GRPC`] lists for it.
 impl ledger_replication::Gate for Auth {
-    fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), tonic::Status> {
+    fn admit(&self, path: &str, headers: &HeaderMap, certified: bool) -> Result<(), tonic::Status> {
         let authorization = headers.get("authorization").map(|value| value.as_bytes());
         // Only a node sends a call on: a caller that says it is one shows
         // a node's key.
@@ -356,7 +379,17 @@ impl ledger_replication::Gate for Auth {
             true => grpc_access(path).map(|_| NODE),
             false => grpc_access(path),
         };
-        self.check(access, authorization).map_err(|denied| {
+        let decided = self
+            .role_for(access, authorization)
+            .and_then(|role| match role {
+                // With mutual TLS, a node key alone (taken from a node,
+                // say) is not a node: it must come with a node's certificate.
+                Some(Role::Node) if self.node_certificates && !certified => Err(
+                    Denied::Unauthenticated("a node's key needs a node's certificate (mutual TLS)"),
+                ),
+                _ => Ok(()),
+            });
+        self.counted(decided).map_err(|denied| {
             let message = format!("{}: {}", denied.code(), denied.reason());
             match denied {
                 Denied::Unauthenticated(_) => tonic::Status::unauthenticated(message),
@@ -586,14 +619,26 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer c".parse().expect("a value"));
         let path = "/ledger.v1.Ledger/CreateTransfers";
-        assert!(auth.admit(path, &headers).is_ok());
+        assert!(auth.admit(path, &headers, false).is_ok());
         headers.insert(crate::forward::FORWARDED, "1".parse().expect("a value"));
         let refused = auth
-            .admit(path, &headers)
+            .admit(path, &headers, false)
             .expect_err("a client is not a node");
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
         headers.insert("authorization", "Bearer n".parse().expect("a value"));
-        assert!(auth.admit(path, &headers).is_ok());
+        assert!(auth.admit(path, &headers, false).is_ok());
+        // With mutual TLS, a node key needs a certificate; a client's does not.
+        let tls = Auth::new(&settings(&[("c", Role::Client), ("n", Role::Node)]))
+            .expect("valid")
+            .with_node_certificates();
+        let refused = tls
+            .admit(path, &headers, false)
+            .expect_err("a node key alone");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(tls.admit(path, &headers, true).is_ok());
+        headers.remove(crate::forward::FORWARDED);
+        headers.insert("authorization", "Bearer c".parse().expect("a value"));
+        assert!(tls.admit(path, &headers, false).is_ok());
         assert_eq!(
             http_access(&Method::HEAD, "/health/live"),
             Some(Access::Public)

@@ -25,6 +25,9 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
+    // rustls' provider for this process, chosen once: ring (tonic's TLS
+    // takes the process default, and would refuse to pick between two).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

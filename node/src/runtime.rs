@@ -588,6 +588,26 @@ impl RunningNode {
     }
 }
 
+/// The hosts of this node's addresses in the layout (none if it is not
+/// in it yet): its certificate must name each.
+fn own_hosts(settings: &NodeSettings) -> Vec<&str> {
+    let mut hosts: Vec<&str> = Vec::new();
+    let own = settings
+        .replication
+        .nodes
+        .iter()
+        .filter(|node| node.id == settings.replication.node_id);
+    for node in own {
+        for address in [&node.addr, &node.api, &node.http] {
+            let host = crate::tls::host_of(address);
+            if !address.is_empty() && !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+    }
+    hosts
+}
+
 /// Who may call a node with these settings; said once at start when
 /// anyone may.
 fn auth_of(settings: &NodeSettings) -> Result<Auth, crate::auth::AuthError> {
@@ -621,8 +641,15 @@ where
         Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
         None => None,
     };
-    let auth = Arc::new(auth_of(&settings)?);
-    let tls = settings.tls.as_ref().map(Tls::load).transpose()?;
+    let tls = match &settings.tls {
+        Some(tls) => Some(Tls::load(tls, &own_hosts(&settings))?),
+        None => None,
+    };
+    let mut auth = auth_of(&settings)?;
+    if tls.is_some() {
+        auth = auth.with_node_certificates();
+    }
+    let auth = Arc::new(auth);
     let deadline = Duration::from_millis(replication.timings.rpc_deadline_ms);
     let faults = Faults::default();
     let mut transport = GrpcTransport::new(deadline).with_faults(faults.clone());

@@ -205,8 +205,8 @@ pub struct Traced {
 }
 
 impl ledger_replication::Gate for Traced {
-    fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), tonic::Status> {
-        self.gate.admit(path, headers)
+    fn admit(&self, path: &str, headers: &HeaderMap, certified: bool) -> Result<(), tonic::Status> {
+        self.gate.admit(path, headers, certified)
     }
 
     fn answered(&self, path: &str, code: tonic::Code, elapsed: Duration) {

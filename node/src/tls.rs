@@ -48,6 +48,9 @@ pub enum TlsError {
     NotPem { path: PathBuf, what: &'static str },
     #[error("tls: {0}")]
     Refused(String),
+    /// This node's own certificate is not one its peers would take.
+    #[error("tls: this node's certificate {0}")]
+    NotTaken(String),
 }
 
 /// A node's TLS material, read and checked once at start.
@@ -87,10 +90,20 @@ pub fn read_ca(path: &Path) -> Result<Certificate, TlsError> {
     Ok(Certificate::from_pem(ca))
 }
 
+/// The certificate in `cert` with its key in `key`, for a client to show.
+pub fn read_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+    let cert = read_pem(cert, "certificate", "-----BEGIN CERTIFICATE-----")?;
+    let key = read_pem(key, "private key", "PRIVATE KEY-----")?;
+    Ok(Identity::from_pem(cert, key))
+}
+
 /// A client's TLS: trusts `ca`, shows no certificate of its own, and checks
 /// `server_name` (if given) in place of the address's host.
 pub fn client_trusting(ca: Certificate, server_name: Option<&str>) -> ClientTlsConfig {
-    let config = ClientTlsConfig::new().ca_certificate(ca);
+    // The handshake is bounded too: connect_timeout covers only TCP's.
+    let config = ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .timeout(HANDSHAKE_TIMEOUT);
     match server_name {
         Some(name) => config.domain_name(name),
         None => config,
@@ -99,14 +112,22 @@ pub fn client_trusting(ca: Certificate, server_name: Option<&str>) -> ClientTlsC
 
 impl Tls {
     /// Reads the files `settings` names and checks that they make a server
-    /// and a client (a certificate that does not parse, or a key that is
-    /// not the certificate's, is refused here, not at the first call).
-    pub fn load(settings: &TlsSettings) -> Result<Self, TlsError> {
-        let ca = read_ca(&settings.ca)?;
+    /// and a client, and that its peers will take the node's certificate:
+    /// signed by the CA, valid now, for client and server authentication,
+    /// naming each host in `hosts` (the node's addresses'; `server_name`
+    /// in their place if set). What does not is refused here, with why,
+    /// not at the first call.
+    pub fn load(settings: &TlsSettings, hosts: &[&str]) -> Result<Self, TlsError> {
+        let ca_pem = read_pem(&settings.ca, "certificate", "-----BEGIN CERTIFICATE-----")?;
         let cert = read_pem(&settings.cert, "certificate", "-----BEGIN CERTIFICATE-----")?;
         let key = read_pem(&settings.key, "private key", "PRIVATE KEY-----")?;
+        let names = match &settings.server_name {
+            Some(name) => vec![name.as_str()],
+            None => hosts.to_vec(),
+        };
+        check_taken(&ca_pem, &cert, &names)?;
         let tls = Self {
-            ca,
+            ca: Certificate::from_pem(ca_pem),
             http: http_acceptor(&cert, &key)?,
             identity: Identity::from_pem(cert, key),
             server_name: settings.server_name.clone(),
@@ -120,6 +141,15 @@ impl Tls {
             .tls_config(tls.client())
             .map_err(refused)?;
         Ok(tls)
+    }
+
+    /// The same certificate, trusting the CA in `ca` instead (a stranger
+    /// to the cluster, in tests).
+    pub fn trusting(&self, ca: &Path) -> Result<Self, TlsError> {
+        Ok(Self {
+            ca: read_ca(ca)?,
+            ..self.clone()
+        })
     }
 
     /// The Raft port's: a caller must show a certificate of the cluster's CA.
@@ -148,6 +178,53 @@ impl Tls {
         client_trusting(self.ca.clone(), self.server_name.as_deref())
             .identity(self.identity.clone())
     }
+}
+
+/// Checks that a peer trusting `ca` takes the certificate chain `cert`,
+/// as a client and as a server of each of `names`.
+fn check_taken(ca: &str, cert: &str, names: &[&str]) -> Result<(), TlsError> {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::client::danger::ServerCertVerifier as _;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    let refused = |error: &dyn std::fmt::Display| TlsError::Refused(error.to_string());
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots
+            .add(certificate.map_err(|error| refused(&error))?)
+            .map_err(|error| refused(&error))?;
+    }
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| refused(&error))?;
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err(TlsError::NotTaken("is missing".to_owned()));
+    };
+    let roots = Arc::new(roots);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let now = UnixTime::now();
+    let as_client = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|error| refused(&error))?;
+    as_client
+        .verify_client_cert(leaf, intermediates, now)
+        .map_err(|error| TlsError::NotTaken(format!("is refused as a client's: {error}")))?;
+    let as_server = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+        .build()
+        .map_err(|error| refused(&error))?;
+    for name in names {
+        let server = ServerName::try_from(name.to_string()).map_err(|error| {
+            TlsError::NotTaken(format!("cannot be checked for {name:?}: {error}"))
+        })?;
+        as_server
+            .verify_server_cert(leaf, intermediates, &server, &[], now)
+            .map_err(|error| TlsError::NotTaken(format!("is refused for {name}: {error}")))?;
+    }
+    Ok(())
 }
 
 /// A TLS acceptor of HTTPS with the certificate chain `cert` and `key`.
@@ -267,20 +344,48 @@ mod tests {
             key: write(dir.path(), "node.key", &issued.key),
             server_name: None,
         };
-        assert!(Tls::load(&settings).is_ok());
+        assert!(Tls::load(&settings, &["localhost"]).is_ok());
+        // Its peers would not take it for a host it does not name ...
+        let unnamed = Tls::load(&settings, &["ledger-eu-0.example"]);
+        assert!(
+            matches!(unnamed, Err(TlsError::NotTaken(_))),
+            "{:?}",
+            unnamed.err()
+        );
+        // ... unless the cluster's name is checked in its place.
+        let named = TlsSettings {
+            server_name: Some("localhost".to_owned()),
+            ..settings.clone()
+        };
+        assert!(Tls::load(&named, &["ledger-eu-0.example"]).is_ok());
+        // Nor a certificate of another CA.
+        let foreign = TlsSettings {
+            cert: write(dir.path(), "foreign.pem", &other.cert),
+            key: write(dir.path(), "foreign.key", &other.key),
+            ..settings.clone()
+        };
+        let foreign = Tls::load(&foreign, &[]);
+        assert!(
+            matches!(foreign, Err(TlsError::NotTaken(_))),
+            "{:?}",
+            foreign.err()
+        );
 
         let missing = TlsSettings {
             ca: dir.path().join("nowhere.pem"),
             ..settings.clone()
         };
-        assert!(matches!(Tls::load(&missing), Err(TlsError::Read { .. })));
+        assert!(matches!(
+            Tls::load(&missing, &[]),
+            Err(TlsError::Read { .. })
+        ));
 
         let key_as_cert = TlsSettings {
             cert: settings.key.clone(),
             ..settings.clone()
         };
         assert!(matches!(
-            Tls::load(&key_as_cert),
+            Tls::load(&key_as_cert, &[]),
             Err(TlsError::NotPem { .. })
         ));
 
@@ -289,7 +394,7 @@ mod tests {
             key: write(dir.path(), "other.key", &other.key),
             ..settings.clone()
         };
-        let refused = Tls::load(&mismatched);
+        let refused = Tls::load(&mismatched, &[]);
         assert!(
             matches!(refused, Err(TlsError::Refused(_))),
             "{:?}",
@@ -304,6 +409,6 @@ mod tests {
             ),
             ..settings
         };
-        assert!(Tls::load(&garbage).is_err());
+        assert!(Tls::load(&garbage, &[]).is_err());
     }
 }

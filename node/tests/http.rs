@@ -1102,3 +1102,44 @@ async fn read_events(
     events.truncate(count);
     events
 }
+
+/// Reads `stream` until the node closes it; how long that took.
+async fn closed_after(mut stream: tokio::net::TcpStream) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the connection was not closed: {read:?}"
+    );
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("a directory");
+    let cluster = cluster_with(1, 1, 6_520, dir.path(), |_| {}).await;
+    let address = cluster.nodes[0].http.clone();
+    let silent = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    // Half of HTTP/2's preface: hyper waits for the rest to know the protocol.
+    let mut partial = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    partial
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("written");
+    let (silent, partial) = tokio::join!(closed_after(silent), closed_after(partial));
+    // Closed for want of a request, not at once.
+    for waited in [silent, partial] {
+        assert!(waited >= Duration::from_secs(5), "closed after {waited:?}");
+    }
+    // Still answering.
+    let (status, _) = Node::new(&address).get("/health/live").await;
+    assert_eq!(status, StatusCode::OK);
+    cluster.stop().await;
+}

@@ -29,9 +29,10 @@ pub fn bearer(key: &str) -> Result<MetadataValue<Ascii>, InvalidKey> {
 pub struct InvalidKey;
 
 /// Decides whether a call to `path` (`/package.Service/Method`) with these
-/// headers goes through; the refusal is the call's answer.
+/// headers goes through; the refusal is the call's answer. `certified`:
+/// the caller showed a TLS certificate this server verified.
 pub trait Gate: Send + Sync + 'static {
-    fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), tonic::Status>;
+    fn admit(&self, path: &str, headers: &HeaderMap, certified: bool) -> Result<(), tonic::Status>;
 
     /// Told of every call once its answer's headers are ready (a refusal
     /// of [`Gate::admit`]'s too): its code (`Ok` unless the headers carry
@@ -48,7 +49,7 @@ pub trait Gate: Send + Sync + 'static {
 pub struct Open;
 
 impl Gate for Open {
-    fn admit(&self, _path: &str, _headers: &HeaderMap) -> Result<(), tonic::Status> {
+    fn admit(&self, _path: &str, _headers: &HeaderMap, _: bool) -> Result<(), tonic::Status> {
         Ok(())
     }
 }
@@ -106,7 +107,7 @@ where
         let started = Instant::now();
         let path = request.uri().path().to_owned();
         let gate = self.gate.clone();
-        match gate.admit(&path, request.headers()) {
+        match gate.admit(&path, request.headers(), certified(request.extensions())) {
             Ok(()) => {
                 let span = gate.span(&path, request.headers());
                 let answer = {
@@ -146,6 +147,16 @@ where
             }
         }
     }
+}
+
+/// Whether the connection a call came on showed a client certificate that
+/// the server's TLS verified (it refuses one it cannot).
+fn certified(extensions: &tonic::codegen::http::Extensions) -> bool {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    extensions
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .is_some_and(|certificates| !certificates.is_empty())
 }
 
 /// A call let through and not yet answered.
@@ -192,7 +203,7 @@ mod tests {
     struct Recording(Mutex<Vec<(String, tonic::Code)>>);
 
     impl Gate for Recording {
-        fn admit(&self, _path: &str, _headers: &HeaderMap) -> Result<(), tonic::Status> {
+        fn admit(&self, _path: &str, _headers: &HeaderMap, _: bool) -> Result<(), tonic::Status> {
             Ok(())
         }
 

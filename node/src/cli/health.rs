@@ -18,6 +18,12 @@ pub struct HealthArgs {
     /// take its region's traffic (`/health/ready`).
     #[arg(long)]
     live: bool,
+    /// The cluster's CA (PEM), for a node that serves HTTPS (`[tls]`): its
+    /// certificate must name the host of `--http`, or `--tls-server-name`.
+    #[arg(long, env = "LEDGER_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    #[arg(long, env = "LEDGER_TLS_SERVER_NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 /// The whole exchange, connecting included.
@@ -34,7 +40,16 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
     let address = args
         .http
         .unwrap_or_else(|| own_address(std::env::var("LEDGER_HTTP_LISTEN").ok().as_deref()));
-    let answer = tokio::time::timeout(DEADLINE, get(&address, path))
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(connector(ca)?),
+        None => None,
+    };
+    let name = args
+        .tls_server_name
+        .as_deref()
+        .unwrap_or_else(|| ledger_node::tls::host_of(&address))
+        .to_owned();
+    let answer = tokio::time::timeout(DEADLINE, get(&address, tls.map(|tls| (tls, name)), path))
         .await
         .with_context(|| format!("{address} did not answer {path} within 3 s"))??;
     let (status, body) = parse(&answer)?;
@@ -64,15 +79,68 @@ fn own_address(listen: Option<&str>) -> String {
     }
 }
 
-async fn get(address: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-    let mut stream = tokio::net::TcpStream::connect(address)
+/// A TLS client that trusts the CA in `ca` alone.
+fn connector(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in
+        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
+    {
+        roots.add(certificate.with_context(|| format!("reading {}", ca.display()))?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// `GET path` of the node at `address`, over TLS with `tls` (checking
+/// the name given with it).
+async fn get(
+    address: &str,
+    tls: Option<(tokio_rustls::TlsConnector, String)>,
+    path: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let stream = tokio::net::TcpStream::connect(address)
         .await
         .with_context(|| format!("cannot reach {address}"))?;
+    match tls {
+        None => exchange(stream, address, path).await,
+        Some((connector, name)) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(name)
+                .context("the TLS server name")?;
+            let stream = connector
+                .connect(name, stream)
+                .await
+                .with_context(|| format!("TLS with {address}"))?;
+            exchange(stream, address, path).await
+        }
+    }
+}
+
+async fn exchange<S>(mut stream: S, address: &str, path: &str) -> anyhow::Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut answer = Vec::new();
-    stream.take(ANSWER_MAX).read_to_end(&mut answer).await?;
-    Ok(answer)
+    let read = (&mut stream)
+        .take(ANSWER_MAX)
+        .read_to_end(&mut answer)
+        .await;
+    match read {
+        Ok(_) => Ok(answer),
+        // A TLS peer that closes without close_notify has still answered.
+        Err(_) if !answer.is_empty() => Ok(answer),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The status code and body of an HTTP/1.1 answer.

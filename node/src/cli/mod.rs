@@ -99,6 +99,13 @@ pub struct Endpoint {
     /// of `--api`.
     #[arg(long, env = "LEDGER_TLS_SERVER_NAME", requires = "tls_ca")]
     tls_server_name: Option<String>,
+    /// A certificate (PEM) to show the node, with `--tls-key`: a node's,
+    /// which a call with a node key (`ledger members`) needs under mutual TLS.
+    #[arg(long, env = "LEDGER_TLS_CERT", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "LEDGER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// The API key every call shows (a node with authentication on refuses
@@ -153,10 +160,18 @@ impl Endpoint {
             None => None,
         };
         let tls = match &self.tls_ca {
-            Some(path) => Some(ledger_node::tls::client_trusting(
-                ledger_node::tls::read_ca(path)?,
-                self.tls_server_name.as_deref(),
-            )),
+            Some(path) => {
+                let tls = ledger_node::tls::client_trusting(
+                    ledger_node::tls::read_ca(path)?,
+                    self.tls_server_name.as_deref(),
+                );
+                match (&self.tls_cert, &self.tls_key) {
+                    (Some(cert), Some(key)) => {
+                        Some(tls.identity(ledger_node::tls::read_identity(cert, key)?))
+                    }
+                    _ => Some(tls),
+                }
+            }
             None => None,
         };
         let access = Access { deadline, key, tls };

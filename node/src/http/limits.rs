@@ -4,8 +4,9 @@
 //!
 //! - connections: at most [`CONNECTIONS_PER_REQUEST`] times
 //!   `http_requests_max` (raise the process's open-files limit past it);
-//!   past it the listener waits. A connection must send its first byte
-//!   within [`HEADER_READ_MAX`], an HTTP/1 request's headers within it too,
+//!   past it the listener waits. A connection must finish its TLS
+//!   handshake (with TLS on) and then send its first request within
+//!   [`HEADER_READ_MAX`] each, an HTTP/1 request's headers within it too,
 //!   and an HTTP/2 connection answers pings;
 //! - requests being answered: at most `http_requests_max`; past it, 429 at
 //!   once, never a queue;
@@ -124,15 +125,6 @@ async fn connection(
     place: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    // A connection that sends nothing is closed; hyper's own header timeout
-    // starts only once it knows the protocol.
-    let mut first = [0u8; 1];
-    if !matches!(
-        tokio::time::timeout(HEADER_READ_MAX, stream.peek(&mut first)).await,
-        Ok(Ok(1..))
-    ) {
-        return;
-    }
     match tls {
         None => serve_connection(router, stream).await,
         // A handshake is bounded as the headers are.
@@ -145,13 +137,24 @@ async fn connection(
     drop(place);
 }
 
-/// Serves HTTP on one connection until it ends.
+/// Serves HTTP on one connection until it ends. Its first request must
+/// arrive within [`HEADER_READ_MAX`]: hyper's own header timeout starts
+/// only once it knows the protocol, and it waits for the bytes that say
+/// which without end (a connection that sends nothing, or part of the
+/// HTTP/2 preface, would hold its place for good).
 async fn serve_connection<Io>(router: axum::Router, io: Io)
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    use hyper::service::Service as _;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    let first = Arc::new(tokio::sync::Notify::new());
+    let seen = first.clone();
+    let inner = hyper_util::service::TowerToHyperService::new(router);
+    let service = hyper::service::service_fn(move |request| {
+        seen.notify_one();
+        inner.call(request)
+    });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -162,7 +165,19 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(HTTP2_PING_EVERY)
         .keep_alive_timeout(HEADER_READ_MAX);
-    if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
+    let serving = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(serving);
+    let ended = tokio::select! {
+        ended = &mut serving => ended,
+        seen = tokio::time::timeout(HEADER_READ_MAX, first.notified()) => match seen {
+            Ok(()) => serving.await,
+            Err(_) => {
+                tracing::debug!("an HTTP connection sent no request in time");
+                return;
+            }
+        },
+    };
+    if let Err(error) = ended {
         tracing::debug!(%error, "an HTTP connection ended");
     }
 }

@@ -179,7 +179,12 @@ impl Http {
             .iter()
             .find(|node| node.api == error.redirect && !node.http.is_empty())?;
         let path = uri.path_and_query().map_or("/", |path| path.as_str());
-        Some(format!("http://{}{path}", leader.http))
+        // Every node of a cluster serves HTTPS or none does.
+        let scheme = match self.node().settings.tls {
+            Some(_) => "https",
+            None => "http",
+        };
+        Some(format!("{scheme}://{}{path}", leader.http))
     }
 }
 
