@@ -1,12 +1,14 @@
 //! Traces across regions: every node sends its spans over OTLP to a
 //! collector (here a small tonic server in the test); a rebalance asked of
 //! region 0, with the caller's `traceparent`, is one trace that region 1's
-//! grant continues, with the expected parents.
+//! grant continues, with the expected parents; so is a transfer in region
+//! 0 that pulls from region 1 (region 1's answer, region 0's grant).
 
 mod common;
 
 use common::*;
 use ledger_node::auth::Role;
+use ledger_node::client::Client;
 use ledger_node::dev::{Cluster, DevKeys};
 use ledger_proto::v1 as api;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -23,6 +25,9 @@ use std::time::Duration;
 /// The caller's trace and span, as a gateway would send them.
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER: &str = "b7ad6b7169203331";
+/// The trace and span of the caller whose transfer pulls.
+const PULL_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PULL_CALLER: &str = "00f067aa0ba902b7";
 
 /// A span as the collector received it, with the region of the node that
 /// sent it.
@@ -94,10 +99,10 @@ impl TraceService for Collector {
 }
 
 impl Collector {
-    fn of_trace(&self) -> Vec<Received> {
+    fn of_trace(&self, trace: &str) -> Vec<Received> {
         let kept = self.0.lock().expect("the spans");
         kept.iter()
-            .filter(|span| span.trace == TRACE)
+            .filter(|span| span.trace == trace)
             .cloned()
             .collect()
     }
@@ -153,11 +158,20 @@ async fn rebalance_in_trace(cluster: &Cluster, account: u128, amount: &str) {
     );
 }
 
-/// Waits until the collector holds spans of the trace that `done` accepts.
+/// Waits until the collector holds spans of [`TRACE`] that `done` accepts.
 async fn wait_for(collector: &Collector, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    wait_for_trace(collector, TRACE, done).await
+}
+
+/// Waits until the collector holds spans of `trace` that `done` accepts.
+async fn wait_for_trace(
+    collector: &Collector,
+    trace: &str,
+    done: impl Fn(&[Received]) -> bool,
+) -> Vec<Received> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let spans = collector.of_trace();
+        let spans = collector.of_trace(trace);
         if done(&spans) {
             return spans;
         }
@@ -181,7 +195,7 @@ fn named<'a>(spans: &'a [Received], name: &str, region: i64) -> Vec<&'a Received
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebalance_is_one_trace_across_both_regions() {
+async fn a_rebalance_and_a_pull_are_each_one_trace_across_both_regions() {
     const ALICE: u128 = 10;
     let (collector, endpoint) = collector().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -265,6 +279,66 @@ async fn a_rebalance_is_one_trace_across_both_regions() {
     assert!(applied_by(0, "region-0"));
     // The tree, for a person (`--no-capture`; docs/operations.md shows one).
     print_tree(&entry_1_applied_in_0, CALLER, 0);
+
+    a_pull_is_one_trace(&cluster, &collector, &r0, &r1).await;
+}
+
+/// A debit in region 0 of an account whose funds are in region 1 pulls:
+/// region 1 answers within the caller's trace, and region 0's grant of the
+/// answer is a child of region 1's span.
+async fn a_pull_is_one_trace(cluster: &Cluster, collector: &Collector, r0: &Client, r1: &Client) {
+    const BOB: u128 = 11;
+    const CAROL: u128 = 12;
+    open_accounts(r0, &[BOB, CAROL]).await;
+    let far = submit(r1, of_region(1, transfer(20, BANK, BOB, "8.00"))).await;
+    assert!(applied(&far).is_some(), "{far:?}");
+    wait_pool(r0, BOB, 1, "8.00").await;
+
+    let keys = cluster.keys.as_ref().expect("keys");
+    let channel = channel(cluster.api_of(0).expect("region 0")).await;
+    let mut ledger = api::ledger_client::LedgerClient::new(channel);
+    let mut request = tonic::Request::new(api::CreateTransfersRequest {
+        commands: vec![of_region(0, transfer(21, BOB, CAROL, "3.00"))],
+    });
+    let metadata = request.metadata_mut();
+    metadata.insert(
+        "authorization",
+        format!("Bearer {}", keys.client).parse().expect("ascii"),
+    );
+    metadata.insert(
+        "traceparent",
+        format!("00-{PULL_TRACE}-{PULL_CALLER}-01")
+            .parse()
+            .expect("ascii"),
+    );
+    let answer = ledger
+        .create_transfers(request)
+        .await
+        .expect("answered")
+        .into_inner();
+    assert!(applied(&answer.results[0]).is_some(), "{answer:?}");
+
+    let spans = wait_for_trace(collector, PULL_TRACE, |spans| {
+        // Region 1's answer continues a span of region 0 (the ask), and
+        // region 0's grant of the release it decided is its child.
+        named(spans, "pull.answer", 1).iter().any(|answer| {
+            ids_of_region(spans, 0).contains(&answer.parent.as_str())
+                && named(spans, "grant", 0)
+                    .iter()
+                    .any(|grant| grant.parent == answer.id)
+        })
+    })
+    .await;
+    print_tree(&spans, PULL_CALLER, 0);
+}
+
+/// The ids of the spans region `region`'s nodes sent.
+fn ids_of_region(spans: &[Received], region: i64) -> Vec<&str> {
+    spans
+        .iter()
+        .filter(|span| span.from_region == region)
+        .map(|span| span.id.as_str())
+        .collect()
 }
 
 fn print_tree(spans: &[Received], parent: &str, depth: usize) {

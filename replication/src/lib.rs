@@ -44,7 +44,7 @@ pub use node::{
 };
 pub use state_machine::{SharedLedger, StateMachine};
 
-pub use traces::{EntryTrace, ReleaseKey, TraceBook, TraceContext};
+pub use traces::{EntryTrace, TraceBook, TraceContext, TraceKey};
 pub use types::{Applied, Group, Proposal};
 
 #[doc(hidden)]

@@ -8,7 +8,7 @@
 //! open, so a restart replays only the log after it.
 
 use crate::codec::{self, Format};
-use crate::traces::{ReleaseKey, TraceBook, TraceContext, entry_trace};
+use crate::traces::{TraceBook, TraceContext, TraceKey, entry_trace};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
 use futures_util::StreamExt;
 use ledger_reservations::{Control, Ledger, Position, RegionState};
@@ -41,7 +41,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct SharedLedger {
     inner: Arc<RwLock<Inner>>,
-    /// Traces of the releases applied here, for the region they go to; a
+    /// Traces of the releases and pulls applied here, for the region that
+    /// acts on them; a
     /// lock of its own, so that taking one never waits for an apply.
     traces: Arc<Mutex<TraceBook>>,
 }
@@ -57,9 +58,9 @@ impl SharedLedger {
         }
     }
 
-    /// The trace of a release applied here, forgotten once taken.
-    pub fn take_trace(&self, release: &ReleaseKey) -> Option<TraceContext> {
-        self.book().take(release)
+    /// The trace of a release or a pull applied here, forgotten once taken.
+    pub fn take_trace(&self, key: &TraceKey) -> Option<TraceContext> {
+        self.book().take(key)
     }
 
     fn book(&self) -> MutexGuard<'_, TraceBook> {

@@ -1,14 +1,15 @@
 //! Trace context in the log: an entry names the span that proposed it and,
-//! for each event a traced request decided, that request's span, so that a
-//! node applying the entry (in any region) continues the same trace, and
-//! a region taking in another's release continues the trace of the request
-//! that released.
+//! for each event another region acts on (a release, a pull's ask) that a
+//! traced request decided, that request's span, so that a node applying
+//! the entry (in any region) continues the same trace, a region taking in
+//! another's release continues the trace of the request that released, and
+//! a region answering another's pull continues the trace that asked.
 //!
 //! Only sampled contexts are carried: with tracing off (no OpenTelemetry
 //! layer) every span's context is invalid, nothing is recorded and the
 //! entry is encoded exactly as before.
 
-use ledger_reservations::{Event, EventBody, RegionId};
+use ledger_reservations::{Event, EventBody, RegionId, TransferId};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -91,56 +92,66 @@ pub(crate) fn entry_trace(
 
 impl EntryTrace {
     /// Notes that the event at `offset` was decided in `context`, when it
-    /// is a release (what another region acts on): only those are carried,
-    /// so that a traced call of 8,190 transfers adds nothing.
+    /// is one another region acts on (a release, a pull's ask): only those
+    /// are carried, so that a traced call of 8,190 transfers adds nothing.
     pub fn note(
         events: &mut Vec<(u32, TraceContext)>,
         offset: usize,
         event: &Event,
         context: TraceContext,
     ) {
-        let release = matches!(event.body, EventBody::Released { .. });
-        if let (true, Ok(offset)) = (release, u32::try_from(offset)) {
+        let acted_on = TraceKey::of(RegionId(0), event).is_some();
+        if let (true, Ok(offset)) = (acted_on, u32::try_from(offset)) {
             events.push((offset, context));
         }
     }
 }
 
-/// The `seq`-th release of region `from` to region `to`.
+/// An event of one region that another acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ReleaseKey {
-    pub from: RegionId,
-    pub to: RegionId,
-    pub seq: u64,
+pub enum TraceKey {
+    /// The `seq`-th release of region `from` to region `to`: `to` grants it.
+    Release {
+        from: RegionId,
+        to: RegionId,
+        seq: u64,
+    },
+    /// Pull `id` that region `asker` asked: the region asked answers it.
+    Pull { asker: RegionId, id: TransferId },
 }
 
-impl ReleaseKey {
-    /// The release `event` is, in the log of `region`.
+impl TraceKey {
+    /// The key of `event`, in the log of `region`, if another region acts
+    /// on it.
     fn of(region: RegionId, event: &Event) -> Option<Self> {
         match &event.body {
-            EventBody::Released { to, seq, .. } => Some(ReleaseKey {
+            EventBody::Released { to, seq, .. } => Some(TraceKey::Release {
                 from: region,
                 to: *to,
                 seq: *seq,
+            }),
+            EventBody::PullRequested { id, .. } => Some(TraceKey::Pull {
+                asker: region,
+                id: *id,
             }),
             _ => None,
         }
     }
 }
 
-/// Traces of releases applied here, until the region they go to takes them
-/// in. Bounded: past [`TraceBook::CAPACITY`] the oldest is forgotten (its
-/// grant then starts a trace of its own).
+/// Traces of releases and pulls applied here, until the region that acts
+/// on them takes them. Bounded: past [`TraceBook::CAPACITY`] the oldest is
+/// forgotten (what acts on it then starts a trace of its own).
 #[derive(Debug, Default)]
 pub struct TraceBook {
-    contexts: HashMap<ReleaseKey, TraceContext>,
-    order: VecDeque<ReleaseKey>,
+    contexts: HashMap<TraceKey, TraceContext>,
+    order: VecDeque<TraceKey>,
 }
 
 impl TraceBook {
     pub const CAPACITY: usize = 4_096;
 
-    /// Records the traced releases of an entry of `region`'s log.
+    /// Records the traced releases and pulls of an entry of `region`'s log.
     pub fn record(&mut self, region: RegionId, events: &[Event], trace: &EntryTrace) {
         for (offset, context) in &trace.events {
             let Some(event) = usize::try_from(*offset)
@@ -149,10 +160,10 @@ impl TraceBook {
             else {
                 continue;
             };
-            if let Some(release) = ReleaseKey::of(region, event)
-                && self.contexts.insert(release, *context).is_none()
+            if let Some(key) = TraceKey::of(region, event)
+                && self.contexts.insert(key, *context).is_none()
             {
-                self.order.push_back(release);
+                self.order.push_back(key);
             }
         }
         while self.order.len() > Self::CAPACITY {
@@ -162,10 +173,10 @@ impl TraceBook {
         }
     }
 
-    /// The trace of `release`, forgotten once taken.
-    pub fn take(&mut self, release: &ReleaseKey) -> Option<TraceContext> {
-        let context = self.contexts.remove(release)?;
-        self.order.retain(|kept| kept != release);
+    /// The trace of `key`, forgotten once taken.
+    pub fn take(&mut self, key: &TraceKey) -> Option<TraceContext> {
+        let context = self.contexts.remove(key)?;
+        self.order.retain(|kept| kept != key);
         Some(context)
     }
 
@@ -182,7 +193,7 @@ impl TraceBook {
 mod tests {
     use super::*;
     use ledger_hlc::{NodeId, Stamp};
-    use ledger_reservations::{AccountId, AccountKind, CurrencyCode, Release};
+    use ledger_reservations::{AccountId, AccountKind, CurrencyCode, Release, TransferId};
 
     fn context(n: u8) -> TraceContext {
         TraceContext {
@@ -210,11 +221,26 @@ mod tests {
         }
     }
 
-    fn key(seq: u64) -> ReleaseKey {
-        ReleaseKey {
+    fn key(seq: u64) -> TraceKey {
+        TraceKey::Release {
             from: RegionId(1),
             to: RegionId(2),
             seq,
+        }
+    }
+
+    /// Pull `id` of region 2, asked of region 1.
+    fn pull(id: u128) -> Event {
+        Event {
+            stamp: Stamp::new(1, 0, NodeId(1)),
+            body: EventBody::PullRequested {
+                id: TransferId(id),
+                account: AccountId(1),
+                currency: CurrencyCode::new("USD").expect("code"),
+                kind: AccountKind::User,
+                units: 1,
+                from: RegionId(1),
+            },
         }
     }
 
@@ -231,6 +257,30 @@ mod tests {
         assert_eq!(book.take(&key(1)), None);
         assert_eq!(book.take(&key(2)), Some(context(2)));
         assert_eq!(book.take(&key(2)), None);
+
+        // A pull's ask is noted and kept under its asker and id; an event
+        // no other region acts on is not noted.
+        let mut noted = Vec::new();
+        let asked = pull(5);
+        EntryTrace::note(&mut noted, 0, &asked, context(5));
+        let other = Event {
+            stamp: asked.stamp,
+            body: EventBody::PendingExpired {
+                pending_id: TransferId(4),
+            },
+        };
+        EntryTrace::note(&mut noted, 1, &other, context(6));
+        assert_eq!(noted, vec![(0, context(5))]);
+        let trace = EntryTrace {
+            entry: context(9),
+            events: noted,
+        };
+        book.record(RegionId(2), &[asked, other], &trace);
+        let asked = TraceKey::Pull {
+            asker: RegionId(2),
+            id: TransferId(5),
+        };
+        assert_eq!(book.take(&asked), Some(context(5)));
 
         let many: Vec<Event> = (0..TraceBook::CAPACITY as u64 + 10).map(release).collect();
         let trace = EntryTrace {

@@ -7,7 +7,8 @@ use super::writer::{Writer, WriterMsg};
 use super::{Collector, Gate};
 use crate::runtime::{CommandResult, NodeHandle};
 use crate::saga::{PayoutConnector, SagaMsg, SagaSupervisor};
-use ledger_reservations::Item;
+use ledger_replication::TraceKey;
+use ledger_reservations::{Command, Item};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -267,14 +268,47 @@ fn expire_due(state: &SupervisorState) {
 
 /// Answers the pulls other regions addressed to this one and it has not
 /// answered yet, as this node's replicas of their logs show them. A pull
-/// this region has nothing for stays unanswered and is tried again.
+/// this region has nothing for stays unanswered and is tried again. The
+/// answers continue the trace of a traced ask ([`pull_answer_span`]).
 fn answer_pulls(state: &SupervisorState) {
     let items = state
         .node
         .replica
         .ledger()
         .read(|ledger| ledger_engine::pulls_to_answer(ledger, SWEEP_COMMANDS_MAX));
+    if items.is_empty() || state.answering.load(Ordering::SeqCst) {
+        return;
+    }
+    let span = pull_answer_span(&state.node, &items);
+    let _entered = span.enter();
     sweep(state, &state.answering, items, "pulls answered");
+}
+
+/// The span the answers of `items` are decided in when any of their asks
+/// was traced: a child of the first traced ask, linked to the others (the
+/// releases it decides then carry it to the grants in the askers' regions).
+fn pull_answer_span(node: &NodeHandle, items: &[Item]) -> tracing::Span {
+    let mut asks = items.iter().filter_map(|item| match item.command {
+        Command::AnswerPull { asker, pull } => node
+            .replica
+            .ledger()
+            .take_trace(&TraceKey::Pull { asker, id: pull }),
+        _ => None,
+    });
+    let Some(first) = asks.next() else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(
+        "pull.answer",
+        ledger.node = node.replica.id(),
+        ledger.region = node.replica.region().0,
+        pulls = items.len(),
+    );
+    first.adopt(&span);
+    for other in asks {
+        other.link(&span);
+    }
+    span
 }
 
 /// The pool policies, as pulls (`ledger_engine::floor_pulls`).

@@ -13,7 +13,7 @@ use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_engine::{
     Candidate, Decider, EntryWriter, GrantHeld, ProposalFailure, Refusal, entry_batch,
 };
-use ledger_replication::{EntryTrace, Proposal, ProposeError, ReleaseKey, TraceContext};
+use ledger_replication::{EntryTrace, Proposal, ProposeError, TraceContext, TraceKey};
 use ledger_reservations::{Event, EventBody};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::{Arc, Mutex};
@@ -382,7 +382,7 @@ fn grant_spans(node: &NodeHandle, entry: &[Event]) -> Vec<tracing::Span> {
         .iter()
         .filter_map(|event| match &event.body {
             EventBody::Granted { from, seq, .. } => {
-                let release = ReleaseKey {
+                let release = TraceKey::Release {
                     from: *from,
                     to: home,
                     seq: *seq,
