@@ -193,11 +193,11 @@ fn describe() {
     );
     describe_gauge!(
         "ledger_actor_mailbox_messages",
-        "Commands sent to an actor and not yet taken up, by actor (all account actors summed)"
+        "Messages sent to an actor and not yet taken up, by actor (all account actors summed)"
     );
     describe_gauge!(
         "ledger_actor_mailbox_deepest_messages",
-        "Commands waiting in the fullest account actor's mailbox"
+        "Messages waiting in the fullest account actor's mailbox"
     );
     describe_histogram!(
         "ledger_entry_bytes",
@@ -379,7 +379,6 @@ fn pools(api: &Api) {
     }
 }
 
-/// An account kind as the API names it (`USER`).
 /// The actors alive and what waits in their mailboxes.
 fn actors() {
     let census = crate::actors::census::read();
@@ -402,6 +401,7 @@ fn actors() {
     sagas("pull", census.pull_sagas);
 }
 
+/// An account kind as the API names it (`USER`).
 fn kind_name(kind: AccountKind) -> &'static str {
     crate::wire::kind_to_wire(kind)
         .as_str_name()

@@ -588,24 +588,32 @@ impl RunningNode {
     }
 }
 
-/// The hosts of this node's addresses in the layout (none if it is not
-/// in it yet): its certificate must name each.
-fn own_hosts(settings: &NodeSettings) -> Vec<&str> {
-    let mut hosts: Vec<&str> = Vec::new();
+/// This node's TLS: its certificate must name the hosts of its Raft and
+/// gRPC API addresses in the layout (its peers call those); one that does
+/// not name its HTTP address's host is only said (a TLS-terminating proxy
+/// may hold that name).
+fn load_tls(tls: &crate::tls::TlsSettings, settings: &NodeSettings) -> anyhow::Result<Tls> {
     let own = settings
         .replication
         .nodes
         .iter()
-        .filter(|node| node.id == settings.replication.node_id);
-    for node in own {
-        for address in [&node.addr, &node.api, &node.http] {
-            let host = crate::tls::host_of(address);
-            if !address.is_empty() && !hosts.contains(&host) {
-                hosts.push(host);
-            }
-        }
+        .find(|node| node.id == settings.replication.node_id);
+    let Some(own) = own else {
+        // Not in the layout yet: no address to check.
+        return Ok(Tls::load(tls, &[])?);
+    };
+    let hosts: Vec<&str> = [&own.addr, &own.api]
+        .into_iter()
+        .filter(|address| !address.is_empty())
+        .map(|address| crate::tls::host_of(address))
+        .collect();
+    let loaded = Tls::load(tls, &hosts)?;
+    if !own.http.is_empty()
+        && let Err(error) = Tls::load(tls, &[crate::tls::host_of(&own.http)])
+    {
+        tracing::warn!(%error, http = %own.http, "HTTPS clients of this address will refuse it");
     }
-    hosts
+    Ok(loaded)
 }
 
 /// Who may call a node with these settings; said once at start when
@@ -642,7 +650,7 @@ where
         None => None,
     };
     let tls = match &settings.tls {
-        Some(tls) => Some(Tls::load(tls, &own_hosts(&settings))?),
+        Some(tls) => Some(load_tls(tls, &settings)?),
         None => None,
     };
     let mut auth = auth_of(&settings)?;

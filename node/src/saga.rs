@@ -140,12 +140,15 @@ impl<C: PayoutConnector> Actor for SagaSupervisor<C> {
         node: Arc<NodeHandle>,
     ) -> Result<SagaState, ActorProcessingErr> {
         myself.send_interval(SWEEP_EVERY, || SagaMsg::Sweep);
-        Ok(SagaState {
+        let state = SagaState {
             node,
             running: BTreeMap::new(),
             by_actor: BTreeMap::new(),
             pulls: BTreeSet::new(),
-        })
+        };
+        // A new supervisor runs none yet (its predecessor's went with it).
+        count_sagas(&state);
+        Ok(state)
     }
 
     async fn post_stop(
@@ -247,6 +250,8 @@ fn stop_sagas(state: &mut SagaState) {
         saga.stop(Some("leadership lost".into()));
     }
     state.by_actor.clear();
+    // Linked to this supervisor: they stop with it, unannounced.
+    state.pulls.clear();
     count_sagas(state);
 }
 

@@ -1141,5 +1141,24 @@ async fn a_connection_that_sends_no_request_is_closed() {
     // Still answering.
     let (status, _) = Node::new(&address).get("/health/live").await;
     assert_eq!(status, StatusCode::OK);
+    // An HTTP/2 connection that asked once and then only answers pings is
+    // shut down (GOAWAY) once idle for a minute, though its client keeps it.
+    let tcp = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
+    let open = tokio::spawn(connection);
+    let request = axum::http::Request::get(format!("http://{address}/health/live"))
+        .body(())
+        .expect("a request");
+    let (answer, _) = client.send_request(request, true).expect("sent");
+    let answer = answer.await.expect("answered");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(120), open).await;
+    assert!(ended.is_ok(), "the idle connection was kept");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(50), "closed after {waited:?}");
+    drop(client);
     cluster.stop().await;
 }

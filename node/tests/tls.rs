@@ -171,6 +171,14 @@ async fn clients_go_over_tls(cluster: &Cluster, keys: &DevKeys, dir: &Path) {
         .expect("a TLS client connects");
     // Region 1's node applies region 0's entry, sent over mutual TLS.
     wait_pool(&other, 10, 0, "5.00").await;
+    // A transfer of region 1's, sent to region 0's node, is sent on with
+    // the node's key and certificate, and decided there.
+    let sent_on = submit(&client, of_region(1, transfer(2, BANK, 10, "1.00"))).await;
+    assert_eq!(
+        applied(&sent_on).map(|applied| applied.region),
+        Some(1),
+        "{sent_on:?}"
+    );
     let plain = Access {
         deadline: CALL_TIMEOUT,
         key: Some(keys.bearer(Role::Client).expect("a key")),

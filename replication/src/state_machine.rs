@@ -245,7 +245,8 @@ impl StateMachine {
                     }
                 }
                 if let Some(trace) = trace {
-                    self.shared.book().record(region, events, trace);
+                    let home = inner.ledger.home();
+                    self.shared.book().record(home, region, events, trace);
                 }
             }
             (EntryPayload::Normal(Proposal::Control(events)), Group::Control) => {

@@ -139,6 +139,19 @@ impl TraceKey {
     }
 }
 
+impl TraceKey {
+    /// The key of `event`, in the log of `region`, if region `home` acts
+    /// on it: a release to it, a pull asked of it.
+    fn acted_on_by(home: RegionId, region: RegionId, event: &Event) -> Option<Self> {
+        let ours = match &event.body {
+            EventBody::Released { to, .. } => *to == home,
+            EventBody::PullRequested { from, .. } => *from == home,
+            _ => false,
+        };
+        ours.then(|| Self::of(region, event)).flatten()
+    }
+}
+
 /// Traces of releases and pulls applied here, until the region that acts
 /// on them takes them. Bounded: past [`TraceBook::CAPACITY`] the oldest is
 /// forgotten (what acts on it then starts a trace of its own).
@@ -151,8 +164,15 @@ pub struct TraceBook {
 impl TraceBook {
     pub const CAPACITY: usize = 4_096;
 
-    /// Records the traced releases and pulls of an entry of `region`'s log.
-    pub fn record(&mut self, region: RegionId, events: &[Event], trace: &EntryTrace) {
+    /// Records the traced releases and pulls of an entry of `region`'s log
+    /// that region `home` (this node's) acts on.
+    pub fn record(
+        &mut self,
+        home: RegionId,
+        region: RegionId,
+        events: &[Event],
+        trace: &EntryTrace,
+    ) {
         for (offset, context) in &trace.events {
             let Some(event) = usize::try_from(*offset)
                 .ok()
@@ -160,7 +180,7 @@ impl TraceBook {
             else {
                 continue;
             };
-            if let Some(key) = TraceKey::of(region, event)
+            if let Some(key) = TraceKey::acted_on_by(home, region, event)
                 && self.contexts.insert(key, *context).is_none()
             {
                 self.order.push_back(key);
@@ -253,7 +273,7 @@ mod tests {
             // The second event only; an offset past the entry is ignored.
             events: vec![(1, context(2)), (7, context(7))],
         };
-        book.record(RegionId(1), &events, &trace);
+        book.record(RegionId(2), RegionId(1), &events, &trace);
         assert_eq!(book.take(&key(1)), None);
         assert_eq!(book.take(&key(2)), Some(context(2)));
         assert_eq!(book.take(&key(2)), None);
@@ -275,7 +295,16 @@ mod tests {
             entry: context(9),
             events: noted,
         };
-        book.record(RegionId(2), &[asked, other], &trace);
+        // Region 3 acts on none of it: nothing is kept there.
+        let mut elsewhere = TraceBook::default();
+        elsewhere.record(
+            RegionId(3),
+            RegionId(2),
+            &[asked.clone(), other.clone()],
+            &trace,
+        );
+        assert!(elsewhere.is_empty());
+        book.record(RegionId(1), RegionId(2), &[asked, other], &trace);
         let asked = TraceKey::Pull {
             asker: RegionId(2),
             id: TransferId(5),
@@ -287,7 +316,7 @@ mod tests {
             entry: context(9),
             events: (0..many.len() as u32).map(|i| (i, context(3))).collect(),
         };
-        book.record(RegionId(1), &many, &trace);
+        book.record(RegionId(2), RegionId(1), &many, &trace);
         assert_eq!(book.len(), TraceBook::CAPACITY);
         // The oldest went first.
         assert_eq!(book.take(&key(0)), None);

@@ -7,7 +7,8 @@
 //!   past it the listener waits. A connection must finish its TLS
 //!   handshake (with TLS on) and then send its first request within
 //!   [`HEADER_READ_MAX`] each, an HTTP/1 request's headers within it too,
-//!   and an HTTP/2 connection answers pings;
+//!   an HTTP/2 connection answers pings, and one that sends no new request
+//!   for [`IDLE_MAX`] is shut down once what it has in flight ends;
 //! - requests being answered: at most `http_requests_max`; past it, 429 at
 //!   once, never a queue;
 //! - event streams: at most a quarter of `http_requests_max` (at least
@@ -33,7 +34,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
@@ -51,6 +53,9 @@ pub const ANSWER_MAX: Duration = Duration::from_secs(60);
 pub const STREAM_MAX: Duration = Duration::from_secs(3600);
 pub const CONNECTIONS_PER_REQUEST: usize = 2;
 const HTTP2_PING_EVERY: Duration = Duration::from_secs(30);
+/// How long a connection may go without a new request before it is shut
+/// down (gracefully: what it has in flight ends first).
+pub const IDLE_MAX: Duration = Duration::from_secs(60);
 
 /// The places a node's HTTP server shares among its requests.
 #[derive(Clone)]
@@ -137,22 +142,55 @@ async fn connection(
     drop(place);
 }
 
+/// When a connection last sent a request.
+struct Activity {
+    opened: Instant,
+    /// Milliseconds from `opened` to the last request.
+    last_ms: AtomicU64,
+    first: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            first: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn request(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+        self.first.notify_one();
+    }
+
+    /// How long since the last request.
+    fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(last)
+    }
+}
+
 /// Serves HTTP on one connection until it ends. Its first request must
 /// arrive within [`HEADER_READ_MAX`]: hyper's own header timeout starts
 /// only once it knows the protocol, and it waits for the bytes that say
 /// which without end (a connection that sends nothing, or part of the
-/// HTTP/2 preface, would hold its place for good).
+/// HTTP/2 preface, would hold its place for good). After that, one that
+/// sends no new request for [`IDLE_MAX`] is shut down gracefully (what it
+/// has in flight, an event stream say, runs to its end): an HTTP/2
+/// connection that answers pings would otherwise hold its place for good.
 async fn serve_connection<Io>(router: axum::Router, io: Io)
 where
     Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use hyper::service::Service as _;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let first = Arc::new(tokio::sync::Notify::new());
-    let seen = first.clone();
+    let activity = Arc::new(Activity::new());
+    let seen = activity.clone();
     let inner = hyper_util::service::TowerToHyperService::new(router);
     let service = hyper::service::service_fn(move |request| {
-        seen.notify_one();
+        seen.request();
         inner.call(request)
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -168,12 +206,27 @@ where
     let serving = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(serving);
     let ended = tokio::select! {
-        ended = &mut serving => ended,
-        seen = tokio::time::timeout(HEADER_READ_MAX, first.notified()) => match seen {
-            Ok(()) => serving.await,
+        ended = &mut serving => Some(ended),
+        seen = tokio::time::timeout(HEADER_READ_MAX, activity.first.notified()) => match seen {
+            Ok(()) => None,
             Err(_) => {
                 tracing::debug!("an HTTP connection sent no request in time");
                 return;
+            }
+        },
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => loop {
+            let wait = IDLE_MAX.saturating_sub(activity.idle());
+            tokio::select! {
+                ended = &mut serving => break ended,
+                () = tokio::time::sleep(wait) => {
+                    if activity.idle() >= IDLE_MAX {
+                        serving.as_mut().graceful_shutdown();
+                        break serving.await;
+                    }
+                }
             }
         },
     };
