@@ -58,6 +58,12 @@ impl SharedLedger {
         }
     }
 
+    /// The trace of a release or a pull applied here, kept: for what may
+    /// be tried again (a pull's answer), until the book forgets it.
+    pub fn trace(&self, key: &TraceKey) -> Option<TraceContext> {
+        self.book().get(key)
+    }
+
     /// The trace of a release or a pull applied here, forgotten once taken.
     pub fn take_trace(&self, key: &TraceKey) -> Option<TraceContext> {
         self.book().take(key)

@@ -193,6 +193,11 @@ impl TraceBook {
         }
     }
 
+    /// The trace of `key`, kept (until the book forgets it as the oldest).
+    pub fn get(&self, key: &TraceKey) -> Option<TraceContext> {
+        self.contexts.get(key).copied()
+    }
+
     /// The trace of `key`, forgotten once taken.
     pub fn take(&mut self, key: &TraceKey) -> Option<TraceContext> {
         let context = self.contexts.remove(key)?;
@@ -309,7 +314,10 @@ mod tests {
             asker: RegionId(2),
             id: TransferId(5),
         };
+        assert_eq!(book.get(&asked), Some(context(5)));
+        assert_eq!(book.get(&asked), Some(context(5)), "kept when read");
         assert_eq!(book.take(&asked), Some(context(5)));
+        assert_eq!(book.get(&asked), None);
 
         let many: Vec<Event> = (0..TraceBook::CAPACITY as u64 + 10).map(release).collect();
         let trace = EntryTrace {

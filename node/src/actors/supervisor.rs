@@ -289,10 +289,12 @@ fn answer_pulls(state: &SupervisorState) {
 /// releases it decides then carry it to the grants in the askers' regions).
 fn pull_answer_span(node: &NodeHandle, items: &[Item]) -> tracing::Span {
     let mut asks = items.iter().filter_map(|item| match item.command {
+        // Kept, not taken: an answer that fails is tried again, in the
+        // same trace (the book forgets the oldest past its bound).
         Command::AnswerPull { asker, pull } => node
             .replica
             .ledger()
-            .take_trace(&TraceKey::Pull { asker, id: pull }),
+            .trace(&TraceKey::Pull { asker, id: pull }),
         _ => None,
     });
     let Some(first) = asks.next() else {
