@@ -180,6 +180,36 @@ impl Tls {
     }
 }
 
+/// The certificates of the CA PEM `ca`, as rustls' roots.
+fn roots_of(ca: &str) -> Result<tokio_rustls::rustls::RootCertStore, TlsError> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let refused = |error: &dyn std::fmt::Display| TlsError::Refused(error.to_string());
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots
+            .add(certificate.map_err(|error| refused(&error))?)
+            .map_err(|error| refused(&error))?;
+    }
+    Ok(roots)
+}
+
+/// A TLS client of rustls itself (not tonic's) that trusts the CA in `ca`
+/// alone and shows no certificate: `ledger health` over HTTPS, and tests.
+pub fn connector(ca: &Path) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    use tokio_rustls::rustls;
+    let ca = read_pem(ca, "certificate", "-----BEGIN CERTIFICATE-----")?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Refused(error.to_string()))?
+        .with_root_certificates(roots_of(&ca)?)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
 /// Checks that a peer trusting `ca` takes the certificate chain `cert`,
 /// as a client and as a server of each of `names`.
 fn check_taken(ca: &str, cert: &str, names: &[&str]) -> Result<(), TlsError> {
@@ -189,12 +219,7 @@ fn check_taken(ca: &str, cert: &str, names: &[&str]) -> Result<(), TlsError> {
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     let refused = |error: &dyn std::fmt::Display| TlsError::Refused(error.to_string());
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots
-            .add(certificate.map_err(|error| refused(&error))?)
-            .map_err(|error| refused(&error))?;
-    }
+    let roots = roots_of(ca)?;
     let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| refused(&error))?;

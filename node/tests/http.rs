@@ -1103,19 +1103,6 @@ async fn read_events(
     events
 }
 
-/// Reads `stream` until the node closes it; how long that took.
-async fn closed_after(mut stream: tokio::net::TcpStream) -> Duration {
-    use tokio::io::AsyncReadExt;
-    let started = std::time::Instant::now();
-    let mut buffer = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer)).await;
-    assert!(
-        matches!(read, Ok(Ok(0) | Err(_))),
-        "the connection was not closed: {read:?}"
-    );
-    started.elapsed()
-}
-
 #[tokio::test]
 async fn a_connection_that_sends_no_request_is_closed() {
     use tokio::io::AsyncWriteExt;
@@ -1133,7 +1120,8 @@ async fn a_connection_that_sends_no_request_is_closed() {
         .write_all(b"PRI * HTTP/2.0\r\n")
         .await
         .expect("written");
-    let (silent, partial) = tokio::join!(closed_after(silent), closed_after(partial));
+    let (silent, partial) =
+        tokio::join!(common::closed_after(silent), common::closed_after(partial));
     // Closed for want of a request, not at once.
     for waited in [silent, partial] {
         assert!(waited >= Duration::from_secs(5), "closed after {waited:?}");

@@ -226,36 +226,14 @@ async fn clients_go_over_tls(cluster: &Cluster, keys: &DevKeys, dir: &Path) {
 /// sends nothing: how long until the node closes the connection (it must
 /// not hold its place for good).
 async fn closed_after_handshake(address: String, ca: std::path::PathBuf) -> Duration {
-    use tokio::io::AsyncReadExt;
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(&ca).expect("the CA") {
-        roots
-            .add(certificate.expect("a certificate"))
-            .expect("a root");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let connector = ledger_node::tls::connector(&ca).expect("the CA");
     let tcp = tokio::net::TcpStream::connect(&address)
         .await
         .expect("connects");
     let name = ServerName::try_from("127.0.0.1").expect("a name");
-    let mut stream = connector.connect(name, tcp).await.expect("a handshake");
-    let started = std::time::Instant::now();
-    let mut buffer = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer)).await;
-    assert!(
-        matches!(read, Ok(Ok(0) | Err(_))),
-        "the connection was not closed: {read:?}"
-    );
-    started.elapsed()
+    let stream = connector.connect(name, tcp).await.expect("a handshake");
+    common::closed_after(stream).await
 }
 
 /// A call with a node key changes the membership only with a node's

@@ -123,6 +123,21 @@ async fn collector() -> (Collector, String) {
     (collector, format!("http://{address}"))
 }
 
+/// `message` as a caller with `key` sends it, from span `caller` of `trace`.
+fn traced<T>(message: T, key: &str, trace: &str, caller: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let metadata = request.metadata_mut();
+    metadata.insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii"),
+    );
+    metadata.insert(
+        "traceparent",
+        format!("00-{trace}-{caller}-01").parse().expect("ascii"),
+    );
+    request
+}
+
 /// Asks region 0 to move `amount` of `account` to region 1, as a caller in
 /// trace [`TRACE`].
 async fn rebalance_in_trace(cluster: &Cluster, account: u128, amount: &str) {
@@ -130,19 +145,15 @@ async fn rebalance_in_trace(cluster: &Cluster, account: u128, amount: &str) {
     let address = cluster.api_of(0).expect("region 0");
     let channel = channel(address).await;
     let mut admin = api::admin_client::AdminClient::new(channel);
-    let mut request = tonic::Request::new(api::RebalanceRequest {
-        account: id(account),
-        amount: amount.into(),
-        to_region: 1,
-    });
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "authorization",
-        format!("Bearer {}", keys.operator).parse().expect("ascii"),
-    );
-    metadata.insert(
-        "traceparent",
-        format!("00-{TRACE}-{CALLER}-01").parse().expect("ascii"),
+    let request = traced(
+        api::RebalanceRequest {
+            account: id(account),
+            amount: amount.into(),
+            to_region: 1,
+        },
+        &keys.operator,
+        TRACE,
+        CALLER,
     );
     let answer = admin
         .rebalance(request)
@@ -297,19 +308,13 @@ async fn a_pull_is_one_trace(cluster: &Cluster, collector: &Collector, r0: &Clie
     let keys = cluster.keys.as_ref().expect("keys");
     let channel = channel(cluster.api_of(0).expect("region 0")).await;
     let mut ledger = api::ledger_client::LedgerClient::new(channel);
-    let mut request = tonic::Request::new(api::CreateTransfersRequest {
-        commands: vec![of_region(0, transfer(21, BOB, CAROL, "3.00"))],
-    });
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "authorization",
-        format!("Bearer {}", keys.client).parse().expect("ascii"),
-    );
-    metadata.insert(
-        "traceparent",
-        format!("00-{PULL_TRACE}-{PULL_CALLER}-01")
-            .parse()
-            .expect("ascii"),
+    let request = traced(
+        api::CreateTransfersRequest {
+            commands: vec![of_region(0, transfer(21, BOB, CAROL, "3.00"))],
+        },
+        &keys.client,
+        PULL_TRACE,
+        PULL_CALLER,
     );
     let answer = ledger
         .create_transfers(request)

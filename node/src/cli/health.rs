@@ -41,7 +41,7 @@ pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
         .http
         .unwrap_or_else(|| own_address(std::env::var("LEDGER_HTTP_LISTEN").ok().as_deref()));
     let tls = match &args.tls_ca {
-        Some(ca) => Some(connector(ca)?),
+        Some(ca) => Some(ledger_node::tls::connector(ca)?),
         None => None,
     };
     let name = args
@@ -77,27 +77,6 @@ fn own_address(listen: Option<&str>) -> String {
         }
         _ => listen.to_owned(),
     }
-}
-
-/// A TLS client that trusts the CA in `ca` alone.
-fn connector(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsConnector> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::CertificateDer;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in
-        CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
-    {
-        roots.add(certificate.with_context(|| format!("reading {}", ca.display()))?)?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-        config,
-    )))
 }
 
 /// `GET path` of the node at `address`, over TLS with `tls` (checking

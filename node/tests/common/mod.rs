@@ -53,6 +53,20 @@ pub async fn cluster_with(
     Cluster::start(&options).await.expect("the cluster starts")
 }
 
+/// Reads `stream` until the node closes it (at most 30 s); how long that
+/// took.
+pub async fn closed_after(mut stream: impl tokio::io::AsyncRead + Unpin) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the connection was not closed: {read:?}"
+    );
+    started.elapsed()
+}
+
 /// A channel to the gRPC API at `address`.
 pub async fn channel(address: &str) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{address}"))
