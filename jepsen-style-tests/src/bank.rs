@@ -8,6 +8,7 @@ use crate::rng::Rng;
 use crate::workload::send;
 use anyhow::Context;
 use ledger_node::auth::Role;
+use ledger_node::client::Minter;
 use ledger_proto::v1 as api;
 use std::time::Duration;
 
@@ -41,7 +42,20 @@ impl Bank {
         (0..=self.users).map(|n| self.account(n)).collect()
     }
 
-    fn new_accounts(&self) -> Vec<api::NewAccount> {
+    /// The top-ups of every user by `funds` in `region`, each an id of
+    /// that region named by the seed (the same every setup).
+    pub fn top_ups(&self, region: u32, minter: Minter, funds: &str) -> Vec<Transfer> {
+        let mut rng = Rng::new(self.seed ^ (u64::from(region) << 40));
+        self.users()
+            .into_iter()
+            .map(|user| {
+                let id = minter.id(rng.next_u128());
+                Transfer::moving(id, self.bank(), user, funds.to_owned())
+            })
+            .collect()
+    }
+
+    pub fn new_accounts(&self) -> Vec<api::NewAccount> {
         let open = |n: u32, kind: api::AccountKind, owner: String| api::NewAccount {
             id: self.account(n),
             currency: CURRENCY.into(),
@@ -73,16 +87,7 @@ pub async fn setup(
 ) -> anyhow::Result<()> {
     open_accounts(cluster, bank).await?;
     for region in cluster.regions() {
-        let minter = cluster.minter(region)?;
-        let mut rng = Rng::new(bank.seed ^ (u64::from(region) << 40));
-        let mut pending: Vec<Transfer> = bank
-            .users()
-            .into_iter()
-            .map(|user| {
-                let id = minter.id(rng.next_u128());
-                Transfer::moving(id, bank.bank(), user, funds.to_owned())
-            })
-            .collect();
+        let mut pending = bank.top_ups(region, cluster.minter(region)?, funds);
         let mut client = RegionClient::new(cluster, region, 0, Role::Client);
         let deadline = tokio::time::Instant::now() + SETUP_DEADLINE;
         while !pending.is_empty() {

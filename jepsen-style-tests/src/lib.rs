@@ -23,4 +23,5 @@ pub mod plot;
 pub mod probe;
 pub mod rng;
 pub mod scenario;
+pub mod sim;
 pub mod workload;

@@ -27,7 +27,7 @@ use ledger_jepsen::bank::{self, Bank};
 use ledger_jepsen::check::{Evidence, check_all, findings};
 use ledger_jepsen::cluster::Cluster;
 use ledger_jepsen::history::{History, Recorder};
-use ledger_jepsen::{observe, plot, scenario, workload};
+use ledger_jepsen::{observe, plot, scenario, sim, workload};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,10 +58,45 @@ enum Command {
     /// What the harness runs inside a host to test a link.
     #[command(subcommand)]
     Probe(ProbeCommand),
+    /// The whole cluster in this process on a simulated network, disk and
+    /// clock (no root, no namespaces): one seed is one run. Runs `--seed`
+    /// alone with its trace, or `--count` seeds from `--from`, or seeds
+    /// for `--minutes`; every failing seed goes to `--failures`.
+    Sim(SimArgs),
     /// What the harness runs inside a host to delay the packets an
     /// iptables rule sends to an NFQUEUE: each held `--ms ± --jitter-ms`,
     /// in order, then let go.
     Delay(DelayArgs),
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// Replays this one seed and writes its trace (`--trace`, else
+    /// stdout).
+    #[arg(long, conflicts_with_all = ["count", "minutes"])]
+    seed: Option<u64>,
+    /// Where `--seed` writes its trace.
+    #[arg(long, requires = "seed")]
+    trace: Option<PathBuf>,
+    /// The first seed of a campaign.
+    #[arg(long, default_value_t = 1)]
+    from: u64,
+    /// Seeds to run.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Runs seeds until this many minutes have passed.
+    #[arg(long)]
+    minutes: Option<u64>,
+    /// Appends each failing seed, a line each, to this file.
+    #[arg(long, default_value = "sim-failures.txt")]
+    failures: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    regions: u32,
+    #[arg(long, default_value_t = 3)]
+    nodes_per_region: u64,
+    /// Seconds the clients work under faults in each run.
+    #[arg(long, default_value_t = 10)]
+    faults_for: u64,
 }
 
 #[derive(Args)]
@@ -214,11 +249,20 @@ impl Common {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The simulation runs its own runtimes, on this thread.
+    let cli = match cli.command {
+        Command::Sim(args) => return exit(sim(&args)),
+        command => Cli { command },
+    };
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| runtime.block_on(run(cli.command)));
+    exit(outcome)
+}
+
+fn exit(outcome: anyhow::Result<bool>) -> std::process::ExitCode {
     match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
@@ -227,6 +271,93 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+fn sim_options(args: &SimArgs, seed: u64) -> sim::Options {
+    let mut options = sim::Options::new(seed);
+    options.regions = args.regions;
+    options.nodes_per_region = args.nodes_per_region;
+    options.faults_for = Duration::from_secs(args.faults_for);
+    options
+}
+
+/// The command that replays `seed` as `args` ran it.
+fn replay_line(args: &SimArgs, seed: u64) -> String {
+    format!(
+        "cargo run --release -p ledger-jepsen --bin jepsen -- sim --seed {seed} --regions {} \
+         --nodes-per-region {} --faults-for {} --trace sim-{seed}.log",
+        args.regions, args.nodes_per_region, args.faults_for
+    )
+}
+
+/// Whether every seed run passed.
+fn sim(args: &SimArgs) -> anyhow::Result<bool> {
+    if let Some(seed) = args.seed {
+        let report = sim::run(&sim_options(args, seed));
+        match &args.trace {
+            Some(path) => std::fs::write(path, &report.trace)?,
+            None => print!("{}", report.trace),
+        }
+        eprintln!("{}", sim_line(&report));
+        return Ok(report.passed());
+    }
+    let started = std::time::Instant::now();
+    let until = args
+        .minutes
+        .map(|minutes| Duration::from_secs(minutes * 60));
+    let count = args
+        .count
+        .unwrap_or(if until.is_some() { u64::MAX } else { 10 });
+    let (mut ran, mut failed, mut simulated) = (0u64, 0u64, Duration::ZERO);
+    for seed in args.from..args.from.saturating_add(count) {
+        if until.is_some_and(|until| started.elapsed() >= until) {
+            break;
+        }
+        let report = sim::run(&sim_options(args, seed));
+        ran += 1;
+        simulated += report.simulated;
+        println!("{}", sim_line(&report));
+        if !report.passed() {
+            failed += 1;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&args.failures)?;
+            use std::io::Write;
+            writeln!(file, "{seed}\t{}", replay_line(args, seed))?;
+            println!("  replay: {}", replay_line(args, seed));
+        }
+    }
+    println!(
+        "{ran} seeds, {failed} failed, {:.0} s simulated in {:.0} s",
+        simulated.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(failed == 0)
+}
+
+fn sim_line(report: &sim::Report) -> String {
+    let verdict = if report.passed() {
+        "ok".to_owned()
+    } else {
+        report
+            .findings
+            .iter()
+            .map(|(name, wrong)| format!("{name}: {}", wrong.first().map_or("", String::as_str)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    format!(
+        "seed {}: {verdict} ({:.1} s simulated, {} calls, {} acknowledged, {} faults, {} messages, {} dropped, {} doubled)",
+        report.seed,
+        report.simulated.as_secs_f64(),
+        report.calls,
+        report.acknowledged,
+        report.faults,
+        report.network.sent,
+        report.network.dropped,
+        report.network.duplicated,
+    )
 }
 
 /// Whether the step passed.
@@ -264,6 +395,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             return Ok(true);
         }
         Command::Bank(command) => command,
+        Command::Sim(args) => return sim(&args),
     };
     match command {
         BankCommand::Setup { run, funds } => {

@@ -36,6 +36,22 @@ pub struct Found {
 }
 
 impl Found {
+    /// A transfer as the API answers it.
+    pub fn of(transfer: ledger_proto::v1::TransferView) -> Self {
+        Self {
+            debit: transfer.debit,
+            credit: transfer.credit,
+            amount: transfer.amount,
+            kind: transfer.kind,
+            state: transfer.state,
+            stamp: (
+                transfer.stamp_ns,
+                transfer.stamp_logical,
+                transfer.stamp_node,
+            ),
+        }
+    }
+
     /// What it moves from debit to credit, as of now: a plain move its
     /// amount, a hold its amount once posted (the workload and the rail
     /// post whole holds), a post or void record nothing of its own.
@@ -147,7 +163,7 @@ async fn views(cluster: &Cluster, bank: &Bank) -> Vec<Result<NodeFinal, String>>
 
 /// Empty when every node answered the same figures as of the same log
 /// positions; else what differs.
-fn difference(views: &[Result<NodeFinal, String>]) -> String {
+pub fn difference(views: &[Result<NodeFinal, String>]) -> String {
     if let Some(Err(reason)) = views.iter().find(|view| view.is_err()) {
         return reason.clone();
     }
@@ -243,7 +259,7 @@ async fn movements_of(
     Ok(all)
 }
 
-fn movement(entry: &ledger_proto::v1::HistoryEntry) -> Movement {
+pub fn movement(entry: &ledger_proto::v1::HistoryEntry) -> Movement {
     Movement {
         stamp: (entry.stamp_ns, entry.stamp_logical, entry.stamp_node),
         transfer: entry.transfer_id.clone(),
@@ -262,21 +278,7 @@ async fn with_transfers(
     for chunk in ids.chunks(LOOKUP_CHUNK) {
         let response = client.lookup_transfers(chunk.to_vec()).await?;
         for transfer in response.transfers {
-            view.found.insert(
-                transfer.id,
-                Found {
-                    debit: transfer.debit,
-                    credit: transfer.credit,
-                    amount: transfer.amount,
-                    kind: transfer.kind,
-                    state: transfer.state,
-                    stamp: (
-                        transfer.stamp_ns,
-                        transfer.stamp_logical,
-                        transfer.stamp_node,
-                    ),
-                },
-            );
+            view.found.insert(transfer.id.clone(), Found::of(transfer));
         }
     }
     Ok(view)

@@ -154,6 +154,22 @@ pub fn resolution(hold: &Transfer, fate: Fate, id: String) -> Option<Transfer> {
     })
 }
 
+/// The commands of one call of `transfers`, each of a chain linked to the
+/// next of the same chain.
+pub fn commands(transfers: &[Transfer]) -> Vec<api::TransferCommand> {
+    transfers
+        .iter()
+        .enumerate()
+        .map(|(at, transfer)| {
+            let linked = transfer.chain.is_some()
+                && transfers
+                    .get(at + 1)
+                    .is_some_and(|next| next.chain == transfer.chain);
+            command(transfer, linked)
+        })
+        .collect()
+}
+
 /// The protocol command of `transfer`; `linked` to the next of its call.
 pub fn command(transfer: &Transfer, linked: bool) -> api::TransferCommand {
     use api::transfer_command::Kind as Command;

@@ -1,5 +1,6 @@
 //! A small seeded generator (splitmix64): the same seed, the same choices.
 
+#[derive(Debug, Clone)]
 pub struct Rng(u64);
 
 impl Rng {

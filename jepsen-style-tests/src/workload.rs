@@ -466,17 +466,7 @@ pub async fn send(
     for (op, transfer) in ops.iter().zip(transfers) {
         recorder.record(op, client.region, Event::Invoke(transfer.clone()));
     }
-    let commands = transfers
-        .iter()
-        .enumerate()
-        .map(|(at, transfer)| {
-            let linked = transfer.chain.is_some()
-                && transfers
-                    .get(at + 1)
-                    .is_some_and(|next| next.chain == transfer.chain);
-            ops::command(transfer, linked)
-        })
-        .collect();
+    let commands = ops::commands(transfers);
     let answer = match client.get().await {
         Ok(connected) => connected.create_transfers(commands).await,
         Err(error) => Err(error),
@@ -495,7 +485,7 @@ pub async fn send(
 }
 
 /// The outcome of each of `count` commands from the call's answer.
-fn outcomes(
+pub fn outcomes(
     answer: Result<api::CreateTransfersResponse, ClientError>,
     count: usize,
 ) -> Vec<Outcome> {

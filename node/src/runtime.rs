@@ -1,14 +1,17 @@
 //! A running node: its replication groups, its Raft and API servers, and the
 //! writer that turns its region's commands into log entries.
 
-use crate::actors::{self, Actors, Answers, Collector, PullAsk, RouterMsg};
+pub use crate::actors::Actors;
+use crate::actors::{self, Answers, Collector, PullAsk, RouterMsg};
 use crate::auth::Auth;
 use crate::client::{Access, CALL_TIMEOUT, Client, ClientError};
 use crate::config::NodeSettings;
+use crate::saga::PayoutConnector;
 use crate::tls::Tls;
 use ledger_hlc::{Clock, Hlc, NodeId, SystemClock};
 use ledger_replication::{
-    Faults, GateLayer, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, serve,
+    Faults, GateLayer, Group, GrpcTransport, Layout, Proposal, ProposeError, ReplicaNode, Storage,
+    Transport, serve,
 };
 use ledger_reservations::{
     AccountId, ControlCommand, Decision, Item, NewAccount, Reject, Shortfall,
@@ -76,15 +79,17 @@ pub struct NodeFailure {
     pub redirect: String,
 }
 
-/// The machine's clock, set off by the offset a chaos test injects (none
-/// unless fault injection is on and a test sets one).
+/// The node's clock (the machine's, or a simulation's), set off by the
+/// offset a chaos test injects (none unless fault injection is on and a
+/// test sets one).
 pub struct NodeClock {
+    base: Arc<dyn Clock>,
     faults: Faults,
 }
 
 impl Clock for NodeClock {
     fn now_ns(&self) -> u64 {
-        let now = SystemClock.now_ns();
+        let now = self.base.now_ns();
         let offset_ns = self.faults.clock_offset_ms().saturating_mul(1_000_000);
         now.saturating_add_signed(offset_ns)
     }
@@ -632,6 +637,80 @@ fn auth_of(settings: &NodeSettings) -> Result<Auth, crate::auth::AuthError> {
     }
 }
 
+/// What a node stands on besides its settings: how it reaches its peers'
+/// Raft, where it keeps its database, its clock and its payment rail. A
+/// process gets gRPC, its data directory and the machine's clock; the
+/// whole-cluster simulation (`ledger-jepsen`) gives its own.
+pub struct Grounds<T, C> {
+    pub transport: Arc<T>,
+    pub storage: Storage,
+    pub faults: Faults,
+    pub clock: Arc<dyn Clock>,
+    pub payouts: Arc<C>,
+    /// Who may call the node, and the key it shows its peers.
+    pub auth: Arc<Auth>,
+    /// How it calls its peers' APIs over TLS, if it does.
+    pub peer_tls: Option<ClientTlsConfig>,
+}
+
+/// Opens a node's groups (restoring each from its snapshot and log), the
+/// first half of a start: its Raft server may serve them from here on.
+pub async fn open_replica<T: Transport, C>(
+    settings: &NodeSettings,
+    grounds: &Grounds<T, C>,
+) -> anyhow::Result<Arc<ReplicaNode>> {
+    let replication = &settings.replication;
+    let replica = ReplicaNode::start(
+        replication.node_id,
+        &replication.layout(),
+        replication.timings,
+        &grounds.storage,
+        grounds.transport.clone(),
+        grounds.faults.clone(),
+    )
+    .await?;
+    for (group, report) in replica.open_reports() {
+        if !report.cut.is_empty() {
+            tracing::warn!(%group, cut = ?report.cut, "corrupt log tail cut off on start");
+        }
+    }
+    Ok(Arc::new(replica))
+}
+
+/// The second half of a start: initializes the groups this node founds,
+/// and starts its writer, account and saga actors. What it returns decides
+/// commands; the caller serves them.
+pub async fn start_deciding<T, C: PayoutConnector>(
+    settings: NodeSettings,
+    replica: Arc<ReplicaNode>,
+    grounds: Grounds<T, C>,
+) -> anyhow::Result<(Arc<NodeHandle>, Actors)> {
+    replica.initialize().await?;
+    let hlc = Arc::new(Hlc::new(
+        NodeId(settings.replication.node_id),
+        NodeClock {
+            base: grounds.clock,
+            faults: grounds.faults.clone(),
+        },
+    ));
+    let handle = Arc::new(NodeHandle {
+        replica,
+        settings,
+        hlc,
+        router: RwLock::new(None),
+        sagas: RwLock::new(None),
+        in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
+        control: Mutex::new(ControlProposer::default()),
+        faults: grounds.faults,
+        auth: grounds.auth,
+        peer_tls: grounds.peer_tls,
+        clock_offset_ms: AtomicI64::new(0),
+        clock_off: AtomicBool::new(false),
+    });
+    let actors = actors::start(handle.clone(), grounds.payouts).await?;
+    Ok((handle, actors))
+}
+
 /// Starts a node: its groups, the Raft server, the writer, housekeeping, and
 /// the API server from `api` (built by the caller around the handle).
 pub async fn start<F, Fut>(settings: NodeSettings, api: F) -> anyhow::Result<RunningNode>
@@ -667,21 +746,16 @@ where
     if let Some(tls) = &tls {
         transport = transport.with_tls(tls.client());
     }
-    let replica = ReplicaNode::start(
-        replication.node_id,
-        &replication.layout(),
-        replication.timings,
-        &replication.data_dir,
-        Arc::new(transport),
-        faults.clone(),
-    )
-    .await?;
-    for (group, report) in replica.open_reports() {
-        if !report.cut.is_empty() {
-            tracing::warn!(%group, cut = ?report.cut, "corrupt log tail cut off on start");
-        }
-    }
-    let replica = Arc::new(replica);
+    let grounds = Grounds {
+        transport: Arc::new(transport),
+        storage: Storage::Dir(replication.data_dir.clone()),
+        faults: faults.clone(),
+        clock: Arc::new(SystemClock),
+        payouts: Arc::new(crate::saga::SimulatedPayouts),
+        auth: auth.clone(),
+        peer_tls: tls.as_ref().map(Tls::client),
+    };
+    let replica = open_replica(&settings, &grounds).await?;
     let metrics = match settings.http_listen {
         Some(_) => crate::metrics::install(replica.id(), replica.region().0),
         None => None,
@@ -691,7 +765,7 @@ where
     }
     let raft_service = replica.raft_service().with_faults(faults.clone());
     // No spans on the Raft port: heartbeats are not anyone's request.
-    let gate = GateLayer::new(auth.clone());
+    let gate = GateLayer::new(auth);
     let raft_tls = tls.as_ref().map(Tls::raft_server);
     let mut tasks = vec![tokio::spawn(async move {
         if let Err(error) = serve(raft_service, raft_listener, gate, raft_tls).await {
@@ -703,32 +777,9 @@ where
     }
     if settings.fault_injection {
         tracing::warn!("fault injection is on: blocked-peers and append-delay-ms are followed");
-        tasks.push(tokio::spawn(
-            faults.clone().follow(replication.data_dir.clone()),
-        ));
+        tasks.push(tokio::spawn(faults.follow(replication.data_dir.clone())));
     }
-    replica.initialize().await?;
-    let hlc = Arc::new(Hlc::new(
-        NodeId(replication.node_id),
-        NodeClock {
-            faults: faults.clone(),
-        },
-    ));
-    let handle = Arc::new(NodeHandle {
-        replica: replica.clone(),
-        settings: settings.clone(),
-        hlc: hlc.clone(),
-        router: RwLock::new(None),
-        sagas: RwLock::new(None),
-        in_flight: Arc::new(Semaphore::new(COMMANDS_IN_FLIGHT_MAX)),
-        control: Mutex::new(ControlProposer::default()),
-        faults,
-        auth,
-        peer_tls: tls.as_ref().map(Tls::client),
-        clock_offset_ms: AtomicI64::new(0),
-        clock_off: AtomicBool::new(false),
-    });
-    let actors = actors::start(handle.clone(), Arc::new(crate::saga::SimulatedPayouts)).await?;
+    let (handle, actors) = start_deciding(settings.clone(), replica, grounds).await?;
     let api_tls = tls.as_ref().map(Tls::api_server);
     tasks.push(tokio::spawn(api(handle.clone(), api_listener, api_tls)));
     if let Some(listener) = http_listener {

@@ -123,7 +123,7 @@ async fn group_commit(concurrency: usize) -> f64 {
             id,
             &layout,
             timings,
-            &dir.path().join(format!("n{id}")),
+            &Storage::Dir(dir.path().join(format!("n{id}"))),
             transport,
             ledger_replication::Faults::default(),
         )

@@ -18,6 +18,7 @@
 
 mod codec;
 mod config;
+mod disk;
 mod faults;
 mod gate;
 mod grpc;
@@ -25,6 +26,7 @@ mod local;
 mod log_store;
 mod network;
 mod node;
+pub mod rt;
 mod state_machine;
 mod traces;
 
@@ -32,6 +34,7 @@ mod types;
 
 pub use codec::CodecError;
 pub use config::{ConfigError, ReplicaConfig};
+pub use disk::Storage;
 pub use faults::Faults;
 pub use gate::{Gate, GateLayer, Gated, InvalidKey, Open, bearer};
 pub use grpc::{GrpcTransport, Heard, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};

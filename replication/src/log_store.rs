@@ -8,6 +8,7 @@
 //! bad record anywhere else is an I/O error when read, which stops the node.
 
 use crate::codec::{self, Format};
+use crate::disk::Blocking;
 use crate::faults::Faults;
 use crate::traces::entry_trace;
 use crate::types::{Group, TypeConfig};
@@ -40,6 +41,7 @@ pub struct LogStore {
     log_table: Arc<str>,
     meta_table: Arc<str>,
     faults: Faults,
+    blocking: Blocking,
 }
 
 fn other<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Error {
@@ -55,6 +57,12 @@ impl LogStore {
         self
     }
 
+    /// Runs its disk work on the calling task (a simulated disk).
+    pub(crate) fn inline_io(mut self) -> Self {
+        self.blocking = Blocking::Inline;
+        self
+    }
+
     pub fn open(db: Arc<Database>, group: Group) -> io::Result<(Self, OpenReport)> {
         let store = Self {
             db,
@@ -62,6 +70,7 @@ impl LogStore {
             log_table: Arc::from(format!("{}/log", group.name())),
             meta_table: Arc::from(format!("{}/meta", group.name())),
             faults: Faults::default(),
+            blocking: Blocking::default(),
         };
         let mut report = OpenReport::default();
         let txn = store.db.begin_write().map_err(other)?;
@@ -118,17 +127,13 @@ impl LogStore {
         self.group
     }
 
-    /// Runs `work` on a thread for blocking I/O: a slow disk (redb's write
-    /// lock, an fsync) then holds that thread, never one of the runtime's
-    /// workers, so other groups' heartbeats and the API keep going.
+    /// Runs `work` as this store's disk work runs ([`Blocking`]).
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&LogStore) -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|error| io::Error::other(format!("log I/O task failed: {error}")))?
+        self.blocking.run("log I/O", move || work(&store)).await
     }
 
     fn log(&self) -> TableDefinition<'_, u64, &'static [u8]> {
@@ -261,7 +266,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         // A disk stall, when a chaos test injects one: it holds the write
         // transaction (and so redb's write lock), as a slow fsync would.
-        let stall = self.faults.append_delay();
+        let stall = self.blocking.stall(self.faults.append_delay()).await;
         let mut traced = None;
         let records = entries
             .into_iter()

@@ -1,6 +1,7 @@
 //! One node's groups: a voter of its own region's group, a learner of every
 //! other region's, and a voter or learner of the global control group.
 
+use crate::disk::{Blocking, Storage};
 use crate::faults::Faults;
 use crate::log_store::{LogStore, OpenReport};
 use crate::network::{GroupNetwork, Transport};
@@ -17,7 +18,6 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -483,13 +483,13 @@ pub struct ReplicaNode {
 }
 
 impl ReplicaNode {
-    /// Opens (or creates) the node's database in `dir` and starts every
+    /// Opens (or creates) the node's database in `storage` and starts every
     /// group, restoring each from its snapshot and log.
     pub async fn start<T: Transport>(
         id: u64,
         layout: &Layout,
         timings: Timings,
-        dir: &Path,
+        storage: &Storage,
         transport: Arc<T>,
         faults: Faults,
     ) -> Result<Self, NodeError> {
@@ -500,10 +500,8 @@ impl ReplicaNode {
             .find(|node| node.id == id)
             .cloned()
             .ok_or(LayoutError::NotInLayout(id))?;
-        std::fs::create_dir_all(dir)?;
-        let db = redb::Database::create(dir.join("node.redb"))
-            .map_err(|error| NodeError::Database(error.to_string()))?;
-        let db = Arc::new(db);
+        let db = Arc::new(storage.open().map_err(NodeError::Database)?);
+        let inline = storage.blocking() == Blocking::Inline;
         let ledger = Ledger::new(config.region, &layout.regions())
             .map_err(|error| NodeError::Config(error.to_string()))?;
         let shared = SharedLedger::new(ledger);
@@ -511,8 +509,12 @@ impl ReplicaNode {
         let mut reports = BTreeMap::new();
         for group in layout.groups() {
             let (log, report) = LogStore::open(db.clone(), group)?;
-            let log = log.with_faults(faults.clone());
-            let machine = StateMachine::open(db.clone(), group, shared.clone())?;
+            let mut log = log.with_faults(faults.clone());
+            let mut machine = StateMachine::open(db.clone(), group, shared.clone())?;
+            if inline {
+                log = log.inline_io();
+                machine = machine.inline_io();
+            }
             let network = GroupNetwork {
                 transport: transport.clone(),
                 from: id,

@@ -8,6 +8,7 @@
 //! open, so a restart replays only the log after it.
 
 use crate::codec::{self, Format};
+use crate::disk::Blocking;
 use crate::traces::{TraceBook, TraceContext, TraceKey, entry_trace};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
 use futures_util::StreamExt;
@@ -112,6 +113,7 @@ pub struct StateMachine {
     shared: SharedLedger,
     db: Arc<Database>,
     snapshot_table: Arc<str>,
+    blocking: Blocking,
 }
 
 fn other<E: std::error::Error + Send + Sync + 'static>(error: E) -> io::Error {
@@ -131,6 +133,7 @@ impl StateMachine {
             shared,
             db,
             snapshot_table: Arc::from(format!("{}/snapshot", group.name())),
+            blocking: Blocking::default(),
         };
         {
             let txn = machine.db.begin_write().map_err(other)?;
@@ -141,6 +144,12 @@ impl StateMachine {
             machine.restore(&meta, &data)?;
         }
         Ok(machine)
+    }
+
+    /// Runs its disk work on the calling task (a simulated disk).
+    pub(crate) fn inline_io(mut self) -> Self {
+        self.blocking = Blocking::Inline;
+        self
     }
 
     pub fn shared(&self) -> &SharedLedger {
@@ -190,20 +199,21 @@ impl StateMachine {
         txn.commit().map_err(other)
     }
 
-    /// Stores a snapshot on a thread for blocking I/O, never on one of the
-    /// runtime's workers (redb's write lock and its fsync can wait long).
+    /// Stores a snapshot as this machine's disk work runs ([`Blocking`]):
+    /// never on one of the runtime's workers over a real disk (redb's write
+    /// lock and its fsync can wait long).
     async fn store_snapshot_blocking(
         &self,
         meta: SnapshotMetaOf<TypeConfig>,
         data: Vec<u8>,
     ) -> io::Result<Vec<u8>> {
         let machine = self.clone();
-        tokio::task::spawn_blocking(move || {
-            machine.store_snapshot(&meta, &data)?;
-            Ok(data)
-        })
-        .await
-        .map_err(|error| io::Error::other(format!("snapshot I/O task failed: {error}")))?
+        self.blocking
+            .run("snapshot I/O", move || {
+                machine.store_snapshot(&meta, &data)?;
+                Ok(data)
+            })
+            .await
     }
 
     /// Replaces this group's part of the ledger with a snapshot's.
@@ -340,9 +350,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> io::Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>> {
         let machine = self.clone();
-        let stored = tokio::task::spawn_blocking(move || machine.stored_snapshot())
-            .await
-            .map_err(|error| io::Error::other(format!("snapshot I/O task failed: {error}")))??;
+        let stored = self
+            .blocking
+            .run("snapshot I/O", move || machine.stored_snapshot())
+            .await?;
         Ok(stored.map(|(meta, snapshot)| SnapshotOf::<TypeConfig, Vec<u8>> { meta, snapshot }))
     }
 }

@@ -134,6 +134,7 @@ openraft::declare_raft_types!(
         R = Applied,
         NodeId = u64,
         Node = openraft::BasicNode,
+        AsyncRuntime = crate::rt::Runtime,
 );
 
 #[cfg(test)]

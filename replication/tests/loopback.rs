@@ -49,7 +49,7 @@ async fn start(nodes: &[(u64, u16)], dir: &std::path::Path) -> (Layout, BTreeMap
             id,
             &layout,
             timings,
-            &dir.join(format!("node-{id}")),
+            &Storage::Dir(dir.join(format!("node-{id}"))),
             transport,
             ledger_replication::Faults::default(),
         )

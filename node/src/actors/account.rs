@@ -18,8 +18,10 @@ use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock: a simulation's, when one runs the node.
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 
 /// Messages waiting for one account actor, at most: past it the account's
 /// commands are refused as busy (retryable) rather than queued without end.

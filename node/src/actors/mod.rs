@@ -27,7 +27,8 @@ mod writer;
 
 pub(crate) use account::RouterMsg;
 pub(crate) use ledger_engine::Gate;
-pub(crate) use supervisor::{Actors, start};
+pub use supervisor::Actors;
+pub(crate) use supervisor::start;
 
 use crate::runtime::CommandResult;
 use ledger_replication::TraceContext;

@@ -28,13 +28,13 @@ const POLICY_EVERY_TICKS: u64 = 20;
 const SWEEP_COMMANDS_MAX: usize = 1_000;
 
 /// The running actors of a node.
-pub(crate) struct Actors {
+pub struct Actors {
     supervisor: ActorRef<SupervisorMsg>,
     join: JoinHandle<()>,
 }
 
 impl Actors {
-    pub(crate) async fn stop(self) {
+    pub async fn stop(self) {
         self.supervisor.stop(Some("node stopping".into()));
         let _ = self.join.await;
     }

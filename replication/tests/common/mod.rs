@@ -93,7 +93,7 @@ impl Cluster {
             id,
             &self.layout,
             self.timings,
-            &self.dirs[&id],
+            &Storage::Dir(self.dirs[&id].clone()),
             self.transport.clone(),
             faults,
         )
