@@ -97,6 +97,11 @@ struct SimArgs {
     /// Seconds the clients work under faults in each run.
     #[arg(long, default_value_t = 10)]
     faults_for: u64,
+    /// Puts an audit finding back on purpose in every node (a chaos bite:
+    /// `unsettled-barrier`, `admit-dependent`, `admit-unchecked`, ...).
+    #[cfg(feature = "chaos-bite")]
+    #[arg(long)]
+    bite: Option<String>,
 }
 
 #[derive(Args)]
@@ -273,18 +278,32 @@ fn exit(outcome: anyhow::Result<bool>) -> std::process::ExitCode {
     }
 }
 
-fn sim_options(args: &SimArgs, seed: u64) -> sim::Options {
+fn sim_options(args: &SimArgs, seed: u64) -> anyhow::Result<sim::Options> {
     let mut options = sim::Options::new(seed);
     options.regions = args.regions;
     options.nodes_per_region = args.nodes_per_region;
     options.faults_for = Duration::from_secs(args.faults_for);
-    options
+    #[cfg(feature = "chaos-bite")]
+    if let Some(name) = &args.bite {
+        options.bite = Some(
+            serde_json::from_value(serde_json::Value::String(name.clone()))
+                .map_err(|_| anyhow::anyhow!("no chaos bite named {name:?}"))?,
+        );
+    }
+    Ok(options)
 }
 
 /// The command that replays `seed` as `args` ran it.
 fn replay_line(args: &SimArgs, seed: u64) -> String {
+    #[cfg(feature = "chaos-bite")]
+    let bite = match &args.bite {
+        Some(name) => format!(" --features chaos-bite -- sim --bite {name}"),
+        None => " -- sim".to_owned(),
+    };
+    #[cfg(not(feature = "chaos-bite"))]
+    let bite = " -- sim";
     format!(
-        "cargo run --release -p ledger-jepsen --bin jepsen -- sim --seed {seed} --regions {} \
+        "cargo run --release -p ledger-jepsen --bin jepsen{bite} --seed {seed} --regions {} \
          --nodes-per-region {} --faults-for {} --trace sim-{seed}.log",
         args.regions, args.nodes_per_region, args.faults_for
     )
@@ -293,7 +312,7 @@ fn replay_line(args: &SimArgs, seed: u64) -> String {
 /// Whether every seed run passed.
 fn sim(args: &SimArgs) -> anyhow::Result<bool> {
     if let Some(seed) = args.seed {
-        let report = sim::run(&sim_options(args, seed));
+        let report = sim::run(&sim_options(args, seed)?);
         match &args.trace {
             Some(path) => std::fs::write(path, &report.trace)?,
             None => print!("{}", report.trace),
@@ -313,7 +332,7 @@ fn sim(args: &SimArgs) -> anyhow::Result<bool> {
         if until.is_some_and(|until| started.elapsed() >= until) {
             break;
         }
-        let report = sim::run(&sim_options(args, seed));
+        let report = sim::run(&sim_options(args, seed)?);
         ran += 1;
         simulated += report.simulated;
         println!("{}", sim_line(&report));

@@ -42,14 +42,34 @@ pub enum Bite {
     /// region is applied there a second time. For `one-decision` and
     /// `balances-explained`.
     DecideRetryElsewhere,
+    /// Puts back audit finding 4 (2026-12-01, the write path): after a
+    /// proposal of unknown fate the leader's writer decides again at once,
+    /// against a state that may lack the entry still in flight, instead of
+    /// settling it first. A transfer retried (or a debit the entry spent)
+    /// is then decided twice: an entry that cannot apply. For the
+    /// whole-cluster simulation (a region that stops).
+    UnsettledBarrier,
+    /// Puts back audit finding 5: the writer admits a submission whose
+    /// decider counted on one that was dropped, without checking it
+    /// applies (as the writer did before admission checked every
+    /// candidate). For the simulation.
+    AdmitDependent,
+    /// Puts back the kind of audit findings 2 and 3 (a decision that
+    /// slipped past the deciders' views enters the log): admission lets in
+    /// a candidate whose events do not apply after what the entry holds.
+    /// For the simulation.
+    AdmitUnchecked,
 }
 
 impl Bite {
-    pub const ALL: [Bite; 4] = [
+    pub const ALL: [Bite; 7] = [
         Bite::SkipPoolCheck,
         Bite::GrantTwice,
         Bite::AnswerBeforeCommit,
         Bite::DecideRetryElsewhere,
+        Bite::UnsettledBarrier,
+        Bite::AdmitDependent,
+        Bite::AdmitUnchecked,
     ];
 
     /// Its name in the settings.
@@ -59,6 +79,9 @@ impl Bite {
             Bite::GrantTwice => "grant-twice",
             Bite::AnswerBeforeCommit => "answer-before-commit",
             Bite::DecideRetryElsewhere => "decide-retry-elsewhere",
+            Bite::UnsettledBarrier => "unsettled-barrier",
+            Bite::AdmitDependent => "admit-dependent",
+            Bite::AdmitUnchecked => "admit-unchecked",
         }
     }
 
@@ -71,6 +94,9 @@ impl Bite {
             }
             Bite::AnswerBeforeCommit => "\"a client is answered only after its commit\"",
             Bite::DecideRetryElsewhere => "\"only a transfer's origin region decides it\"",
+            Bite::UnsettledBarrier | Bite::AdmitDependent | Bite::AdmitUnchecked => {
+                "\"a committed entry always applies\""
+            }
         }
     }
 

@@ -394,6 +394,12 @@ pub async fn work(
         let transfers = match ops::draw(draw.rng) {
             Op::Chain => draw.chain(),
             Op::Hold => vec![draw.hold()],
+            // A gateway that batches its retries sends a transfer twice in
+            // one call now and then (audit finding 2's trigger).
+            Op::Move | Op::Withdrawal if draw.rng.below(40) == 0 => {
+                let moving = draw.moving();
+                vec![moving.clone(), moving]
+            }
             Op::Move | Op::Withdrawal => vec![draw.moving()],
         };
         for (transfer, outcome) in client.settle(transfers).await {

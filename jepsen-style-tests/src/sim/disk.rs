@@ -34,6 +34,10 @@ struct Platter {
     incarnation: u64,
     /// Syncs made, for the trace.
     syncs: u64,
+    /// The power is cut at the write this many writes from now: that one
+    /// is half done and every later one fails, until the crash.
+    cut_in: Option<u64>,
+    cut: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +92,8 @@ impl Disk {
     pub fn crash(&self, loss: Loss, rng: &mut Rng) -> (usize, usize, usize) {
         let mut platter = self.platter();
         platter.incarnation += 1;
+        platter.cut_in = None;
+        platter.cut = false;
         let pending = std::mem::take(&mut platter.pending);
         let mut disk = platter.synced.clone();
         let (mut kept, mut lost, mut torn) = (0, 0, 0);
@@ -116,6 +122,17 @@ impl Disk {
         (kept, lost, torn)
     }
 
+    /// Cuts the power in the middle of the write `writes` writes from now
+    /// (a commit caught half way): from then on every write fails, and
+    /// [`Self::is_cut`] says the node is to crash.
+    pub fn cut_power_after(&self, writes: u64) {
+        self.platter().cut_in = Some(writes);
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.platter().cut
+    }
+
     /// Bytes on the disk, as written.
     pub fn len(&self) -> u64 {
         self.platter().written.len() as u64
@@ -140,10 +157,26 @@ struct Attached {
 impl Attached {
     fn platter(&self) -> io::Result<MutexGuard<'_, Platter>> {
         let platter = self.disk.platter();
-        if platter.incarnation != self.incarnation {
+        if platter.incarnation != self.incarnation || platter.cut {
             return Err(io::Error::other("the node crashed: its disk is gone"));
         }
         Ok(platter)
+    }
+
+    /// Counts a write or a sync towards a power cut; false when the power
+    /// goes at this one.
+    fn powered(platter: &mut Platter) -> bool {
+        match platter.cut_in {
+            Some(0) => {
+                platter.cut = true;
+                false
+            }
+            Some(left) => {
+                platter.cut_in = Some(left - 1);
+                true
+            }
+            None => true,
+        }
     }
 }
 
@@ -172,6 +205,9 @@ impl StorageBackend for Attached {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut platter = self.platter()?;
+        if !Self::powered(&mut platter) {
+            return Err(io::Error::other("the power went during a sync"));
+        }
         for write in std::mem::take(&mut platter.pending) {
             match write {
                 Pending::Len(len) => set_len(&mut platter.synced, len)?,
@@ -184,11 +220,16 @@ impl StorageBackend for Attached {
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut platter = self.platter()?;
+        let powered = Self::powered(&mut platter);
         write_at(&mut platter.written, offset, data)?;
         platter.pending.push(Pending::Write {
             offset,
             bytes: data.to_vec(),
         });
+        if !powered {
+            // Begun, perhaps not finished: the crash decides how much.
+            return Err(io::Error::other("the power went during a write"));
+        }
         Ok(())
     }
 }
@@ -305,5 +346,37 @@ mod tests {
             outcomes.iter().any(|out| out.len() > 8 && out.len() < 16),
             "never torn"
         );
+    }
+
+    #[test]
+    fn a_power_cut_mid_commit_keeps_every_commit_that_returned() {
+        for after in 0..60 {
+            let disk = Disk::default();
+            let db = open(&disk);
+            put(&db, 1, redb::Durability::Immediate);
+            disk.cut_power_after(after);
+            let mut committed = vec![1];
+            for key in 2..20 {
+                let mut txn = db.begin_write().expect("write");
+                txn.set_durability(redb::Durability::Immediate)
+                    .expect("durability");
+                let inserted = txn
+                    .open_table(TABLE)
+                    .and_then(|mut table| table.insert(key, key).map(|_| ()).map_err(Into::into));
+                if inserted.is_ok() && txn.commit().is_ok() {
+                    committed.push(key);
+                } else {
+                    break;
+                }
+            }
+            assert!(disk.is_cut(), "after {after}: the power never went");
+            disk.crash(Loss::Unsynced, &mut Rng::new(after));
+            drop(db);
+            let found = keys(&open(&disk));
+            assert!(
+                found.starts_with(&committed),
+                "after {after} writes: committed {committed:?}, found {found:?}"
+            );
+        }
     }
 }

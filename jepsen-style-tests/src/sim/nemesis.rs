@@ -32,6 +32,12 @@ pub enum Fault {
         region: u32,
         loss: Loss,
     },
+    /// The power goes in the middle of the node's write `after_writes`
+    /// writes from now (a commit caught half way), and it crashes.
+    PowerCut {
+        node: u64,
+        after_writes: u64,
+    },
     Restart {
         node: u64,
     },
@@ -147,9 +153,13 @@ impl Layout {
                 region: self.region(rng),
             },
             3 | 4 => Fault::Heal,
-            5 | 6 => Fault::Crash {
+            5 => Fault::Crash {
                 node: self.node(rng),
                 loss,
+            },
+            6 => Fault::PowerCut {
+                node: self.node(rng),
+                after_writes: rng.below(40),
             },
             7 => Fault::CrashRegion {
                 region: self.region(rng),

@@ -39,6 +39,13 @@ pub struct Options {
     pub settle_within: Duration,
     /// Whether the nemesis strikes at all.
     pub faults: bool,
+    /// What each user is topped up by in each region: little makes debits
+    /// pull from other regions often.
+    pub funds: String,
+    /// An audit finding put back on purpose (a chaos bite), to show the
+    /// simulation catches it.
+    #[cfg(feature = "chaos-bite")]
+    pub bite: Option<ledger_reservations::bite::Bite>,
 }
 
 impl Options {
@@ -52,6 +59,10 @@ impl Options {
             faults_for: Duration::from_secs(20),
             settle_within: Duration::from_secs(60),
             faults: true,
+            // Every other seed tops up little, so that pulls are frequent.
+            funds: if seed.is_multiple_of(2) { "1000" } else { "40" }.to_owned(),
+            #[cfg(feature = "chaos-bite")]
+            bite: None,
         }
     }
 }
@@ -125,6 +136,8 @@ struct World {
     trace: String,
     /// Nodes down, with when each comes back.
     down: BTreeMap<u64, Duration>,
+    /// Nodes whose power goes at a coming write, with when it goes anyway.
+    cutting: BTreeMap<u64, Duration>,
     faults: usize,
 }
 
@@ -220,6 +233,13 @@ impl World {
             }
             Fault::Heal => self.net.heal(),
             Fault::Crash { node, loss } => self.crash(node, loss),
+            Fault::PowerCut { node, after_writes } => {
+                let deadline = self.clock.elapsed() + Duration::from_secs(2);
+                if let Some(host) = self.host(node).filter(|host| host.is_up()) {
+                    host.disk.cut_power_after(after_writes);
+                    self.cutting.insert(node, deadline);
+                }
+            }
             Fault::CrashRegion { region, loss } => {
                 let nodes: Vec<u64> = self
                     .layout
@@ -256,6 +276,10 @@ impl World {
         self.note("the faults stop: everything heals");
         self.net.heal();
         self.net.set_weather(Weather::CALM);
+        let cutting: Vec<u64> = std::mem::take(&mut self.cutting).into_keys().collect();
+        for node in cutting {
+            self.crash(node, Loss::Unsynced);
+        }
         for host in &mut self.hosts {
             host.faults.set_clock_offset_ms(0);
             host.faults.set_append_delay(Duration::ZERO);
@@ -264,6 +288,41 @@ impl World {
         for node in down {
             self.boot(node);
         }
+    }
+
+    /// Crashes the nodes whose power went mid-write (or whose wait for a
+    /// write is over), losing what they had not synced.
+    fn power_cuts(&mut self) {
+        let now = self.clock.elapsed();
+        let cut: Vec<u64> = self
+            .cutting
+            .iter()
+            .filter(|(node, deadline)| {
+                **deadline <= now
+                    || self
+                        .hosts
+                        .iter()
+                        .any(|host| host.id == **node && host.disk.is_cut())
+            })
+            .map(|(node, _)| *node)
+            .collect();
+        for node in cut {
+            self.cutting.remove(&node);
+            self.crash(node, Loss::Unsynced);
+        }
+    }
+
+    /// Every group of a node up that stopped on an entry it could not
+    /// apply (a committed entry always applies: never one).
+    fn stopped_groups(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter_map(|host| {
+                let api = self.directory.get(host.id)?;
+                let (group, reason) = api.node().replica.fatal()?;
+                Some(format!("node {}: group {group} stopped: {reason}", host.id))
+            })
+            .collect()
     }
 
     /// The report of a run the simulation itself could not set up.
@@ -290,6 +349,8 @@ impl World {
 
 pub fn run(options: &Options) -> Report {
     ledger_replication::rt::seed_this_thread(options.seed);
+    #[cfg(feature = "chaos-bite")]
+    ledger_reservations::bite::set(options.bite);
     let regions: Vec<u32> = (0..options.regions).collect();
     let nodes: Vec<(u64, u32)> = regions
         .iter()
@@ -321,19 +382,30 @@ pub fn run(options: &Options) -> Report {
         rng: Rng::new(options.seed ^ 0x006e_656d_6573_6973),
         trace: String::new(),
         down: BTreeMap::new(),
+        cutting: BTreeMap::new(),
         faults: 0,
     };
     let _ = writeln!(
         world.trace,
-        "seed {} · {} regions × {} nodes · {} users · {} clients per region · faults {} for {:?}",
+        "seed {} · {} regions × {} nodes · {} users funded {} a region · {} clients per region · faults {} for {:?}",
         options.seed,
         options.regions,
         options.nodes_per_region,
         options.users,
+        options.funds,
         options.clients_per_region,
         if options.faults { "on" } else { "off" },
         options.faults_for
     );
+    #[cfg(feature = "chaos-bite")]
+    if let Some(bite) = options.bite {
+        let _ = writeln!(
+            world.trace,
+            "chaos bite {}: breaks {}",
+            bite.name(),
+            bite.breaks()
+        );
+    }
     for (id, region) in &nodes {
         match settings(*id, &nodes) {
             Ok(settings) => world.hosts.push(Host::new(*id, *region, settings)),
@@ -380,6 +452,7 @@ pub fn run(options: &Options) -> Report {
         match current {
             Phase::Setup => {}
             Phase::Faults if options.faults => {
+                world.power_cuts();
                 let due: Vec<u64> = world
                     .down
                     .iter()
@@ -413,6 +486,10 @@ pub fn run(options: &Options) -> Report {
     let history = History::of(entries);
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|p| p.into_inner()));
     let mut findings: Vec<(String, Vec<String>)> = Vec::new();
+    let stopped = world.stopped_groups();
+    if !stopped.is_empty() {
+        findings.push(("applies".into(), stopped));
+    }
     if !outcomes.failures.is_empty() {
         findings.push(("liveness".into(), outcomes.failures));
     }
@@ -484,7 +561,8 @@ async fn drive(
             .push(why);
     };
     let setup_until = tokio::time::Instant::now() + Duration::from_secs(60);
-    if let Err(why) = client::setup(&gateway, &recorder, &bank, &regions, "1000", setup_until).await
+    let funds = options.funds.as_str();
+    if let Err(why) = client::setup(&gateway, &recorder, &bank, &regions, funds, setup_until).await
     {
         fail(format!("setup: {why}"));
         set(&phase, Phase::Done);

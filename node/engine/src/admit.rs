@@ -142,10 +142,22 @@ pub fn admit(
     let verdict = match candidate.decider {
         _ if candidate.base < gate.fence => Err(Refusal::Stale),
         Some(decider) if decider.drops_seen < drops.told(gate.epoch, decider.id) => {
+            // Chaos bite `admit-dependent` (audit finding 5 put back).
+            #[cfg(feature = "chaos-bite")]
+            if ledger_reservations::bite::is(ledger_reservations::bite::Bite::AdmitDependent) {
+                return Ok(());
+            }
             Err(Refusal::Dependent)
         }
         _ => entry.admit(candidate.events).map_err(Refusal::DoesNotApply),
     };
+    // Chaos bite `admit-unchecked` (the kind of audit findings 2 and 3).
+    #[cfg(feature = "chaos-bite")]
+    if matches!(verdict, Err(Refusal::DoesNotApply(_)))
+        && ledger_reservations::bite::is(ledger_reservations::bite::Bite::AdmitUnchecked)
+    {
+        return Ok(());
+    }
     if verdict.is_err() {
         // Its decider's later candidates of this epoch, decided before it
         // hears of this, may count on this one.

@@ -83,6 +83,11 @@ impl EntryWriter {
     /// gate (no decision may count on the entry, whichever way it goes);
     /// with its fate unknown, the next entry also waits until it is settled.
     pub fn proposal_failed(&mut self, failure: ProposalFailure, term: Option<u64>) {
+        // Chaos bite `unsettled-barrier` (audit finding 4 put back).
+        #[cfg(feature = "chaos-bite")]
+        if ledger_reservations::bite::is(ledger_reservations::bite::Bite::UnsettledBarrier) {
+            return;
+        }
         if failure == ProposalFailure::Unknown {
             self.unsettled_term = term;
         }
