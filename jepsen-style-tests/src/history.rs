@@ -344,7 +344,7 @@ impl History {
         let mut history = Self::default();
         // The open invocation of each op, by op name: its transfer id and
         // when it was sent.
-        let mut open: BTreeMap<String, (String, u128)> = BTreeMap::new();
+        let mut open = BTreeMap::new();
         for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
             let line = line?;
             if line.trim().is_empty() {
@@ -369,10 +369,13 @@ impl History {
         history
     }
 
-    fn add(&mut self, entry: Entry, open: &mut BTreeMap<String, (String, u128)>) {
+    /// `open` holds each invocation not completed yet, by op: its id, when
+    /// it was sent and its attempt's place among the id's attempts (one call
+    /// may hold an id twice: each completion goes to its own invocation).
+    fn add(&mut self, entry: Entry, open: &mut BTreeMap<String, (String, u128, usize)>) {
         match entry.event {
             Event::Invoke(transfer) => {
-                open.insert(entry.op, (transfer.id.clone(), entry.time_ns));
+                let id = transfer.id.clone();
                 let attempts = self
                     .transfers
                     .entry(transfer.id.clone())
@@ -380,10 +383,11 @@ impl History {
                         transfer,
                         outcomes: Vec::new(),
                     });
+                open.insert(entry.op, (id, entry.time_ns, attempts.outcomes.len()));
                 attempts.outcomes.push(None);
             }
             Event::Complete(outcome) => {
-                let Some((id, invoked_ns)) = open.remove(&entry.op) else {
+                let Some((id, invoked_ns, attempt)) = open.remove(&entry.op) else {
                     return;
                 };
                 self.calls.push(Call {
@@ -393,10 +397,11 @@ impl History {
                     completed_ns: entry.time_ns,
                     outcome: outcome.clone(),
                 });
-                let attempts = self.transfers.get_mut(&id);
-                if let Some(slot) =
-                    attempts.and_then(|a| a.outcomes.iter_mut().rfind(|o| o.is_none()))
-                {
+                let slot = self
+                    .transfers
+                    .get_mut(&id)
+                    .and_then(|attempts| attempts.outcomes.get_mut(attempt));
+                if let Some(slot) = slot {
                     *slot = Some(outcome);
                 }
             }
@@ -447,6 +452,28 @@ pub(crate) mod tests {
         Outcome::Unknown {
             reason: "timed out".into(),
         }
+    }
+
+    #[test]
+    fn each_completion_goes_to_its_own_invocation() {
+        let answer = |new| Outcome::Ok {
+            decided_by: 0,
+            index: 3,
+            new,
+        };
+        // One call holding an id twice: the first copy applied, the second
+        // its repeat; then a call that never completed.
+        let history = History::of([
+            invoke("1", "twice"),
+            invoke("2", "twice"),
+            complete("1", answer(true)),
+            complete("2", answer(false)),
+            invoke("3", "twice"),
+        ]);
+        assert_eq!(
+            history.transfers["twice"].outcomes,
+            vec![Some(answer(true)), Some(answer(false)), None]
+        );
     }
 
     #[test]
