@@ -54,6 +54,10 @@ pub struct HistoryEntry {
     /// The balance and what is held, in all regions, after this movement.
     pub balance: i128,
     pub held: i128,
+    /// The place of its record in its region's log: the movements of one
+    /// entry share its stamp and keep the log's order (a debit counting on
+    /// a credit decided before it in the same entry comes after it).
+    pub offset: usize,
 }
 
 impl Ledger {
@@ -123,7 +127,13 @@ impl HistoryRead {
                     cursor.next = None;
                     break;
                 };
-                movements(region, account, record, cursor.last, &mut self.entries);
+                movements(
+                    region,
+                    account,
+                    (record, offset),
+                    cursor.last,
+                    &mut self.entries,
+                );
                 cursor.next = before;
             }
         }
@@ -133,7 +143,7 @@ impl HistoryRead {
     /// The entries read, ordered by stamp, with running totals.
     pub fn finish(self) -> Vec<HistoryEntry> {
         let mut entries = self.entries;
-        entries.sort_by_key(|entry| (entry.stamp, entry.region, entry.transfer, entry.movement));
+        entries.sort_by_key(|entry| (entry.stamp, entry.region, entry.offset, entry.movement));
         let (mut balance, mut held) = (0i128, 0i128);
         for entry in &mut entries {
             balance += entry.balance_change;
@@ -150,7 +160,7 @@ impl HistoryRead {
 fn movements(
     region: &RegionState,
     account: AccountId,
-    record: &TransferRecord,
+    (record, offset): (&TransferRecord, usize),
     last: Stamp,
     found: &mut Vec<HistoryEntry>,
 ) {
@@ -172,6 +182,7 @@ fn movements(
         held_change,
         balance: 0,
         held: 0,
+        offset,
     };
     let units = signed(transfer.units);
     match transfer.kind {

@@ -1810,6 +1810,25 @@ fn history_lists_every_movement_in_stamp_order_with_the_balance_after() {
     assert_eq!(bob, vec![3000, 2800]);
 }
 
+/// The movements of one entry share its stamp: they keep the log's order,
+/// so a debit that counted on a credit decided before it in the entry
+/// never shows the account below zero in between (the whole-cluster
+/// simulation found the history ordered them by transfer id).
+#[test]
+fn movements_of_one_stamp_keep_the_log_s_order() {
+    let mut node = funded();
+    let stamp = node.stamp();
+    event_of(node.run_at(Command::Transfer(transfer(21, ALICE, BOB, "50")), stamp));
+    event_of(node.run_at(Command::Transfer(transfer(20, BOB, REVENUE, "30")), stamp));
+    let bob: Vec<(u128, i128)> = node
+        .ledger
+        .history(account(BOB))
+        .iter()
+        .map(|entry| (entry.transfer.0, entry.balance))
+        .collect();
+    assert_eq!(bob, vec![(21, 5000), (20, 2000)]);
+}
+
 /// A history read in slices, with transfers, a post and an expiry applied
 /// between the slices, is the history as of its first slice.
 #[test]
