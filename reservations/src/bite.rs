@@ -54,6 +54,18 @@ pub enum Bite {
     /// applies (as the writer did before admission checked every
     /// candidate). For the simulation.
     AdmitDependent,
+    /// Puts back audit finding 2 as it was: a request holding one transfer
+    /// twice starts a pull saga per copy, and the writer admits an ask for
+    /// a pull without checking the pull is not asked already (it checked
+    /// transfers only). Two asks of one pull reach the log. For the
+    /// simulation.
+    PullPerCopy,
+    /// Puts back audit finding 7 as it was: an account actor parked past
+    /// its deadline decides again without resetting the gate, beside the
+    /// coordinator's decision still on its way, and admission takes what
+    /// they decide without checking it applies (as the writer did). For
+    /// the simulation.
+    ResumeBesideCoordinator,
     /// Puts back the kind of audit findings 2 and 3 (a decision that
     /// slipped past the deciders' views enters the log): admission lets in
     /// a candidate whose events do not apply after what the entry holds.
@@ -62,7 +74,7 @@ pub enum Bite {
 }
 
 impl Bite {
-    pub const ALL: [Bite; 7] = [
+    pub const ALL: [Bite; 9] = [
         Bite::SkipPoolCheck,
         Bite::GrantTwice,
         Bite::AnswerBeforeCommit,
@@ -70,6 +82,8 @@ impl Bite {
         Bite::UnsettledBarrier,
         Bite::AdmitDependent,
         Bite::AdmitUnchecked,
+        Bite::PullPerCopy,
+        Bite::ResumeBesideCoordinator,
     ];
 
     /// Its name in the settings.
@@ -82,6 +96,8 @@ impl Bite {
             Bite::UnsettledBarrier => "unsettled-barrier",
             Bite::AdmitDependent => "admit-dependent",
             Bite::AdmitUnchecked => "admit-unchecked",
+            Bite::PullPerCopy => "pull-per-copy",
+            Bite::ResumeBesideCoordinator => "resume-beside-coordinator",
         }
     }
 
@@ -94,9 +110,11 @@ impl Bite {
             }
             Bite::AnswerBeforeCommit => "\"a client is answered only after its commit\"",
             Bite::DecideRetryElsewhere => "\"only a transfer's origin region decides it\"",
-            Bite::UnsettledBarrier | Bite::AdmitDependent | Bite::AdmitUnchecked => {
-                "\"a committed entry always applies\""
-            }
+            Bite::UnsettledBarrier
+            | Bite::AdmitDependent
+            | Bite::AdmitUnchecked
+            | Bite::PullPerCopy
+            | Bite::ResumeBesideCoordinator => "\"a committed entry always applies\"",
         }
     }
 

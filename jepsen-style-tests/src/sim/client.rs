@@ -11,6 +11,7 @@ use crate::history::{Entry, Event, Kind, Outcome, Transfer};
 use crate::observe::{Finals, Found, NodeFinal};
 use crate::ops::{self, Draw, Fate, Op};
 use crate::rng::Rng;
+use ledger_node::api::Api;
 use ledger_node::client::{ClientError, Minter, applied_by_region};
 use ledger_proto::v1 as api;
 use ledger_proto::v1::ledger_server::Ledger;
@@ -40,6 +41,11 @@ impl Recorder {
             entries: Arc::default(),
             count: Arc::default(),
         }
+    }
+
+    /// The clock it stamps its lines with.
+    pub fn clock(&self) -> SimClock {
+        self.clock.clone()
     }
 
     /// Simulated time, in ns, as the history's times.
@@ -85,13 +91,31 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    fn api(&self, node: u64) -> Result<ledger_node::api::Api, ClientError> {
-        self.directory
-            .get(node)
-            .ok_or_else(|| ClientError::Connect {
+    /// Runs `call` on `node`'s API in the node's runtime; a node down, or
+    /// one that goes down before it answers, is a failure on the way.
+    async fn call<T, F, Fut>(&self, node: u64, call: F) -> Result<T, ClientError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Api) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send + 'static,
+    {
+        let Some((api, runtime)) = self.directory.get(node) else {
+            return Err(ClientError::Connect {
                 address: format!("node {node}"),
                 reason: "down".into(),
-            })
+            });
+        };
+        let running = runtime.spawn(call(api));
+        match tokio::time::timeout(CALL_DEADLINE, running).await {
+            Ok(Ok(Ok(response))) => Ok(response.into_inner()),
+            Ok(Ok(Err(status))) => Err(ClientError::Status(status)),
+            Ok(Err(_)) => Err(ClientError::Status(tonic::Status::unavailable(
+                "the node went down before it answered",
+            ))),
+            Err(_) => Err(ClientError::Status(tonic::Status::deadline_exceeded(
+                "no answer in time",
+            ))),
+        }
     }
 
     fn nodes_of(&self, region: u32) -> Vec<u64> {
@@ -109,26 +133,17 @@ impl Gateway {
             .map(|(id, _, _)| *id)
     }
 
-    async fn bounded<T>(
-        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T, ClientError> {
-        match tokio::time::timeout(CALL_DEADLINE, call).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(ClientError::Status(status)),
-            Err(_) => Err(ClientError::Status(tonic::Status::deadline_exceeded(
-                "no answer in time",
-            ))),
-        }
-    }
-
     pub async fn create_transfers(
         &self,
         node: u64,
         commands: Vec<api::TransferCommand>,
     ) -> Result<api::CreateTransfersResponse, ClientError> {
-        let api = self.api(node)?;
         let request = Request::new(api::CreateTransfersRequest { commands });
-        Self::bounded(api.create_transfers(request)).await
+        self.call(
+            node,
+            |api| async move { api.create_transfers(request).await },
+        )
+        .await
     }
 
     pub async fn create_accounts(
@@ -136,9 +151,12 @@ impl Gateway {
         node: u64,
         accounts: Vec<api::NewAccount>,
     ) -> Result<api::CreateAccountsResponse, ClientError> {
-        let api = self.api(node)?;
         let request = Request::new(api::CreateAccountsRequest { accounts });
-        Self::bounded(api.create_accounts(request)).await
+        self.call(
+            node,
+            |api| async move { api.create_accounts(request).await },
+        )
+        .await
     }
 
     /// A node's view of `ids` and of the history's transfers `transfers`.
@@ -148,12 +166,15 @@ impl Gateway {
         ids: &[String],
         transfers: &[String],
     ) -> Result<NodeFinal, String> {
-        let api = self.api(node).map_err(|error| error.to_string())?;
         let request = Request::new(api::LookupAccountsRequest {
             ids: ids.to_vec(),
             strong: false,
         });
-        let accounts = Self::bounded(api.lookup_accounts(request))
+        let accounts = self
+            .call(
+                node,
+                |api| async move { api.lookup_accounts(request).await },
+            )
             .await
             .map_err(|error| format!("node {node}: {error}"))?;
         if !accounts.missing.is_empty() {
@@ -163,7 +184,11 @@ impl Gateway {
             ids: transfers.to_vec(),
             strong: false,
         });
-        let found = Self::bounded(api.lookup_transfers(request))
+        let found = self
+            .call(
+                node,
+                |api| async move { api.lookup_transfers(request).await },
+            )
             .await
             .map_err(|error| format!("node {node}: {error}"))?;
         Ok(NodeFinal {
@@ -223,7 +248,6 @@ impl Gateway {
         node: u64,
         users: &[String],
     ) -> Result<BTreeMap<String, Vec<crate::observe::Movement>>, String> {
-        let api = self.api(node).map_err(|error| error.to_string())?;
         let mut all = BTreeMap::new();
         for user in users {
             let request = Request::new(api::AccountHistoryRequest {
@@ -231,7 +255,11 @@ impl Gateway {
                 limit: 10_000,
                 ..Default::default()
             });
-            let page = Self::bounded(api.account_history(request))
+            let page = self
+                .call(
+                    node,
+                    |api| async move { api.account_history(request).await },
+                )
                 .await
                 .map_err(|error| error.to_string())?;
             if page.truncated {
@@ -462,4 +490,62 @@ pub async fn setup(
         }
     }
     Ok(())
+}
+
+/// A hostile client on accounts of its own, which no checker reads: it
+/// sends, in one call, a transfer and a void that share an id (two
+/// deciders take the id at the same moment: one of them is dropped) and a
+/// spend that the void's money must fund. Admission must drop the spend
+/// with the void; a writer that admits it (audit finding 5) puts an
+/// overdraft in the log, and the region stops. Its calls are not in the
+/// history.
+pub struct Prober {
+    pub client: Client,
+    /// Its accounts: 0 funds the others; 1 holds, voids and spends; 2
+    /// takes the id first; 3 is paid.
+    pub accounts: Bank,
+    pub minter: Minter,
+    pub rng: Rng,
+}
+
+impl Prober {
+    fn moving(&mut self, debit: u32, credit: u32, amount: &str) -> Transfer {
+        let id = self.minter.id(self.rng.next_u128());
+        let (debit, credit) = (self.accounts.account(debit), self.accounts.account(credit));
+        Transfer::moving(id, debit, credit, amount.to_owned())
+    }
+
+    /// One round: a top-up of 5.00 held whole, then the race.
+    async fn round(&mut self) {
+        let top_up = self.moving(0, 1, "5.00");
+        let mut hold = self.moving(1, 3, "5.00");
+        hold.kind = Kind::Hold { timeout_ms: 60_000 };
+        for transfer in [top_up, hold.clone()] {
+            let outcome = self.client.send(std::slice::from_ref(&transfer)).await;
+            if !matches!(outcome[0], Outcome::Ok { .. }) {
+                return;
+            }
+        }
+        let taken = self.moving(2, 3, "0.01");
+        let void = Transfer {
+            kind: Kind::Void {
+                pending: hold.id.clone(),
+            },
+            ..Transfer::moving(
+                taken.id.clone(),
+                hold.debit.clone(),
+                hold.credit,
+                hold.amount,
+            )
+        };
+        let spend = self.moving(1, 3, "5.00");
+        self.client.send(&[taken, void, spend]).await;
+    }
+
+    pub async fn run(mut self, until: tokio::time::Instant) {
+        while tokio::time::Instant::now() < until {
+            self.round().await;
+            tokio::time::sleep(Duration::from_millis(100 + self.rng.below(400))).await;
+        }
+    }
 }

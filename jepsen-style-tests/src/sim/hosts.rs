@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::runtime::{Builder, RngSeed, Runtime};
+use tokio::runtime::{Builder, Handle, RngSeed, Runtime};
 
 /// The simulation's wall clock: 2026-01-01 00:00 UTC plus the time
 /// simulated. Every node reads it, set off by its own skew (its faults').
@@ -58,22 +58,24 @@ pub fn runtime(seed: u64) -> std::io::Result<Runtime> {
         .build()
 }
 
-/// The APIs of the nodes up now, by node id: what the clients call.
+/// The APIs of the nodes up now, by node id, each with its node's runtime:
+/// what the clients call. A call runs in the node's runtime, as a request
+/// runs in the node's process, so that a crash ends it mid-way.
 #[derive(Clone, Default)]
-pub struct Directory(Arc<Mutex<BTreeMap<u64, Api>>>);
+pub struct Directory(Arc<Mutex<BTreeMap<u64, (Api, Handle)>>>);
 
 impl Directory {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Api>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, (Api, Handle)>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn get(&self, node: u64) -> Option<Api> {
+    pub fn get(&self, node: u64) -> Option<(Api, Handle)> {
         self.lock().get(&node).cloned()
     }
 
-    fn set(&self, node: u64, api: Option<Api>) {
+    fn set(&self, node: u64, api: Option<(Api, Handle)>) {
         match api {
             Some(api) => self.lock().insert(node, api),
             None => self.lock().remove(&node),
@@ -150,7 +152,7 @@ impl Host {
                 let replica = open_replica(&settings, &grounds).await?;
                 net.attach(&replica);
                 let (handle, actors) = start_deciding(settings, replica, grounds).await?;
-                directory.set(id, Some(Api::new(handle)));
+                directory.set(id, Some((Api::new(handle), Handle::current())));
                 anyhow::Ok(actors)
             }
             .await

@@ -19,8 +19,16 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Mixed into the probers' seeds ("probers" in ASCII).
+const PROBER_SEED: u64 = 0x0070_726f_6265_7273;
+
 /// Mixed into every client's seed ("clients" in ASCII).
 const CLIENT_SEED: u64 = 0x0063_6c69_656e_7473;
+
+/// How long an account actor parked by a chain waits for its coordinator
+/// before it decides again: shorter than a node's default (30 s), so that
+/// the runs reach that path.
+const PARK_DEADLINE_MS: u64 = 2_000;
 
 /// One step of simulated time.
 const TICK: Duration = Duration::from_millis(1);
@@ -113,6 +121,7 @@ struct Outcomes {
 fn settings(id: u64, nodes: &[(u64, u32)]) -> Result<NodeSettings, String> {
     let mut text = format!(
         "api_listen = \"sim\"\ninsecure_no_auth = true\nclock_watch = false\n\
+         park_deadline_ms = {PARK_DEADLINE_MS}\n\
          [replication]\nnode_id = {id}\ndata_dir = \"/nonexistent\"\nlisten = \"sim\"\n"
     );
     for (node, region) in nodes {
@@ -189,7 +198,7 @@ impl World {
             .1
             .iter()
             .find_map(|node| {
-                let api = self.directory.get(*node)?;
+                let (api, _) = self.directory.get(*node)?;
                 let replica = &api.node().replica;
                 replica
                     .is_leader(ledger_replication::Group::Region(replica.region()))
@@ -318,7 +327,7 @@ impl World {
         self.hosts
             .iter()
             .filter_map(|host| {
-                let api = self.directory.get(host.id)?;
+                let (api, _) = self.directory.get(host.id)?;
                 let (group, reason) = api.node().replica.fatal()?;
                 Some(format!("node {}: group {group} stopped: {reason}", host.id))
             })
@@ -568,9 +577,33 @@ async fn drive(
         set(&phase, Phase::Done);
         return;
     }
+    // The probers' accounts, topped up in every region; their calls go to
+    // a history of their own, which no checker reads.
+    let probed = Bank {
+        seed: options.seed ^ PROBER_SEED,
+        users: 3,
+    };
+    let aside = Recorder::new(recorder.clock());
+    if let Err(why) = client::setup(&gateway, &aside, &probed, &regions, "1", setup_until).await {
+        fail(format!("setup of the probers: {why}"));
+        set(&phase, Phase::Done);
+        return;
+    }
     set(&phase, Phase::Faults);
     let until = tokio::time::Instant::now() + options.faults_for;
     let mut clients = tokio::task::JoinSet::new();
+    for region in &regions {
+        let Some(minter) = client::minter(&regions, *region) else {
+            continue;
+        };
+        let prober = client::Prober {
+            client: Client::new(*region, gateway.clone(), aside.clone(), 0),
+            accounts: probed,
+            minter,
+            rng: Rng::new(options.seed ^ PROBER_SEED ^ u64::from(*region)),
+        };
+        clients.spawn(prober.run(until));
+    }
     for region in &regions {
         let Some(minter) = client::minter(&regions, *region) else {
             continue;

@@ -151,10 +151,9 @@ pub fn admit(
         }
         _ => entry.admit(candidate.events).map_err(Refusal::DoesNotApply),
     };
-    // Chaos bite `admit-unchecked` (the kind of audit findings 2 and 3).
     #[cfg(feature = "chaos-bite")]
-    if matches!(verdict, Err(Refusal::DoesNotApply(_)))
-        && ledger_reservations::bite::is(ledger_reservations::bite::Bite::AdmitUnchecked)
+    if let Err(Refusal::DoesNotApply(error)) = &verdict
+        && unchecked(error, candidate.events)
     {
         return Ok(());
     }
@@ -164,6 +163,28 @@ pub fn admit(
         drops.dropped(gate.epoch, candidate.epoch, candidate.decider);
     }
     verdict
+}
+
+/// Whether a chaos bite lets in a candidate that does not apply: any
+/// (`admit-unchecked`, `resume-beside-coordinator`), or an ask for a pull
+/// already asked (`pull-per-copy`: the writer of finding 2 checked
+/// transfers only).
+#[cfg(feature = "chaos-bite")]
+fn unchecked(error: &ApplyError, events: &[Event]) -> bool {
+    use ledger_reservations::bite::{Bite, current};
+    match current() {
+        Some(Bite::AdmitUnchecked | Bite::ResumeBesideCoordinator) => true,
+        Some(Bite::PullPerCopy) => {
+            matches!(error, ApplyError::DuplicateTransfer { .. })
+                && events.iter().any(|event| {
+                    matches!(
+                        event.body,
+                        ledger_reservations::EventBody::PullRequested { .. }
+                    )
+                })
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
