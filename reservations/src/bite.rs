@@ -60,21 +60,17 @@ pub enum Bite {
     /// transfers only). Two asks of one pull reach the log. For the
     /// simulation.
     PullPerCopy,
-    /// Puts back audit finding 7 as it was: an account actor parked past
-    /// its deadline decides again without resetting the gate, beside the
-    /// coordinator's decision still on its way, and admission takes what
-    /// they decide without checking it applies (as the writer did). For
-    /// the simulation.
-    ResumeBesideCoordinator,
-    /// Puts back the kind of audit findings 2 and 3 (a decision that
+    /// Puts back the kind of audit findings 2, 3 and 7 (a decision that
     /// slipped past the deciders' views enters the log): admission lets in
     /// a candidate whose events do not apply after what the entry holds.
-    /// For the simulation.
+    /// Finding 7 itself (an actor parked past its deadline deciding beside
+    /// its coordinator) cannot be put back alone: admission refuses the
+    /// second decision. For the simulation.
     AdmitUnchecked,
 }
 
 impl Bite {
-    pub const ALL: [Bite; 9] = [
+    pub const ALL: [Bite; 8] = [
         Bite::SkipPoolCheck,
         Bite::GrantTwice,
         Bite::AnswerBeforeCommit,
@@ -83,7 +79,6 @@ impl Bite {
         Bite::AdmitDependent,
         Bite::AdmitUnchecked,
         Bite::PullPerCopy,
-        Bite::ResumeBesideCoordinator,
     ];
 
     /// Its name in the settings.
@@ -97,7 +92,6 @@ impl Bite {
             Bite::AdmitDependent => "admit-dependent",
             Bite::AdmitUnchecked => "admit-unchecked",
             Bite::PullPerCopy => "pull-per-copy",
-            Bite::ResumeBesideCoordinator => "resume-beside-coordinator",
         }
     }
 
@@ -113,8 +107,7 @@ impl Bite {
             Bite::UnsettledBarrier
             | Bite::AdmitDependent
             | Bite::AdmitUnchecked
-            | Bite::PullPerCopy
-            | Bite::ResumeBesideCoordinator => "\"a committed entry always applies\"",
+            | Bite::PullPerCopy => "\"a committed entry always applies\"",
         }
     }
 

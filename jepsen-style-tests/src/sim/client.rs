@@ -493,14 +493,17 @@ pub async fn setup(
 }
 
 /// A hostile client on accounts of its own, which no checker reads: it
-/// sends, in one call, a transfer and a void that share an id (two
-/// deciders take the id at the same moment: one of them is dropped) and a
-/// spend that the void's money must fund. Admission must drop the spend
+/// sends at the same moment, in calls of their own, a transfer and a void
+/// that share an id (two deciders take the id at once: one of them is
+/// dropped) and a spend that the void's money must fund. Admission must drop the spend
 /// with the void; a writer that admits it (audit finding 5) puts an
 /// overdraft in the log, and the region stops. Its calls are not in the
 /// history.
 pub struct Prober {
     pub client: Client,
+    /// The race's second and third connections.
+    pub beside: Client,
+    pub after: Client,
     /// Its accounts: 0 funds the others; 1 holds, voids and spends; 2
     /// takes the id first; 3 is paid.
     pub accounts: Bank,
@@ -539,7 +542,16 @@ impl Prober {
             )
         };
         let spend = self.moving(1, 3, "5.00");
-        self.client.send(&[taken, void, spend]).await;
+        // The spend a moment after the void, in a call of its own: decided
+        // over the void in flight, a submission of its own.
+        tokio::join!(
+            self.client.send(std::slice::from_ref(&taken)),
+            self.beside.send(std::slice::from_ref(&void)),
+            async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                self.after.send(std::slice::from_ref(&spend)).await
+            }
+        );
     }
 
     pub async fn run(mut self, until: tokio::time::Instant) {

@@ -598,6 +598,8 @@ async fn drive(
         };
         let prober = client::Prober {
             client: Client::new(*region, gateway.clone(), aside.clone(), 0),
+            beside: Client::new(*region, gateway.clone(), aside.clone(), 0),
+            after: Client::new(*region, gateway.clone(), aside.clone(), 0),
             accounts: probed,
             minter,
             rng: Rng::new(options.seed ^ PROBER_SEED ^ u64::from(*region)),

@@ -166,14 +166,14 @@ pub fn admit(
 }
 
 /// Whether a chaos bite lets in a candidate that does not apply: any
-/// (`admit-unchecked`, `resume-beside-coordinator`), or an ask for a pull
+/// (`admit-unchecked`), or an ask for a pull
 /// already asked (`pull-per-copy`: the writer of finding 2 checked
 /// transfers only).
 #[cfg(feature = "chaos-bite")]
 fn unchecked(error: &ApplyError, events: &[Event]) -> bool {
     use ledger_reservations::bite::{Bite, current};
     match current() {
-        Some(Bite::AdmitUnchecked | Bite::ResumeBesideCoordinator) => true,
+        Some(Bite::AdmitUnchecked) => true,
         Some(Bite::PullPerCopy) => {
             matches!(error, ApplyError::DuplicateTransfer { .. })
                 && events.iter().any(|event| {

@@ -158,12 +158,6 @@ impl Actor for AccountActor {
                         // to the log: nothing decided from now on may count
                         // on it either way.
                         tracing::warn!(account = %state.args.account, "parked past the deadline");
-                        // Chaos bite `resume-beside-coordinator` (audit
-                        // finding 7 put back).
-                        #[cfg(feature = "chaos-bite")]
-                        if crate::bite::is(crate::bite::Bite::ResumeBesideCoordinator) {
-                            return Ok(());
-                        }
                         state.args.gate.reset();
                     }
                 }
