@@ -19,7 +19,9 @@ thread_local! {
     static DRAWS: RefCell<Option<SmallRng>> = const { RefCell::new(None) };
 }
 
-/// Makes this thread's draws follow from `seed`, from now on.
+/// Makes this thread's draws follow from `seed`, from now on. For a
+/// simulation only: nodes of one process seeded alike would draw the same
+/// election timeouts.
 pub fn seed_this_thread(seed: u64) {
     DRAWS.with(|draws| *draws.borrow_mut() = Some(SmallRng::seed_from_u64(seed)));
 }

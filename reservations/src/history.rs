@@ -56,7 +56,10 @@ pub struct HistoryEntry {
     pub held: i128,
     /// The place of its record in its region's log: the movements of one
     /// entry share its stamp and keep the log's order (a debit counting on
-    /// a credit decided before it in the same entry comes after it).
+    /// a credit decided before it in the same entry comes after it). An
+    /// expiry carries its hold's record's place: among movements of its
+    /// own stamp it comes first, which changes only what is held in
+    /// between, never the balance.
     pub offset: usize,
 }
 
