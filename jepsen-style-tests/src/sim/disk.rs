@@ -79,11 +79,16 @@ impl Disk {
 
     /// The backend of the node's next incarnation (its database's disk).
     pub fn attach(&self) -> Arc<dyn StorageBackend> {
+        Arc::new(self.incarnation())
+    }
+
+    /// The disk as the current incarnation's database sees it.
+    fn incarnation(&self) -> Attached {
         let incarnation = self.platter().incarnation;
-        Arc::new(Attached {
+        Attached {
             disk: self.clone(),
             incarnation,
-        })
+        }
     }
 
     /// The node crashed: its database can no longer touch the disk, and
@@ -243,29 +248,8 @@ mod tests {
 
     fn open(disk: &Disk) -> redb::Database {
         redb::Builder::new()
-            .create_with_backend(Shared(disk.attach()))
+            .create_with_backend(disk.incarnation())
             .expect("the database opens")
-    }
-
-    #[derive(Debug)]
-    struct Shared(Arc<dyn StorageBackend>);
-
-    impl StorageBackend for Shared {
-        fn len(&self) -> io::Result<u64> {
-            self.0.len()
-        }
-        fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-            self.0.read(offset, out)
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.0.set_len(len)
-        }
-        fn sync_data(&self) -> io::Result<()> {
-            self.0.sync_data()
-        }
-        fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-            self.0.write(offset, data)
-        }
     }
 
     fn put(db: &redb::Database, key: u64, durability: redb::Durability) {

@@ -79,7 +79,7 @@ impl Layout {
         Self::pick(rng, &regions)
     }
 
-    fn nodes_of(&self, region: u32) -> Vec<u64> {
+    pub fn nodes_of(&self, region: u32) -> Vec<u64> {
         self.regions
             .iter()
             .find(|(of, _)| *of == region)

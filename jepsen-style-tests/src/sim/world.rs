@@ -191,19 +191,13 @@ impl World {
     }
 
     fn leader_of(&self, region: u32) -> Option<u64> {
-        self.layout
-            .regions
-            .iter()
-            .find(|(of, _)| *of == region)?
-            .1
-            .iter()
-            .find_map(|node| {
-                let (api, _) = self.directory.get(*node)?;
-                let replica = &api.node().replica;
-                replica
-                    .is_leader(ledger_replication::Group::Region(replica.region()))
-                    .then_some(*node)
-            })
+        self.layout.nodes_of(region).into_iter().find_map(|node| {
+            let (api, _) = self.directory.get(node)?;
+            let replica = &api.node().replica;
+            replica
+                .is_leader(ledger_replication::Group::Region(replica.region()))
+                .then_some(node)
+        })
     }
 
     fn strike(&mut self, fault: Fault) {
@@ -226,15 +220,8 @@ impl World {
             Fault::IsolateLeader { region } => {
                 if let Some(leader) = self.leader_of(region) {
                     self.note(&format!("the leader of region {region} is node {leader}"));
-                    let peers: Vec<u64> = self
-                        .layout
-                        .regions
-                        .iter()
-                        .filter(|(of, _)| *of == region)
-                        .flat_map(|(_, nodes)| nodes.iter().copied())
-                        .filter(|node| *node != leader)
-                        .collect();
-                    for peer in peers {
+                    let peers = self.layout.nodes_of(region);
+                    for peer in peers.into_iter().filter(|peer| *peer != leader) {
                         self.net.cut(leader, peer);
                         self.net.cut(peer, leader);
                     }
@@ -250,14 +237,7 @@ impl World {
                 }
             }
             Fault::CrashRegion { region, loss } => {
-                let nodes: Vec<u64> = self
-                    .layout
-                    .regions
-                    .iter()
-                    .filter(|(of, _)| *of == region)
-                    .flat_map(|(_, nodes)| nodes.iter().copied())
-                    .collect();
-                for node in nodes {
+                for node in self.layout.nodes_of(region) {
                     self.crash(node, loss);
                 }
             }
