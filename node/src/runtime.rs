@@ -749,9 +749,9 @@ where
         auth = auth.with_node_certificates();
     }
     let auth = Arc::new(auth);
-    let deadline = Duration::from_millis(replication.timings.rpc_deadline_ms);
     let faults = Faults::default();
-    let mut transport = GrpcTransport::new(deadline).with_faults(faults.clone());
+    let mut transport =
+        GrpcTransport::new(replication.timings.deadlines()).with_faults(faults.clone());
     if let Some(key) = auth.node_key() {
         transport = transport.with_key(key.clone());
     }

@@ -33,6 +33,8 @@ pub enum ConfigError {
     Layout(#[from] LayoutError),
     #[error("election timeouts must be above the heartbeat and min below max")]
     Timings,
+    #[error("link_bytes_per_s must be above zero")]
+    LinkRate,
 }
 
 impl ReplicaConfig {
@@ -63,6 +65,9 @@ impl ReplicaConfig {
         {
             return Err(ConfigError::Timings);
         }
+        if timings.link_bytes_per_s == 0 {
+            return Err(ConfigError::LinkRate);
+        }
         Ok(())
     }
 }
@@ -83,6 +88,7 @@ heartbeat_ms = 300
 election_min_ms = 1500
 election_max_ms = 3000
 rpc_deadline_ms = 2000
+link_bytes_per_s = 1048576
 snapshot_every_entries = 5000
 keep_entries_after_snapshot = 1000
 
@@ -161,6 +167,10 @@ addr = "ap-1:7001"
             (
                 EXAMPLE.replace("election_min_ms = 1500", "election_min_ms = 100"),
                 "election timeouts",
+            ),
+            (
+                EXAMPLE.replace("link_bytes_per_s = 1048576", "link_bytes_per_s = 0"),
+                "link_bytes_per_s",
             ),
         ];
         for (text, reason) in cases {

@@ -5,7 +5,7 @@
 use crate::codec::{self, Format};
 use crate::faults::Faults;
 use crate::gate::GateLayer;
-use crate::network::{Ballot, Peer, Transport, TransportError};
+use crate::network::{Ballot, Deadlines, Peer, Transport, TransportError};
 use crate::node::Raft;
 use crate::types::{Group, TypeConfig};
 use ledger_proto::internal::v1 as wire;
@@ -250,7 +250,7 @@ pub async fn serve(
 /// Sends Raft RPCs to other nodes over gRPC: one lazily connected channel
 /// per peer, shared by every group, at the address its membership entry gives.
 pub struct GrpcTransport {
-    deadline: Duration,
+    deadlines: Deadlines,
     faults: Faults,
     /// The `authorization` value every RPC carries (a node's key), if any.
     key: Option<MetadataValue<Ascii>>,
@@ -261,10 +261,10 @@ pub struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    /// `deadline` bounds every RPC.
-    pub fn new(deadline: Duration) -> Self {
+    /// `deadlines` bound every RPC, by the bytes it carries.
+    pub fn new(deadlines: impl Into<Deadlines>) -> Self {
         Self {
-            deadline,
+            deadlines: deadlines.into(),
             faults: Faults::default(),
             key: None,
             tls: None,
@@ -321,7 +321,6 @@ impl GrpcTransport {
         }
         let endpoint = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(self.deadline)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -342,12 +341,18 @@ impl GrpcTransport {
         payload: Vec<u8>,
         snapshot: Vec<u8>,
     ) -> Request<wire::RaftRequest> {
+        // Each RPC's deadline by its size (the channel has none of its own:
+        // one fixed deadline would cut off every large snapshot).
+        let deadline = self
+            .deadlines
+            .for_bytes(payload.len().saturating_add(snapshot.len()));
         let mut request = Request::new(wire::RaftRequest {
             group: Some(to_wire(group)),
             from,
             payload,
             snapshot,
         });
+        request.set_timeout(deadline);
         if let Some(key) = &self.key {
             request.metadata_mut().insert("authorization", key.clone());
         }

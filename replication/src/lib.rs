@@ -40,7 +40,10 @@ pub use gate::{Gate, GateLayer, Gated, InvalidKey, Open, bearer};
 pub use grpc::{GrpcTransport, Heard, RAFT_MESSAGE_BYTES_MAX, RaftService, serve};
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
-pub use network::{Ballot, Peer, Transport, TransportError};
+pub use network::{
+    APPEND_BYTES_MAX, Ballot, Deadlines, LINK_BYTES_PER_S_DEFAULT, Peer, Transport, TransportError,
+    entry_bytes,
+};
 pub use node::{
     GrantError, GroupProgress, Layout, LayoutError, NodeConfig, NodeError, ProposeError,
     ReplicaNode, Timings,
@@ -48,7 +51,7 @@ pub use node::{
 pub use state_machine::{SharedLedger, StateMachine};
 
 pub use traces::{EntryTrace, TraceBook, TraceContext, TraceKey};
-pub use types::{Applied, Group, Proposal};
+pub use types::{Applied, Group, Proposal, event_bytes};
 
 #[doc(hidden)]
 pub mod raft_types {

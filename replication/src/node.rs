@@ -4,7 +4,7 @@
 use crate::disk::{Blocking, Storage};
 use crate::faults::Faults;
 use crate::log_store::{LogStore, OpenReport};
-use crate::network::{GroupNetwork, Transport};
+use crate::network::{Deadlines, GroupNetwork, LINK_BYTES_PER_S_DEFAULT, Transport};
 use crate::state_machine::{SharedLedger, StateMachine};
 use crate::types::{Applied, Group, Proposal, TypeConfig};
 use ledger_hlc::{Clock, DriftError, Hlc};
@@ -143,26 +143,25 @@ impl Layout {
 /// Raft timings. The defaults suit regions 100 ms apart: a heartbeat every
 /// 300 ms and elections after 1.5 to 3 s of silence, so that a slow link is
 /// not taken for a dead leader.
+/// A setting left out takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Timings {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
-    /// Deadline of every Raft RPC.
+    /// Deadline of every Raft RPC, before the time its bytes take...
     pub rpc_deadline_ms: u64,
+    /// ...over the slowest link between nodes the deployment promises, in
+    /// bytes a second: a deadline grows with what an RPC carries.
+    pub link_bytes_per_s: u64,
     /// A snapshot is taken after this many entries since the last one...
     pub snapshot_every_entries: u64,
     /// ...and this many entries before it are kept for followers that lag.
     pub keep_entries_after_snapshot: u64,
     /// How long a proposal may wait to be committed and applied here. Past
     /// it the outcome is unknown: the entry may still commit.
-    #[serde(default = "propose_deadline_ms_default")]
     pub propose_deadline_ms: u64,
-}
-
-fn propose_deadline_ms_default() -> u64 {
-    10_000
 }
 
 impl Default for Timings {
@@ -172,9 +171,10 @@ impl Default for Timings {
             election_min_ms: 1_500,
             election_max_ms: 3_000,
             rpc_deadline_ms: 2_000,
+            link_bytes_per_s: LINK_BYTES_PER_S_DEFAULT,
             snapshot_every_entries: 5_000,
             keep_entries_after_snapshot: 1_000,
-            propose_deadline_ms: propose_deadline_ms_default(),
+            propose_deadline_ms: 10_000,
         }
     }
 }
@@ -188,6 +188,14 @@ impl Timings {
             election_max_ms: 600,
             rpc_deadline_ms: 500,
             ..Self::default()
+        }
+    }
+
+    /// The deadlines of this node's Raft RPCs.
+    pub fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            base: Duration::from_millis(self.rpc_deadline_ms),
+            link_bytes_per_s: self.link_bytes_per_s,
         }
     }
 
@@ -519,7 +527,7 @@ impl ReplicaNode {
                 transport: transport.clone(),
                 from: id,
                 group,
-                deadline: Duration::from_millis(timings.rpc_deadline_ms),
+                deadlines: timings.deadlines(),
             };
             let raft_config = Arc::new(timings.raft_config(group)?);
             let raft = Raft::new(id, raft_config, network, log, machine)

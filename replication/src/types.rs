@@ -62,10 +62,15 @@ enum ProposalBody<'a> {
     RegionTraced(Cow<'a, [Event]>, Cow<'a, EntryTrace>),
 }
 
-impl Serialize for Proposal {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine;
-        let body = match self {
+impl Proposal {
+    /// Its size in postcard, as the log holds it (JSON carries it in base64,
+    /// a third more). Counted without encoding it.
+    pub fn encoded_bytes(&self) -> usize {
+        encoded_bytes(&self.body())
+    }
+
+    fn body(&self) -> ProposalBody<'_> {
+        match self {
             Proposal::Region {
                 events,
                 trace: None,
@@ -75,8 +80,26 @@ impl Serialize for Proposal {
                 trace: Some(trace),
             } => ProposalBody::RegionTraced(events.as_slice().into(), Cow::Borrowed(&**trace)),
             Proposal::Control(events) => ProposalBody::Control(events.as_slice().into()),
-        };
-        let bytes = postcard::to_stdvec(&body).map_err(serde::ser::Error::custom)?;
+        }
+    }
+}
+
+/// An event's size in postcard, as an entry holds it: what bounds an entry
+/// in bytes.
+pub fn event_bytes(event: &Event) -> usize {
+    encoded_bytes(event)
+}
+
+fn encoded_bytes<T: Serialize>(value: &T) -> usize {
+    // Counting cannot fail for our types (no map of unknown length); were it
+    // to, the value counts as too large for anything but an entry of its own.
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
+}
+
+impl Serialize for Proposal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        let bytes = postcard::to_stdvec(&self.body()).map_err(serde::ser::Error::custom)?;
         if serializer.is_human_readable() {
             serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
         } else {
@@ -181,6 +204,38 @@ mod tests {
             events_as_json.len()
         );
         assert!(serde_json::from_str::<Proposal>("\"not base64!\"").is_err());
+    }
+
+    #[test]
+    fn an_entry_s_bytes_are_counted_without_encoding_it() {
+        let metadata: ledger_reservations::Metadata = (0..32)
+            .map(|at| (format!("line-{at:02}"), "m".repeat(1_000)))
+            .collect();
+        let event = |id: u128| Event {
+            stamp: Stamp::new(1, 2, NodeId(3)),
+            body: EventBody::Transfer(Transfer {
+                id: TransferId(id),
+                debit: AccountId(1),
+                credit: AccountId(2),
+                units: 12_345,
+                currency: CurrencyCode::new("USD").expect("code"),
+                debit_kind: AccountKind::User,
+                credit_kind: AccountKind::User,
+                kind: TransferKind::Posted,
+                reference: Some("r".repeat(200).into()),
+                metadata: id.is_multiple_of(2).then(|| Box::new(metadata.clone())),
+            }),
+        };
+        let events: Vec<Event> = (0..20).map(event).collect();
+        let proposal = Proposal::region(events.clone());
+        // Postcard holds a proposal as bytes: a length, then its body.
+        let held: Vec<u8> =
+            postcard::from_bytes(&postcard::to_stdvec(&proposal).expect("postcard")).expect("body");
+        assert_eq!(proposal.encoded_bytes(), held.len());
+        let of_events: usize = events.iter().map(event_bytes).sum();
+        assert!(of_events > 10 * 32 * 1_000, "{of_events}");
+        // The body is its variant, the events' count, then the events.
+        assert!(of_events < held.len() && held.len() <= of_events + 8);
     }
 
     #[test]

@@ -67,10 +67,17 @@ pub enum Bite {
     /// its coordinator) cannot be put back alone: admission refuses the
     /// second decision. For the simulation.
     AdmitUnchecked,
+    /// Puts back audit finding 9: entries are bounded in events only, an
+    /// append carries its whole batch however many bytes, and every Raft
+    /// RPC has the same fixed deadline whatever it carries. An entry too
+    /// large to cross a slow link within the deadline is sent again for
+    /// ever, and the nodes beyond that link never apply it. For the
+    /// simulation (views that never converge).
+    BytesUnbounded,
 }
 
 impl Bite {
-    pub const ALL: [Bite; 8] = [
+    pub const ALL: [Bite; 9] = [
         Bite::SkipPoolCheck,
         Bite::GrantTwice,
         Bite::AnswerBeforeCommit,
@@ -79,6 +86,7 @@ impl Bite {
         Bite::AdmitDependent,
         Bite::AdmitUnchecked,
         Bite::PullPerCopy,
+        Bite::BytesUnbounded,
     ];
 
     /// Its name in the settings.
@@ -92,6 +100,7 @@ impl Bite {
             Bite::AdmitDependent => "admit-dependent",
             Bite::AdmitUnchecked => "admit-unchecked",
             Bite::PullPerCopy => "pull-per-copy",
+            Bite::BytesUnbounded => "bytes-unbounded",
         }
     }
 
@@ -108,6 +117,7 @@ impl Bite {
             | Bite::AdmitDependent
             | Bite::AdmitUnchecked
             | Bite::PullPerCopy => "\"a committed entry always applies\"",
+            Bite::BytesUnbounded => "\"no input or fault may stop a region\"",
         }
     }
 

@@ -34,4 +34,4 @@ pub use sagas::{
     PULL_ROUNDS_MAX, PullNext, PullProgress, floor_pulls, pull_asks, pull_progress, step_id,
     withdrawal_answer,
 };
-pub use writer::{Assembled, EntryWriter, GrantHeld, ProposalFailure, entry_batch};
+pub use writer::{Assembled, EntrySize, EntryWriter, GrantHeld, ProposalFailure, entry_batch};

@@ -50,16 +50,25 @@ pub struct Assembled {
     pub held: Vec<(RegionId, GrantHeld)>,
 }
 
-/// How many of the submissions gathered, of these sizes in events, the next
-/// entry takes: the longest prefix within `max_events`, and at least one
-/// (a submission larger than an entry goes in alone). Taking a prefix keeps
-/// each decider's submissions in the order it decided them.
-pub fn entry_batch(sizes: impl IntoIterator<Item = usize>, max_events: usize) -> usize {
-    let mut events = 0;
+/// The size of a submission or an entry: its events, and their bytes as
+/// the log encodes them. As a bound, an entry holds at most this much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntrySize {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+/// How many of the submissions gathered, of these sizes, the next entry
+/// takes: the longest prefix within `max` (events and bytes both), and at
+/// least one (a submission larger than an entry goes in alone). Taking a
+/// prefix keeps each decider's submissions in the order it decided them.
+pub fn entry_batch(sizes: impl IntoIterator<Item = EntrySize>, max: EntrySize) -> usize {
+    let mut total = EntrySize::default();
     let mut count = 0;
     for size in sizes {
-        events += size;
-        if events > max_events && count > 0 {
+        total.events = total.events.saturating_add(size.events);
+        total.bytes = total.bytes.saturating_add(size.bytes);
+        if (total.events > max.events || total.bytes > max.bytes) && count > 0 {
             break;
         }
         count += 1;
@@ -202,10 +211,52 @@ mod tests {
 
     #[test]
     fn an_entry_takes_the_longest_prefix_that_fits_and_at_least_one() {
-        assert_eq!(entry_batch([], 10), 0);
-        assert_eq!(entry_batch([4, 6, 1], 10), 2);
-        assert_eq!(entry_batch([4, 7, 1], 10), 1, "a prefix: 1 waits behind 7");
-        assert_eq!(entry_batch([12, 1], 10), 1, "too large goes in alone");
+        let max = EntrySize {
+            events: 10,
+            bytes: 1_000,
+        };
+        let events = |sizes: &[usize]| -> Vec<EntrySize> {
+            sizes
+                .iter()
+                .map(|&events| EntrySize {
+                    events,
+                    bytes: events,
+                })
+                .collect()
+        };
+        assert_eq!(entry_batch(events(&[]), max), 0);
+        assert_eq!(entry_batch(events(&[4, 6, 1]), max), 2);
+        assert_eq!(
+            entry_batch(events(&[4, 7, 1]), max),
+            1,
+            "a prefix: 1 waits behind 7"
+        );
+        assert_eq!(
+            entry_batch(events(&[12, 1]), max),
+            1,
+            "too large goes in alone"
+        );
+    }
+
+    #[test]
+    fn an_entry_is_bounded_in_bytes_as_well_as_events() {
+        let max = EntrySize {
+            events: 10,
+            bytes: 1_000,
+        };
+        let bytes = |sizes: &[usize]| -> Vec<EntrySize> {
+            sizes
+                .iter()
+                .map(|&bytes| EntrySize { events: 1, bytes })
+                .collect()
+        };
+        assert_eq!(entry_batch(bytes(&[400, 500, 100, 1]), max), 3);
+        assert_eq!(entry_batch(bytes(&[400, 700, 1]), max), 1);
+        assert_eq!(
+            entry_batch(bytes(&[5_000, 1]), max),
+            1,
+            "too large goes in alone"
+        );
     }
 
     #[test]

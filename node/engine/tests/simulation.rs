@@ -30,8 +30,8 @@
 //! --nocapture`.
 
 use ledger_engine::{
-    AccountDecider, Candidate, Decider, EntryWriter, Gate, ProposalFailure, Route, Verdict,
-    coordinate, due_expiries, entry_batch, is_withdrawal, pulls_to_answer, route,
+    AccountDecider, Candidate, Decider, EntrySize, EntryWriter, Gate, ProposalFailure, Route,
+    Verdict, coordinate, due_expiries, entry_batch, is_withdrawal, pulls_to_answer, route,
     steps_a_withdrawal, withdrawal_answer, withdrawal_hold,
 };
 use ledger_hlc::{Hlc, ManualClock, NodeId, Stamp};
@@ -601,11 +601,15 @@ impl Sim {
         let view = region.gate.view_for_entry(applied);
         let stamp = region.hlc.stamp_after(home.last_stamp());
         // Past the entry's size submissions wait for the next entry.
-        let sizes = region
-            .gathered
-            .iter()
-            .map(|submission| submission.events.len());
-        let take = entry_batch(sizes, ENTRY_EVENTS_MAX);
+        let sizes = region.gathered.iter().map(|submission| EntrySize {
+            events: submission.events.len(),
+            bytes: 0,
+        });
+        let max = EntrySize {
+            events: ENTRY_EVENTS_MAX,
+            bytes: usize::MAX,
+        };
+        let take = entry_batch(sizes, max);
         let mut taken: Vec<Submission> = region.gathered.drain(..take).collect();
         let candidates = taken.iter_mut().map(|submission| Candidate {
             events: &mut submission.events,

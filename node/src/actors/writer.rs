@@ -11,7 +11,7 @@
 use super::{Collector, Gate};
 use crate::runtime::{CommandResult, NodeFailure, NodeHandle};
 use ledger_engine::{
-    Candidate, Decider, EntryWriter, GrantHeld, ProposalFailure, Refusal, entry_batch,
+    Candidate, Decider, EntrySize, EntryWriter, GrantHeld, ProposalFailure, Refusal, entry_batch,
 };
 use ledger_replication::{EntryTrace, Proposal, ProposeError, TraceContext, TraceKey};
 use ledger_reservations::{Event, EventBody};
@@ -21,8 +21,30 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-/// Events in one entry, at most.
-const ENTRY_EVENTS_MAX: usize = 8_190;
+/// One entry holds at most this many events, and this many bytes of
+/// events as the log encodes them (grants the region owes come on top, at
+/// most an entry's events of them, a hundred bytes or so each): what
+/// crosses the network in one message stays within its deadline and its
+/// size limit (audit finding 9). A submission larger than that (one call's
+/// commands on one account, bounded by the API's message size) goes in
+/// alone.
+const ENTRY_MAX: EntrySize = EntrySize {
+    events: 8_190,
+    bytes: 4 * 1024 * 1024,
+};
+/// The bound on an entry: [`ENTRY_MAX`], or events only with finding 9 put
+/// back (the `bytes-unbounded` chaos bite).
+fn entry_max() -> EntrySize {
+    #[cfg(feature = "chaos-bite")]
+    if crate::bite::is(crate::bite::Bite::BytesUnbounded) {
+        return EntrySize {
+            bytes: usize::MAX,
+            ..ENTRY_MAX
+        };
+    }
+    ENTRY_MAX
+}
+
 /// How often the writer proposes the grants owed (when no client entry
 /// carries them sooner): a pull waits for one round of it.
 const GRANTS_EVERY: Duration = Duration::from_millis(50);
@@ -89,6 +111,17 @@ pub(crate) struct Submission {
 }
 
 impl Submission {
+    fn size(&self) -> EntrySize {
+        EntrySize {
+            events: self.events.len(),
+            bytes: self
+                .events
+                .iter()
+                .map(ledger_replication::event_bytes)
+                .fold(0, usize::saturating_add),
+        }
+    }
+
     fn answer(self, result: &CommandResult) {
         let committed = matches!(result, CommandResult::Applied { .. });
         self.fill(result);
@@ -225,11 +258,8 @@ impl Actor for Writer {
             }
             WriterMsg::Flush => {
                 state.flush_queued = false;
-                let sizes = state
-                    .gathered
-                    .iter()
-                    .map(|submission| submission.events.len());
-                let take = entry_batch(sizes, ENTRY_EVENTS_MAX);
+                let sizes = state.gathered.iter().map(Submission::size);
+                let take = entry_batch(sizes, entry_max());
                 let submissions: Vec<Submission> = state.gathered.drain(..take).collect();
                 if !state.gathered.is_empty() {
                     state.flush_queued = true;
@@ -504,7 +534,7 @@ fn assemble(state: &mut WriterState, mut submissions: Vec<Submission>) -> Option
             .clock()
             .stamp_after_received(region.last_stamp(), received);
         let candidates = submissions.iter_mut().map(Submission::candidate);
-        engine.assemble(ledger, view, stamp, ENTRY_EVENTS_MAX, candidates)
+        engine.assemble(ledger, view, stamp, ENTRY_MAX.events, candidates)
     });
     for (source, held) in &assembled.held {
         match held {
