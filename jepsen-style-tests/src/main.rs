@@ -367,7 +367,7 @@ fn sim_line(report: &sim::Report) -> String {
             .join("; ")
     };
     format!(
-        "seed {}: {verdict} ({:.1} s simulated, {} calls, {} acknowledged, {} faults, {} messages, {} dropped, {} doubled)",
+        "seed {}: {verdict} ({:.1} s simulated, {} calls, {} acknowledged, {} faults, {} messages, {} dropped, {} doubled, {:.1} MB)",
         report.seed,
         report.simulated.as_secs_f64(),
         report.calls,
@@ -376,6 +376,7 @@ fn sim_line(report: &sim::Report) -> String {
         report.network.sent,
         report.network.dropped,
         report.network.duplicated,
+        report.network.bytes as f64 / 1e6,
     )
 }
 

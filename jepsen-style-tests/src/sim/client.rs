@@ -25,6 +25,8 @@ use tonic::Request;
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// Attempts of one transfer whose outcome stays unknown, at most.
 const ATTEMPTS_MAX: usize = 3;
+/// One call in this many is bulky ([`Bulk::Full`]), of 16 to 32 moves.
+const BULKY_ONE_IN: u64 = 400;
 
 /// The history as it is written, in memory.
 #[derive(Clone)]
@@ -317,14 +319,18 @@ impl Client {
     }
 
     /// Sends `transfers` in one call, each invocation and completion
-    /// written to the history; one outcome per transfer.
-    pub async fn send(&mut self, transfers: &[Transfer]) -> Vec<Outcome> {
+    /// written to the history; one outcome per transfer. A bulky call's
+    /// transfers carry a full reference and metadata.
+    pub async fn send(&mut self, transfers: &[Transfer], bulk: Bulk) -> Vec<Outcome> {
         let ops: Vec<String> = transfers.iter().map(|_| self.recorder.next_op()).collect();
         for (op, transfer) in ops.iter().zip(transfers) {
             self.recorder
                 .record(op, self.region, Event::Invoke(transfer.clone()));
         }
-        let commands = ops::commands(transfers);
+        let mut commands = ops::commands(transfers);
+        if bulk == Bulk::Full {
+            commands.iter_mut().for_each(fill);
+        }
         let answer = self.gateway.create_transfers(self.node, commands).await;
         let redirect = answer.as_ref().ok().and_then(|response| {
             response
@@ -351,10 +357,14 @@ impl Client {
     /// Sends `transfers` until each is decided or was tried
     /// [`ATTEMPTS_MAX`] times with its outcome unknown; a transfer never
     /// sent is sent again too (nothing of it was appended).
-    pub async fn settle(&mut self, mut transfers: Vec<Transfer>) -> Vec<(Transfer, Outcome)> {
+    pub async fn settle(
+        &mut self,
+        mut transfers: Vec<Transfer>,
+        bulk: Bulk,
+    ) -> Vec<(Transfer, Outcome)> {
         let mut settled = Vec::new();
         for attempt in 1..=ATTEMPTS_MAX {
-            let outcomes = self.send(&transfers).await;
+            let outcomes = self.send(&transfers, bulk).await;
             let mut again = Vec::new();
             for (transfer, outcome) in transfers.into_iter().zip(outcomes) {
                 match outcome {
@@ -372,6 +382,36 @@ impl Client {
         }
         settled
     }
+}
+
+/// What a call's transfers carry besides their moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bulk {
+    Bare,
+    /// A reference and metadata as large as the API takes (about 32 KB a
+    /// transfer): what a gateway that attaches invoices sends. The entries
+    /// they fill take seconds to cross a slow link (audit finding 9).
+    Full,
+}
+
+/// Gives a move a reference and metadata as large as the API takes.
+fn fill(command: &mut api::TransferCommand) {
+    use api::transfer_command::Kind as Command;
+    let moving = match &mut command.kind {
+        Some(Command::Transfer(moving)) => moving,
+        Some(Command::Pending(api::Hold {
+            transfer: Some(moving),
+            ..
+        })) => moving,
+        _ => return,
+    };
+    moving.reference = "r".repeat(ledger_reservations::REFERENCE_BYTES_MAX);
+    moving.metadata = (0..ledger_reservations::METADATA_ENTRIES_MAX)
+        .map(|at| {
+            let value = "m".repeat(ledger_reservations::METADATA_VALUE_BYTES_MAX);
+            (format!("invoice-line-{at:02}"), value)
+        })
+        .collect();
 }
 
 /// A minter of ids of `region`, of a layout of `regions`.
@@ -399,6 +439,8 @@ pub async fn work(
     until: tokio::time::Instant,
 ) {
     let mut rng = Rng::new(seed);
+    // Its own draws, so that bulky calls leave the others' sequence alone.
+    let mut bulk_rng = Rng::new(seed ^ 0x0062_756c_6b79);
     let users = bank.users();
     let mut holds: Vec<(Transfer, Fate, tokio::time::Instant)> = Vec::new();
     while tokio::time::Instant::now() < until {
@@ -408,7 +450,7 @@ pub async fn work(
             let (hold, fate, _) = holds.swap_remove(at);
             let id = minter.id(resolve_rng.next_u128());
             if let Some(resolution) = ops::resolution(&hold, fate, id) {
-                client.settle(vec![resolution]).await;
+                client.settle(vec![resolution], Bulk::Bare).await;
             }
             continue;
         }
@@ -419,6 +461,13 @@ pub async fn work(
             minter: &minter,
             bank,
         };
+        // Now and then a call of many transfers with full metadata.
+        if bulk_rng.below(BULKY_ONE_IN) == 0 {
+            let count = 16 + draw.rng.below(17);
+            let transfers = (0..count).map(|_| draw.moving()).collect();
+            client.settle(transfers, Bulk::Full).await;
+            continue;
+        }
         let transfers = match ops::draw(draw.rng) {
             Op::Chain => draw.chain(),
             Op::Hold => vec![draw.hold()],
@@ -430,7 +479,7 @@ pub async fn work(
             }
             Op::Move | Op::Withdrawal => vec![draw.moving()],
         };
-        for (transfer, outcome) in client.settle(transfers).await {
+        for (transfer, outcome) in client.settle(transfers, Bulk::Bare).await {
             if matches!(transfer.kind, Kind::Hold { .. }) && matches!(outcome, Outcome::Ok { .. }) {
                 let (fate, after) = ops::fate(&mut rng);
                 holds.push((transfer, fate, tokio::time::Instant::now() + after));
@@ -473,7 +522,7 @@ pub async fn setup(
         let mut pending = bank.top_ups(*region, minter, funds);
         let mut client = Client::new(*region, gateway.clone(), recorder.clone(), 0);
         while !pending.is_empty() {
-            let outcomes = client.send(&pending).await;
+            let outcomes = client.send(&pending, Bulk::Bare).await;
             pending = pending
                 .into_iter()
                 .zip(outcomes)
@@ -524,7 +573,10 @@ impl Prober {
         let mut hold = self.moving(1, 3, "5.00");
         hold.kind = Kind::Hold { timeout_ms: 60_000 };
         for transfer in [top_up, hold.clone()] {
-            let outcome = self.client.send(std::slice::from_ref(&transfer)).await;
+            let outcome = self
+                .client
+                .send(std::slice::from_ref(&transfer), Bulk::Bare)
+                .await;
             if !matches!(outcome[0], Outcome::Ok { .. }) {
                 return;
             }
@@ -545,11 +597,13 @@ impl Prober {
         // The spend a moment after the void, in a call of its own: decided
         // over the void in flight, a submission of its own.
         tokio::join!(
-            self.client.send(std::slice::from_ref(&taken)),
-            self.beside.send(std::slice::from_ref(&void)),
+            self.client.send(std::slice::from_ref(&taken), Bulk::Bare),
+            self.beside.send(std::slice::from_ref(&void), Bulk::Bare),
             async {
                 tokio::time::sleep(Duration::from_millis(1)).await;
-                self.after.send(std::slice::from_ref(&spend)).await
+                self.after
+                    .send(std::slice::from_ref(&spend), Bulk::Bare)
+                    .await
             }
         );
     }

@@ -1,19 +1,24 @@
 //! The simulated network between the nodes' Raft groups: every RPC and its
 //! answer cross it, each way delayed as the seed decides, and, while the
 //! network is lossy, dropped or delivered twice; links can be cut one way
-//! or both. Delivery itself is replication's in-process transport: a call
-//! on the target node's Raft, which runs it in the target's runtime.
+//! or both. Messages are counted in bytes (as gRPC would carry them): each
+//! takes its bytes' time over its link (fast inside a region, slow between
+//! regions), and one larger than gRPC's limit is refused. Each message has
+//! the link to itself: messages in flight do not queue behind each other.
+//! Delivery itself is replication's in-process transport: a call on the
+//! target node's Raft, which runs it in the target's runtime.
 
 use crate::rng::Rng;
 use ledger_replication::raft_types::TypeConfig;
 use ledger_replication::{
-    Ballot, Group, LocalTransport, Peer, ReplicaNode, Transport, TransportError,
+    Ballot, Group, LocalTransport, Peer, RAFT_MESSAGE_BYTES_MAX, ReplicaNode, Transport,
+    TransportError, entry_bytes,
 };
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -38,6 +43,35 @@ impl Weather {
     };
 }
 
+/// What a message holds besides its payload (ids, vote, framing), and the
+/// size of one that holds nothing else (a vote, an answer).
+const FRAME_BYTES: usize = 128;
+
+/// The links' speeds, in bytes a second.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// Each node's region.
+    pub region_of: BTreeMap<u64, u32>,
+    pub within_region: u64,
+    pub between_regions: u64,
+}
+
+impl Links {
+    fn rate(&self, from: u64, to: u64) -> u64 {
+        match self.region_of.get(&from) == self.region_of.get(&to) {
+            true => self.within_region,
+            false => self.between_regions,
+        }
+    }
+
+    /// How long `bytes` take from `from` to `to`.
+    fn time(&self, from: u64, to: u64, bytes: usize) -> Duration {
+        let rate = u128::from(self.rate(from, to).max(1));
+        let micros = (bytes as u128).saturating_mul(1_000_000) / rate;
+        Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+}
+
 #[derive(Debug)]
 struct State {
     rng: Rng,
@@ -47,18 +81,22 @@ struct State {
     counts: Counts,
 }
 
-/// Messages the network carried, dropped and doubled.
+/// Messages the network carried, dropped and doubled, the bytes it
+/// carried, and the messages it refused as too large.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub sent: u64,
     pub dropped: u64,
     pub duplicated: u64,
+    pub bytes: u64,
+    pub too_large: u64,
 }
 
 /// The network. Clones share it.
 #[derive(Clone)]
 pub struct Net {
     delivery: LocalTransport,
+    links: Arc<Links>,
     state: Arc<Mutex<State>>,
 }
 
@@ -72,9 +110,10 @@ enum Fate {
 }
 
 impl Net {
-    pub fn new(seed: u64) -> Self {
+    pub fn new(seed: u64, links: Links) -> Self {
         Self {
             delivery: LocalTransport::default(),
+            links: Arc::new(links),
             state: Arc::new(Mutex::new(State {
                 rng: Rng::new(seed),
                 weather: Weather::CALM,
@@ -117,17 +156,20 @@ impl Net {
         self.state().counts
     }
 
-    fn fate(&self, from: u64, to: u64) -> Fate {
+    fn fate(&self, from: u64, to: u64, bytes: usize) -> Fate {
         let mut state = self.state();
         state.counts.sent += 1;
         let weather = state.weather;
         let (low, high) = weather.delay_ms;
-        let delay =
-            |rng: &mut Rng| Duration::from_millis(low + rng.below(high.saturating_sub(low) + 1));
+        let carried = self.links.time(from, to, bytes);
+        let delay = |rng: &mut Rng| {
+            Duration::from_millis(low + rng.below(high.saturating_sub(low) + 1)) + carried
+        };
         if state.cut.contains(&(from, to)) || state.rng.below(1_000) < weather.drop_per_mille {
             state.counts.dropped += 1;
             return Fate::Lost;
         }
+        state.counts.bytes += bytes as u64;
         let first = delay(&mut state.rng);
         let again = (state.rng.below(1_000) < weather.duplicate_per_mille).then(|| {
             state.counts.duplicated += 1;
@@ -139,20 +181,29 @@ impl Net {
         }
     }
 
-    /// Carries one RPC from `from` to `to.id` and its answer back. A message
-    /// lost either way is the caller's deadline running out (openraft's
-    /// network bounds every RPC).
+    /// Carries one RPC of `bytes` from `from` to `to.id` and its answer
+    /// back. A message lost either way is the caller's deadline running
+    /// out (openraft's network bounds every RPC); one past gRPC's size
+    /// limit is refused at once, as gRPC refuses to encode it.
     async fn carry<R, Fut>(
         &self,
         from: u64,
         to: u64,
+        bytes: usize,
         call: impl Fn() -> Fut + Send + Sync + 'static,
     ) -> Result<R, TransportError>
     where
         R: Send + 'static,
         Fut: Future<Output = Result<R, TransportError>> + Send + 'static,
     {
-        let Fate::Delivered { delay, again } = self.fate(from, to) else {
+        if bytes > RAFT_MESSAGE_BYTES_MAX {
+            self.state().counts.too_large += 1;
+            return Err(TransportError::Unreachable {
+                node: to,
+                reason: format!("a message of {bytes} bytes is over the limit"),
+            });
+        }
+        let Fate::Delivered { delay, again } = self.fate(from, to, bytes) else {
             return std::future::pending().await;
         };
         let call = Arc::new(call);
@@ -165,7 +216,7 @@ impl Net {
         }
         tokio::time::sleep(delay).await;
         let answer = call().await;
-        match self.fate(to, from) {
+        match self.fate(to, from, FRAME_BYTES) {
             Fate::Lost => std::future::pending().await,
             Fate::Delivered { delay, .. } => {
                 tokio::time::sleep(delay).await;
@@ -184,7 +235,12 @@ impl Transport for Net {
         request: AppendEntriesRequest<TypeConfig>,
     ) -> Result<AppendEntriesResponse<TypeConfig>, TransportError> {
         let (delivery, peer) = (self.delivery.clone(), to.clone());
-        self.carry(from, to.id, move || {
+        let bytes = request
+            .entries
+            .iter()
+            .map(entry_bytes)
+            .fold(FRAME_BYTES, usize::saturating_add);
+        self.carry(from, to.id, bytes, move || {
             let (delivery, peer, request) = (delivery.clone(), peer.clone(), request.clone());
             async move { delivery.append_entries(from, &peer, group, request).await }
         })
@@ -200,7 +256,7 @@ impl Transport for Net {
         request: VoteRequest<TypeConfig>,
     ) -> Result<VoteResponse<TypeConfig>, TransportError> {
         let (delivery, peer) = (self.delivery.clone(), to.clone());
-        self.carry(from, to.id, move || {
+        self.carry(from, to.id, FRAME_BYTES, move || {
             let (delivery, peer, request) = (delivery.clone(), peer.clone(), request.clone());
             async move { delivery.vote(from, &peer, group, ballot, request).await }
         })
@@ -216,7 +272,8 @@ impl Transport for Net {
         snapshot: SnapshotOf<TypeConfig, Vec<u8>>,
     ) -> Result<SnapshotResponse<TypeConfig>, TransportError> {
         let (delivery, peer) = (self.delivery.clone(), to.clone());
-        self.carry(from, to.id, move || {
+        let bytes = snapshot.snapshot.len().saturating_add(FRAME_BYTES);
+        self.carry(from, to.id, bytes, move || {
             let (delivery, peer) = (delivery.clone(), peer.clone());
             let (vote, snapshot) = (vote, snapshot.clone());
             async move {

@@ -3,11 +3,11 @@
 //! they agree, and the checkers' verdict. Everything happens on the
 //! calling thread, one tick at a time.
 
-use super::client::{self, Client, Gateway, Recorder};
+use super::client::{self, Bulk, Client, Gateway, Recorder};
 use super::disk::Loss;
 use super::hosts::{Directory, Host, SimClock, runtime};
 use super::nemesis::{Fault, Layout};
-use super::net::{Counts, Net, Weather};
+use super::net::{Counts, Links, Net, Weather};
 use crate::bank::Bank;
 use crate::check::{CHECKERS, Evidence};
 use crate::history::{History, Outcome, Transfer};
@@ -50,6 +50,11 @@ pub struct Options {
     /// What each user is topped up by in each region: little makes debits
     /// pull from other regions often.
     pub funds: String,
+    /// The speed of a link between regions, in bytes a second (inside a
+    /// region links are a hundred times faster); the nodes are told it as
+    /// the slowest link they can count on. Slow enough that a call of
+    /// transfers carrying full metadata takes seconds to cross.
+    pub link_bytes_per_s: u64,
     /// An audit finding put back on purpose (a chaos bite), to show the
     /// simulation catches it.
     #[cfg(feature = "chaos-bite")]
@@ -69,6 +74,7 @@ impl Options {
             faults: true,
             // Every other seed tops up little, so that pulls are frequent.
             funds: if seed.is_multiple_of(2) { "1000" } else { "40" }.to_owned(),
+            link_bytes_per_s: 256 * 1024,
             #[cfg(feature = "chaos-bite")]
             bite: None,
         }
@@ -118,11 +124,12 @@ struct Outcomes {
     failures: Vec<String>,
 }
 
-fn settings(id: u64, nodes: &[(u64, u32)]) -> Result<NodeSettings, String> {
+fn settings(id: u64, nodes: &[(u64, u32)], link_bytes_per_s: u64) -> Result<NodeSettings, String> {
     let mut text = format!(
         "api_listen = \"sim\"\ninsecure_no_auth = true\nclock_watch = false\n\
          park_deadline_ms = {PARK_DEADLINE_MS}\n\
-         [replication]\nnode_id = {id}\ndata_dir = \"/nonexistent\"\nlisten = \"sim\"\n"
+         [replication]\nnode_id = {id}\ndata_dir = \"/nonexistent\"\nlisten = \"sim\"\n\
+         [replication.timings]\nlink_bytes_per_s = {link_bytes_per_s}\n"
     );
     for (node, region) in nodes {
         let _ = write!(
@@ -364,7 +371,14 @@ pub fn run(options: &Options) -> Report {
     let mut world = World {
         options: options.clone(),
         clock: SimClock::default(),
-        net: Net::new(options.seed ^ 0x006e_6574_776f_726b),
+        net: Net::new(
+            options.seed ^ 0x006e_6574_776f_726b,
+            Links {
+                region_of: nodes.iter().copied().collect(),
+                within_region: options.link_bytes_per_s.saturating_mul(100),
+                between_regions: options.link_bytes_per_s,
+            },
+        ),
         directory: Directory::default(),
         hosts: Vec::new(),
         layout,
@@ -376,7 +390,7 @@ pub fn run(options: &Options) -> Report {
     };
     let _ = writeln!(
         world.trace,
-        "seed {} · {} regions × {} nodes · {} users funded {} a region · {} clients per region · faults {} for {:?}",
+        "seed {} · {} regions × {} nodes · {} users funded {} a region · {} clients per region · faults {} for {:?} · {} bytes/s between regions",
         options.seed,
         options.regions,
         options.nodes_per_region,
@@ -384,7 +398,8 @@ pub fn run(options: &Options) -> Report {
         options.funds,
         options.clients_per_region,
         if options.faults { "on" } else { "off" },
-        options.faults_for
+        options.faults_for,
+        options.link_bytes_per_s
     );
     #[cfg(feature = "chaos-bite")]
     if let Some(bite) = options.bite {
@@ -396,7 +411,7 @@ pub fn run(options: &Options) -> Report {
         );
     }
     for (id, region) in &nodes {
-        match settings(*id, &nodes) {
+        match settings(*id, &nodes, options.link_bytes_per_s) {
             Ok(settings) => world.hosts.push(Host::new(*id, *region, settings)),
             Err(why) => return world.failed(why),
         }
@@ -615,7 +630,7 @@ async fn drive(
             "0.01".into(),
         );
         loop {
-            let outcome = client.send(std::slice::from_ref(&probe)).await;
+            let outcome = client.send(std::slice::from_ref(&probe), Bulk::Bare).await;
             if matches!(outcome[0], Outcome::Ok { .. }) {
                 break;
             }
