@@ -118,7 +118,7 @@ async fn group_commit(concurrency: usize) -> f64 {
     let mut nodes = Vec::new();
     let mut servers = Vec::new();
     for (id, listener) in listeners {
-        let transport = Arc::new(GrpcTransport::new(Duration::from_secs(2)));
+        let transport = Arc::new(GrpcTransport::new(timings.deadlines()));
         let node = ReplicaNode::start(
             id,
             &layout,

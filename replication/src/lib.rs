@@ -41,8 +41,8 @@ pub use grpc::{GrpcTransport, Heard, RAFT_MESSAGE_BYTES_MAX, RaftService, serve}
 pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
 pub use network::{
-    APPEND_BYTES_MAX, Ballot, Deadlines, LINK_BYTES_PER_S_DEFAULT, Peer, Transport, TransportError,
-    entry_bytes,
+    APPEND_BYTES_MAX, Ballot, DEADLINE_MAX, Deadlines, LINK_BYTES_PER_S_DEFAULT, Peer, Transport,
+    TransportError, entry_bytes,
 };
 pub use node::{
     GrantError, GroupProgress, Layout, LayoutError, NodeConfig, NodeError, ProposeError,

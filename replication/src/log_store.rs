@@ -195,23 +195,55 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    /// The entries of `range`, in order, until their stored bytes pass
+    /// `bytes_max` (at least one entry when the range holds any).
+    async fn read_range(
+        &mut self,
+        range: (Bound<u64>, Bound<u64>),
+        bytes_max: usize,
+    ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
+        self.blocking(move |store| {
+            let txn = store.db.begin_read().map_err(other)?;
+            let table = txn.open_table(store.log()).map_err(other)?;
+            let mut entries = Vec::new();
+            let mut bytes = 0usize;
+            for row in table.range::<u64>(range).map_err(other)? {
+                let (_, record) = row.map_err(other)?;
+                let stored = record.value();
+                if !entries.is_empty() && bytes.saturating_add(stored.len()) > bytes_max {
+                    break;
+                }
+                bytes = bytes.saturating_add(stored.len());
+                entries.push(codec::decode(Format::Json, stored)?);
+            }
+            Ok(entries)
+        })
+        .await
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
         let range = (range.start_bound().cloned(), range.end_bound().cloned());
-        self.blocking(move |store| {
-            let txn = store.db.begin_read().map_err(other)?;
-            let table = txn.open_table(store.log()).map_err(other)?;
-            let mut entries = Vec::new();
-            for row in table.range::<u64>(range).map_err(other)? {
-                let (_, record) = row.map_err(other)?;
-                entries.push(codec::decode(Format::Json, record.value())?);
-            }
-            Ok(entries)
-        })
-        .await
+        self.read_range(range, usize::MAX).await
+    }
+
+    /// What replication sends next: at most an append's bytes as stored
+    /// (the stored JSON is what the wire carries), so a follower catching
+    /// up on large entries is not read hundreds of entries it will not be
+    /// sent (the network cuts an append at the same bound).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> io::Result<Vec<EntryOf<TypeConfig>>> {
+        let range = (Bound::Included(start), Bound::Excluded(end));
+        self.read_range(range, crate::network::append_bytes_max())
+            .await
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<VoteOf<TypeConfig>>> {

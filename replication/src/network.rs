@@ -23,8 +23,13 @@ use std::time::Duration;
 pub const APPEND_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// What an entry adds to an append besides its payload: its log id and
-/// JSON's framing, counted generously.
-const ENTRY_FRAME_BYTES: usize = 128;
+/// JSON's framing (about 130 bytes with the largest numbers), counted
+/// generously.
+const ENTRY_FRAME_BYTES: usize = 256;
+
+/// A membership entry's payload, counted generously: a few nodes, each an
+/// id and an address.
+const MEMBERSHIP_BYTES: usize = 4 * 1024;
 
 /// How long an RPC may take: a base for the round trip and the far side's
 /// work, plus the time its bytes take over the slowest link the deployment
@@ -35,9 +40,16 @@ pub struct Deadlines {
     pub link_bytes_per_s: u64,
 }
 
-/// The slowest link between nodes a deployment promises unless it says
-/// otherwise: 1 MiB/s, far below any link between regions today, so that a
-/// deadline is missed only by a link that is failing.
+/// The longest deadline an RPC is given, whatever the settings and its
+/// size: a day (a setting meant as "no deadline" must not overflow
+/// tonic's, which panics past about 11,000 years).
+pub const DEADLINE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The link rate a deployment promises each RPC unless it says otherwise:
+/// 1 MiB/s, far below any link between regions today. It is a share, not
+/// the link: every group's RPCs to one peer share one connection, so a
+/// link near this rate carrying several large RPCs at once misses their
+/// deadlines. Set it to what one RPC can count on when the link is busy.
 pub const LINK_BYTES_PER_S_DEFAULT: u64 = 1024 * 1024;
 
 impl From<Duration> for Deadlines {
@@ -51,17 +63,17 @@ impl From<Duration> for Deadlines {
 }
 
 impl Deadlines {
-    /// The deadline of an RPC that carries `bytes`.
+    /// The deadline of an RPC that carries `bytes`; at most
+    /// [`DEADLINE_MAX`].
     pub fn for_bytes(&self, bytes: usize) -> Duration {
         #[cfg(feature = "chaos-bite")]
         if bytes_unbounded() {
-            return self.base;
+            return self.base.min(DEADLINE_MAX);
         }
         let rate = u128::from(self.link_bytes_per_s.max(1));
         let micros = (bytes as u128).saturating_mul(1_000_000) / rate;
-        self.base.saturating_add(Duration::from_micros(
-            u64::try_from(micros).unwrap_or(u64::MAX),
-        ))
+        let carried = Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX));
+        self.base.saturating_add(carried).min(DEADLINE_MAX)
     }
 }
 
@@ -70,7 +82,8 @@ impl Deadlines {
 pub fn entry_bytes(entry: &EntryOf<TypeConfig>) -> usize {
     let payload = match &entry.payload {
         EntryPayload::Normal(proposal) => proposal.encoded_bytes().saturating_mul(4) / 3,
-        EntryPayload::Membership(_) | EntryPayload::Blank => 0,
+        EntryPayload::Membership(_) => MEMBERSHIP_BYTES,
+        EntryPayload::Blank => 0,
     };
     payload.saturating_add(ENTRY_FRAME_BYTES)
 }
@@ -78,21 +91,28 @@ pub fn entry_bytes(entry: &EntryOf<TypeConfig>) -> usize {
 /// How many of `entries` one append carries: the longest prefix within
 /// [`APPEND_BYTES_MAX`], and at least one; and their bytes.
 fn append_prefix(entries: &[EntryOf<TypeConfig>]) -> (usize, usize) {
-    #[cfg(feature = "chaos-bite")]
-    let unbounded = bytes_unbounded();
-    #[cfg(not(feature = "chaos-bite"))]
-    let unbounded = false;
+    let bytes_max = append_bytes_max();
     let mut bytes = 0usize;
     let mut count = 0;
     for entry in entries {
         let more = entry_bytes(entry);
-        if count > 0 && !unbounded && bytes.saturating_add(more) > APPEND_BYTES_MAX {
+        if count > 0 && bytes.saturating_add(more) > bytes_max {
             break;
         }
         bytes = bytes.saturating_add(more);
         count += 1;
     }
     (count, bytes)
+}
+
+/// The bytes of entries one append carries at most: [`APPEND_BYTES_MAX`],
+/// or no bound with finding 9 put back.
+pub(crate) fn append_bytes_max() -> usize {
+    #[cfg(feature = "chaos-bite")]
+    if bytes_unbounded() {
+        return usize::MAX;
+    }
+    APPEND_BYTES_MAX
 }
 
 /// Audit finding 9 put back (the `bytes-unbounded` chaos bite).
@@ -501,8 +521,13 @@ mod tests {
         };
         assert_eq!(deadlines.for_bytes(0), Duration::from_secs(2));
         assert_eq!(deadlines.for_bytes(3_000_000), Duration::from_secs(5));
-        // Saturates, never overflows.
-        assert!(deadlines.for_bytes(usize::MAX) > Duration::from_secs(1_000_000_000));
+        // Saturates, never overflows, and stays within what tonic carries.
+        assert_eq!(deadlines.for_bytes(usize::MAX), DEADLINE_MAX);
+        let forever = Deadlines {
+            base: Duration::from_millis(u64::MAX),
+            link_bytes_per_s: 1,
+        };
+        assert_eq!(forever.for_bytes(0), DEADLINE_MAX);
     }
 
     fn connection(error: TransportError) -> Connection<Failing> {

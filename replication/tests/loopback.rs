@@ -42,9 +42,7 @@ async fn start(nodes: &[(u64, u16)], dir: &std::path::Path) -> (Layout, BTreeMap
     let timings = Timings::local();
     let mut served = BTreeMap::new();
     for (id, listener) in listeners {
-        let transport = Arc::new(GrpcTransport::new(Duration::from_millis(
-            timings.rpc_deadline_ms,
-        )));
+        let transport = Arc::new(GrpcTransport::new(timings.deadlines()));
         let node = ReplicaNode::start(
             id,
             &layout,

@@ -99,6 +99,52 @@ mod durability {
         dir
     }
 
+    /// A transfer carrying as much metadata as one may (about 33 KB).
+    fn bulky(id: u128) -> Event {
+        let mut event = top_up(id, 100);
+        if let EventBody::Transfer(transfer) = &mut event.body {
+            transfer.metadata = Some(Box::new(
+                (0..METADATA_ENTRIES_MAX)
+                    .map(|at| {
+                        (
+                            format!("line-{at:02}"),
+                            "m".repeat(METADATA_VALUE_BYTES_MAX),
+                        )
+                    })
+                    .collect(),
+            ));
+        }
+        event
+    }
+
+    #[tokio::test]
+    async fn replication_reads_at_most_an_append_s_bytes_and_at_least_one_entry() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (db, _) = open_node(dir.path());
+        let (mut log, _) = LogStore::open(db, GROUP).expect("opens");
+        // About 4.4 MB each as stored: one goes per read of 8 MiB.
+        let entries = (1..=5)
+            .map(|index| {
+                let events = (0..100)
+                    .map(|at| bulky(index as u128 * 1_000 + at))
+                    .collect();
+                entry(index, events)
+            })
+            .collect();
+        append(&mut log, entries).await;
+        let all = log.try_get_log_entries(1..6).await.expect("reads");
+        assert_eq!(all.len(), 5);
+        let limited = log.limited_get_log_entries(1, 6).await.expect("reads");
+        assert_eq!(limited.len(), 1);
+        assert_eq!(limited[0], all[0]);
+        let small = (6..=9)
+            .map(|index| entry(index, vec![top_up(index as u128, 100)]))
+            .collect();
+        append(&mut log, small).await;
+        let limited = log.limited_get_log_entries(6, 10).await.expect("reads");
+        assert_eq!(limited.len(), 4, "small entries are read whole");
+    }
+
     #[tokio::test]
     async fn a_corrupt_tail_is_cut_off_on_open_and_never_read() {
         let dir = log_of_five().await;
