@@ -42,7 +42,7 @@ pub use local::LocalTransport;
 pub use log_store::{LogStore, OpenReport};
 pub use network::{
     APPEND_BYTES_MAX, Ballot, DEADLINE_MAX, Deadlines, LINK_BYTES_PER_S_DEFAULT, Peer, Transport,
-    TransportError, entry_bytes,
+    TransportError, carry_time, entry_bytes,
 };
 pub use node::{
     GrantError, GroupProgress, Layout, LayoutError, NodeConfig, NodeError, ProposeError,

@@ -70,11 +70,17 @@ impl Deadlines {
         if bytes_unbounded() {
             return self.base.min(DEADLINE_MAX);
         }
-        let rate = u128::from(self.link_bytes_per_s.max(1));
-        let micros = (bytes as u128).saturating_mul(1_000_000) / rate;
-        let carried = Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX));
+        let carried = carry_time(bytes, self.link_bytes_per_s);
         self.base.saturating_add(carried).min(DEADLINE_MAX)
     }
+}
+
+/// How long `bytes` take over a link of `bytes_per_s` (a rate of zero
+/// counts as one byte a second); saturates, never overflows.
+pub fn carry_time(bytes: usize, bytes_per_s: u64) -> Duration {
+    let rate = u128::from(bytes_per_s.max(1));
+    let micros = (bytes as u128).saturating_mul(1_000_000) / rate;
+    Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
 }
 
 /// The bytes an entry takes in an append (its payload in base64 inside

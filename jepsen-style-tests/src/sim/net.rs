@@ -12,7 +12,7 @@ use crate::rng::Rng;
 use ledger_replication::raft_types::TypeConfig;
 use ledger_replication::{
     Ballot, Group, LocalTransport, Peer, RAFT_MESSAGE_BYTES_MAX, ReplicaNode, Transport,
-    TransportError, entry_bytes,
+    TransportError, carry_time, entry_bytes,
 };
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::raft::{
@@ -66,9 +66,7 @@ impl Links {
 
     /// How long `bytes` take from `from` to `to`.
     fn time(&self, from: u64, to: u64, bytes: usize) -> Duration {
-        let rate = u128::from(self.rate(from, to).max(1));
-        let micros = (bytes as u128).saturating_mul(1_000_000) / rate;
-        Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+        carry_time(bytes, self.rate(from, to))
     }
 }
 
